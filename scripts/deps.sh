@@ -1,0 +1,31 @@
+#!/bin/sh
+# Install the Debian packages gatehouse needs to build, run and test, and only those
+# that are missing (idempotent; a warm machine does nothing). Run as root.
+set -eu
+PKGS="build-essential pkg-config libyaml-dev libpcre2-dev
+      curl python3 python3-pytest python3-requests
+      nginx haproxy wrk clang libclang-rt-14-dev"
+missing=""
+for p in $PKGS; do
+    st=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+    [ "$st" = "installed" ] || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+echo "make deps: installing:$missing"
+if [ "$(id -u)" != 0 ]; then
+    echo "make deps: run as root (or install:$missing)" >&2
+    exit 1
+fi
+# Keep package scripts from starting the services we only use as test peers.
+created_policy=0
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    created_policy=1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq || true
+rc=0
+apt-get install -y -qq --no-install-recommends $missing || rc=$?
+[ "$created_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
+exit $rc

@@ -1,0 +1,200 @@
+/* config.h: the configuration model, its YAML loader and validator.
+ *
+ * A configuration is loaded (libyaml), validated and compiled into one immutable,
+ * refcounted snapshot (gh_conf_t): names resolved to pointers, addresses resolved,
+ * regexes compiled (PCRE2, JIT), host index built for the router, per-route
+ * limits and timeouts merged from global -> upstream -> route. Workers read a
+ * snapshot without locks; a reload builds a new one and swaps it in
+ * (src/core/worker.c). Every error names FILE:LINE:COL, the key path and a message.
+ *
+ * Called by main.c (run, validate, proxy), the worker reload path and tests.
+ * Calls libyaml, PCRE2, getaddrinfo. */
+#ifndef GH_CONFIG_CONFIG_H
+#define GH_CONFIG_CONFIG_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "core/common.h"
+
+typedef struct pcre2_real_code_8 gh_regex_t; /* pcre2_code */
+
+typedef struct {
+    uint32_t max_request_line; /* default 8192 -> 414 */
+    uint32_t max_header_size;  /* default 32768 -> 431 */
+    uint32_t max_headers;      /* default 100 -> 431 */
+    uint64_t max_body_size;    /* default 100 MiB -> 413; 0 = unlimited */
+} gh_conf_limits_t;
+
+/* All in milliseconds; 0 = no limit (only allowed where documented). */
+typedef struct {
+    uint32_t client_header;     /* whole request head must arrive within (default 10 s) */
+    uint32_t client_body;       /* max gap between body reads from the client (default 60 s) */
+    uint32_t client_send;       /* max gap while the client does not read our response (default 60 s) */
+    uint32_t keepalive;         /* idle client connection between requests (default 75 s) */
+    uint32_t upstream_connect;  /* TCP connect to a backend (default 5 s) */
+    uint32_t upstream_response; /* request sent -> response head received (default 60 s) */
+    uint32_t upstream_idle;     /* max gap between upstream reads/writes in a body (default 60 s) */
+    uint32_t request;           /* whole request, first byte to last (default 0 = none) */
+} gh_conf_timeouts_t;
+
+typedef struct {
+    char *name; /* "host:port" as written */
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    uint32_t weight; /* default 1 */
+} gh_conf_backend_t;
+
+typedef struct gh_conf_upstream {
+    char *name;
+    uint32_t index; /* position in gh_conf_t.upstreams */
+    gh_conf_backend_t *backends;
+    uint32_t nbackends;
+    uint32_t keepalive;         /* idle connections kept per worker per backend (default 128) */
+    uint32_t keepalive_timeout; /* ms an idle pooled connection is kept (default 60 s) */
+    void *stats; /* obs: this upstream's metrics series (gh_upstream_stats_t *), bound after load */
+} gh_conf_upstream_t;
+
+typedef struct {
+    char *name;
+    size_t name_len;
+    char *value;
+    size_t value_len;
+} gh_conf_kv_t;
+
+enum { GH_MATCH_EXACT = 1, GH_MATCH_PREFIX, GH_MATCH_REGEX, GH_MATCH_PRESENT };
+
+typedef struct {
+    char *name; /* header name */
+    size_t name_len;
+    int kind;   /* GH_MATCH_EXACT, GH_MATCH_REGEX or GH_MATCH_PRESENT */
+    char *value;
+    size_t value_len;
+    gh_regex_t *re;
+} gh_conf_header_match_t;
+
+struct gh_conf_tenant;
+struct gh_conf_site;
+
+typedef struct gh_conf_route {
+    char *name; /* default "route<N>" */
+    struct gh_conf_site *site;
+    struct gh_conf_tenant *tenant;
+    /* match */
+    int path_kind; /* 0 = any path, GH_MATCH_EXACT, GH_MATCH_PREFIX, GH_MATCH_REGEX */
+    char *path;
+    size_t path_len;
+    gh_regex_t *path_re;
+    uint32_t methods; /* bit (1u << enum gh_h1_method); 0 = any; GH_M_OTHER bit = unknown methods */
+    gh_conf_header_match_t *headers;
+    uint32_t nheaders;
+    /* action: exactly one of upstream / respond */
+    gh_conf_upstream_t *upstream;
+    int has_respond;
+    struct {
+        int status;
+        char *body;
+        size_t body_len;
+        gh_conf_kv_t *headers;
+        uint32_t nheaders;
+    } respond;
+    /* merged settings */
+    uint64_t max_body_size;
+    gh_conf_timeouts_t timeouts;
+    void *stats; /* obs: this route's metrics series (gh_route_stats_t *), set at compile */
+} gh_conf_route_t;
+
+typedef struct {
+    char *name;   /* lowercased; "*.example.com" stored as ".example.com" with wildcard = 1 */
+    size_t len;
+    int wildcard; /* matches any name ending in .example.com (not example.com itself) */
+    int any;      /* "*": catch-all */
+} gh_conf_host_t;
+
+typedef struct gh_conf_site {
+    char *name; /* default: first host */
+    struct gh_conf_tenant *tenant;
+    gh_conf_host_t *hosts;
+    uint32_t nhosts;
+    gh_conf_route_t *routes;
+    uint32_t nroutes;
+} gh_conf_site_t;
+
+typedef struct gh_conf_tenant {
+    char *name;
+    gh_conf_site_t *sites;
+    uint32_t nsites;
+} gh_conf_tenant_t;
+
+enum { GH_LISTEN_PROXY = 1, GH_LISTEN_ADMIN, GH_LISTEN_DEMO };
+
+typedef struct {
+    char *name;
+    char *listen; /* as written: "127.0.0.1:8080", "[::1]:8080", ":8080" */
+    int role;     /* GH_LISTEN_* */
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    uint32_t backlog; /* default 4096 */
+} gh_conf_listener_t;
+
+typedef struct {
+    int family; /* AF_INET or AF_INET6 */
+    uint8_t addr[16];
+    uint8_t prefix;
+} gh_cidr_t;
+
+typedef struct gh_conf {
+    int refs; /* atomic; gh_conf_ref/unref */
+    char *path; /* the file it came from ("<proxy>" for quick mode) */
+    uint32_t workers; /* default: number of online CPUs */
+    char *pid_file;   /* optional */
+    uint32_t drain_timeout; /* ms to finish in-flight requests on SIGTERM (default 30 s) */
+    gh_conf_limits_t limits;
+    gh_conf_timeouts_t timeouts;
+    gh_cidr_t *trusted_proxies;
+    uint32_t ntrusted_proxies;
+    struct {
+        int enabled; /* default 1 */
+        char *path;  /* default "-" = stdout */
+    } access_log;
+    int via; /* add Via to forwarded requests (default 1) */
+    gh_conf_listener_t *listeners; /* proxy, admin and demo listeners */
+    uint32_t nlisteners;
+    gh_conf_upstream_t *upstreams;
+    uint32_t nupstreams;
+    gh_conf_tenant_t *tenants;
+    uint32_t ntenants;
+    void *router; /* host index, built at compile (router.c) */
+    void *arena;  /* owns everything above */
+} gh_conf_t;
+
+/* Collected errors, each "FILE:LINE:COL: key.path: message". */
+typedef struct {
+    char **msgs;
+    uint32_t n;
+} gh_conf_errors_t;
+
+/* Load, validate and compile a YAML file. 0 and *out on success (refs = 1);
+ * GH_ECONFIG with every error found in errs otherwise. */
+int gh_conf_load_file(const char *path, gh_conf_t **out, gh_conf_errors_t *errs);
+/* Same from memory; name is used in messages in place of a file name. */
+int gh_conf_load_string(const char *name, const char *yaml, size_t len, gh_conf_t **out,
+                        gh_conf_errors_t *errs);
+/* Quick mode: one proxy listener at from, one upstream of the to addresses, one
+ * catch-all route. Errors as above. */
+int gh_conf_quick(const char *from, const char *const *to, int nto, gh_conf_t **out,
+                  gh_conf_errors_t *errs);
+void gh_conf_errors_free(gh_conf_errors_t *errs);
+
+void gh_conf_ref(gh_conf_t *c);
+void gh_conf_unref(gh_conf_t *c);
+
+/* "127.0.0.1:80", "[::1]:80", ":80" (all IPv4 addresses), "localhost:80" -> sockaddr. */
+int gh_conf_parse_addr(const char *s, struct sockaddr_storage *ss, socklen_t *len);
+/* Whether addr is inside one of the trusted-proxy CIDRs. */
+int gh_conf_is_trusted(const gh_conf_t *c, const struct sockaddr *addr);
+
+/* Hook run on each route as a snapshot is compiled (obs sets route->stats). */
+extern void (*gh_conf_route_hook)(gh_conf_route_t *route);
+
+#endif

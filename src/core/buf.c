@@ -1,0 +1,78 @@
+/* buf.c: see buf.h. */
+#include "core/buf.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/common.h"
+
+int gh_buf_get(gh_bufpool_t *p, gh_buf_t *b)
+{
+    if (b->base)
+        return 0;
+    if (p->free) {
+        b->base = p->free;
+        p->free = *(void **)p->free;
+        p->nfree--;
+    } else if (!(b->base = malloc(GH_BUF_SIZE))) {
+        return GH_ENOMEM;
+    }
+    b->rd = b->wr = 0;
+    b->cap = GH_BUF_SIZE;
+    return 0;
+}
+
+int gh_buf_grow(gh_bufpool_t *p, gh_buf_t *b, uint32_t cap)
+{
+    if (!b->base)
+        return gh_buf_get(p, b) ? GH_ENOMEM : (cap <= GH_BUF_SIZE ? 0 : gh_buf_grow(p, b, cap));
+    if (b->cap >= cap)
+        return 0;
+    char *n = malloc(cap);
+    if (!n)
+        return GH_ENOMEM;
+    uint32_t len = gh_buf_len(b);
+    memcpy(n, b->base + b->rd, len);
+    gh_buf_put(p, b);
+    b->base = n;
+    b->rd = 0;
+    b->wr = len;
+    b->cap = cap;
+    return 0;
+}
+
+void gh_buf_put(gh_bufpool_t *p, gh_buf_t *b)
+{
+    if (!b->base)
+        return;
+    if (b->cap == GH_BUF_SIZE && p->nfree < p->max_free) {
+        *(void **)b->base = p->free;
+        p->free = b->base;
+        p->nfree++;
+    } else {
+        free(b->base);
+    }
+    b->base = NULL;
+    b->rd = b->wr = b->cap = 0;
+}
+
+void gh_buf_compact(gh_buf_t *b)
+{
+    if (b->rd == 0)
+        return;
+    uint32_t len = gh_buf_len(b);
+    if (len)
+        memmove(b->base, b->base + b->rd, len);
+    b->rd = 0;
+    b->wr = len;
+}
+
+void gh_bufpool_clear(gh_bufpool_t *p)
+{
+    while (p->free) {
+        void *n = *(void **)p->free;
+        free(p->free);
+        p->free = n;
+    }
+    p->nfree = 0;
+}

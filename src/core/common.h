@@ -1,0 +1,100 @@
+/* common.h: the few definitions every gatehouse module shares.
+ *
+ * String views (gh_str_t), the error convention (0 ok, negative GH_E* codes
+ * from one X-macro table that gives each a name and a message), and small
+ * helpers. Included by every layer; includes nothing of ours. */
+#ifndef GH_CORE_COMMON_H
+#define GH_CORE_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <strings.h>
+
+/* A view of bytes owned elsewhere: never NUL-terminated by contract. */
+typedef struct {
+    const char *p;
+    size_t n;
+} gh_str_t;
+
+#define GH_STR(lit) ((gh_str_t){(lit), sizeof(lit) - 1})
+#define GH_STR_NULL ((gh_str_t){NULL, 0})
+
+static inline gh_str_t gh_str(const char *p, size_t n) { return (gh_str_t){p, n}; }
+
+static inline int gh_str_eq(gh_str_t a, gh_str_t b)
+{
+    return a.n == b.n && (a.n == 0 || memcmp(a.p, b.p, a.n) == 0);
+}
+
+/* ASCII case-insensitive comparison (header names, tokens). */
+static inline int gh_str_caseeq(gh_str_t a, gh_str_t b)
+{
+    return a.n == b.n && (a.n == 0 || strncasecmp(a.p, b.p, a.n) == 0);
+}
+
+static inline int gh_str_caseeq_lit(gh_str_t a, const char *lit)
+{
+    return gh_str_caseeq(a, gh_str(lit, strlen(lit)));
+}
+
+/* The error table: X(NAME, message). Codes are negative: GH_E##NAME = -(index+1). */
+#define GH_ERRORS(X)                                             \
+    X(AGAIN, "need more input")                                  \
+    X(NOMEM, "out of memory")                                    \
+    X(INVAL, "invalid argument")                                 \
+    X(IO, "input/output error")                                  \
+    X(TIMEOUT, "timed out")                                      \
+    X(CLOSED, "connection closed")                               \
+    X(LIMIT, "limit exceeded")                                   \
+    X(NOTFOUND, "not found")                                     \
+    X(CONFIG, "configuration error")                             \
+    /* HTTP/1 parser rejections: one code per reason, counted */ \
+    X(H1_METHOD, "invalid method")                               \
+    X(H1_TARGET, "invalid request target")                       \
+    X(H1_VERSION, "invalid HTTP version")                        \
+    X(H1_VERSION_UNSUPPORTED, "unsupported HTTP version")        \
+    X(H1_LINE_TOO_LONG, "request line too long")                 \
+    X(H1_HEAD_TOO_LARGE, "header section too large")             \
+    X(H1_TOO_MANY_HEADERS, "too many header fields")             \
+    X(H1_HEADER_NAME, "invalid header field name")               \
+    X(H1_HEADER_VALUE, "invalid header field value")             \
+    X(H1_SPACE_BEFORE_COLON, "whitespace before colon")          \
+    X(H1_OBS_FOLD, "obsolete line folding")                      \
+    X(H1_BARE_CR, "bare CR")                                     \
+    X(H1_BARE_LF, "bare LF (CRLF required)")                     \
+    X(H1_CL_AND_TE, "Content-Length with Transfer-Encoding")     \
+    X(H1_DUP_CL, "duplicate Content-Length")                     \
+    X(H1_BAD_CL, "invalid Content-Length")                       \
+    X(H1_BAD_TE, "unsupported Transfer-Encoding")                \
+    X(H1_HOST, "missing, duplicate or invalid Host")             \
+    X(H1_EXPECT, "unsupported Expect")                           \
+    X(H1_CHUNK, "invalid chunked encoding")                      \
+    X(H1_STATUS, "invalid status line")
+
+enum {
+    GH_OK = 0,
+#define GH_X_ENUM(name, msg) GH_E##name##_IDX,
+    GH_ERRORS(GH_X_ENUM)
+#undef GH_X_ENUM
+    GH_E__COUNT
+};
+
+#define GH_X_CODE(name, msg) GH_E##name = -(GH_E##name##_IDX),
+enum { GH_ERRORS(GH_X_CODE) GH_E__LAST = -(GH_E__COUNT) };
+#undef GH_X_CODE
+
+/* Name ("H1_BARE_CR") and message ("bare CR") of a negative code. */
+const char *gh_err_name(int code);
+const char *gh_err_msg(int code);
+/* Index 0..GH_E__COUNT-1 of a negative code, for per-reason counters. */
+static inline int gh_err_index(int code) { return -code; }
+
+#define GH_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define GH_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define GH_MAX(a, b) ((a) > (b) ? (a) : (b))
+#define GH_LIKELY(x) __builtin_expect(!!(x), 1)
+#define GH_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define GH_CACHELINE 64
+
+#endif

@@ -1,0 +1,355 @@
+/* main.c: the gatehouse command line: run, validate, proxy, reload, version.
+ *
+ * Thin by design: parse arguments, load the configuration, start the modules, then
+ * wait for signals on the main thread (SIGHUP reloads, SIGTERM/SIGINT drain). */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "admin/admin.h"
+#include "config/config.h"
+#include "core/log.h"
+#include "obs/accesslog.h"
+#include "obs/metrics.h"
+#include "proxy/demo.h"
+#include "proxy/session.h"
+#include "proxy/worker.h"
+
+#define GH_VERSION "0.1.0"
+
+static const char usage_main[] =
+    "usage: gatehouse <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  run -c FILE        run the gateway with a YAML configuration (foreground)\n"
+    "  validate -c FILE   check a configuration; print every error as FILE:LINE:COL: key.path: message\n"
+    "  proxy --from ADDR --to ADDR [--to ADDR ...]\n"
+    "                     a one-line reverse proxy (round-robin over the --to backends)\n"
+    "  reload -c FILE     ask the running gateway (pid_file of FILE) to reload its configuration\n"
+    "  version            print the version\n"
+    "\n"
+    "'gatehouse <command> --help' describes a command.\n";
+
+static const char usage_run[] =
+    "usage: gatehouse run [-c FILE] [--log-level error|warn|info|debug]\n"
+    "  Runs in the foreground. FILE defaults to gatehouse.yaml.\n"
+    "  SIGHUP (or 'gatehouse reload -c FILE') reloads the configuration: a valid one is swapped in\n"
+    "  atomically, an invalid one is rejected and the running one stays. SIGTERM or SIGINT stops\n"
+    "  accepting and drains in-flight requests for up to drain_timeout.\n";
+
+static const char usage_validate[] =
+    "usage: gatehouse validate -c FILE\n"
+    "  Exit 0 and print 'FILE: ok', or exit 1 and print each error as FILE:LINE:COL: key.path: message.\n";
+
+static const char usage_proxy[] =
+    "usage: gatehouse proxy --from ADDR --to ADDR [--to ADDR ...] [--workers N] [--access-log]\n"
+    "  A reverse proxy from ADDR (e.g. :8080 or 127.0.0.1:8080) to one or more backends,\n"
+    "  round-robin, with the defaults of the configuration file.\n";
+
+static const char usage_reload[] =
+    "usage: gatehouse reload -c FILE\n"
+    "  Sends SIGHUP to the process whose pid is in FILE's pid_file.\n";
+
+static void print_errors(const gh_conf_errors_t *e)
+{
+    for (uint32_t i = 0; i < e->n; i++)
+        fprintf(stderr, "%s\n", e->msgs[i]);
+}
+
+static int wants_help(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
+            return 1;
+    return 0;
+}
+
+/* -c FILE / --config FILE / --config=FILE; NULL if absent. */
+static const char *config_arg(int argc, char **argv, const char *dflt)
+{
+    for (int i = 1; i < argc; i++) {
+        if ((!strcmp(argv[i], "-c") || !strcmp(argv[i], "--config")) && i + 1 < argc)
+            return argv[i + 1];
+        if (!strncmp(argv[i], "--config=", 9))
+            return argv[i] + 9;
+    }
+    return dflt;
+}
+
+static int cmd_validate(int argc, char **argv)
+{
+    if (wants_help(argc, argv)) {
+        fputs(usage_validate, stdout);
+        return 0;
+    }
+    const char *path = config_arg(argc, argv, NULL);
+    if (!path) {
+        fputs(usage_validate, stderr);
+        return 2;
+    }
+    gh_conf_t *c = NULL;
+    gh_conf_errors_t errs = {0};
+    if (gh_conf_load_file(path, &c, &errs) < 0) {
+        print_errors(&errs);
+        gh_conf_errors_free(&errs);
+        return 1;
+    }
+    gh_conf_unref(c);
+    printf("%s: ok\n", path);
+    return 0;
+}
+
+
+/* The main thread after start: reload on SIGHUP, drain on SIGTERM/SIGINT. */
+static int serve(gh_conf_t *c, const char *path)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    for (;;) {
+        int sig = 0;
+        if (sigwait(&set, &sig) != 0)
+            continue;
+        if (sig == SIGHUP) {
+            if (!path) {
+                gh_log(GH_LOG_WARN, "SIGHUP: quick mode has no file to reload");
+                continue;
+            }
+            gh_conf_t *n = NULL;
+            gh_conf_errors_t errs = {0};
+            if (gh_conf_load_file(path, &n, &errs) < 0) {
+                for (uint32_t i = 0; i < errs.n; i++)
+                    gh_log(GH_LOG_ERROR, "reload rejected: %s", errs.msgs[i]);
+                gh_conf_errors_free(&errs);
+                gh_metrics_reload(0);
+                continue;
+            }
+            if (n->workers != c->workers)
+                gh_log(GH_LOG_WARN, "reload: 'workers' changed from %u to %u; takes effect on restart",
+                       c->workers, n->workers);
+            int same = n->nlisteners == c->nlisteners;
+            for (uint32_t i = 0; same && i < n->nlisteners; i++)
+                same = !strcmp(n->listeners[i].listen, c->listeners[i].listen) &&
+                       n->listeners[i].role == c->listeners[i].role;
+            if (!same)
+                gh_log(GH_LOG_WARN, "reload: listener changes take effect on restart");
+            if (gh_metrics_bind(n) < 0) {
+                gh_log(GH_LOG_ERROR, "reload rejected: out of memory");
+                gh_conf_unref(n);
+                gh_metrics_reload(0);
+                continue;
+            }
+            gh_workers_publish(n);
+            gh_conf_unref(n);
+            gh_metrics_reload(1);
+            gh_log(GH_LOG_INFO, "configuration reloaded from %s", path);
+        } else {
+            gh_log(GH_LOG_INFO, "%s: draining (up to %u ms)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
+                   c->drain_timeout);
+            gh_workers_drain(c->drain_timeout);
+            gh_log(GH_LOG_INFO, "stopped");
+            return 0;
+        }
+    }
+}
+
+static int start(gh_conf_t *c, const char *path)
+{
+    signal(SIGPIPE, SIG_IGN);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+
+    if (gh_metrics_init(c->workers + 1) < 0 || gh_metrics_bind(c) < 0) {
+        gh_log(GH_LOG_ERROR, "out of memory");
+        return 1;
+    }
+    gh_session_set_handler(GH_LISTEN_ADMIN, gh_admin_handle);
+    gh_session_set_handler(GH_LISTEN_DEMO, gh_demo_handle);
+    if (c->access_log.enabled) {
+        int rc = gh_accesslog_start(c->access_log.path, c->workers + 1);
+        if (rc < 0) {
+            gh_log(GH_LOG_ERROR, "access log %s: %s", c->access_log.path, strerror(-rc));
+            return 1;
+        }
+    }
+    if (gh_workers_start(c) < 0) {
+        gh_log(GH_LOG_ERROR, "could not start");
+        return 1;
+    }
+    if (c->pid_file) {
+        FILE *f = fopen(c->pid_file, "w");
+        if (!f) {
+            gh_log(GH_LOG_ERROR, "pid_file %s: %s", c->pid_file, strerror(errno));
+        } else {
+            fprintf(f, "%ld\n", (long)getpid());
+            fclose(f);
+        }
+    }
+    for (uint32_t i = 0; i < c->nlisteners; i++)
+        gh_log(GH_LOG_INFO, "listening on %s (%s)", c->listeners[i].listen,
+               c->listeners[i].role == GH_LISTEN_ADMIN  ? "admin"
+               : c->listeners[i].role == GH_LISTEN_DEMO ? "demo origin"
+                                                        : c->listeners[i].name);
+    gh_log(GH_LOG_INFO, "gatehouse %s started with %u worker%s", GH_VERSION, c->workers,
+           c->workers == 1 ? "" : "s");
+    int rc = serve(c, path);
+    gh_accesslog_stop();
+    if (c->pid_file)
+        unlink(c->pid_file);
+    /* c stays referenced: the listeners of the first configuration are used until exit */
+    return rc;
+}
+
+static int set_log_level(const char *s)
+{
+    static const char *const names[] = {"error", "warn", "info", "debug"};
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(s, names[i])) {
+            gh_log_level = i;
+            return 0;
+        }
+    fprintf(stderr, "gatehouse: unknown log level '%s'\n", s);
+    return -1;
+}
+
+static int cmd_run(int argc, char **argv)
+{
+    if (wants_help(argc, argv)) {
+        fputs(usage_run, stdout);
+        return 0;
+    }
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--log-level") && i + 1 < argc && set_log_level(argv[i + 1]) < 0)
+            return 2;
+    const char *path = config_arg(argc, argv, "gatehouse.yaml");
+    gh_conf_t *c = NULL;
+    gh_conf_errors_t errs = {0};
+    if (gh_conf_load_file(path, &c, &errs) < 0) {
+        print_errors(&errs);
+        gh_conf_errors_free(&errs);
+        return 1;
+    }
+    return start(c, path);
+}
+
+static int cmd_proxy(int argc, char **argv)
+{
+    if (wants_help(argc, argv)) {
+        fputs(usage_proxy, stdout);
+        return 0;
+    }
+    const char *from = NULL;
+    const char **to = calloc((size_t)argc, sizeof(*to));
+    int nto = 0, workers = 0, access_log = 0;
+    if (!to)
+        return 1;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--from") && i + 1 < argc)
+            from = argv[++i];
+        else if (!strcmp(argv[i], "--to") && i + 1 < argc)
+            to[nto++] = argv[++i];
+        else if (!strcmp(argv[i], "--workers") && i + 1 < argc)
+            workers = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--access-log"))
+            access_log = 1;
+        else {
+            fprintf(stderr, "gatehouse proxy: unexpected argument '%s'\n%s", argv[i], usage_proxy);
+            return 2;
+        }
+    }
+    if (!from || !nto) {
+        fputs(usage_proxy, stderr);
+        return 2;
+    }
+    gh_conf_t *c = NULL;
+    gh_conf_errors_t errs = {0};
+    if (gh_conf_quick(from, to, nto, &c, &errs) < 0) {
+        print_errors(&errs);
+        gh_conf_errors_free(&errs);
+        return 1;
+    }
+    free(to);
+    if (workers > 0 && workers <= 256)
+        c->workers = (uint32_t)workers;
+    if (access_log) {
+        c->access_log.enabled = 1;
+        c->access_log.path = "-";
+    }
+    return start(c, NULL);
+}
+
+static int cmd_reload(int argc, char **argv)
+{
+    if (wants_help(argc, argv)) {
+        fputs(usage_reload, stdout);
+        return 0;
+    }
+    const char *path = config_arg(argc, argv, NULL);
+    if (!path) {
+        fputs(usage_reload, stderr);
+        return 2;
+    }
+    gh_conf_t *c = NULL;
+    gh_conf_errors_t errs = {0};
+    if (gh_conf_load_file(path, &c, &errs) < 0) {
+        print_errors(&errs);
+        gh_conf_errors_free(&errs);
+        return 1;
+    }
+    if (!c->pid_file) {
+        fprintf(stderr, "gatehouse reload: %s sets no pid_file\n", path);
+        return 1;
+    }
+    FILE *f = fopen(c->pid_file, "r");
+    long pid = 0;
+    if (!f || fscanf(f, "%ld", &pid) != 1 || pid <= 1) {
+        fprintf(stderr, "gatehouse reload: cannot read a pid from %s\n", c->pid_file);
+        if (f)
+            fclose(f);
+        return 1;
+    }
+    fclose(f);
+    if (kill((pid_t)pid, SIGHUP) < 0) {
+        fprintf(stderr, "gatehouse reload: pid %ld: %s\n", pid, strerror(errno));
+        return 1;
+    }
+    printf("sent SIGHUP to %ld\n", pid);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fputs(usage_main, stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "run"))
+        return cmd_run(argc - 1, argv + 1);
+    if (!strcmp(cmd, "validate"))
+        return cmd_validate(argc - 1, argv + 1);
+    if (!strcmp(cmd, "proxy"))
+        return cmd_proxy(argc - 1, argv + 1);
+    if (!strcmp(cmd, "reload"))
+        return cmd_reload(argc - 1, argv + 1);
+    if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
+        printf("gatehouse %s\n", GH_VERSION);
+        return 0;
+    }
+    if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
+        fputs(usage_main, stdout);
+        return 0;
+    }
+    fprintf(stderr, "gatehouse: unknown command '%s'\n%s", cmd, usage_main);
+    return 2;
+}

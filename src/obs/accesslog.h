@@ -1,0 +1,37 @@
+/* accesslog.h: the JSON-lines access log, written off the worker threads.
+ *
+ * A worker formats one record per request into its own single-producer ring; a
+ * writer thread drains all rings to the file every few milliseconds. A worker never
+ * blocks on the disk: when its ring is full the record is dropped and counted
+ * (gatehouse_access_log_dropped_total).
+ *
+ * Called by workers (gh_accesslog_log) and main (start/stop). */
+#ifndef GH_OBS_ACCESSLOG_H
+#define GH_OBS_ACCESSLOG_H
+
+#include <stdint.h>
+
+#include "core/common.h"
+
+typedef struct {
+    uint64_t time_ms; /* wall clock, ms since the epoch, at request start */
+    gh_str_t client, tenant, route, method, host, path, query, upstream, request_id;
+    int status;
+    uint64_t bytes_in, bytes_out;
+    int64_t upstream_us; /* -1 when no upstream was used */
+    uint64_t total_us;
+} gh_access_rec_t;
+
+/* Open path ("-" = stdout) and start the writer for nslots producer threads. */
+int gh_accesslog_start(const char *path, uint32_t nslots);
+/* Whether the log is on. */
+int gh_accesslog_enabled(void);
+/* Format and enqueue a record from producer slot; 0, or GH_ELIMIT when dropped. */
+int gh_accesslog_log(uint32_t slot, const gh_access_rec_t *r);
+/* Flush everything queued and stop the writer. */
+void gh_accesslog_stop(void);
+/* Format r as one JSON line into out (cap >= 256); returns its length (truncated fields
+ * keep the line valid JSON). Exposed for tests. */
+size_t gh_accesslog_format(char *out, size_t cap, const gh_access_rec_t *r);
+
+#endif

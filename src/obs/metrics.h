@@ -1,0 +1,79 @@
+/* metrics.h: counters and histograms, written per thread, summed when read.
+ *
+ * Each series (per route, per upstream, per thread) has one slot per thread
+ * (workers and the admin thread), each slot on its own cache lines. A thread only
+ * ever writes its own slot, with relaxed atomic stores, so the request path takes
+ * no lock and shares no cache line; the admin thread reads all slots and renders
+ * Prometheus text. Series are created (under a mutex, off the request path) when a
+ * configuration is bound, and live for the process: a reload that keeps a route's
+ * name keeps its counters.
+ *
+ * Called by workers (increments), the config reload path (gh_metrics_bind) and the
+ * admin listener (gh_metrics_render). */
+#ifndef GH_OBS_METRICS_H
+#define GH_OBS_METRICS_H
+
+#include <stdint.h>
+
+#include "config/config.h"
+#include "core/common.h"
+
+#define GH_HIST_BUCKETS 14 /* 1ms .. 10s, then +Inf */
+
+typedef struct {
+    uint64_t code[5];                 /* responses by class 1xx..5xx */
+    uint64_t hist[GH_HIST_BUCKETS];   /* request duration, cumulative on render */
+    uint64_t sum_us;
+    uint64_t bytes_in, bytes_out;
+} __attribute__((aligned(GH_CACHELINE))) gh_route_slot_t;
+
+typedef struct gh_route_stats {
+    struct gh_route_stats *next;
+    char *tenant, *route;
+    gh_route_slot_t slot[];
+} gh_route_stats_t;
+
+typedef struct {
+    uint64_t requests;
+    uint64_t connect_errors;
+    uint64_t timeouts;
+    uint64_t failures;      /* reset/closed before a complete response */
+    uint64_t conns_opened;  /* new upstream connections */
+    uint64_t conns_reused;  /* requests sent on a pooled connection */
+} __attribute__((aligned(GH_CACHELINE))) gh_upstream_slot_t;
+
+typedef struct gh_upstream_stats {
+    struct gh_upstream_stats *next;
+    char *name;
+    gh_upstream_slot_t slot[];
+} gh_upstream_stats_t;
+
+typedef struct {
+    uint64_t conns_active; /* gauge, owned by this thread */
+    uint64_t conns_accepted;
+    uint64_t conns_rejected;   /* over the connection cap */
+    uint64_t requests;
+    uint64_t no_site;          /* 404: no site for Host */
+    uint64_t no_route;         /* 404: no route in site */
+    uint64_t access_log_dropped;
+    uint64_t parser_rejections[GH_E__COUNT]; /* by GH_E* index */
+} __attribute__((aligned(GH_CACHELINE))) gh_thread_stats_t;
+
+/* Counter increment by the slot's owner thread (single writer, racing readers). */
+#define GH_COUNT(field, n) __atomic_store_n(&(field), __atomic_load_n(&(field), __ATOMIC_RELAXED) + (n), __ATOMIC_RELAXED)
+#define GH_READ(field) __atomic_load_n(&(field), __ATOMIC_RELAXED)
+
+/* Once, before any thread starts: nslots = workers + admin thread. */
+int gh_metrics_init(uint32_t nslots);
+/* Point every route and upstream of c at its series (created on first sight). */
+int gh_metrics_bind(gh_conf_t *c);
+gh_thread_stats_t *gh_metrics_thread(uint32_t slot);
+/* Record one finished request on a route. */
+void gh_metrics_request(gh_route_stats_t *s, uint32_t slot, int status, uint64_t dur_us,
+                        uint64_t bytes_in, uint64_t bytes_out);
+/* Process-wide counters bumped by the main thread. */
+void gh_metrics_reload(int ok);
+/* Render everything as Prometheus text (malloc'd, *len set). NULL on ENOMEM. */
+char *gh_metrics_render(size_t *len);
+
+#endif

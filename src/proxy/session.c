@@ -1,0 +1,1656 @@
+/* session.c: client connections, requests, and proxying to upstreams (see session.h).
+ *
+ * A client connection is IDLE (between requests), HEAD (a head is arriving), ACTIVE
+ * (one request in progress) or LINGER (response sent, closing: write side shut,
+ * reading what the client still sends so that it gets our answer, not a reset).
+ *
+ * An ACTIVE request runs in phases: CONNECT (to a backend), PROXY (request out,
+ * response back, both streamed), TUNNEL (after 101 Switching Protocols) or DIRECT
+ * (an answer made here). req_run() pumps bytes in every direction that can move
+ * until nothing moves, then arms one timer for whatever it waits on.
+ *
+ * Buffers: c->in holds the request head (kept for the request's lifetime: the views
+ * used for logging point into it) then the request body being streamed; r->uhead
+ * is the head sent upstream; r->resp holds bytes from the upstream; r->chead is the
+ * head sent to the client (or a whole direct response). Reads stop when a buffer is
+ * full, which is the backpressure: memory per request is bounded. */
+#include "proxy/session.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "obs/accesslog.h"
+#include "proxy/router.h"
+
+enum { C_IDLE, C_HEAD, C_ACTIVE, C_LINGER };
+enum { P_CONNECT = 1, P_PROXY, P_TUNNEL, P_DIRECT };
+
+/* pump results below zero: what went wrong */
+enum {
+    E_CLIENT = -1,    /* client closed, reset or timed out: drop everything */
+    E_UPSTREAM = -2,  /* upstream closed or reset before a complete response */
+    E_BADRESP = -3,   /* upstream sent something we cannot parse */
+    E_TOOLARGE = -4,  /* request body over the route's limit */
+    E_BADBODY = -5,   /* client's chunked body is malformed */
+};
+
+#define LINGER_MS 2000
+#define MAX_CONNECT_TRIES 3
+
+typedef struct gh_client {
+    gh_io_t io;
+    gh_worker_t *w;
+    struct gh_client *next, *prev;
+    gh_timer_t timer;
+    gh_buf_t in;
+    gh_req_t *req;
+    const gh_conf_listener_t *listener;
+    uint8_t state, readable, writable, rdhup, close_after;
+    union {
+        struct sockaddr sa;
+        struct sockaddr_in in4;
+        struct sockaddr_in6 in6;
+    } peer;
+} gh_client_t;
+
+struct gh_req {
+    gh_client_t *c;
+    gh_worker_t *w;
+    gh_gen_t *gen;
+    const gh_conf_route_t *route;
+    gh_timer_t timer;
+    uint64_t t_start_us, t_up_us, wall_ms, phase_start;
+    int64_t up_us;
+    /* the request (views into the head kept at c->in.rd) */
+    gh_str_t method, path, query, host, upgrade;
+    int method_id;
+    uint8_t minor, keep_alive, ws, phase;
+    uint32_t head_len;
+    /* request body: [in_pos, in_pos + in_ready) of c->in is validated, not yet sent */
+    uint8_t body, body_done, sent_done, too_large;
+    uint64_t body_left;
+    gh_h1_chunked_t chunk;
+    uint32_t in_pos, in_ready;
+    uint64_t bytes_in;
+    /* upstream */
+    gh_conf_upstream_t *ups;
+    const gh_conf_backend_t *backend;
+    gh_upconn_t *u;
+    uint32_t backend_idx;
+    uint8_t reused, tries, up_keepalive, up_extra;
+    gh_buf_t uhead;
+    /* response: resp [rd, ready_end) ready for the client, [scan, wr) not yet framed */
+    gh_buf_t resp;
+    uint32_t ready_end, scan;
+    gh_h1_chunked_t rchunk;
+    uint8_t resp_body, head_done, resp_done, dechunk, resp_started, head_only;
+    uint64_t resp_left;
+    gh_buf_t chead;
+    int status;
+    uint64_t bytes_out;
+    char peer[INET6_ADDRSTRLEN + 2];
+    char reqid[40];
+    uint8_t reqid_len;
+    uint8_t is_error;
+};
+
+static gh_handler_fn role_handlers[8];
+
+void gh_session_set_handler(int role, gh_handler_fn fn) { role_handlers[role] = fn; }
+
+static void client_run(gh_client_t *c);
+static void client_close(gh_client_t *c);
+static void req_timeout(gh_timer_t *t);
+
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static const gh_conf_t *conf_of(gh_worker_t *w) { return w->gen->conf; }
+
+/* ---- small output helpers (bounded appends into a buffer that grows on demand) ---- */
+
+static int put(gh_worker_t *w, gh_buf_t *b, const char *p, size_t n)
+{
+    if (GH_UNLIKELY(gh_buf_room(b) < n)) {
+        uint32_t want = b->cap ? b->cap : GH_BUF_SIZE;
+        while (want - b->wr < n)
+            want *= 2;
+        if (gh_buf_grow(&w->bufs, b, want) < 0)
+            return GH_ENOMEM;
+    }
+    memcpy(b->base + b->wr, p, n);
+    b->wr += (uint32_t)n;
+    return 0;
+}
+
+#define PUTL(w, b, lit) put((w), (b), (lit), sizeof(lit) - 1)
+#define PUTS(w, b, s) put((w), (b), (s).p, (s).n)
+
+static int put_u64(gh_worker_t *w, gh_buf_t *b, uint64_t v)
+{
+    char tmp[24];
+    int i = 24;
+    do {
+        tmp[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    return put(w, b, tmp + i, (size_t)(24 - i));
+}
+
+static const char *reason_of(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 204: return "No Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 304: return "Not Modified";
+    case 400: return "Bad Request";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 417: return "Expectation Failed";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default: return "";
+    }
+}
+
+/* ---- requests: allocation, accounting, release ---- */
+
+static gh_req_t *req_new(gh_client_t *c)
+{
+    gh_worker_t *w = c->w;
+    gh_req_t *r = w->req_free;
+    if (r) {
+        w->req_free = *(void **)r;
+        w->nreq_free--;
+    } else if (!(r = malloc(sizeof(*r)))) {
+        return NULL;
+    }
+    memset(r, 0, sizeof(*r));
+    r->c = c;
+    r->w = w;
+    r->up_us = -1;
+    r->timer.cb = req_timeout;
+    return r;
+}
+
+static void req_free(gh_req_t *r)
+{
+    gh_worker_t *w = r->w;
+    gh_timer_stop(&w->loop, &r->timer);
+    gh_buf_put(&w->bufs, &r->uhead);
+    gh_buf_put(&w->bufs, &r->resp);
+    gh_buf_put(&w->bufs, &r->chead);
+    if (r->u) {
+        gh_upstream_close(r->u);
+        r->u = NULL;
+    }
+    if (r->gen)
+        gh_gen_release(w, r->gen);
+    if (w->nreq_free < 256) {
+        *(void **)r = w->req_free;
+        w->req_free = r;
+        w->nreq_free++;
+    } else {
+        free(r);
+    }
+}
+
+static void req_account(gh_req_t *r)
+{
+    gh_worker_t *w = r->w;
+    uint64_t dur = now_us() - r->t_start_us;
+    if (r->route)
+        gh_metrics_request(r->route->stats, w->id, r->status, dur, r->bytes_in, r->bytes_out);
+    if (!gh_accesslog_enabled() || w->is_admin)
+        return;
+    gh_access_rec_t rec = {
+        .time_ms = r->wall_ms,
+        .client = gh_str(r->peer, strlen(r->peer)),
+        .method = r->method,
+        .host = r->host,
+        .path = r->path,
+        .query = r->query,
+        .status = r->status,
+        .bytes_in = r->bytes_in,
+        .bytes_out = r->bytes_out,
+        .upstream_us = r->up_us,
+        .total_us = dur,
+        .request_id = gh_str(r->reqid, r->reqid_len),
+    };
+    if (r->route) {
+        rec.tenant = gh_str(r->route->tenant->name, strlen(r->route->tenant->name));
+        rec.route = gh_str(r->route->name, strlen(r->route->name));
+    }
+    if (r->backend)
+        rec.upstream = gh_str(r->backend->name, strlen(r->backend->name));
+    if (gh_accesslog_log(w->id, &rec) < 0)
+        GH_COUNT(w->stats->access_log_dropped, 1);
+}
+
+/* ---- direct responses ---- */
+
+static void respond(gh_req_t *r, int status, const char *ctype, const char *body, size_t len,
+                    const char *extra, int close)
+{
+    gh_worker_t *w = r->w;
+    gh_client_t *c = r->c;
+    if (r->u) {
+        gh_upstream_close(r->u);
+        r->u = NULL;
+    }
+    gh_buf_put(&w->bufs, &r->resp);
+    r->ready_end = r->scan = 0;
+    gh_buf_put(&w->bufs, &r->chead);
+    r->status = status;
+    r->phase = P_DIRECT;
+    /* the rest of a request body we do not read makes the connection unusable */
+    if (!r->body_done || close || w->draining)
+        c->close_after = 1;
+    gh_buf_t *b = &r->chead;
+    int rc = PUTL(w, b, "HTTP/1.1 ");
+    rc |= put_u64(w, b, (uint64_t)status);
+    rc |= PUTL(w, b, " ");
+    const char *reason = reason_of(status);
+    rc |= put(w, b, reason, strlen(reason));
+    rc |= PUTL(w, b, "\r\n");
+    const char *date = gh_worker_date(w);
+    rc |= put(w, b, date, strlen(date));
+    if (ctype) {
+        rc |= PUTL(w, b, "Content-Type: ");
+        rc |= put(w, b, ctype, strlen(ctype));
+        rc |= PUTL(w, b, "\r\n");
+    }
+    if (status >= 200 && status != 204 && status != 304) {
+        rc |= PUTL(w, b, "Content-Length: ");
+        rc |= put_u64(w, b, len);
+        rc |= PUTL(w, b, "\r\n");
+    }
+    if (extra)
+        rc |= put(w, b, extra, strlen(extra));
+    if (c->close_after)
+        rc |= PUTL(w, b, "Connection: close\r\n");
+    else if (r->minor == 0)
+        rc |= PUTL(w, b, "Connection: keep-alive\r\n");
+    rc |= PUTL(w, b, "\r\n");
+    if (len && !r->head_only && status >= 200 && status != 204 && status != 304)
+        rc |= put(w, b, body, len);
+    if (rc < 0) { /* out of memory: nothing sensible to send */
+        gh_buf_put(&w->bufs, b);
+        c->close_after = 1;
+    }
+    r->resp_done = 1;
+}
+
+void gh_session_respond(gh_req_t *r, int status, const char *ctype, const char *body, size_t len,
+                        const char *extra_headers)
+{
+    respond(r, status, ctype, body, len, extra_headers, 0);
+}
+
+static void respond_error(gh_req_t *r, int status, const char *msg)
+{
+    gh_client_t *c = r->c;
+    if (r->resp_started) { /* the client has part of another response: cut it */
+        r->status = r->status ? r->status : status;
+        c->close_after = 1;
+        r->phase = P_DIRECT;
+        r->is_error = 1;
+        gh_buf_put(&r->w->bufs, &r->chead);
+        gh_buf_put(&r->w->bufs, &r->resp);
+        r->ready_end = r->scan = 0;
+        if (r->u) {
+            gh_upstream_close(r->u);
+            r->u = NULL;
+        }
+        return;
+    }
+    char body[128];
+    int n = snprintf(body, sizeof body, "%d %s: %s\n", status, reason_of(status), msg);
+    respond(r, status, "text/plain; charset=utf-8", body, (size_t)n, NULL, status == 400 || status == 408 || status == 413);
+}
+
+/* ---- the request body from the client ---- */
+
+/* Validate newly received body bytes; advances in_ready. */
+static int body_validate(gh_req_t *r)
+{
+    gh_client_t *c = r->c;
+    if (r->body_done)
+        return 0;
+    uint32_t from = r->in_pos + r->in_ready;
+    uint32_t avail = c->in.wr - from;
+    if (!avail)
+        return 0;
+    if (r->body == GH_H1_BODY_LENGTH) {
+        uint32_t take = (uint32_t)GH_MIN((uint64_t)avail, r->body_left);
+        r->in_ready += take;
+        r->body_left -= take;
+        if (!r->body_left)
+            r->body_done = 1;
+        return take > 0;
+    }
+    uint64_t max = r->route ? r->route->max_body_size : 0;
+    int progress = 0;
+    while (avail && !r->chunk.done) {
+        gh_str_t data;
+        long n = gh_h1_chunked_step(&r->chunk, c->in.base + from, avail, &data);
+        if (n < 0)
+            return E_BADBODY;
+        if (n == 0)
+            break;
+        r->in_ready += (uint32_t)n;
+        from += (uint32_t)n;
+        avail -= (uint32_t)n;
+        progress = 1;
+        if (max && r->chunk.total > max)
+            return E_TOOLARGE;
+    }
+    if (r->chunk.done)
+        r->body_done = 1;
+    return progress;
+}
+
+/* Read more of the request body (or tunnel bytes) from the client. */
+static int client_read_body(gh_req_t *r, int tunnel)
+{
+    gh_client_t *c = r->c;
+    int progress = 0;
+    if (!tunnel) {
+        int v = body_validate(r);
+        if (v < 0)
+            return v;
+        progress |= v;
+        if (r->body_done)
+            return progress;
+    }
+    if (!c->readable)
+        return progress;
+    uint32_t head_end = c->in.rd + r->head_len;
+    if (!gh_buf_room(&c->in)) {
+        /* reclaim the space of body bytes already sent */
+        if (r->in_pos > head_end) {
+            uint32_t keep = c->in.wr - r->in_pos;
+            memmove(c->in.base + head_end, c->in.base + r->in_pos, keep);
+            c->in.wr = head_end + keep;
+            r->in_pos = head_end;
+        }
+        if (!gh_buf_room(&c->in))
+            return progress; /* the upstream must drain first */
+    }
+    ssize_t n = read(c->io.fd, c->in.base + c->in.wr, gh_buf_room(&c->in));
+    if (n > 0) {
+        c->in.wr += (uint32_t)n;
+        r->bytes_in += (uint64_t)n;
+        if (tunnel) {
+            r->in_ready = c->in.wr - r->in_pos;
+            return 1;
+        }
+        int v = body_validate(r);
+        return v < 0 ? v : 1;
+    }
+    if (n == 0)
+        return E_CLIENT;
+    if (errno == EAGAIN || errno == EINTR) {
+        c->readable = 0;
+        return progress;
+    }
+    return E_CLIENT;
+}
+
+/* ---- to and from the upstream ---- */
+
+static int upstream_write(gh_req_t *r)
+{
+    gh_client_t *c = r->c;
+    gh_upconn_t *u = r->u;
+    if (r->sent_done || !u->writable)
+        return 0;
+    struct iovec iov[2];
+    int n = 0;
+    if (gh_buf_len(&r->uhead))
+        iov[n++] = (struct iovec){r->uhead.base + r->uhead.rd, gh_buf_len(&r->uhead)};
+    if (r->in_ready)
+        iov[n++] = (struct iovec){c->in.base + r->in_pos, r->in_ready};
+    if (!n) {
+        if (r->body_done && r->phase == P_PROXY) {
+            r->sent_done = 1;
+            r->phase_start = gh_loop_now(&r->w->loop);
+            return 1;
+        }
+        return 0;
+    }
+    ssize_t k = writev(u->io.fd, iov, n);
+    if (k < 0) {
+        if (errno == EAGAIN || errno == EINTR) {
+            u->writable = 0;
+            return 0;
+        }
+        return E_UPSTREAM;
+    }
+    size_t left = (size_t)k;
+    size_t h = GH_MIN(left, (size_t)gh_buf_len(&r->uhead));
+    r->uhead.rd += (uint32_t)h;
+    left -= h;
+    r->in_pos += (uint32_t)left;
+    r->in_ready -= (uint32_t)left;
+    uint32_t head_end = c->in.rd + r->head_len;
+    if (r->in_pos == c->in.wr && r->in_pos > head_end) /* all sent: reuse the space */
+        r->in_pos = c->in.wr = head_end;
+    if (r->phase == P_PROXY && !gh_buf_len(&r->uhead) && r->body_done && !r->in_ready) {
+        r->sent_done = 1;
+        r->phase_start = gh_loop_now(&r->w->loop);
+    }
+    return 1;
+}
+
+static int is_hop_by_hop(gh_str_t name)
+{
+    switch (name.n) {
+    case 2: return gh_str_caseeq_lit(name, "te");
+    case 7: return gh_str_caseeq_lit(name, "upgrade");
+    case 10: return gh_str_caseeq_lit(name, "connection") || gh_str_caseeq_lit(name, "keep-alive");
+    case 16: return gh_str_caseeq_lit(name, "proxy-connection");
+    case 17: return gh_str_caseeq_lit(name, "transfer-encoding");
+    default: return 0;
+    }
+}
+
+/* Names the Connection header lists are hop-by-hop too. */
+static int named_in_connection(const gh_h1_header_t *h, size_t n, gh_str_t name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (h[i].name.n == 10 && gh_str_caseeq_lit(h[i].name, "connection") &&
+            gh_h1_has_token(h[i].value, name))
+            return 1;
+    return 0;
+}
+
+/* Build the client's response head from the upstream's. */
+static int build_client_head(gh_req_t *r, const gh_h1_response_t *m)
+{
+    gh_worker_t *w = r->w;
+    gh_client_t *c = r->c;
+    gh_buf_t *b = &r->chead;
+    int close = !r->keep_alive || c->close_after || w->draining || m->body == GH_H1_BODY_UNTIL_CLOSE ||
+                r->dechunk || !r->body_done;
+    if (close)
+        c->close_after = 1;
+    int rc = PUTL(w, b, "HTTP/1.1 ");
+    rc |= put_u64(w, b, (uint64_t)m->status);
+    rc |= PUTL(w, b, " ");
+    rc |= PUTS(w, b, m->reason);
+    rc |= PUTL(w, b, "\r\n");
+    int has_conn = 0;
+    for (uint16_t i = 0; i < m->nheaders; i++) {
+        const gh_h1_header_t *h = &m->headers[i];
+        if (h->name.n == 10 && gh_str_caseeq_lit(h->name, "connection"))
+            has_conn = 1;
+        if (is_hop_by_hop(h->name) && !(m->upgrade && h->name.n == 7))
+            continue;
+        if (r->dechunk && h->name.n == 14 && gh_str_caseeq_lit(h->name, "content-length"))
+            continue;
+        if (has_conn && named_in_connection(m->headers, m->nheaders, h->name))
+            continue;
+        rc |= PUTS(w, b, h->name);
+        rc |= PUTL(w, b, ": ");
+        rc |= PUTS(w, b, h->value);
+        rc |= PUTL(w, b, "\r\n");
+    }
+    if (m->body == GH_H1_BODY_CHUNKED && !r->dechunk)
+        rc |= PUTL(w, b, "Transfer-Encoding: chunked\r\n");
+    if (m->upgrade)
+        rc |= PUTL(w, b, "Connection: upgrade\r\n");
+    else if (close)
+        rc |= PUTL(w, b, "Connection: close\r\n");
+    else if (r->minor == 0)
+        rc |= PUTL(w, b, "Connection: keep-alive\r\n");
+    rc |= PUTL(w, b, "\r\n");
+    return rc;
+}
+
+static int response_head(gh_req_t *r)
+{
+    gh_worker_t *w = r->w;
+    const gh_conf_t *conf = r->gen->conf;
+    gh_h1_limits_t lim = {conf->limits.max_header_size, conf->limits.max_header_size, GH_MAX_HEADERS};
+    for (;;) {
+        gh_h1_response_t m;
+        int rc = gh_h1_parse_response(r->resp.base + r->resp.rd, gh_buf_len(&r->resp), &lim, r->method_id, &m,
+                                      w->hdrs, GH_MAX_HEADERS);
+        if (rc == GH_EAGAIN) {
+            if (!gh_buf_room(&r->resp) && gh_buf_len(&r->resp) >= r->resp.cap) {
+                if (r->resp.cap >= conf->limits.max_header_size)
+                    return E_BADRESP;
+                if (gh_buf_grow(&w->bufs, &r->resp, conf->limits.max_header_size + 1) < 0)
+                    return E_BADRESP;
+            }
+            return 0;
+        }
+        if (rc < 0)
+            return E_BADRESP;
+        if (m.status < 200 && m.status != 101) { /* interim: 100 was ours to send; drop 1xx */
+            r->resp.rd += (uint32_t)rc;
+            continue;
+        }
+        if (m.status == 101 && !r->ws)
+            return E_BADRESP;
+        r->status = m.status;
+        r->up_us = (int64_t)(now_us() - r->t_up_us);
+        r->resp.rd += (uint32_t)rc;
+        r->scan = r->ready_end = r->resp.rd;
+        r->resp_body = (uint8_t)m.body;
+        r->resp_left = m.content_length;
+        r->dechunk = m.body == GH_H1_BODY_CHUNKED && r->minor == 0;
+        r->up_keepalive = m.keep_alive && !m.upgrade;
+        r->head_done = 1;
+        if (m.body == GH_H1_BODY_NONE)
+            r->resp_done = 1;
+        if (build_client_head(r, &m) < 0)
+            return E_BADRESP;
+        if (m.upgrade) {
+            r->phase = P_TUNNEL;
+            r->resp_done = 1;
+            r->ready_end = r->scan = r->resp.wr;
+            r->in_ready = r->c->in.wr - r->in_pos;
+        }
+        return 1;
+    }
+}
+
+/* Frame newly read response body bytes: advance scan / ready_end. */
+static int response_body(gh_req_t *r)
+{
+    gh_buf_t *b = &r->resp;
+    if (r->resp_done) {
+        if (b->wr > r->scan && r->phase != P_TUNNEL) { /* bytes after the end: not reusable */
+            r->up_extra = 1;
+            b->wr = r->scan;
+        }
+        return 0;
+    }
+    uint32_t avail = b->wr - r->scan;
+    if (!avail)
+        return 0;
+    switch (r->resp_body) {
+    case GH_H1_BODY_LENGTH: {
+        uint32_t take = (uint32_t)GH_MIN((uint64_t)avail, r->resp_left);
+        r->scan += take;
+        r->ready_end = r->scan;
+        r->resp_left -= take;
+        if (!r->resp_left)
+            r->resp_done = 1;
+        if (avail > take) {
+            r->up_extra = 1;
+            b->wr = r->scan;
+        }
+        return 1;
+    }
+    case GH_H1_BODY_CHUNKED:
+        while (r->scan < b->wr && !r->rchunk.done) {
+            gh_str_t data;
+            long n = gh_h1_chunked_step(&r->rchunk, b->base + r->scan, b->wr - r->scan, &data);
+            if (n < 0)
+                return E_BADRESP;
+            if (n == 0)
+                break;
+            if (r->dechunk) {
+                if (data.n)
+                    memmove(b->base + r->ready_end, data.p, data.n);
+                r->ready_end += (uint32_t)data.n;
+            }
+            r->scan += (uint32_t)n;
+            if (!r->dechunk)
+                r->ready_end = r->scan;
+        }
+        if (r->rchunk.done) {
+            r->resp_done = 1;
+            if (b->wr > r->scan) {
+                r->up_extra = 1;
+                b->wr = r->scan;
+            }
+        }
+        return 1;
+    default: /* until close */
+        r->scan = r->ready_end = b->wr;
+        return 1;
+    }
+}
+
+static int upstream_read(gh_req_t *r)
+{
+    gh_worker_t *w = r->w;
+    gh_upconn_t *u = r->u;
+    if (!u->readable || (r->resp_done && r->phase != P_TUNNEL))
+        return 0;
+    if (gh_buf_get(&w->bufs, &r->resp) < 0)
+        return E_UPSTREAM;
+    gh_buf_t *b = &r->resp;
+    if (!gh_buf_room(b)) {
+        if (!r->head_done) {
+            if (response_head(r) < 0) /* grows, or fails over the limit */
+                return E_BADRESP;
+        } else if (b->rd == r->ready_end) { /* nothing waiting for the client: drop the gap */
+            uint32_t keep = b->wr - r->scan;
+            memmove(b->base, b->base + r->scan, keep);
+            b->rd = r->ready_end = r->scan = 0;
+            b->wr = keep;
+        }
+        if (!gh_buf_room(b))
+            return 0; /* the client must drain first */
+    }
+    ssize_t n = read(u->io.fd, b->base + b->wr, gh_buf_room(b));
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EINTR) {
+            u->readable = 0;
+            return 0;
+        }
+        u->hup = 1;
+        return E_UPSTREAM;
+    }
+    if (n == 0) {
+        u->hup = 1;
+        u->readable = 0;
+        if (r->phase == P_TUNNEL)
+            return E_UPSTREAM;
+        if (r->head_done && r->resp_body == GH_H1_BODY_UNTIL_CLOSE) {
+            r->resp_done = 1;
+            return 1;
+        }
+        return E_UPSTREAM;
+    }
+    b->wr += (uint32_t)n;
+    if (r->phase == P_TUNNEL) {
+        r->ready_end = r->scan = b->wr;
+        return 1;
+    }
+    if (!r->head_done) {
+        int rc = response_head(r);
+        if (rc <= 0)
+            return rc < 0 ? rc : 1;
+        if (r->phase == P_TUNNEL)
+            return 1;
+    }
+    int rc = response_body(r);
+    return rc < 0 ? rc : 1;
+}
+
+/* ---- to the client ---- */
+
+static int client_write(gh_req_t *r)
+{
+    gh_client_t *c = r->c;
+    if (!c->writable)
+        return 0;
+    struct iovec iov[2];
+    int n = 0;
+    if (gh_buf_len(&r->chead))
+        iov[n++] = (struct iovec){r->chead.base + r->chead.rd, gh_buf_len(&r->chead)};
+    uint32_t ready = r->resp.base ? r->ready_end - r->resp.rd : 0;
+    if (ready && !r->head_only)
+        iov[n++] = (struct iovec){r->resp.base + r->resp.rd, ready};
+    if (!n)
+        return 0;
+    ssize_t k = writev(c->io.fd, iov, n);
+    if (k < 0) {
+        if (errno == EAGAIN || errno == EINTR) {
+            c->writable = 0;
+            return 0;
+        }
+        return E_CLIENT;
+    }
+    r->resp_started = 1;
+    r->bytes_out += (uint64_t)k;
+    size_t left = (size_t)k;
+    size_t h = GH_MIN(left, (size_t)gh_buf_len(&r->chead));
+    r->chead.rd += (uint32_t)h;
+    left -= h;
+    r->resp.rd += (uint32_t)left;
+    if (r->resp.base && r->resp.rd == r->ready_end) {
+        r->resp.rd = r->ready_end = r->scan; /* skip what de-chunking left behind */
+        if (r->resp.rd == r->resp.wr)
+            r->resp.rd = r->resp.wr = r->ready_end = r->scan = 0;
+    }
+    return 1;
+}
+
+static int output_pending(const gh_req_t *r)
+{
+    return gh_buf_len(&r->chead) || (r->resp.base && r->ready_end > r->resp.rd && !r->head_only);
+}
+
+/* ---- choosing a backend and connecting ---- */
+
+static const gh_conf_backend_t *pick_backend(gh_req_t *r, uint32_t *idx)
+{
+    gh_conf_upstream_t *up = r->ups;
+    uint32_t total = 0;
+    for (uint32_t i = 0; i < up->nbackends; i++)
+        total += up->backends[i].weight ? up->backends[i].weight : 1;
+    uint32_t *pos = &r->gen->rr[up->index];
+    uint32_t t = (*pos)++ % total;
+    for (uint32_t i = 0; i < up->nbackends; i++) {
+        uint32_t wgt = up->backends[i].weight ? up->backends[i].weight : 1;
+        if (t < wgt) {
+            *idx = i;
+            return &up->backends[i];
+        }
+        t -= wgt;
+    }
+    *idx = 0;
+    return &up->backends[0];
+}
+
+/* Connect (or take a pooled connection) to the current backend; on an immediate
+ * failure try the next one. Returns 0, or answers 502 itself and returns 0. */
+static void upstream_start(gh_req_t *r, int fresh)
+{
+    gh_worker_t *w = r->w;
+    gh_upstream_stats_t *st = r->ups->stats;
+    for (;;) {
+        int reused = 0, err = 0;
+        gh_upconn_t *u = NULL;
+        if (!fresh)
+            u = gh_upstream_get(w, (const struct sockaddr *)&r->backend->addr, r->backend->addrlen, &reused, &err);
+        else {
+            /* a retry after a stale pooled connection: never take another pooled one */
+            gh_upconn_t *p = gh_upstream_get(w, (const struct sockaddr *)&r->backend->addr, r->backend->addrlen,
+                                             &reused, &err);
+            while (p && reused) {
+                gh_upstream_close(p);
+                p = gh_upstream_get(w, (const struct sockaddr *)&r->backend->addr, r->backend->addrlen, &reused,
+                                    &err);
+            }
+            u = p;
+        }
+        r->tries++;
+        if (u) {
+            u->req = r;
+            r->u = u;
+            r->reused = (uint8_t)reused;
+            u->nreq++;
+            if (st)
+                GH_COUNT(st->slot[w->id].requests, 1);
+            if (reused) {
+                if (st)
+                    GH_COUNT(st->slot[w->id].conns_reused, 1);
+                r->phase = P_PROXY;
+            } else {
+                if (st)
+                    GH_COUNT(st->slot[w->id].conns_opened, 1);
+                r->phase = P_CONNECT;
+                r->phase_start = gh_loop_now(&w->loop);
+            }
+            r->t_up_us = now_us();
+            return;
+        }
+        if (st)
+            GH_COUNT(st->slot[w->id].connect_errors, 1);
+        if (r->tries >= MAX_CONNECT_TRIES || r->tries >= r->ups->nbackends) {
+            respond_error(r, 502, "cannot connect to upstream");
+            return;
+        }
+        r->backend = &r->ups->backends[(r->backend_idx = (r->backend_idx + 1) % r->ups->nbackends)];
+    }
+}
+
+static void connect_failed(gh_req_t *r)
+{
+    gh_upstream_stats_t *st = r->ups->stats;
+    if (st)
+        GH_COUNT(st->slot[r->w->id].connect_errors, 1);
+    gh_upstream_close(r->u);
+    r->u = NULL;
+    if (r->tries >= MAX_CONNECT_TRIES || r->tries >= r->ups->nbackends) {
+        respond_error(r, 502, "cannot connect to upstream");
+        return;
+    }
+    r->backend = &r->ups->backends[(r->backend_idx = (r->backend_idx + 1) % r->ups->nbackends)];
+    upstream_start(r, 0);
+}
+
+/* The upstream went away before a complete response. A request sent on a reused
+ * connection without a body may have raced the backend's close: send it again once. */
+static void upstream_failed(gh_req_t *r, int err)
+{
+    gh_upstream_stats_t *st = r->ups ? r->ups->stats : NULL;
+    int replayable = r->reused && !r->head_done && r->body == GH_H1_BODY_NONE && !r->resp_started && r->tries < 3;
+    if (r->u) {
+        gh_upstream_close(r->u);
+        r->u = NULL;
+    }
+    if (replayable) {
+        r->uhead.rd = 0;
+        gh_buf_put(&r->w->bufs, &r->resp);
+        r->ready_end = r->scan = 0;
+        r->sent_done = 0;
+        upstream_start(r, 1);
+        return;
+    }
+    if (st)
+        GH_COUNT(st->slot[r->w->id].failures, 1);
+    respond_error(r, 502, err == E_BADRESP ? "invalid response from upstream" : "upstream closed the connection");
+}
+
+/* ---- building the upstream request ---- */
+
+static int valid_request_id(gh_str_t v)
+{
+    if (!v.n || v.n > 36 * 3 || v.n >= sizeof(((gh_req_t *)0)->reqid))
+        return 0;
+    for (size_t i = 0; i < v.n; i++) {
+        unsigned char ch = (unsigned char)v.p[i];
+        if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '-' ||
+              ch == '_' || ch == '.' || ch == ':'))
+            return 0;
+    }
+    return 1;
+}
+
+static int build_upstream_head(gh_req_t *r, const gh_h1_request_t *m)
+{
+    gh_worker_t *w = r->w;
+    gh_client_t *c = r->c;
+    const gh_conf_t *conf = r->gen->conf;
+    int trusted = gh_conf_is_trusted(conf, &c->peer.sa);
+    gh_buf_t *b = &r->uhead;
+    if (gh_buf_get(&w->bufs, b) < 0)
+        return GH_ENOMEM;
+    int rc = PUTS(w, b, m->method);
+    rc |= PUTL(w, b, " ");
+    if (m->target.n && m->target.p[0] != '/' && !(m->target.n == 1 && m->target.p[0] == '*')) {
+        rc |= PUTS(w, b, m->path); /* absolute-form: send origin-form */
+        if (m->query.n) {
+            rc |= PUTL(w, b, "?");
+            rc |= PUTS(w, b, m->query);
+        }
+    } else {
+        rc |= PUTS(w, b, m->target);
+    }
+    rc |= PUTL(w, b, " HTTP/1.1\r\nHost: ");
+    rc |= PUTS(w, b, m->host);
+    rc |= PUTL(w, b, "\r\n");
+
+    int has_conn = 0;
+    gh_str_t xff_in[16];
+    int nxff = 0;
+    gh_str_t xfp = GH_STR_NULL, xfh = GH_STR_NULL, fwd = GH_STR_NULL;
+    for (uint16_t i = 0; i < m->nheaders; i++)
+        if (m->headers[i].name.n == 10 && gh_str_caseeq_lit(m->headers[i].name, "connection"))
+            has_conn = 1;
+    for (uint16_t i = 0; i < m->nheaders; i++) {
+        const gh_h1_header_t *h = &m->headers[i];
+        gh_str_t n = h->name;
+        if (is_hop_by_hop(n))
+            continue;
+        switch (n.n) {
+        case 4:
+            if (gh_str_caseeq_lit(n, "host"))
+                continue;
+            break;
+        case 6:
+            if (gh_str_caseeq_lit(n, "expect"))
+                continue;
+            break;
+        case 9:
+            if (gh_str_caseeq_lit(n, "forwarded")) {
+                if (trusted && !fwd.n)
+                    fwd = h->value;
+                continue;
+            }
+            break;
+        case 12:
+            if (gh_str_caseeq_lit(n, "x-request-id"))
+                continue;
+            break;
+        case 14:
+            if (gh_str_caseeq_lit(n, "content-length") || gh_str_caseeq_lit(n, "http2-settings"))
+                continue;
+            break;
+        case 15:
+            if (gh_str_caseeq_lit(n, "x-forwarded-for")) {
+                if (trusted && nxff < 16)
+                    xff_in[nxff++] = h->value;
+                continue;
+            }
+            break;
+        case 16:
+            if (gh_str_caseeq_lit(n, "x-forwarded-host")) {
+                if (trusted && !xfh.n)
+                    xfh = h->value;
+                continue;
+            }
+            break;
+        case 17:
+            if (gh_str_caseeq_lit(n, "x-forwarded-proto")) {
+                if (trusted && !xfp.n)
+                    xfp = h->value;
+                continue;
+            }
+            break;
+        case 19:
+            if (gh_str_caseeq_lit(n, "proxy-authorization"))
+                continue;
+            break;
+        }
+        if (has_conn && named_in_connection(m->headers, m->nheaders, n))
+            continue;
+        rc |= PUTS(w, b, n);
+        rc |= PUTL(w, b, ": ");
+        rc |= PUTS(w, b, h->value);
+        rc |= PUTL(w, b, "\r\n");
+    }
+    gh_str_t peer = gh_str(r->peer, strlen(r->peer));
+    rc |= PUTL(w, b, "X-Forwarded-For: ");
+    for (int i = 0; i < nxff; i++) {
+        rc |= PUTS(w, b, xff_in[i]);
+        rc |= PUTL(w, b, ", ");
+    }
+    rc |= PUTS(w, b, peer);
+    rc |= PUTL(w, b, "\r\nX-Forwarded-Proto: ");
+    rc |= xfp.n ? PUTS(w, b, xfp) : PUTL(w, b, "http");
+    rc |= PUTL(w, b, "\r\nX-Forwarded-Host: ");
+    rc |= PUTS(w, b, xfh.n ? xfh : m->host);
+    rc |= PUTL(w, b, "\r\nForwarded: ");
+    if (fwd.n) {
+        rc |= PUTS(w, b, fwd);
+        rc |= PUTL(w, b, ", ");
+    }
+    int v6 = c->peer.sa.sa_family == AF_INET6;
+    rc |= v6 ? PUTL(w, b, "for=\"[") : PUTL(w, b, "for=");
+    rc |= PUTS(w, b, peer);
+    rc |= v6 ? PUTL(w, b, "]\";proto=http;host=\"") : PUTL(w, b, ";proto=http;host=\"");
+    rc |= PUTS(w, b, m->host);
+    rc |= PUTL(w, b, "\"\r\n");
+    if (conf->via)
+        rc |= PUTL(w, b, "Via: 1.1 gatehouse\r\n");
+    rc |= PUTL(w, b, "X-Request-Id: ");
+    rc |= put(w, b, r->reqid, r->reqid_len);
+    rc |= PUTL(w, b, "\r\n");
+    if (m->body == GH_H1_BODY_LENGTH) {
+        rc |= PUTL(w, b, "Content-Length: ");
+        rc |= put_u64(w, b, m->content_length);
+        rc |= PUTL(w, b, "\r\n");
+    } else if (m->body == GH_H1_BODY_CHUNKED) {
+        rc |= PUTL(w, b, "Transfer-Encoding: chunked\r\n");
+    }
+    if (m->has_te_trailers)
+        rc |= PUTL(w, b, "TE: trailers\r\n");
+    if (r->ws) {
+        rc |= PUTL(w, b, "Connection: upgrade\r\nUpgrade: ");
+        rc |= PUTS(w, b, r->upgrade);
+        rc |= PUTL(w, b, "\r\n");
+    }
+    rc |= PUTL(w, b, "\r\n");
+    return rc;
+}
+
+/* ---- dispatch ---- */
+
+static void route_and_dispatch(gh_req_t *r, const gh_h1_request_t *m)
+{
+    gh_worker_t *w = r->w;
+    gh_client_t *c = r->c;
+    const gh_conf_t *conf = r->gen->conf;
+    const gh_conf_site_t *site = gh_router_site(conf, m->host);
+    if (!site) {
+        GH_COUNT(w->stats->no_site, 1);
+        respond_error(r, 404, "no site for this host");
+        return;
+    }
+    const gh_conf_route_t *rt = gh_router_route(site, m);
+    if (!rt) {
+        GH_COUNT(w->stats->no_route, 1);
+        respond_error(r, 404, "no route");
+        return;
+    }
+    r->route = rt;
+    if (m->method_id == GH_M_CONNECT) {
+        respond_error(r, 405, "CONNECT is not allowed");
+        return;
+    }
+    if (rt->max_body_size && m->body == GH_H1_BODY_LENGTH && m->content_length > rt->max_body_size) {
+        respond_error(r, 413, "request body too large");
+        return;
+    }
+    if (rt->has_respond) {
+        /* skip a body already received; otherwise the connection closes after */
+        body_validate(r);
+        if (r->body_done) {
+            r->in_pos += r->in_ready;
+            r->in_ready = 0;
+        }
+        respond(r, rt->respond.status, NULL, rt->respond.body, rt->respond.body_len, NULL, 0);
+        /* configured headers */
+        if (rt->respond.nheaders && r->chead.base) {
+            /* rebuild with the headers: simplest is to prepend them after the status line */
+            gh_buf_t tmp = r->chead;
+            r->chead = (gh_buf_t){0};
+            uint32_t eol = 0;
+            while (eol + 1 < tmp.wr && !(tmp.base[eol] == '\r' && tmp.base[eol + 1] == '\n'))
+                eol++;
+            eol += 2;
+            int rc = put(w, &r->chead, tmp.base, eol);
+            for (uint32_t i = 0; i < rt->respond.nheaders; i++) {
+                const gh_conf_kv_t *kv = &rt->respond.headers[i];
+                rc |= put(w, &r->chead, kv->name, kv->name_len);
+                rc |= PUTL(w, &r->chead, ": ");
+                rc |= put(w, &r->chead, kv->value, kv->value_len);
+                rc |= PUTL(w, &r->chead, "\r\n");
+            }
+            rc |= put(w, &r->chead, tmp.base + eol, tmp.wr - eol);
+            gh_buf_put(&w->bufs, &tmp);
+            if (rc < 0)
+                c->close_after = 1;
+        }
+        return;
+    }
+    r->ups = rt->upstream;
+    if (!r->ups || !r->ups->nbackends) {
+        respond_error(r, 503, "no backend");
+        return;
+    }
+    r->ws = m->upgrade_websocket;
+    if (r->ws) {
+        const gh_h1_header_t *up = gh_h1_find(m->headers, m->nheaders, GH_STR("upgrade"));
+        r->upgrade = up ? up->value : GH_STR("websocket");
+    }
+    if (build_upstream_head(r, m) < 0) {
+        respond_error(r, 500, "out of memory");
+        return;
+    }
+    /* 100-continue: we forward the body ourselves, so we tell the client to send it */
+    if (m->expect_continue && m->body != GH_H1_BODY_NONE && r->in_ready == 0 &&
+        c->in.wr == c->in.rd + r->head_len) {
+        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        ssize_t k = send(c->io.fd, cont, sizeof(cont) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+        (void)k;
+    }
+    r->backend = pick_backend(r, &r->backend_idx);
+    upstream_start(r, 0);
+}
+
+/* A complete head at c->in.rd: start the request. */
+static void request_start(gh_client_t *c, const gh_h1_request_t *m)
+{
+    gh_worker_t *w = c->w;
+    gh_req_t *r = req_new(c);
+    if (!r) {
+        client_close(c);
+        return;
+    }
+    c->req = r;
+    c->state = C_ACTIVE;
+    gh_timer_stop(&w->loop, &c->timer);
+    r->gen = gh_gen_hold(w);
+    r->t_start_us = now_us();
+    if (gh_accesslog_enabled()) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        r->wall_ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    }
+    r->method = m->method;
+    r->method_id = m->method_id;
+    r->path = m->path;
+    r->query = m->query;
+    r->host = m->host;
+    r->minor = (uint8_t)m->minor;
+    r->keep_alive = m->keep_alive;
+    r->head_only = m->method_id == GH_M_HEAD;
+    r->head_len = m->head_len;
+    r->body = (uint8_t)m->body;
+    r->body_left = m->content_length;
+    r->body_done = m->body == GH_H1_BODY_NONE;
+    r->in_pos = c->in.rd + m->head_len;
+    if (c->peer.sa.sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &c->peer.in6.sin6_addr, r->peer, sizeof r->peer);
+    else
+        inet_ntop(AF_INET, &c->peer.in4.sin_addr, r->peer, sizeof r->peer);
+    const gh_h1_header_t *rid = gh_h1_find(m->headers, m->nheaders, GH_STR("x-request-id"));
+    if (rid && valid_request_id(rid->value)) {
+        memcpy(r->reqid, rid->value.p, rid->value.n);
+        r->reqid_len = (uint8_t)rid->value.n;
+    } else {
+        static const char hex[] = "0123456789abcdef";
+        uint64_t a = gh_worker_rand(w), b = gh_worker_rand(w);
+        for (int i = 0; i < 16; i++) {
+            r->reqid[i] = hex[(a >> (i * 4)) & 15];
+            r->reqid[16 + i] = hex[(b >> (i * 4)) & 15];
+        }
+        r->reqid_len = 32;
+    }
+    GH_COUNT(w->stats->requests, 1);
+    int role = c->listener->role;
+    if (role == GH_LISTEN_PROXY) {
+        route_and_dispatch(r, m);
+    } else if (role_handlers[role]) {
+        body_validate(r);
+        if (r->body_done) {
+            r->in_pos += r->in_ready;
+            r->in_ready = 0;
+        }
+        gh_req_view_t v = {m, w, r->peer};
+        role_handlers[role](r, &v);
+        if (r->phase != P_DIRECT)
+            respond_error(r, 500, "handler gave no answer");
+    } else {
+        respond_error(r, 404, "nothing here");
+    }
+}
+
+/* ---- the pump ---- */
+
+static void req_timer_arm(gh_req_t *r);
+
+/* Finish the request: account, give connections back, go on with the client.
+ * Returns 1 if the client connection continues, 0 if it was closed. */
+static int request_finish(gh_req_t *r)
+{
+    gh_client_t *c = r->c;
+    req_account(r);
+    if (r->u) {
+        int reusable = r->up_keepalive && r->sent_done && r->resp_done && !r->up_extra && !r->u->hup &&
+                       r->phase == P_PROXY;
+        if (reusable) {
+            gh_upstream_release(r->u, r->ups->keepalive, r->ups->keepalive_timeout);
+        } else {
+            gh_upstream_close(r->u);
+        }
+        r->u = NULL;
+    }
+    if (r->body_done && !r->in_ready)
+        c->in.rd = r->in_pos;
+    else
+        c->close_after = 1;
+    req_free(r);
+    c->req = NULL;
+    if (c->close_after || c->w->draining) {
+        c->state = C_LINGER;
+        shutdown(c->io.fd, SHUT_WR);
+        gh_buf_put(&c->w->bufs, &c->in);
+        gh_timer_set(&c->w->loop, &c->timer, LINGER_MS);
+        return 0;
+    }
+    c->state = C_IDLE;
+    if (!gh_buf_len(&c->in))
+        gh_buf_put(&c->w->bufs, &c->in);
+    return 1;
+}
+
+static void client_gone(gh_req_t *r)
+{
+    if (!r->status)
+        r->status = 499; /* nginx's "client closed request" */
+    client_close(r->c);  /* closes the upstream connection too: that is the cancel */
+}
+
+/* Returns 1 when the request finished and the client may go on, 0 otherwise. */
+static int req_run(gh_req_t *r)
+{
+    gh_client_t *c = r->c;
+    for (int rounds = 0; rounds < 64; rounds++) {
+        int progress = 0, rc;
+        switch (r->phase) {
+        case P_CONNECT: {
+            gh_upconn_t *u = r->u;
+            if (!u->writable && !u->hup)
+                break;
+            int err = 0;
+            socklen_t len = sizeof err;
+            if (getsockopt(u->io.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err) {
+                connect_failed(r);
+                progress = 1;
+                break;
+            }
+            u->connected = 1;
+            r->phase = P_PROXY;
+            progress = 1;
+            break;
+        }
+        case P_PROXY:
+            if (c->rdhup && r->body_done) {
+                char x;
+                ssize_t k = recv(c->io.fd, &x, 1, MSG_PEEK | MSG_DONTWAIT);
+                if (k == 0 || (k < 0 && errno != EAGAIN)) {
+                    client_gone(r);
+                    return 0;
+                }
+                c->rdhup = 0;
+            }
+            if ((rc = client_read_body(r, 0)) < 0)
+                goto fail;
+            progress |= rc;
+            if ((rc = upstream_write(r)) < 0)
+                goto fail;
+            progress |= rc;
+            if ((rc = upstream_read(r)) < 0)
+                goto fail;
+            progress |= rc;
+            if ((rc = client_write(r)) < 0)
+                goto fail;
+            progress |= rc;
+            if (r->head_done && r->resp_done && !output_pending(r))
+                return request_finish(r);
+            break;
+        case P_TUNNEL:
+            if ((rc = client_write(r)) < 0)
+                goto tunnel_end;
+            progress |= rc;
+            if (gh_buf_len(&r->chead))
+                break;
+            if ((rc = upstream_read(r)) < 0)
+                goto tunnel_end;
+            progress |= rc;
+            if ((rc = client_read_body(r, 1)) < 0)
+                goto tunnel_end;
+            progress |= rc;
+            if (r->in_ready && r->u->writable) {
+                ssize_t k = write(r->u->io.fd, c->in.base + r->in_pos, r->in_ready);
+                if (k < 0 && errno != EAGAIN && errno != EINTR)
+                    goto tunnel_end;
+                if (k < 0) {
+                    r->u->writable = 0;
+                } else {
+                    r->in_pos += (uint32_t)k;
+                    r->in_ready -= (uint32_t)k;
+                    if (!r->in_ready)
+                        r->in_pos = c->in.wr = c->in.rd + r->head_len;
+                    progress = 1;
+                }
+            }
+            break;
+        case P_DIRECT:
+            if ((rc = client_write(r)) < 0) {
+                client_gone(r);
+                return 0;
+            }
+            progress |= rc;
+            if (!output_pending(r))
+                return request_finish(r);
+            break;
+        }
+        if (!progress)
+            break;
+        continue;
+    fail:
+        switch (rc) {
+        case E_CLIENT:
+            client_gone(r);
+            return 0;
+        case E_TOOLARGE:
+            r->body_done = 0;
+            respond_error(r, 413, "request body too large");
+            break;
+        case E_BADBODY:
+            r->body_done = 0;
+            GH_COUNT(r->w->stats->parser_rejections[gh_err_index(GH_EH1_CHUNK)], 1);
+            respond_error(r, 400, "invalid chunked body");
+            break;
+        default:
+            if (r->head_done && r->resp_started) {
+                /* a response is half sent: all we can do is cut it */
+                c->close_after = 1;
+                req_account(r);
+                r->route = NULL; /* accounted */
+                client_close(c);
+                return 0;
+            }
+            upstream_failed(r, rc);
+            break;
+        }
+        continue;
+    tunnel_end:
+        req_account(r);
+        r->route = NULL;
+        client_close(c);
+        return 0;
+    }
+    req_timer_arm(r);
+    return 0;
+}
+
+static void req_timeout(gh_timer_t *t)
+{
+    gh_req_t *r = (gh_req_t *)((char *)t - offsetof(gh_req_t, timer));
+    gh_client_t *c = r->c;
+    gh_upstream_stats_t *st = r->ups ? r->ups->stats : NULL;
+    switch (r->phase) {
+    case P_CONNECT:
+        if (st)
+            GH_COUNT(st->slot[r->w->id].timeouts, 1);
+        respond_error(r, 504, "upstream connect timed out");
+        break;
+    case P_PROXY:
+        if (!r->head_done) {
+            if (!r->body_done && !c->readable) {
+                respond_error(r, 408, "request body timed out");
+            } else {
+                if (st)
+                    GH_COUNT(st->slot[r->w->id].timeouts, 1);
+                respond_error(r, 504, "upstream timed out");
+            }
+        } else {
+            if (st && !(output_pending(r) && !c->writable))
+                GH_COUNT(st->slot[r->w->id].timeouts, 1);
+            respond_error(r, 504, "upstream timed out");
+        }
+        break;
+    default: /* tunnel idle, or a client that does not read */
+        req_account(r);
+        r->route = NULL;
+        client_close(c);
+        return;
+    }
+    client_run(c);
+}
+
+static void req_timer_arm(gh_req_t *r)
+{
+    gh_worker_t *w = r->w;
+    gh_client_t *c = r->c;
+    const gh_conf_timeouts_t *to = r->route ? &r->route->timeouts : &conf_of(w)->timeouts;
+    uint64_t now = gh_loop_now(&w->loop), deadline;
+    switch (r->phase) {
+    case P_CONNECT:
+        deadline = r->phase_start + to->upstream_connect;
+        break;
+    case P_PROXY:
+        if (output_pending(r) && !c->writable)
+            deadline = now + to->client_send;
+        else if (!r->head_done && r->sent_done)
+            deadline = r->phase_start + to->upstream_response;
+        else if (!r->body_done && !c->readable)
+            deadline = now + to->client_body;
+        else
+            deadline = now + to->upstream_idle;
+        break;
+    case P_TUNNEL:
+        deadline = now + (output_pending(r) && !c->writable ? to->client_send : to->upstream_idle);
+        break;
+    default:
+        deadline = now + to->client_send;
+        break;
+    }
+    if (to->request && r->phase != P_TUNNEL) {
+        uint64_t end = r->t_start_us / 1000 + to->request; /* same clock base: CLOCK_MONOTONIC */
+        if (end < deadline)
+            deadline = end;
+    }
+    gh_timer_set(&w->loop, &r->timer, deadline > now ? deadline - now : 0);
+}
+
+/* ---- client connections ---- */
+
+static void client_close(gh_client_t *c)
+{
+    gh_worker_t *w = c->w;
+    if (c->req) {
+        gh_req_t *r = c->req;
+        c->req = NULL;
+        if (r->route)
+            req_account(r);
+        req_free(r);
+    }
+    gh_timer_stop(&w->loop, &c->timer);
+    gh_buf_put(&w->bufs, &c->in);
+    if (c->io.fd >= 0) {
+        gh_loop_del(&w->loop, &c->io);
+        close(c->io.fd);
+        c->io.fd = -1;
+    }
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    w->nconns--;
+    GH_COUNT(w->stats->conns_active, (uint64_t)-1);
+    gh_loop_free_later(&w->loop, c);
+}
+
+static void reject_head(gh_client_t *c, int err, int status)
+{
+    gh_worker_t *w = c->w;
+    GH_COUNT(w->stats->parser_rejections[gh_err_index(err)], 1);
+    GH_COUNT(w->stats->requests, 1);
+    gh_req_t *r = req_new(c);
+    if (!r) {
+        client_close(c);
+        return;
+    }
+    c->req = r;
+    c->state = C_ACTIVE;
+    gh_timer_stop(&w->loop, &c->timer);
+    r->gen = gh_gen_hold(w);
+    r->t_start_us = now_us();
+    r->body_done = 0; /* never read past a head we could not parse */
+    r->keep_alive = 0;
+    r->minor = 1;
+    char msg[96];
+    snprintf(msg, sizeof msg, "%s", gh_err_msg(err));
+    respond_error(r, status ? status : 400, msg);
+    c->close_after = 1;
+}
+
+/* Read and parse a request head. Returns 1 when a request started, 0 to wait. */
+static int client_head(gh_client_t *c)
+{
+    gh_worker_t *w = c->w;
+    const gh_conf_t *conf = conf_of(w);
+    gh_h1_limits_t lim = {conf->limits.max_request_line, conf->limits.max_header_size,
+                          (uint16_t)GH_MIN(conf->limits.max_headers, GH_MAX_HEADERS)};
+    for (;;) {
+        if (gh_buf_len(&c->in)) {
+            gh_h1_request_t m;
+            int status = 400;
+            int rc = gh_h1_parse_request(c->in.base + c->in.rd, gh_buf_len(&c->in), &lim, &m, w->hdrs,
+                                         GH_MAX_HEADERS, &status);
+            if (rc > 0) {
+                request_start(c, &m);
+                return 1;
+            }
+            if (rc != GH_EAGAIN) {
+                reject_head(c, rc, status);
+                return 1;
+            }
+        }
+        if (w->draining && c->state == C_IDLE && !gh_buf_len(&c->in)) {
+            client_close(c);
+            return 0;
+        }
+        if (!c->readable)
+            break;
+        if (gh_buf_get(&w->bufs, &c->in) < 0) {
+            client_close(c);
+            return 0;
+        }
+        if (!gh_buf_room(&c->in)) {
+            gh_buf_compact(&c->in);
+            if (!gh_buf_room(&c->in) &&
+                gh_buf_grow(&w->bufs, &c->in, conf->limits.max_header_size + 1024) < 0) {
+                client_close(c);
+                return 0;
+            }
+            if (!gh_buf_room(&c->in)) { /* cannot happen: the parser caps the head first */
+                client_close(c);
+                return 0;
+            }
+        }
+        ssize_t n = read(c->io.fd, c->in.base + c->in.wr, gh_buf_room(&c->in));
+        if (n > 0) {
+            c->in.wr += (uint32_t)n;
+            if (c->state == C_IDLE) {
+                c->state = C_HEAD;
+                gh_timer_set(&w->loop, &c->timer, conf->timeouts.client_header);
+            }
+            continue;
+        }
+        if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+            client_close(c);
+            return 0;
+        }
+        c->readable = 0;
+    }
+    if (c->state == C_IDLE) {
+        if (!gh_buf_len(&c->in))
+            gh_buf_put(&w->bufs, &c->in);
+        gh_timer_set(&w->loop, &c->timer, conf->timeouts.keepalive);
+    } else if (!gh_timer_armed(&c->timer)) {
+        gh_timer_set(&w->loop, &c->timer, conf->timeouts.client_header);
+    }
+    return 0;
+}
+
+static void client_linger(gh_client_t *c)
+{
+    char sink[4096];
+    for (;;) {
+        ssize_t n = read(c->io.fd, sink, sizeof sink);
+        if (n > 0)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+            c->readable = 0;
+            return;
+        }
+        client_close(c);
+        return;
+    }
+}
+
+static void client_run(gh_client_t *c)
+{
+    for (;;) {
+        switch (c->state) {
+        case C_IDLE:
+        case C_HEAD:
+            if (!client_head(c))
+                return;
+            break;
+        case C_ACTIVE:
+            if (!req_run(c->req))
+                return;
+            break;
+        case C_LINGER:
+            if (c->readable || c->rdhup)
+                client_linger(c);
+            return;
+        }
+    }
+}
+
+static void client_cb(gh_io_t *io, uint32_t ev)
+{
+    gh_client_t *c = (gh_client_t *)io;
+    if (io->fd < 0)
+        return;
+    if (ev & EPOLLIN)
+        c->readable = 1;
+    if (ev & EPOLLOUT)
+        c->writable = 1;
+    if (ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+        c->rdhup = 1;
+        c->readable = 1;
+    }
+    if ((ev & (EPOLLHUP | EPOLLERR)) && c->state != C_ACTIVE) {
+        client_close(c);
+        return;
+    }
+    client_run(c);
+}
+
+void gh_session_upstream_event(gh_upconn_t *u)
+{
+    gh_req_t *r = u->req;
+    if (r && r->c->state == C_ACTIVE)
+        client_run(r->c);
+}
+
+static void client_timeout(gh_timer_t *t)
+{
+    gh_client_t *c = (gh_client_t *)((char *)t - offsetof(gh_client_t, timer));
+    if (c->state == C_HEAD && gh_buf_len(&c->in)) {
+        /* a head that did not arrive in time: say so, then close */
+        gh_worker_t *w = c->w;
+        gh_req_t *r = req_new(c);
+        if (r) {
+            c->req = r;
+            c->state = C_ACTIVE;
+            r->gen = gh_gen_hold(w);
+            r->t_start_us = now_us();
+            r->minor = 1;
+            respond_error(r, 408, "request head timed out");
+            c->close_after = 1;
+            c->writable = 1;
+            client_run(c);
+            return;
+        }
+    }
+    client_close(c);
+}
+
+void gh_session_accept(gh_worker_t *w, const gh_conf_listener_t *l, int fd, const struct sockaddr *peer,
+                       socklen_t peerlen)
+{
+    gh_client_t *c = calloc(1, sizeof(*c));
+    if (!c) {
+        close(fd);
+        return;
+    }
+    c->io.fd = fd;
+    c->io.cb = client_cb;
+    c->w = w;
+    c->listener = l;
+    c->timer.cb = client_timeout;
+    c->state = C_IDLE;
+    memcpy(&c->peer, peer, GH_MIN((size_t)peerlen, sizeof c->peer));
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (gh_loop_add(&w->loop, &c->io) < 0) {
+        close(fd);
+        free(c);
+        return;
+    }
+    c->next = w->conns;
+    if (c->next)
+        c->next->prev = c;
+    w->conns = c;
+    w->nconns++;
+    GH_COUNT(w->stats->conns_active, 1);
+    GH_COUNT(w->stats->conns_accepted, 1);
+    gh_timer_set(&w->loop, &c->timer, conf_of(w)->timeouts.client_header);
+}
+
+void gh_session_drain(gh_worker_t *w)
+{
+    for (gh_client_t *c = w->conns, *n; c; c = n) {
+        n = c->next;
+        if (c->state == C_IDLE && !gh_buf_len(&c->in))
+            client_close(c);
+        else if (c->state == C_ACTIVE)
+            c->close_after = 1;
+    }
+}

@@ -1,0 +1,47 @@
+/* session.h: a client connection and the requests on it, proxied or answered here.
+ *
+ * The request path of the design: read and parse the head (strict HTTP/1.1), pick
+ * the site and route, then either answer directly (route `respond`, errors, the
+ * admin and demo listeners) or forward to an upstream: build the upstream head
+ * (hop-by-hop headers removed, X-Forwarded-*, Forwarded, Via, X-Request-Id), stream
+ * the request body with backpressure, parse the response, stream it back, and
+ * account for it (metrics, access log). Every wait has a timer.
+ *
+ * Memory: an idle connection holds only its struct; buffers come from the worker
+ * pool while bytes are in flight.
+ *
+ * Called by worker.c (accept, drain) and handlers (admin.c, demo.c). */
+#ifndef GH_PROXY_SESSION_H
+#define GH_PROXY_SESSION_H
+
+#include <netinet/in.h>
+
+#include "proxy/upstream.h"
+#include "proxy/worker.h"
+
+typedef struct gh_req gh_req_t;
+
+/* Take ownership of an accepted, non-blocking client socket. */
+void gh_session_accept(gh_worker_t *w, const gh_conf_listener_t *l, int fd,
+                       const struct sockaddr *peer, socklen_t peerlen);
+/* Draining: close idle connections now; active ones close after their response. */
+void gh_session_drain(gh_worker_t *w);
+
+/* For handlers that answer directly: status, optional Content-Type, body (copied),
+ * and extra header lines (each "Name: value\r\n", may be NULL). */
+void gh_session_respond(gh_req_t *r, int status, const char *ctype, const char *body, size_t len,
+                        const char *extra_headers);
+
+/* What a handler may read of the request it answers. */
+typedef struct {
+    const gh_h1_request_t *msg;
+    gh_worker_t *w;
+    const char *peer; /* client address as text */
+} gh_req_view_t;
+
+typedef void (*gh_handler_fn)(gh_req_t *r, const gh_req_view_t *v);
+
+/* Register the handler answering every request on listeners of a role (admin, demo). */
+void gh_session_set_handler(int role, gh_handler_fn fn);
+
+#endif

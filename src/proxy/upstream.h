@@ -1,0 +1,46 @@
+/* upstream.h: connections to backends and the per-worker keep-alive pools.
+ *
+ * A worker keeps idle connections per backend address (not per configuration, so
+ * they survive a reload) up to the pool's keepalive count, each for at most
+ * keepalive_timeout. An idle connection that the backend closes is noticed by its
+ * event and dropped. A request takes a pooled connection or opens a new
+ * non-blocking one; it gives it back only when both messages ended cleanly.
+ *
+ * Called by session.c. */
+#ifndef GH_PROXY_UPSTREAM_H
+#define GH_PROXY_UPSTREAM_H
+
+#include "proxy/worker.h"
+
+struct gh_req;
+
+typedef struct gh_uppool {
+    struct gh_uppool *next; /* hash chain */
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    struct gh_upconn *idle; /* most recently used first */
+    uint32_t nidle;
+} gh_uppool_t;
+
+typedef struct gh_upconn {
+    gh_io_t io;
+    gh_worker_t *w;
+    gh_uppool_t *pool;
+    struct gh_upconn *next, *prev; /* pool idle list */
+    gh_timer_t timer;              /* idle expiry while pooled */
+    struct gh_req *req;            /* owner while in use */
+    uint8_t readable, writable, hup, connected;
+    uint32_t nreq; /* requests sent on it */
+} gh_upconn_t;
+
+/* A connection to addr: a pooled one (*reused = 1) or a new one being connected
+ * (connected = 0 until writable). NULL with *err = -errno when the connect fails at once. */
+gh_upconn_t *gh_upstream_get(gh_worker_t *w, const struct sockaddr *addr, socklen_t len,
+                             int *reused, int *err);
+/* Put u back in its pool, or close it when the pool is full or keepalive is 0. */
+void gh_upstream_release(gh_upconn_t *u, uint32_t keepalive, uint32_t idle_ms);
+void gh_upstream_close(gh_upconn_t *u);
+/* Close every pooled connection of w (at exit). */
+void gh_upstream_close_all(gh_worker_t *w);
+
+#endif

@@ -1,0 +1,92 @@
+/* worker.h: worker threads, their listeners, configuration generations, reload and drain.
+ *
+ * One worker thread per core, each with its own loop, SO_REUSEPORT listening sockets,
+ * buffer pool, upstream connection pools and counters; plus one admin thread, built
+ * the same way, that serves only the admin listener. Configuration reaches a worker
+ * as a refcounted snapshot dropped in its mailbox; the worker switches to it between
+ * events. Each request holds the generation it started on (a per-worker count, no
+ * atomics), and a generation's snapshot is released when its last request ends.
+ *
+ * Called by main.c (start, reload, drain) and session.c (generations, pools). */
+#ifndef GH_PROXY_WORKER_H
+#define GH_PROXY_WORKER_H
+
+#include <pthread.h>
+
+#include "config/config.h"
+#include "core/buf.h"
+#include "core/loop.h"
+#include "http/h1.h"
+#include "obs/metrics.h"
+
+typedef struct gh_gen {
+    gh_conf_t *conf;
+    uint32_t nreq;       /* requests of this worker running on it */
+    uint32_t *rr;        /* round-robin position per upstream (conf->nupstreams) */
+    struct gh_gen *next; /* retired generations still in use */
+} gh_gen_t;
+
+struct gh_worker;
+
+typedef struct {
+    gh_io_t io;
+    struct gh_worker *w;
+    const gh_conf_listener_t *conf; /* from the first configuration (listeners are fixed) */
+} gh_listener_t;
+
+struct gh_client;
+struct gh_uppool;
+
+#define GH_UPPOOL_BUCKETS 256
+
+typedef struct gh_worker {
+    uint32_t id; /* metrics and access-log slot */
+    int is_admin;
+    pthread_t thread;
+    gh_loop_t loop;
+    gh_bufpool_t bufs;
+    gh_io_t notify; /* eventfd: new configuration or drain */
+    gh_conf_t *mailbox; /* next configuration, referenced; taken with an atomic exchange */
+    gh_gen_t *gen;      /* current */
+    gh_gen_t *retired;
+    gh_listener_t *listeners;
+    uint32_t nlisteners;
+    struct gh_client *conns; /* all client connections, for drain */
+    uint32_t nconns;
+    gh_thread_stats_t *stats;
+    uint64_t rng[2];
+    struct gh_uppool *pools[GH_UPPOOL_BUCKETS];
+    gh_h1_header_t *hdrs; /* parse scratch, GH_MAX_HEADERS entries */
+    void *req_free; /* recycled request objects */
+    uint32_t nreq_free;
+    char date[40];        /* "Date: ...\r\n" for direct responses */
+    uint64_t date_sec;
+    int draining;
+    int exited;
+} gh_worker_t;
+
+#define GH_MAX_HEADERS 1000
+
+/* Create listening sockets and threads for c (workers + admin). Errors are logged. */
+int gh_workers_start(gh_conf_t *c);
+/* Hand a new snapshot to every thread (takes its own references). */
+void gh_workers_publish(gh_conf_t *c);
+/* Stop accepting, finish in-flight requests up to timeout_ms, then return. */
+void gh_workers_drain(uint32_t timeout_ms);
+/* Whether the process is draining (readyz answers 503). */
+int gh_workers_draining(void);
+
+/* Generations, used by session.c. */
+static inline gh_gen_t *gh_gen_hold(gh_worker_t *w)
+{
+    w->gen->nreq++;
+    return w->gen;
+}
+void gh_gen_release(gh_worker_t *w, gh_gen_t *g);
+
+/* Random 64 bits from the worker's generator (xorshift128+, seeded by getrandom). */
+uint64_t gh_worker_rand(gh_worker_t *w);
+/* "Date: <IMF-fixdate>\r\n", refreshed once a second. */
+const char *gh_worker_date(gh_worker_t *w);
+
+#endif
