@@ -401,8 +401,11 @@ static int client_read_body(gh_req_t *r, int tunnel)
         if (!gh_buf_room(&c->in))
             return progress; /* the upstream must drain first */
     }
-    ssize_t n = read(c->io.fd, c->in.base + c->in.wr, gh_buf_room(&c->in));
+    size_t room = gh_buf_room(&c->in);
+    ssize_t n = read(c->io.fd, c->in.base + c->in.wr, room);
     if (n > 0) {
+        if ((size_t)n < room)
+            c->readable = 0;
         c->in.wr += (uint32_t)n;
         r->bytes_in += (uint64_t)n;
         if (tunnel) {
@@ -451,6 +454,8 @@ static int upstream_write(gh_req_t *r)
         }
         return E_UPSTREAM;
     }
+    if ((size_t)k < iov[0].iov_len + (n > 1 ? iov[1].iov_len : 0))
+        u->writable = 0; /* the send buffer is full: wait for EPOLLOUT */
     size_t left = (size_t)k;
     size_t h = GH_MIN(left, (size_t)gh_buf_len(&r->uhead));
     r->uhead.rd += (uint32_t)h;
@@ -662,7 +667,10 @@ static int upstream_read(gh_req_t *r)
         if (!gh_buf_room(b))
             return 0; /* the client must drain first */
     }
-    ssize_t n = read(u->io.fd, b->base + b->wr, gh_buf_room(b));
+    size_t room = gh_buf_room(b);
+    ssize_t n = read(u->io.fd, b->base + b->wr, room);
+    if (n > 0 && (size_t)n < room)
+        u->readable = 0; /* a short read drained the socket; the next bytes bring a new edge */
     if (n < 0) {
         if (errno == EAGAIN || errno == EINTR) {
             u->readable = 0;
@@ -722,6 +730,8 @@ static int client_write(gh_req_t *r)
         }
         return E_CLIENT;
     }
+    if ((size_t)k < iov[0].iov_len + (n > 1 ? iov[1].iov_len : 0))
+        c->writable = 0;
     r->resp_started = 1;
     r->bytes_out += (uint64_t)k;
     size_t left = (size_t)k;
@@ -1500,8 +1510,11 @@ static int client_head(gh_client_t *c)
                 return 0;
             }
         }
-        ssize_t n = read(c->io.fd, c->in.base + c->in.wr, gh_buf_room(&c->in));
+        size_t room = gh_buf_room(&c->in);
+        ssize_t n = read(c->io.fd, c->in.base + c->in.wr, room);
         if (n > 0) {
+            if ((size_t)n < room && !c->rdhup)
+                c->readable = 0;
             c->in.wr += (uint32_t)n;
             if (c->state == C_IDLE) {
                 c->state = C_HEAD;

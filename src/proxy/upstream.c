@@ -63,7 +63,7 @@ static void upconn_cb(gh_io_t *io, uint32_t ev)
         return;
     }
     /* idle in the pool: the backend closed it or sent something unasked for */
-    if (u->readable || u->hup) {
+    if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
         unlink_idle(u);
         gh_upstream_close(u);
     }
@@ -128,7 +128,9 @@ void gh_upstream_release(gh_upconn_t *u, uint32_t keepalive, uint32_t idle_ms)
 {
     gh_worker_t *w = u->w;
     u->req = NULL;
-    if (u->hup || keepalive == 0 || u->pool->nidle >= keepalive || w->draining) {
+    /* readable still set means unread bytes may wait: they would be taken for the
+     * next request's response, so such a connection is never reused */
+    if (u->hup || u->readable || keepalive == 0 || u->pool->nidle >= keepalive || w->draining) {
         gh_upstream_close(u);
         return;
     }
