@@ -19,7 +19,8 @@ int gh_loop_init(gh_loop_t *l)
     l->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (l->epfd < 0)
         return -errno;
-    l->now = gh_clock_ms();
+    l->clock = gh_clock_ms;
+    l->now = l->clock();
     l->wheel_at = l->now;
     l->ntimers = 0;
     l->stop = 0;
@@ -124,12 +125,14 @@ static void fire_timers(gh_loop_t *l)
                 due.next = t;
             }
         }
+        /* move the cursor first: a callback re-arming for "now" lands on the next tick,
+         * not behind the cursor where it would wait a whole round */
+        l->wheel_at++;
         while (due.next != &due) {
             gh_timer_t *t = due.next;
             gh_timer_stop(l, t);
             t->cb(t);
         }
-        l->wheel_at++;
     }
 }
 
@@ -153,7 +156,7 @@ void gh_loop_run_once(gh_loop_t *l, int max_wait_ms)
     struct epoll_event evs[256];
     int timeout = next_timeout(l, max_wait_ms);
     int n = epoll_wait(l->epfd, evs, (int)(sizeof(evs) / sizeof(evs[0])), timeout);
-    l->now = gh_clock_ms();
+    l->now = l->clock();
     for (int i = 0; i < n; i++) {
         gh_io_t *io = evs[i].data.ptr;
         io->cb(io, evs[i].events);

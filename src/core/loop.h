@@ -36,6 +36,7 @@ struct gh_timer {
 struct gh_loop {
     int epfd;
     uint64_t now;      /* ms, CLOCK_MONOTONIC */
+    uint64_t (*clock)(void); /* gh_clock_ms; tests put a stepped clock here */
     uint64_t wheel_at; /* next tick to process */
     uint32_t ntimers;
     int stop;
