@@ -101,6 +101,7 @@ struct gh_req {
     char reqid[40];
     uint8_t reqid_len;
     uint8_t is_error;
+    uint8_t accounted; /* metrics and access log written */
 };
 
 static gh_handler_fn role_handlers[8];
@@ -222,10 +223,13 @@ static void req_free(gh_req_t *r)
 static void req_account(gh_req_t *r)
 {
     gh_worker_t *w = r->w;
+    if (r->accounted)
+        return;
+    r->accounted = 1;
     uint64_t dur = now_us() - r->t_start_us;
     if (r->route)
         gh_metrics_request(r->route->stats, w->id, r->status, dur, r->bytes_in, r->bytes_out);
-    if (!gh_accesslog_enabled() || w->is_admin)
+    if (!gh_accesslog_enabled() || r->c->listener->role != GH_LISTEN_PROXY)
         return;
     gh_access_rec_t rec = {
         .time_ms = r->wall_ms,
@@ -253,8 +257,8 @@ static void req_account(gh_req_t *r)
 
 /* ---- direct responses ---- */
 
-static void respond(gh_req_t *r, int status, const char *ctype, const char *body, size_t len,
-                    const char *extra, int close)
+static void respond_full(gh_req_t *r, int status, const char *ctype, const char *body, size_t len,
+                         const char *extra, const gh_conf_kv_t *kv, uint32_t nkv, int close)
 {
     gh_worker_t *w = r->w;
     gh_client_t *c = r->c;
@@ -291,6 +295,12 @@ static void respond(gh_req_t *r, int status, const char *ctype, const char *body
     }
     if (extra)
         rc |= put(w, b, extra, strlen(extra));
+    for (uint32_t i = 0; i < nkv; i++) {
+        rc |= put(w, b, kv[i].name, kv[i].name_len);
+        rc |= PUTL(w, b, ": ");
+        rc |= put(w, b, kv[i].value, kv[i].value_len);
+        rc |= PUTL(w, b, "\r\n");
+    }
     if (c->close_after)
         rc |= PUTL(w, b, "Connection: close\r\n");
     else if (r->minor == 0)
@@ -303,6 +313,19 @@ static void respond(gh_req_t *r, int status, const char *ctype, const char *body
         c->close_after = 1;
     }
     r->resp_done = 1;
+}
+
+static void respond(gh_req_t *r, int status, const char *ctype, const char *body, size_t len,
+                    const char *extra, int close)
+{
+    respond_full(r, status, ctype, body, len, extra, NULL, 0, close);
+}
+
+/* A route's configured direct response. */
+static void respond_kv(gh_req_t *r, int status, const char *body, size_t len, const gh_conf_kv_t *kv,
+                       uint32_t nkv)
+{
+    respond_full(r, status, NULL, body, len, NULL, kv, nkv, 0);
 }
 
 void gh_session_respond(gh_req_t *r, int status, const char *ctype, const char *body, size_t len,
@@ -1053,29 +1076,8 @@ static void route_and_dispatch(gh_req_t *r, const gh_h1_request_t *m)
             r->in_pos += r->in_ready;
             r->in_ready = 0;
         }
-        respond(r, rt->respond.status, NULL, rt->respond.body, rt->respond.body_len, NULL, 0);
-        /* configured headers */
-        if (rt->respond.nheaders && r->chead.base) {
-            /* rebuild with the headers: simplest is to prepend them after the status line */
-            gh_buf_t tmp = r->chead;
-            r->chead = (gh_buf_t){0};
-            uint32_t eol = 0;
-            while (eol + 1 < tmp.wr && !(tmp.base[eol] == '\r' && tmp.base[eol + 1] == '\n'))
-                eol++;
-            eol += 2;
-            int rc = put(w, &r->chead, tmp.base, eol);
-            for (uint32_t i = 0; i < rt->respond.nheaders; i++) {
-                const gh_conf_kv_t *kv = &rt->respond.headers[i];
-                rc |= put(w, &r->chead, kv->name, kv->name_len);
-                rc |= PUTL(w, &r->chead, ": ");
-                rc |= put(w, &r->chead, kv->value, kv->value_len);
-                rc |= PUTL(w, &r->chead, "\r\n");
-            }
-            rc |= put(w, &r->chead, tmp.base + eol, tmp.wr - eol);
-            gh_buf_put(&w->bufs, &tmp);
-            if (rc < 0)
-                c->close_after = 1;
-        }
+        respond_kv(r, rt->respond.status, rt->respond.body, rt->respond.body_len, rt->respond.headers,
+                   rt->respond.nheaders);
         return;
     }
     r->ups = rt->upstream;
@@ -1324,7 +1326,6 @@ static int req_run(gh_req_t *r)
                 /* a response is half sent: all we can do is cut it */
                 c->close_after = 1;
                 req_account(r);
-                r->route = NULL; /* accounted */
                 client_close(c);
                 return 0;
             }
@@ -1334,7 +1335,6 @@ static int req_run(gh_req_t *r)
         continue;
     tunnel_end:
         req_account(r);
-        r->route = NULL;
         client_close(c);
         return 0;
     }
@@ -1370,7 +1370,6 @@ static void req_timeout(gh_timer_t *t)
         break;
     default: /* tunnel idle, or a client that does not read */
         req_account(r);
-        r->route = NULL;
         client_close(c);
         return;
     }
@@ -1420,8 +1419,7 @@ static void client_close(gh_client_t *c)
     if (c->req) {
         gh_req_t *r = c->req;
         c->req = NULL;
-        if (r->route)
-            req_account(r);
+        req_account(r);
         req_free(r);
     }
     gh_timer_stop(&w->loop, &c->timer);
