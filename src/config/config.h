@@ -101,7 +101,7 @@ typedef struct gh_conf_route {
     /* merged settings */
     uint64_t max_body_size;
     gh_conf_timeouts_t timeouts;
-    void *stats; /* obs: this route's metrics series (gh_route_stats_t *), set at compile */
+    void *stats; /* obs: this route's metrics series (gh_route_stats_t *), bound after load */
 } gh_conf_route_t;
 
 typedef struct {
@@ -193,8 +193,5 @@ void gh_conf_unref(gh_conf_t *c);
 int gh_conf_parse_addr(const char *s, struct sockaddr_storage *ss, socklen_t *len);
 /* Whether addr is inside one of the trusted-proxy CIDRs. */
 int gh_conf_is_trusted(const gh_conf_t *c, const struct sockaddr *addr);
-
-/* Hook run on each route as a snapshot is compiled (obs sets route->stats). */
-extern void (*gh_conf_route_hook)(gh_conf_route_t *route);
 
 #endif

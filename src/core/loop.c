@@ -26,6 +26,7 @@ int gh_loop_init(gh_loop_t *l)
     l->stop = 0;
     l->dead = NULL;
     l->ndead = l->capdead = 0;
+    l->tasks.next = l->tasks.prev = &l->tasks;
     for (int i = 0; i < GH_WHEEL_SLOTS; i++)
         l->wheel[i].next = l->wheel[i].prev = &l->wheel[i];
     return 0;
@@ -79,6 +80,41 @@ void gh_loop_del(gh_loop_t *l, gh_io_t *io)
 {
     if (io->fd >= 0)
         epoll_ctl(l->epfd, EPOLL_CTL_DEL, io->fd, NULL);
+}
+
+void gh_task_post(gh_loop_t *l, gh_task_t *t)
+{
+    if (t->prev)
+        return;
+    t->prev = l->tasks.prev;
+    t->next = &l->tasks;
+    l->tasks.prev->next = t;
+    l->tasks.prev = t;
+}
+
+void gh_task_cancel(gh_task_t *t)
+{
+    if (!t->prev)
+        return;
+    t->prev->next = t->next;
+    t->next->prev = t->prev;
+    t->next = t->prev = NULL;
+}
+
+/* Run the tasks queued before this call; those they queue wait for the next turn. */
+static void run_tasks(gh_loop_t *l)
+{
+    if (l->tasks.next == &l->tasks)
+        return;
+    gh_task_t now = {.next = l->tasks.next, .prev = l->tasks.prev};
+    now.next->prev = &now;
+    now.prev->next = &now;
+    l->tasks.next = l->tasks.prev = &l->tasks;
+    while (now.next != &now) {
+        gh_task_t *t = now.next;
+        gh_task_cancel(t);
+        t->cb(t);
+    }
 }
 
 void gh_timer_stop(gh_loop_t *l, gh_timer_t *t)
@@ -154,13 +190,14 @@ static int next_timeout(gh_loop_t *l, int max_wait)
 void gh_loop_run_once(gh_loop_t *l, int max_wait_ms)
 {
     struct epoll_event evs[256];
-    int timeout = next_timeout(l, max_wait_ms);
+    int timeout = l->tasks.next != &l->tasks ? 0 : next_timeout(l, max_wait_ms);
     int n = epoll_wait(l->epfd, evs, (int)(sizeof(evs) / sizeof(evs[0])), timeout);
     l->now = l->clock();
     for (int i = 0; i < n; i++) {
         gh_io_t *io = evs[i].data.ptr;
         io->cb(io, evs[i].events);
     }
+    run_tasks(l);
     free_dead(l);
     fire_timers(l);
     free_dead(l);

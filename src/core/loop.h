@@ -25,6 +25,13 @@ struct gh_io {
     void (*cb)(gh_io_t *io, uint32_t events); /* EPOLLIN/OUT/RDHUP/HUP/ERR */
 };
 
+/* Work to run on the next turn of the loop, after the events of this one (used to
+ * yield: a connection that could go on moving bytes lets the others have a turn). */
+typedef struct gh_task {
+    struct gh_task *next, *prev; /* NULL prev when not queued */
+    void (*cb)(struct gh_task *t);
+} gh_task_t;
+
 struct gh_timer {
     gh_timer_t *next, *prev; /* NULL prev when not armed */
     uint64_t expire;         /* ms on the loop clock */
@@ -40,6 +47,7 @@ struct gh_loop {
     uint64_t wheel_at; /* next tick to process */
     uint32_t ntimers;
     int stop;
+    gh_task_t tasks; /* list head of queued tasks */
     void **dead; /* objects freed after the current batch of events (gh_loop_free_later) */
     uint32_t ndead, capdead;
     gh_timer_t wheel[GH_WHEEL_SLOTS]; /* list heads */
@@ -61,6 +69,10 @@ uint64_t gh_clock_ms(void);
  * by one event may still be named by a later event of the same batch. The owner sets
  * its io.fd to -1 when closing, and its callback ignores events when fd < 0. */
 void gh_loop_free_later(gh_loop_t *l, void *p);
+
+/* Queue t to run on the next turn (no-op when already queued); cancel with gh_task_cancel. */
+void gh_task_post(gh_loop_t *l, gh_task_t *t);
+void gh_task_cancel(gh_task_t *t);
 
 /* Arm (or re-arm) t to fire after ms milliseconds. */
 void gh_timer_set(gh_loop_t *l, gh_timer_t *t, uint64_t ms);

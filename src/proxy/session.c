@@ -51,6 +51,7 @@ typedef struct gh_client {
     gh_worker_t *w;
     struct gh_client *next, *prev;
     gh_timer_t timer;
+    gh_task_t resume; /* run again next turn: yielded after a burst of work */
     gh_buf_t in;
     gh_req_t *req;
     const gh_conf_listener_t *listener;
@@ -371,6 +372,7 @@ static int body_validate(gh_req_t *r)
     if (r->body == GH_H1_BODY_LENGTH) {
         uint32_t take = (uint32_t)GH_MIN((uint64_t)avail, r->body_left);
         r->in_ready += take;
+        r->bytes_in += take;
         r->body_left -= take;
         if (!r->body_left)
             r->body_done = 1;
@@ -386,6 +388,7 @@ static int body_validate(gh_req_t *r)
         if (n == 0)
             break;
         r->in_ready += (uint32_t)n;
+        r->bytes_in += (uint64_t)n;
         from += (uint32_t)n;
         avail -= (uint32_t)n;
         progress = 1;
@@ -430,8 +433,8 @@ static int client_read_body(gh_req_t *r, int tunnel)
         if ((size_t)n < room)
             c->readable = 0;
         c->in.wr += (uint32_t)n;
-        r->bytes_in += (uint64_t)n;
         if (tunnel) {
+            r->bytes_in += (uint64_t)n;
             r->in_ready = c->in.wr - r->in_pos;
             return 1;
         }
@@ -1133,6 +1136,7 @@ static void request_start(gh_client_t *c, const gh_h1_request_t *m)
     r->keep_alive = m->keep_alive;
     r->head_only = m->method_id == GH_M_HEAD;
     r->head_len = m->head_len;
+    r->bytes_in = m->head_len;
     r->body = (uint8_t)m->body;
     r->body_left = m->content_length;
     r->body_done = m->body == GH_H1_BODY_NONE;
@@ -1306,6 +1310,10 @@ static int req_run(gh_req_t *r)
         }
         if (!progress)
             break;
+        if (rounds == 63) { /* still moving: let the other connections have a turn */
+            gh_task_post(&r->w->loop, &c->resume);
+            break;
+        }
         continue;
     fail:
         switch (rc) {
@@ -1347,6 +1355,8 @@ static void req_timeout(gh_timer_t *t)
     gh_req_t *r = (gh_req_t *)((char *)t - offsetof(gh_req_t, timer));
     gh_client_t *c = r->c;
     gh_upstream_stats_t *st = r->ups ? r->ups->stats : NULL;
+    gh_log(GH_LOG_DEBUG, "timeout phase=%d head_done=%d resp_done=%d body_done=%d sent_done=%d in_ready=%u in_pos=%u rd=%u wr=%u cap=%u head_len=%u c.r=%d c.w=%d u.r=%d u.w=%d uhead=%u resp=%u/%u ready_end=%u scan=%u chunk.state=%d",
+           r->phase, r->head_done, r->resp_done, r->body_done, r->sent_done, r->in_ready, r->in_pos, c->in.rd, c->in.wr, c->in.cap, r->head_len, c->readable, c->writable, r->u ? r->u->readable : -1, r->u ? r->u->writable : -1, gh_buf_len(&r->uhead), r->resp.rd, r->resp.wr, r->ready_end, r->scan, r->chunk.state);
     switch (r->phase) {
     case P_CONNECT:
         if (st)
@@ -1423,6 +1433,7 @@ static void client_close(gh_client_t *c)
         req_free(r);
     }
     gh_timer_stop(&w->loop, &c->timer);
+    gh_task_cancel(&c->resume);
     gh_buf_put(&w->bufs, &c->in);
     if (c->io.fd >= 0) {
         gh_loop_del(&w->loop, &c->io);
@@ -1593,6 +1604,13 @@ static void client_cb(gh_io_t *io, uint32_t ev)
     client_run(c);
 }
 
+static void client_resume(gh_task_t *t)
+{
+    gh_client_t *c = (gh_client_t *)((char *)t - offsetof(gh_client_t, resume));
+    if (c->io.fd >= 0)
+        client_run(c);
+}
+
 void gh_session_upstream_event(gh_upconn_t *u)
 {
     gh_req_t *r = u->req;
@@ -1636,6 +1654,7 @@ void gh_session_accept(gh_worker_t *w, const gh_conf_listener_t *l, int fd, cons
     c->w = w;
     c->listener = l;
     c->timer.cb = client_timeout;
+    c->resume.cb = client_resume;
     c->state = C_IDLE;
     memcpy(&c->peer, peer, GH_MIN((size_t)peerlen, sizeof c->peer));
     int one = 1;

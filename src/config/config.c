@@ -1,0 +1,2209 @@
+/* config.c: loads a YAML configuration, validates it and compiles it into a snapshot.
+ *
+ * One walk over the libyaml document tree both checks every key against the schema
+ * and fills the snapshot: strict (unknown keys, wrong types, duplicate keys are
+ * errors), and it keeps going after an error so that one run reports all of them,
+ * each as "FILE:LINE:COL: key.path: message" (1-based, from the offending node's
+ * start mark), sorted by position. Everything the snapshot owns lives in one arena
+ * (plus the PCRE2 codes it lists, and the router index), freed in one go when the
+ * last reference is dropped. Allocation failure while loading unwinds with longjmp
+ * to the entry point, which frees the arena: no partial snapshot escapes.
+ *
+ * Called by main.c, the reload path and tests. Calls libyaml, PCRE2, getaddrinfo and
+ * the router (gh_router_build) once a snapshot validates. */
+#define _GNU_SOURCE
+#include "config/config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+#include <yaml.h>
+
+#include "http/h1.h"
+#include "proxy/router.h"
+
+
+#define MAX_FILE_SIZE (64u << 20)
+#define MAX_NAME 128
+/* Keys and items visited, aliases included: aliases are references, so a small file
+ * could otherwise make the walk (and the snapshot) grow combinatorially. */
+#define MAX_VISITS (8u << 20)
+
+/* ---------------------------------------------------------------- arena */
+
+typedef struct chunk {
+    struct chunk *next;
+    size_t used, cap;
+    max_align_t data[];
+} chunk_t;
+
+typedef struct re_node {
+    struct re_node *next;
+    pcre2_code *re;
+} re_node_t;
+
+typedef struct {
+    chunk_t *chunks;
+    re_node_t *res; /* regexes owned by the snapshot, freed with it */
+} arena_t;
+
+#define CHUNK_SIZE 16384
+
+/* Zeroed, 16-byte aligned memory that lives as long as the arena; NULL on OOM. */
+static void *arena_alloc(arena_t *a, size_t n)
+{
+    n = n ? (n + 15) & ~(size_t)15 : 16;
+    chunk_t *ch = a->chunks;
+    if (!ch || ch->cap - ch->used < n) {
+        size_t cap = n > CHUNK_SIZE ? n : CHUNK_SIZE;
+        chunk_t *nc = calloc(1, sizeof *nc + cap);
+        if (!nc)
+            return NULL;
+        nc->cap = cap;
+        if (ch && n > CHUNK_SIZE / 4) {
+            /* a big block gets a chunk of its own; keep filling the current one */
+            nc->next = ch->next;
+            ch->next = nc;
+            nc->used = n;
+            return nc->data;
+        }
+        nc->next = ch;
+        a->chunks = nc;
+        ch = nc;
+    }
+    void *p = (char *)ch->data + ch->used;
+    ch->used += n;
+    return p;
+}
+
+static void arena_destroy(arena_t *a)
+{
+    if (!a)
+        return;
+    for (re_node_t *r = a->res; r; r = r->next)
+        pcre2_code_free(r->re);
+    chunk_t *ch = a->chunks;
+    while (ch) {
+        chunk_t *next = ch->next;
+        free(ch);
+        ch = next;
+    }
+    free(a);
+}
+
+/* ---------------------------------------------------------------- context */
+
+typedef struct {
+    uint32_t line, col, seq;
+    char *msg;
+} cerr_t;
+
+/* One configured host, for the duplicate check across the whole file. */
+typedef struct {
+    const char *key; /* normalised: "example.com", ".example.com" (wildcard), "*" */
+    uint32_t t, s, h;
+    uint32_t line, col, seq;
+    const char *tenant, *site;
+} hostrec_t;
+
+/* Per-upstream timeout overrides (connect/response/idle), applied to its routes. */
+typedef struct {
+    uint32_t connect, response, idle;
+    unsigned set; /* bit 0 connect, 1 response, 2 idle */
+} up_tmo_t;
+
+typedef struct {
+    const char *file;
+    const char *src; /* the YAML text (reader errors give only a byte offset) */
+    size_t srclen;
+    yaml_document_t *doc;
+    arena_t *a;   /* the snapshot's */
+    arena_t *tmp; /* scratch, freed when loading ends */
+    gh_conf_t *c;
+    cerr_t *errs;
+    size_t nerrs, caperrs;
+    uint32_t seq;
+    hostrec_t *hosts;
+    size_t nhosts, caphosts;
+    up_tmo_t *up_tmo;
+    /* listen-value nodes and paths, for the duplicate listener check */
+    yaml_node_t **lnodes;
+    char **lpaths;
+    char path[1024];
+    size_t plen;
+    char qbuf[4][192];
+    unsigned qi;
+    size_t visits;
+    int over_budget;
+    /* libyaml state lives here, not on the stack, so that it survives longjmp */
+    yaml_parser_t parser;
+    yaml_document_t ydoc, ydoc2;
+    int have_parser, have_doc, have_doc2;
+    jmp_buf oom;
+} ctx_t;
+
+static void *xalloc(ctx_t *x, size_t n)
+{
+    void *p = arena_alloc(x->a, n);
+    if (!p)
+        longjmp(x->oom, 1);
+    return p;
+}
+
+static void *talloc(ctx_t *x, size_t n)
+{
+    void *p = arena_alloc(x->tmp, n);
+    if (!p)
+        longjmp(x->oom, 1);
+    return p;
+}
+
+static char *xstrndup(ctx_t *x, const char *s, size_t n)
+{
+    char *p = xalloc(x, n + 1);
+    memcpy(p, s, n);
+    p[n] = '\0';
+    return p;
+}
+
+static char *tstrdup(ctx_t *x, const char *s)
+{
+    size_t n = strlen(s);
+    char *p = talloc(x, n + 1);
+    memcpy(p, s, n + 1);
+    return p;
+}
+
+/* A printable, quoted copy of s for messages (a few rotating buffers). */
+static const char *q(ctx_t *x, const char *s, size_t n)
+{
+    char *b = x->qbuf[x->qi++ % 4];
+    size_t o = 0, cap = sizeof x->qbuf[0];
+    b[o++] = '"';
+    for (size_t i = 0; i < n && o < cap - 8; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch == '"' || ch == '\\') {
+            b[o++] = '\\';
+            b[o++] = (char)ch;
+        } else if (ch < 0x20 || ch >= 0x7f) {
+            o += (size_t)snprintf(b + o, cap - o, "\\x%02x", ch);
+        } else {
+            b[o++] = (char)ch;
+        }
+        if (i + 1 < n && o >= cap - 8) {
+            memcpy(b + o, "...", 3);
+            o += 3;
+            break;
+        }
+    }
+    b[o++] = '"';
+    b[o] = '\0';
+    return b;
+}
+
+static size_t path_key(ctx_t *x, const char *k)
+{
+    size_t old = x->plen;
+    int n = snprintf(x->path + x->plen, sizeof x->path - x->plen, "%s%s", x->plen ? "." : "", k);
+    if (n > 0)
+        x->plen = GH_MIN(x->plen + (size_t)n, sizeof x->path - 1);
+    return old;
+}
+
+static size_t path_idx(ctx_t *x, size_t i)
+{
+    size_t old = x->plen;
+    int n = snprintf(x->path + x->plen, sizeof x->path - x->plen, "[%zu]", i);
+    if (n > 0)
+        x->plen = GH_MIN(x->plen + (size_t)n, sizeof x->path - 1);
+    return old;
+}
+
+static void path_pop(ctx_t *x, size_t old)
+{
+    x->plen = old;
+    x->path[old] = '\0';
+}
+
+static void add_err(ctx_t *x, uint32_t line, uint32_t col, const char *path, const char *fmt,
+                    va_list ap)
+{
+    char msg[1024];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    if (x->nerrs == x->caperrs) {
+        size_t cap = x->caperrs ? x->caperrs * 2 : 16;
+        cerr_t *e = realloc(x->errs, cap * sizeof *e);
+        if (!e)
+            longjmp(x->oom, 1);
+        x->errs = e;
+        x->caperrs = cap;
+    }
+    char *s;
+    if (asprintf(&s, "%s:%u:%u: %s: %s", x->file, line, col, path && *path ? path : "(root)",
+                 msg) < 0)
+        longjmp(x->oom, 1);
+    x->errs[x->nerrs++] = (cerr_t){line, col, x->seq++, s};
+}
+
+static void errat(ctx_t *x, uint32_t line, uint32_t col, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static void errat(ctx_t *x, uint32_t line, uint32_t col, const char *path, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    add_err(x, line, col, path, fmt, ap);
+    va_end(ap);
+}
+
+/* An error about node n at the current key path. */
+static void err(ctx_t *x, const yaml_node_t *n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void err(ctx_t *x, const yaml_node_t *n, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    add_err(x, n ? (uint32_t)n->start_mark.line + 1 : 0, n ? (uint32_t)n->start_mark.column + 1 : 0,
+            x->path, fmt, ap);
+    va_end(ap);
+}
+
+/* An error about key k (path extended by the key) at the key's node. */
+static void err_key(ctx_t *x, const yaml_node_t *kn, const char *k, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void err_key(ctx_t *x, const yaml_node_t *kn, const char *k, const char *fmt, ...)
+{
+    size_t o = path_key(x, k);
+    va_list ap;
+    va_start(ap, fmt);
+    add_err(x, (uint32_t)kn->start_mark.line + 1, (uint32_t)kn->start_mark.column + 1, x->path,
+            fmt, ap);
+    va_end(ap);
+    path_pop(x, o);
+}
+
+/* ---------------------------------------------------------------- nodes */
+
+static yaml_node_t *node(ctx_t *x, int i) { return yaml_document_get_node(x->doc, i); }
+static const char *sv(const yaml_node_t *n) { return (const char *)n->data.scalar.value; }
+static size_t sl(const yaml_node_t *n) { return n->data.scalar.length; }
+
+static bool seq_eq(const char *s, size_t n, const char *lit)
+{
+    return n == strlen(lit) && memcmp(s, lit, n) == 0;
+}
+
+static bool is_null(const yaml_node_t *n)
+{
+    if (!n)
+        return true;
+    if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+        return false;
+    const char *s = sv(n);
+    size_t len = sl(n);
+    return len == 0 || seq_eq(s, len, "~") || seq_eq(s, len, "null") || seq_eq(s, len, "Null") ||
+           seq_eq(s, len, "NULL");
+}
+
+static const char *kind(const yaml_node_t *n)
+{
+    if (is_null(n))
+        return "null";
+    switch (n->type) {
+    case YAML_SCALAR_NODE: return "a scalar";
+    case YAML_SEQUENCE_NODE: return "a sequence";
+    case YAML_MAPPING_NODE: return "a mapping";
+    default: return "nothing";
+    }
+}
+
+static bool is_scalar(const yaml_node_t *n) { return n && n->type == YAML_SCALAR_NODE && !is_null(n); }
+
+static size_t seq_len(const yaml_node_t *n)
+{
+    return (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+}
+
+/* Charges k visits; false (one error in all) once over the budget. */
+static bool charge(ctx_t *x, yaml_node_t *n, size_t k)
+{
+    if (x->visits + k > MAX_VISITS) {
+        if (!x->over_budget)
+            err(x, n, "configuration too large: more than %u keys and items (aliases included)",
+                MAX_VISITS);
+        x->over_budget = 1;
+        return false;
+    }
+    x->visits += k;
+    return true;
+}
+
+static bool want_seq(ctx_t *x, yaml_node_t *n, bool nonempty)
+{
+    if (!n || n->type != YAML_SEQUENCE_NODE) {
+        err(x, n, "expected a sequence, got %s", kind(n));
+        return false;
+    }
+    if (!charge(x, n, seq_len(n) + 1))
+        return false;
+    if (nonempty && seq_len(n) == 0) {
+        err(x, n, "must not be empty");
+        return false;
+    }
+    return true;
+}
+
+static bool want_map(ctx_t *x, yaml_node_t *n)
+{
+    if (!n || n->type != YAML_MAPPING_NODE) {
+        err(x, n, "expected a mapping, got %s", kind(n));
+        return false;
+    }
+    return charge(x, n, (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start) + 1);
+}
+
+/* Reports (and says to skip) a key already seen earlier in the same mapping. */
+static bool dup_key(ctx_t *x, yaml_node_t *map, yaml_node_pair_t *p, yaml_node_t *k)
+{
+    for (yaml_node_pair_t *e = map->data.mapping.pairs.start; e < p; e++) {
+        yaml_node_t *ek = node(x, e->key);
+        if (ek && ek->type == YAML_SCALAR_NODE && sl(ek) == sl(k) &&
+            memcmp(sv(ek), sv(k), sl(k)) == 0) {
+            err_key(x, k, sv(k), "duplicate key (first at line %u, column %u)",
+                    (unsigned)ek->start_mark.line + 1, (unsigned)ek->start_mark.column + 1);
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool printable(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f)
+            return false;
+    return n > 0;
+}
+
+typedef struct {
+    const char *name;
+    yaml_node_t *key, *val;
+} field_t;
+#define F(n) {.name = (n)}
+
+/* Sorts a mapping's pairs into the fields it may have. Unknown and duplicate keys are
+ * errors. False (after an error) when n is no mapping at all. */
+static bool fields(ctx_t *x, yaml_node_t *n, field_t *f, size_t nf)
+{
+    if (!want_map(x, n))
+        return false;
+    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = node(x, p->key), *v = node(x, p->value);
+        if (!k || k->type != YAML_SCALAR_NODE) {
+            err(x, k, "keys must be strings, got %s", kind(k));
+            continue;
+        }
+        size_t i;
+        for (i = 0; i < nf; i++)
+            if (seq_eq(sv(k), sl(k), f[i].name))
+                break;
+        if (i == nf) {
+            char allowed[512];
+            size_t o = 0;
+            for (size_t j = 0; j < nf && o < sizeof allowed; j++)
+                o += (size_t)snprintf(allowed + o, sizeof allowed - o, "%s%s", j ? ", " : "",
+                                      f[j].name);
+            err_key(x, k, printable(sv(k), sl(k)) ? sv(k) : q(x, sv(k), sl(k)),
+                    "unknown key %s (allowed here: %s)", q(x, sv(k), sl(k)), allowed);
+            continue;
+        }
+        if (f[i].key) {
+            err_key(x, k, f[i].name, "duplicate key (first at line %u, column %u)",
+                    (unsigned)f[i].key->start_mark.line + 1,
+                    (unsigned)f[i].key->start_mark.column + 1);
+            continue;
+        }
+        f[i].key = k;
+        f[i].val = v;
+    }
+    return true;
+}
+
+static void missing(ctx_t *x, yaml_node_t *map, const char *k)
+{
+    size_t o = path_key(x, k);
+    err(x, map, "required key is missing");
+    path_pop(x, o);
+}
+
+/* ---------------------------------------------------------------- scalars */
+
+/* A non-null scalar, copied into the snapshot; NUL bytes rejected unless allow_nul. */
+static bool get_str(ctx_t *x, yaml_node_t *v, char **out, size_t *len, bool allow_empty,
+                    bool allow_nul)
+{
+    if (!is_scalar(v)) {
+        err(x, v, "expected a string, got %s", kind(v));
+        return false;
+    }
+    if (!allow_empty && sl(v) == 0) {
+        err(x, v, "must not be empty");
+        return false;
+    }
+    if (!allow_nul && memchr(sv(v), '\0', sl(v))) {
+        err(x, v, "must not contain a NUL byte");
+        return false;
+    }
+    *out = xstrndup(x, sv(v), sl(v));
+    if (len)
+        *len = sl(v);
+    return true;
+}
+
+/* Names of tenants, sites, routes, upstreams, listeners: visible ASCII, no quotes. */
+static bool get_name(ctx_t *x, yaml_node_t *v, char **out)
+{
+    if (!get_str(x, v, out, NULL, false, false))
+        return false;
+    size_t n = sl(v);
+    if (n > MAX_NAME) {
+        err(x, v, "name longer than %d bytes", MAX_NAME);
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)sv(v)[i];
+        if (ch <= 0x20 || ch >= 0x7f || ch == '"' || ch == '\'' || ch == '\\') {
+            err(x, v, "bad name %s: use visible ASCII without spaces, quotes or backslashes",
+                q(x, sv(v), n));
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool get_bool(ctx_t *x, yaml_node_t *v, int *out)
+{
+    if (is_scalar(v) && v->data.scalar.style == YAML_PLAIN_SCALAR_STYLE) {
+        static const char *const t[] = {"true", "True", "TRUE", "yes", "Yes", "YES", "on", "On", "ON"};
+        static const char *const f[] = {"false", "False", "FALSE", "no", "No", "NO", "off", "Off", "OFF"};
+        for (size_t i = 0; i < GH_ARRAY_LEN(t); i++) {
+            if (seq_eq(sv(v), sl(v), t[i])) {
+                *out = 1;
+                return true;
+            }
+            if (seq_eq(sv(v), sl(v), f[i])) {
+                *out = 0;
+                return true;
+            }
+        }
+    }
+    err(x, v, "expected a boolean (true or false), got %s",
+        is_scalar(v) ? q(x, sv(v), sl(v)) : kind(v));
+    return false;
+}
+
+static bool parse_digits(const char *s, size_t n, size_t *used, uint64_t *out)
+{
+    uint64_t v = 0;
+    size_t i = 0;
+    for (; i < n && s[i] >= '0' && s[i] <= '9'; i++) {
+        if (v > (UINT64_MAX - 9) / 10)
+            return false;
+        v = v * 10 + (uint64_t)(s[i] - '0');
+    }
+    *used = i;
+    *out = v;
+    return i > 0;
+}
+
+static bool get_uint(ctx_t *x, yaml_node_t *v, uint64_t min, uint64_t max, uint64_t *out)
+{
+    uint64_t u;
+    size_t used;
+    if (!is_scalar(v)) {
+        err(x, v, "expected an integer, got %s", kind(v));
+        return false;
+    }
+    if (!parse_digits(sv(v), sl(v), &used, &u) || used != sl(v)) {
+        err(x, v, "expected an integer, got %s", q(x, sv(v), sl(v)));
+        return false;
+    }
+    if (u < min || u > max) {
+        err(x, v, "%llu is out of range %llu..%llu", (unsigned long long)u,
+            (unsigned long long)min, (unsigned long long)max);
+        return false;
+    }
+    *out = u;
+    return true;
+}
+
+/* "8192", "8k", "1m", "1g" (1024-based; K/M/G too). */
+static bool parse_size(const char *s, size_t n, uint64_t *out)
+{
+    uint64_t v;
+    size_t used;
+    if (!parse_digits(s, n, &used, &v))
+        return false;
+    if (used == n) {
+        *out = v;
+        return true;
+    }
+    if (used + 1 != n)
+        return false;
+    unsigned shift;
+    switch (s[used]) {
+    case 'k': case 'K': shift = 10; break;
+    case 'm': case 'M': shift = 20; break;
+    case 'g': case 'G': shift = 30; break;
+    default: return false;
+    }
+    if (v > (UINT64_MAX >> shift))
+        return false;
+    *out = v << shift;
+    return true;
+}
+
+static bool get_size(ctx_t *x, yaml_node_t *v, uint64_t min, uint64_t max, uint64_t *out)
+{
+    uint64_t u;
+    if (!is_scalar(v)) {
+        err(x, v, "expected a size, got %s", kind(v));
+        return false;
+    }
+    if (!parse_size(sv(v), sl(v), &u)) {
+        err(x, v, "bad size %s: use bytes or a k/m/g suffix (1024-based), e.g. 8k, 1m",
+            q(x, sv(v), sl(v)));
+        return false;
+    }
+    if (u < min || u > max) {
+        err(x, v, "size %s is out of range %llu..%llu bytes", q(x, sv(v), sl(v)),
+            (unsigned long long)min, (unsigned long long)max);
+        return false;
+    }
+    *out = u;
+    return true;
+}
+
+/* "500ms", "10s", "2m", "1h", or a bare integer of seconds -> milliseconds.
+ * 0 ok, -1 bad syntax, -2 too large for 32-bit milliseconds. */
+static int parse_duration(const char *s, size_t n, uint32_t *out)
+{
+    uint64_t v, mul;
+    size_t used;
+    if (!parse_digits(s, n, &used, &v))
+        return -1;
+    const char *u = s + used;
+    size_t ul = n - used;
+    if (ul == 0 || seq_eq(u, ul, "s"))
+        mul = 1000;
+    else if (seq_eq(u, ul, "ms"))
+        mul = 1;
+    else if (seq_eq(u, ul, "m"))
+        mul = 60000;
+    else if (seq_eq(u, ul, "h"))
+        mul = 3600000;
+    else
+        return -1;
+    if (v > UINT32_MAX / mul)
+        return -2;
+    *out = (uint32_t)(v * mul);
+    return 0;
+}
+
+static bool get_dur(ctx_t *x, yaml_node_t *v, bool allow0, uint32_t *out)
+{
+    uint32_t ms;
+    if (!is_scalar(v)) {
+        err(x, v, "expected a duration, got %s", kind(v));
+        return false;
+    }
+    int rc = parse_duration(sv(v), sl(v), &ms);
+    if (rc == -1) {
+        err(x, v, "bad duration %s: use e.g. 500ms, 10s, 2m, 1h (a bare number means seconds)",
+            q(x, sv(v), sl(v)));
+        return false;
+    }
+    if (rc == -2) {
+        err(x, v, "duration %s is too large (at most %u ms)", q(x, sv(v), sl(v)), UINT32_MAX);
+        return false;
+    }
+    if (ms == 0 && !allow0) {
+        err(x, v, "must not be 0");
+        return false;
+    }
+    *out = ms;
+    return true;
+}
+
+/* Field wrappers: absent -> false and *out untouched; the key path is extended. */
+static bool f_u32(ctx_t *x, field_t *f, uint64_t min, uint64_t max, uint32_t *out)
+{
+    if (!f->val)
+        return false;
+    size_t o = path_key(x, f->name);
+    uint64_t u;
+    bool ok = get_uint(x, f->val, min, max, &u);
+    if (ok)
+        *out = (uint32_t)u;
+    path_pop(x, o);
+    return ok;
+}
+
+static bool f_size(ctx_t *x, field_t *f, uint64_t min, uint64_t max, uint64_t *out)
+{
+    if (!f->val)
+        return false;
+    size_t o = path_key(x, f->name);
+    bool ok = get_size(x, f->val, min, max, out);
+    path_pop(x, o);
+    return ok;
+}
+
+static bool f_dur(ctx_t *x, field_t *f, bool allow0, uint32_t *out)
+{
+    if (!f->val)
+        return false;
+    size_t o = path_key(x, f->name);
+    bool ok = get_dur(x, f->val, allow0, out);
+    path_pop(x, o);
+    return ok;
+}
+
+static bool f_bool(ctx_t *x, field_t *f, int *out)
+{
+    if (!f->val)
+        return false;
+    size_t o = path_key(x, f->name);
+    bool ok = get_bool(x, f->val, out);
+    path_pop(x, o);
+    return ok;
+}
+
+static bool f_str(ctx_t *x, field_t *f, char **out, size_t *len, bool allow_empty)
+{
+    if (!f->val)
+        return false;
+    size_t o = path_key(x, f->name);
+    bool ok = get_str(x, f->val, out, len, allow_empty, false);
+    path_pop(x, o);
+    return ok;
+}
+
+static bool f_name(ctx_t *x, field_t *f, char **out)
+{
+    if (!f->val)
+        return false;
+    size_t o = path_key(x, f->name);
+    bool ok = get_name(x, f->val, out);
+    path_pop(x, o);
+    return ok;
+}
+
+/* ---------------------------------------------------------------- addresses */
+
+/* NULL on success, else why s is no usable address. */
+static const char *parse_addr(const char *s, struct sockaddr_storage *ss, socklen_t *len)
+{
+    char host[256];
+    const char *port;
+    size_t hl;
+    int bracket = 0;
+    if (!s || !*s)
+        return "empty address";
+    if (s[0] == '[') {
+        const char *e = strchr(s, ']');
+        if (!e)
+            return "missing ']'";
+        if (e[1] != ':')
+            return "missing port (use [addr]:port)";
+        hl = (size_t)(e - s - 1);
+        if (hl == 0)
+            return "empty IPv6 address";
+        if (hl >= sizeof host)
+            return "host too long";
+        memcpy(host, s + 1, hl);
+        port = e + 2;
+        bracket = 1;
+    } else {
+        const char *c = strrchr(s, ':');
+        if (!c)
+            return "missing port (use host:port)";
+        hl = (size_t)(c - s);
+        if (memchr(s, ':', hl))
+            return "IPv6 addresses need brackets, e.g. [::1]:8080";
+        if (hl >= sizeof host)
+            return "host too long";
+        memcpy(host, s, hl);
+        port = c + 1;
+    }
+    host[hl] = '\0';
+    uint64_t p;
+    size_t used;
+    if (!parse_digits(port, strlen(port), &used, &p) || port[used] != '\0')
+        return "bad port";
+    if (p < 1 || p > 65535)
+        return "port out of range 1..65535";
+
+    memset(ss, 0, sizeof *ss);
+    if (hl == 0) {
+        struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+        sin->sin_family = AF_INET;
+        sin->sin_addr.s_addr = htonl(INADDR_ANY);
+        sin->sin_port = htons((uint16_t)p);
+        *len = sizeof *sin;
+        return NULL;
+    }
+    struct addrinfo hints = {.ai_family = bracket ? AF_INET6 : AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_NUMERICHOST};
+    struct addrinfo *res = NULL;
+    int rc = getaddrinfo(host, NULL, &hints, &res);
+    if (rc != 0) {
+        if (bracket)
+            return "bad IPv6 address";
+        /* not numeric: resolve it (localhost and friends) */
+        hints.ai_flags = 0;
+        rc = getaddrinfo(host, NULL, &hints, &res);
+        if (rc != 0)
+            return rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc);
+    }
+    /* prefer IPv4: "localhost" backends usually listen on 127.0.0.1 */
+    struct addrinfo *pick = NULL;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        if (ai->ai_family == AF_INET) {
+            pick = ai;
+            break;
+        }
+        if (!pick && ai->ai_family == AF_INET6)
+            pick = ai;
+    }
+    if (!pick || pick->ai_addrlen > sizeof *ss) {
+        freeaddrinfo(res);
+        return "no IPv4 or IPv6 address";
+    }
+    memcpy(ss, pick->ai_addr, pick->ai_addrlen);
+    *len = pick->ai_addrlen;
+    if (ss->ss_family == AF_INET)
+        ((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)p);
+    else
+        ((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)p);
+    freeaddrinfo(res);
+    return NULL;
+}
+
+int gh_conf_parse_addr(const char *s, struct sockaddr_storage *ss, socklen_t *len)
+{
+    return parse_addr(s, ss, len) ? GH_EINVAL : 0;
+}
+
+/* Whether two listen addresses would collide (same port; same address or a wildcard). */
+static bool addr_conflict(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+    if (a->ss_family != b->ss_family)
+        return false;
+    if (a->ss_family == AF_INET) {
+        const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
+        return x->sin_port == y->sin_port &&
+               (x->sin_addr.s_addr == y->sin_addr.s_addr || x->sin_addr.s_addr == INADDR_ANY ||
+                y->sin_addr.s_addr == INADDR_ANY);
+    }
+    const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
+    return x->sin6_port == y->sin6_port &&
+           (memcmp(&x->sin6_addr, &y->sin6_addr, 16) == 0 ||
+            IN6_IS_ADDR_UNSPECIFIED(&x->sin6_addr) || IN6_IS_ADDR_UNSPECIFIED(&y->sin6_addr));
+}
+
+/* "10.0.0.0/8", "::1/128", or a bare address (full-length prefix). */
+static const char *parse_cidr(const char *s, size_t n, gh_cidr_t *out)
+{
+    char buf[INET6_ADDRSTRLEN + 8];
+    if (n == 0 || n >= sizeof buf)
+        return "bad CIDR";
+    memcpy(buf, s, n);
+    buf[n] = '\0';
+    char *slash = strchr(buf, '/');
+    if (slash)
+        *slash = '\0';
+    memset(out, 0, sizeof *out);
+    unsigned max;
+    if (inet_pton(AF_INET, buf, out->addr) == 1) {
+        out->family = AF_INET;
+        max = 32;
+    } else if (inet_pton(AF_INET6, buf, out->addr) == 1) {
+        out->family = AF_INET6;
+        max = 128;
+    } else {
+        return "bad address in CIDR";
+    }
+    out->prefix = (uint8_t)max;
+    if (slash) {
+        uint64_t p;
+        size_t used;
+        const char *ps = slash + 1;
+        if (!parse_digits(ps, strlen(ps), &used, &p) || ps[used] || p > max)
+            return max == 32 ? "bad prefix length (0..32)" : "bad prefix length (0..128)";
+        out->prefix = (uint8_t)p;
+    }
+    for (unsigned bit = out->prefix; bit < max; bit++)
+        if (out->addr[bit / 8] & (0x80u >> (bit % 8)))
+            return "address has bits set beyond the prefix length";
+    return NULL;
+}
+
+static bool prefix_match(const uint8_t *a, const uint8_t *net, unsigned prefix)
+{
+    unsigned full = prefix / 8, rest = prefix % 8;
+    if (memcmp(a, net, full) != 0)
+        return false;
+    if (!rest)
+        return true;
+    uint8_t mask = (uint8_t)(0xffu << (8 - rest));
+    return (a[full] & mask) == (net[full] & mask);
+}
+
+int gh_conf_is_trusted(const gh_conf_t *c, const struct sockaddr *addr)
+{
+    if (!c || !addr)
+        return 0;
+    int fam;
+    const uint8_t *bytes;
+    if (addr->sa_family == AF_INET) {
+        fam = AF_INET;
+        bytes = (const uint8_t *)&((const struct sockaddr_in *)(const void *)addr)->sin_addr;
+    } else if (addr->sa_family == AF_INET6) {
+        const struct in6_addr *a6 = &((const struct sockaddr_in6 *)(const void *)addr)->sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(a6)) {
+            fam = AF_INET;
+            bytes = a6->s6_addr + 12;
+        } else {
+            fam = AF_INET6;
+            bytes = a6->s6_addr;
+        }
+    } else {
+        return 0;
+    }
+    for (uint32_t i = 0; i < c->ntrusted_proxies; i++) {
+        const gh_cidr_t *t = &c->trusted_proxies[i];
+        if (t->family == fam && prefix_match(bytes, t->addr, t->prefix))
+            return 1;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- hosts */
+
+/* Normalises a configured site host into out (lowercase, one trailing dot dropped;
+ * "*.x.y" -> ".x.y"). NULL if valid, else why not. */
+static const char *check_host(const char *s, size_t n, char *out, size_t *outlen, int *wild,
+                              int *any)
+{
+    *wild = *any = 0;
+    if (n == 1 && s[0] == '*') {
+        *any = 1;
+        out[0] = '*';
+        *outlen = 1;
+        return NULL;
+    }
+    size_t o = 0;
+    if (n >= 2 && s[0] == '*' && s[1] == '.') {
+        *wild = 1;
+        out[o++] = '.';
+        s += 2;
+        n -= 2;
+    }
+    if (n && s[n - 1] == '.')
+        n--;
+    if (n == 0)
+        return "empty host name";
+    if (memchr(s, '*', n))
+        return "a wildcard must be \"*\" or start with \"*.\"";
+    if (s[0] == '[') {
+        char a[INET6_ADDRSTRLEN + 1];
+        struct in6_addr tmp;
+        if (*wild)
+            return "no wildcard with an IPv6 literal";
+        if (s[n - 1] != ']' || n - 2 >= sizeof a)
+            return "bad IPv6 literal (use e.g. [::1])";
+        memcpy(a, s + 1, n - 2);
+        a[n - 2] = '\0';
+        if (inet_pton(AF_INET6, a, &tmp) != 1)
+            return "bad IPv6 literal (use e.g. [::1])";
+        for (size_t i = 0; i < n; i++)
+            out[o++] = (char)((s[i] >= 'A' && s[i] <= 'Z') ? s[i] + 32 : s[i]);
+        *outlen = o;
+        return NULL;
+    }
+    if (memchr(s, ':', n))
+        return "a host must not include a port";
+    if (n > 253)
+        return "host name longer than 253 bytes";
+    size_t label = 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        if (ch >= 'A' && ch <= 'Z')
+            ch = (char)(ch + 32);
+        if (ch == '.') {
+            if (label == 0)
+                return "empty label in host name";
+            label = 0;
+        } else if ((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-' ||
+                   ch == '_') {
+            if (++label > 63)
+                return "label longer than 63 bytes in host name";
+        } else {
+            return "bad character in host name (letters, digits, '-', '_' and '.'; use punycode "
+                   "for IDNs)";
+        }
+        out[o++] = ch;
+    }
+    if (label == 0)
+        return "empty label in host name";
+    *outlen = o;
+    return NULL;
+}
+
+static int hostrec_cmp(const void *a, const void *b)
+{
+    const hostrec_t *x = a, *y = b;
+    int r = strcmp(x->key, y->key);
+    if (r)
+        return r;
+    if (x->line != y->line)
+        return x->line < y->line ? -1 : 1;
+    if (x->col != y->col)
+        return x->col < y->col ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+static void check_dup_hosts(ctx_t *x)
+{
+    if (x->nhosts < 2)
+        return;
+    qsort(x->hosts, x->nhosts, sizeof *x->hosts, hostrec_cmp);
+    for (size_t i = 1, first = 0; i < x->nhosts; i++) {
+        const hostrec_t *h = &x->hosts[i], *f = &x->hosts[first];
+        if (strcmp(h->key, f->key) != 0) {
+            first = i;
+            continue;
+        }
+        char p[128];
+        snprintf(p, sizeof p, "tenants[%u].sites[%u].hosts[%u]", h->t, h->s, h->h);
+        const char *shown = h->key[0] == '.' ? "*" : "";
+        errat(x, h->line, h->col, p,
+              "duplicate host \"%s%s\" in tenant \"%s\" site \"%s\": already in tenant \"%s\" "
+              "site \"%s\" (tenants[%u].sites[%u].hosts[%u] at line %u, column %u)",
+              shown, h->key, h->tenant, h->site, f->tenant, f->site, f->t, f->s, f->h, f->line,
+              f->col);
+    }
+}
+
+/* ---------------------------------------------------------------- sections */
+
+enum {
+    T_CLIENT_HEADER,
+    T_CLIENT_BODY,
+    T_CLIENT_SEND,
+    T_KEEPALIVE,
+    T_UP_CONNECT,
+    T_UP_RESPONSE,
+    T_UP_IDLE,
+    T_REQUEST,
+    T__N
+};
+
+static uint32_t *tmo_slot(gh_conf_timeouts_t *t, int i)
+{
+    switch (i) {
+    case T_CLIENT_HEADER: return &t->client_header;
+    case T_CLIENT_BODY: return &t->client_body;
+    case T_CLIENT_SEND: return &t->client_send;
+    case T_KEEPALIVE: return &t->keepalive;
+    case T_UP_CONNECT: return &t->upstream_connect;
+    case T_UP_RESPONSE: return &t->upstream_response;
+    case T_UP_IDLE: return &t->upstream_idle;
+    default: return &t->request;
+    }
+}
+
+/* The global timeouts, or a route's overrides (setmask says which were given). */
+static void parse_timeouts(ctx_t *x, yaml_node_t *n, gh_conf_timeouts_t *t, unsigned *setmask)
+{
+    field_t f[T__N] = {F("client_header"),     F("client_body"),       F("client_send"),
+                       F("keepalive"),         F("upstream_connect"),  F("upstream_response"),
+                       F("upstream_idle"),     F("request")};
+    if (!fields(x, n, f, T__N))
+        return;
+    for (int i = 0; i < T__N; i++)
+        if (f_dur(x, &f[i], i == T_REQUEST, tmo_slot(t, i)) && setmask)
+            *setmask |= 1u << i;
+}
+
+static void parse_limits(ctx_t *x, yaml_node_t *n, gh_conf_limits_t *l)
+{
+    field_t f[] = {F("max_request_line"), F("max_header_size"), F("max_headers"), F("max_body_size")};
+    if (!fields(x, n, f, GH_ARRAY_LEN(f)))
+        return;
+    uint64_t v;
+    if (f_size(x, &f[0], 256, 1u << 20, &v))
+        l->max_request_line = (uint32_t)v;
+    if (f_size(x, &f[1], 1024, 1u << 20, &v))
+        l->max_header_size = (uint32_t)v;
+    f_u32(x, &f[2], 1, 1000, &l->max_headers);
+    f_size(x, &f[3], 0, UINT64_MAX, &l->max_body_size);
+}
+
+static void parse_access_log(ctx_t *x, yaml_node_t *n)
+{
+    gh_conf_t *c = x->c;
+    if (is_scalar(n) && n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE) {
+        static const char *const words[] = {"true", "false", "on", "off", "yes", "no",
+                                            "True", "False", "On", "Off", "Yes", "No",
+                                            "TRUE", "FALSE", "ON", "OFF", "YES", "NO"};
+        for (size_t i = 0; i < GH_ARRAY_LEN(words); i++)
+            if (seq_eq(sv(n), sl(n), words[i])) {
+                get_bool(x, n, &c->access_log.enabled);
+                return;
+            }
+    }
+    if (!n || n->type != YAML_MAPPING_NODE) {
+        err(x, n, "expected a mapping or a boolean, got %s", kind(n));
+        return;
+    }
+    field_t f[] = {F("enabled"), F("path")};
+    if (!fields(x, n, f, GH_ARRAY_LEN(f)))
+        return;
+    f_bool(x, &f[0], &c->access_log.enabled);
+    f_str(x, &f[1], &c->access_log.path, NULL, false);
+}
+
+static void parse_trusted(ctx_t *x, yaml_node_t *n)
+{
+    gh_conf_t *c = x->c;
+    if (!want_seq(x, n, false))
+        return;
+    size_t cnt = seq_len(n);
+    c->trusted_proxies = xalloc(x, (cnt ? cnt : 1) * sizeof *c->trusted_proxies);
+    for (size_t i = 0; i < cnt; i++) {
+        yaml_node_t *v = node(x, n->data.sequence.items.start[i]);
+        size_t o = path_idx(x, i);
+        if (!is_scalar(v)) {
+            err(x, v, "expected a CIDR or an address, got %s", kind(v));
+        } else {
+            const char *why = parse_cidr(sv(v), sl(v), &c->trusted_proxies[c->ntrusted_proxies]);
+            if (why)
+                err(x, v, "%s: %s", why, q(x, sv(v), sl(v)));
+            else
+                c->ntrusted_proxies++;
+        }
+        path_pop(x, o);
+    }
+}
+
+/* One listener mapping; role decides the default name and whether name is allowed. */
+static void parse_listener(ctx_t *x, yaml_node_t *n, int role, size_t idx)
+{
+    gh_conf_t *c = x->c;
+    gh_conf_listener_t *l = &c->listeners[c->nlisteners];
+    field_t f[] = {F("listen"), F("backlog"), F("name")};
+    size_t nf = role == GH_LISTEN_PROXY ? 3 : 2;
+    if (!fields(x, n, f, nf))
+        return;
+    bool ok = true;
+    l->role = role;
+    l->backlog = 4096;
+    if (role == GH_LISTEN_ADMIN)
+        l->name = "admin";
+    else if (role == GH_LISTEN_DEMO)
+        l->name = "demo";
+    else if (!f_name(x, &f[2], &l->name)) {
+        if (f[2].val)
+            ok = false;
+        else {
+            char nm[32];
+            snprintf(nm, sizeof nm, "listener%zu", idx);
+            l->name = xstrndup(x, nm, strlen(nm));
+        }
+    }
+    if (f[1].val && !f_u32(x, &f[1], 1, 65535, &l->backlog))
+        ok = false;
+    if (!f[0].val) {
+        missing(x, n, "listen");
+        return;
+    }
+    size_t o = path_key(x, "listen");
+    if (get_str(x, f[0].val, &l->listen, NULL, false, false)) {
+        const char *why = parse_addr(l->listen, &l->addr, &l->addrlen);
+        if (why) {
+            err(x, f[0].val, "bad address %s: %s", q(x, l->listen, strlen(l->listen)), why);
+            ok = false;
+        }
+    } else {
+        ok = false;
+    }
+    if (ok) {
+        x->lnodes[c->nlisteners] = f[0].val;
+        x->lpaths[c->nlisteners] = tstrdup(x, x->path);
+        c->nlisteners++;
+    }
+    path_pop(x, o);
+}
+
+static void check_listeners(ctx_t *x)
+{
+    gh_conf_t *c = x->c;
+    for (uint32_t i = 1; i < c->nlisteners; i++) {
+        for (uint32_t j = 0; j < i; j++) {
+            gh_conf_listener_t *a = &c->listeners[j], *b = &c->listeners[i];
+            yaml_node_t *bn = x->lnodes[i], *an = x->lnodes[j];
+            if (addr_conflict(&a->addr, &b->addr)) {
+                errat(x, (uint32_t)bn->start_mark.line + 1, (uint32_t)bn->start_mark.column + 1,
+                      x->lpaths[i],
+                      "listen address \"%s\" conflicts with listener \"%s\" (\"%s\", %s at line %u, column %u)",
+                      b->listen, a->name, a->listen, x->lpaths[j], (unsigned)an->start_mark.line + 1,
+                      (unsigned)an->start_mark.column + 1);
+                break;
+            }
+            if (strcmp(a->name, b->name) == 0) {
+                errat(x, (uint32_t)bn->start_mark.line + 1, (uint32_t)bn->start_mark.column + 1,
+                      x->lpaths[i], "listener name \"%s\" is used twice (also %s)", b->name,
+                      x->lpaths[j]);
+                break;
+            }
+        }
+    }
+}
+
+static void parse_backend(ctx_t *x, yaml_node_t *n, gh_conf_upstream_t *u)
+{
+    gh_conf_backend_t *b = &u->backends[u->nbackends];
+    yaml_node_t *addr = n;
+    b->weight = 1;
+    size_t o = x->plen;
+    if (n && n->type == YAML_MAPPING_NODE) {
+        field_t f[] = {F("address"), F("weight")};
+        if (!fields(x, n, f, GH_ARRAY_LEN(f)))
+            return;
+        if (f[1].val && !f_u32(x, &f[1], 1, 10000, &b->weight))
+            return;
+        if (!f[0].val) {
+            missing(x, n, "address");
+            return;
+        }
+        addr = f[0].val;
+        path_key(x, "address");
+    } else if (!is_scalar(n)) {
+        err(x, n, "expected an address (host:port) or a mapping, got %s", kind(n));
+        return;
+    }
+    if (get_str(x, addr, &b->name, NULL, false, false)) {
+        const char *why = parse_addr(b->name, &b->addr, &b->addrlen);
+        if (why)
+            err(x, addr, "bad address %s: %s", q(x, b->name, strlen(b->name)), why);
+        else
+            u->nbackends++;
+    }
+    path_pop(x, o);
+}
+
+static void parse_upstream(ctx_t *x, yaml_node_t *n, gh_conf_upstream_t *u, up_tmo_t *t)
+{
+    field_t f[] = {F("backends"), F("keepalive"), F("keepalive_timeout"), F("timeouts")};
+    u->keepalive = 128;
+    u->keepalive_timeout = 60000;
+    if (!fields(x, n, f, GH_ARRAY_LEN(f)))
+        return;
+    if (!f[0].val) {
+        missing(x, n, "backends");
+    } else {
+        size_t o = path_key(x, "backends");
+        if (want_seq(x, f[0].val, true)) {
+            size_t cnt = seq_len(f[0].val);
+            u->backends = xalloc(x, cnt * sizeof *u->backends);
+            for (size_t i = 0; i < cnt; i++) {
+                size_t o2 = path_idx(x, i);
+                parse_backend(x, node(x, f[0].val->data.sequence.items.start[i]), u);
+                path_pop(x, o2);
+            }
+        }
+        path_pop(x, o);
+    }
+    f_u32(x, &f[1], 0, 65535, &u->keepalive);
+    f_dur(x, &f[2], false, &u->keepalive_timeout);
+    if (f[3].val) {
+        size_t o = path_key(x, "timeouts");
+        field_t g[] = {F("connect"), F("response"), F("idle")};
+        if (fields(x, f[3].val, g, GH_ARRAY_LEN(g))) {
+            if (f_dur(x, &g[0], false, &t->connect))
+                t->set |= 1;
+            if (f_dur(x, &g[1], false, &t->response))
+                t->set |= 2;
+            if (f_dur(x, &g[2], false, &t->idle))
+                t->set |= 4;
+        }
+        path_pop(x, o);
+    }
+}
+
+static void parse_upstreams(ctx_t *x, yaml_node_t *n)
+{
+    gh_conf_t *c = x->c;
+    if (!want_map(x, n))
+        return;
+    size_t cnt = (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start);
+    c->upstreams = xalloc(x, (cnt ? cnt : 1) * sizeof *c->upstreams);
+    x->up_tmo = talloc(x, (cnt ? cnt : 1) * sizeof *x->up_tmo);
+    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = node(x, p->key), *v = node(x, p->value);
+        if (!is_scalar(k)) {
+            err(x, k, "upstream names must be strings, got %s", kind(k));
+            continue;
+        }
+        if (dup_key(x, n, p, k))
+            continue;
+        gh_conf_upstream_t *u = &c->upstreams[c->nupstreams];
+        size_t o = path_key(x, sv(k));
+        if (get_name(x, k, &u->name)) {
+            u->index = c->nupstreams;
+            parse_upstream(x, v, u, &x->up_tmo[c->nupstreams]);
+            c->nupstreams++;
+        }
+        path_pop(x, o);
+    }
+}
+
+static const char *const method_names[] = {
+    [GH_M_GET] = "GET",         [GH_M_HEAD] = "HEAD",       [GH_M_POST] = "POST",
+    [GH_M_PUT] = "PUT",         [GH_M_DELETE] = "DELETE",   [GH_M_CONNECT] = "CONNECT",
+    [GH_M_OPTIONS] = "OPTIONS", [GH_M_TRACE] = "TRACE",     [GH_M_PATCH] = "PATCH",
+};
+
+static bool is_tchar(unsigned char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           (ch && strchr("!#$%&'*+-.^_`|~", ch));
+}
+
+static bool is_token(const char *s, size_t n)
+{
+    if (n == 0)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!is_tchar((unsigned char)s[i]))
+            return false;
+    return true;
+}
+
+static gh_regex_t *compile_re(ctx_t *x, yaml_node_t *v, const char *pat, size_t len)
+{
+    int ec;
+    PCRE2_SIZE off;
+    /* link the list node first: once compiled, the code is owned by the arena */
+    re_node_t *rn = xalloc(x, sizeof *rn);
+    pcre2_code *re = pcre2_compile((PCRE2_SPTR)pat, len, 0, &ec, &off, NULL);
+    if (!re) {
+        PCRE2_UCHAR msg[256];
+        if (pcre2_get_error_message(ec, msg, sizeof msg) < 0)
+            snprintf((char *)msg, sizeof msg, "error %d", ec);
+        err(x, v, "bad regex %s: %s at offset %zu", q(x, pat, len), (const char *)msg, (size_t)off);
+        return NULL;
+    }
+    rn->re = re;
+    rn->next = x->a->res;
+    x->a->res = rn;
+    (void)pcre2_jit_compile(re, PCRE2_JIT_COMPLETE); /* falls back to the interpreter */
+    return re;
+}
+
+static void parse_path(ctx_t *x, yaml_node_t *n, gh_conf_route_t *r)
+{
+    yaml_node_t *v = n;
+    int kind_ = GH_MATCH_PREFIX;
+    size_t o = x->plen;
+    if (n && n->type == YAML_MAPPING_NODE) {
+        field_t f[] = {F("exact"), F("prefix"), F("regex")};
+        if (!fields(x, n, f, GH_ARRAY_LEN(f)))
+            return;
+        int cnt = !!f[0].val + !!f[1].val + !!f[2].val;
+        if (cnt != 1) {
+            err(x, n, "needs exactly one of exact, prefix or regex");
+            return;
+        }
+        int i = f[0].val ? 0 : f[1].val ? 1 : 2;
+        kind_ = i == 0 ? GH_MATCH_EXACT : i == 1 ? GH_MATCH_PREFIX : GH_MATCH_REGEX;
+        v = f[i].val;
+        path_key(x, f[i].name);
+    } else if (!is_scalar(n)) {
+        err(x, n, "expected a path prefix or a mapping (exact, prefix or regex), got %s", kind(n));
+        return;
+    }
+    if (get_str(x, v, &r->path, &r->path_len, false, false)) {
+        if (kind_ == GH_MATCH_REGEX) {
+            r->path_re = compile_re(x, v, r->path, r->path_len);
+            if (r->path_re)
+                r->path_kind = kind_;
+        } else if (r->path[0] != '/') {
+            err(x, v, "a path must start with \"/\"");
+        } else {
+            r->path_kind = kind_;
+        }
+    }
+    path_pop(x, o);
+}
+
+static void parse_methods(ctx_t *x, yaml_node_t *n, gh_conf_route_t *r)
+{
+    if (!want_seq(x, n, true))
+        return;
+    for (size_t i = 0; i < seq_len(n); i++) {
+        yaml_node_t *v = node(x, n->data.sequence.items.start[i]);
+        size_t o = path_idx(x, i);
+        if (!is_scalar(v)) {
+            err(x, v, "expected a method name, got %s", kind(v));
+        } else if (!is_token(sv(v), sl(v))) {
+            err(x, v, "bad method name %s", q(x, sv(v), sl(v)));
+        } else {
+            int id = GH_M_OTHER;
+            for (int m = 1; m < (int)GH_ARRAY_LEN(method_names); m++) {
+                if (seq_eq(sv(v), sl(v), method_names[m]))
+                    id = m;
+                else if (sl(v) == strlen(method_names[m]) &&
+                         strncasecmp(sv(v), method_names[m], sl(v)) == 0) {
+                    err(x, v, "method names are case-sensitive: %s is not %s", q(x, sv(v), sl(v)),
+                        method_names[m]);
+                    id = -1;
+                }
+            }
+            if (id >= 0)
+                r->methods |= 1u << id;
+        }
+        path_pop(x, o);
+    }
+}
+
+static void parse_header_match(ctx_t *x, yaml_node_t *n, gh_conf_route_t *r)
+{
+    gh_conf_header_match_t *h = &r->headers[r->nheaders];
+    field_t f[] = {F("name"), F("exact"), F("regex"), F("present")};
+    if (!fields(x, n, f, GH_ARRAY_LEN(f)))
+        return;
+    bool ok = true;
+    if (!f[0].val) {
+        missing(x, n, "name");
+        ok = false;
+    } else if (f_str(x, &f[0], &h->name, &h->name_len, false)) {
+        if (!is_token(h->name, h->name_len)) {
+            size_t o = path_key(x, "name");
+            err(x, f[0].val, "bad header name %s", q(x, h->name, h->name_len));
+            path_pop(x, o);
+            ok = false;
+        }
+    } else {
+        ok = false;
+    }
+    int cnt = !!f[1].val + !!f[2].val + !!f[3].val;
+    if (cnt != 1) {
+        err(x, n, "needs exactly one of exact, regex or present");
+        return;
+    }
+    if (f[1].val) {
+        h->kind = GH_MATCH_EXACT;
+        ok &= f_str(x, &f[1], &h->value, &h->value_len, true);
+    } else if (f[2].val) {
+        h->kind = GH_MATCH_REGEX;
+        if (f_str(x, &f[2], &h->value, &h->value_len, false)) {
+            size_t o = path_key(x, "regex");
+            h->re = compile_re(x, f[2].val, h->value, h->value_len);
+            ok &= h->re != NULL;
+            path_pop(x, o);
+        } else {
+            ok = false;
+        }
+    } else {
+        int b = 0;
+        h->kind = GH_MATCH_PRESENT;
+        if (f_bool(x, &f[3], &b) && !b) {
+            size_t o = path_key(x, "present");
+            err(x, f[3].val, "only \"present: true\" is supported");
+            path_pop(x, o);
+            ok = false;
+        } else if (!b) {
+            ok = false;
+        }
+    }
+    if (ok)
+        r->nheaders++;
+}
+
+static void parse_match(ctx_t *x, yaml_node_t *n, gh_conf_route_t *r)
+{
+    field_t f[] = {F("path"), F("methods"), F("headers")};
+    if (!fields(x, n, f, GH_ARRAY_LEN(f)))
+        return;
+    if (f[0].val) {
+        size_t o = path_key(x, "path");
+        parse_path(x, f[0].val, r);
+        path_pop(x, o);
+    }
+    if (f[1].val) {
+        size_t o = path_key(x, "methods");
+        parse_methods(x, f[1].val, r);
+        path_pop(x, o);
+    }
+    if (f[2].val) {
+        size_t o = path_key(x, "headers");
+        if (want_seq(x, f[2].val, false)) {
+            size_t cnt = seq_len(f[2].val);
+            r->headers = xalloc(x, (cnt ? cnt : 1) * sizeof *r->headers);
+            for (size_t i = 0; i < cnt; i++) {
+                size_t o2 = path_idx(x, i);
+                parse_header_match(x, node(x, f[2].val->data.sequence.items.start[i]), r);
+                path_pop(x, o2);
+            }
+        }
+        path_pop(x, o);
+    }
+}
+
+static bool valid_field_value(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
+            return false;
+    }
+    return true;
+}
+
+static void parse_respond(ctx_t *x, yaml_node_t *n, gh_conf_route_t *r)
+{
+    field_t f[] = {F("status"), F("body"), F("headers")};
+    r->has_respond = 1;
+    r->respond.status = 200;
+    r->respond.body = "";
+    if (!fields(x, n, f, GH_ARRAY_LEN(f)))
+        return;
+    uint32_t st;
+    if (f_u32(x, &f[0], 200, 599, &st))
+        r->respond.status = (int)st;
+    if (f[1].val) {
+        size_t o = path_key(x, "body");
+        get_str(x, f[1].val, &r->respond.body, &r->respond.body_len, true, true);
+        path_pop(x, o);
+    }
+    if (!f[2].val)
+        return;
+    yaml_node_t *h = f[2].val;
+    size_t o = path_key(x, "headers");
+    if (want_map(x, h)) {
+        size_t cnt = (size_t)(h->data.mapping.pairs.top - h->data.mapping.pairs.start);
+        r->respond.headers = xalloc(x, (cnt ? cnt : 1) * sizeof *r->respond.headers);
+        for (yaml_node_pair_t *p = h->data.mapping.pairs.start; p < h->data.mapping.pairs.top; p++) {
+            yaml_node_t *k = node(x, p->key), *v = node(x, p->value);
+            if (!is_scalar(k)) {
+                err(x, k, "header names must be strings, got %s", kind(k));
+                continue;
+            }
+            if (dup_key(x, h, p, k))
+                continue;
+            if (!is_token(sv(k), sl(k))) {
+                err_key(x, k, q(x, sv(k), sl(k)), "bad header name");
+                continue;
+            }
+            if (gh_str_caseeq_lit(gh_str(sv(k), sl(k)), "content-length") ||
+                gh_str_caseeq_lit(gh_str(sv(k), sl(k)), "transfer-encoding")) {
+                err_key(x, k, sv(k), "is set by gatehouse and cannot be configured");
+                continue;
+            }
+            gh_conf_kv_t *kv = &r->respond.headers[r->respond.nheaders];
+            size_t o2 = path_key(x, sv(k));
+            if (is_scalar(v) && !valid_field_value(sv(v), sl(v))) {
+                err(x, v, "header value must not contain control characters");
+            } else if (get_str(x, v, &kv->value, &kv->value_len, true, false)) {
+                kv->name = xstrndup(x, sv(k), sl(k));
+                kv->name_len = sl(k);
+                r->respond.nheaders++;
+            }
+            path_pop(x, o2);
+        }
+    }
+    path_pop(x, o);
+}
+
+static void merge_timeouts(gh_conf_timeouts_t *t, const gh_conf_timeouts_t *global,
+                           const up_tmo_t *up, const gh_conf_timeouts_t *own, unsigned ownset)
+{
+    *t = *global;
+    if (up) {
+        if (up->set & 1)
+            t->upstream_connect = up->connect;
+        if (up->set & 2)
+            t->upstream_response = up->response;
+        if (up->set & 4)
+            t->upstream_idle = up->idle;
+    }
+    for (int i = 0; i < T__N; i++)
+        if (ownset & (1u << i))
+            *tmo_slot(t, i) = *tmo_slot((gh_conf_timeouts_t *)own, i);
+}
+
+static void parse_route(ctx_t *x, yaml_node_t *n, gh_conf_tenant_t *t, gh_conf_site_t *s,
+                        uint32_t tenant_route_idx)
+{
+    gh_conf_t *c = x->c;
+    gh_conf_route_t *r = &s->routes[s->nroutes];
+    field_t f[] = {F("name"), F("match"), F("upstream"), F("respond"), F("limits"), F("timeouts")};
+    if (!fields(x, n, f, GH_ARRAY_LEN(f)))
+        return;
+    r->site = s;
+    r->tenant = t;
+    if (!f_name(x, &f[0], &r->name)) {
+        char nm[32];
+        snprintf(nm, sizeof nm, "route%u", tenant_route_idx);
+        r->name = xstrndup(x, nm, strlen(nm));
+    }
+    if (f[1].val) {
+        size_t o = path_key(x, "match");
+        parse_match(x, f[1].val, r);
+        path_pop(x, o);
+    }
+    const up_tmo_t *ut = NULL;
+    if (f[2].val && f[3].val) {
+        err(x, n, "has both upstream and respond: use exactly one");
+    } else if (!f[2].val && !f[3].val) {
+        err(x, n, "needs one of upstream or respond");
+    }
+    if (f[2].val) {
+        char *name;
+        size_t o = path_key(x, "upstream");
+        if (get_str(x, f[2].val, &name, NULL, false, false)) {
+            for (uint32_t i = 0; i < c->nupstreams; i++)
+                if (strcmp(c->upstreams[i].name, name) == 0) {
+                    r->upstream = &c->upstreams[i];
+                    ut = &x->up_tmo[i];
+                    break;
+                }
+            if (!r->upstream)
+                err(x, f[2].val, "unknown upstream %s", q(x, name, strlen(name)));
+        }
+        path_pop(x, o);
+    }
+    if (f[3].val) {
+        size_t o = path_key(x, "respond");
+        parse_respond(x, f[3].val, r);
+        path_pop(x, o);
+    }
+    r->max_body_size = c->limits.max_body_size;
+    if (f[4].val) {
+        size_t o = path_key(x, "limits");
+        field_t g[] = {F("max_body_size")};
+        if (fields(x, f[4].val, g, 1))
+            f_size(x, &g[0], 0, UINT64_MAX, &r->max_body_size);
+        path_pop(x, o);
+    }
+    gh_conf_timeouts_t own = {0};
+    unsigned ownset = 0;
+    if (f[5].val) {
+        size_t o = path_key(x, "timeouts");
+        parse_timeouts(x, f[5].val, &own, &ownset);
+        path_pop(x, o);
+    }
+    merge_timeouts(&r->timeouts, &c->timeouts, ut, &own, ownset);
+
+    /* route names are unique within the tenant */
+    /* s is t->sites[t->nsites], counted once its routes are done */
+    bool dup = false;
+    for (uint32_t si = 0; si <= t->nsites && !dup; si++) {
+        const gh_conf_site_t *os = &t->sites[si];
+        for (uint32_t ri = 0; ri < os->nroutes && !dup; ri++)
+            if (strcmp(os->routes[ri].name, r->name) == 0) {
+                size_t o = path_key(x, "name");
+                err(x, f[0].val ? f[0].val : n,
+                    "route name \"%s\" is used twice in tenant \"%s\" (also in site \"%s\")",
+                    r->name, t->name, os->name);
+                path_pop(x, o);
+                dup = true;
+            }
+    }
+    s->nroutes++;
+}
+
+static void parse_site(ctx_t *x, yaml_node_t *n, gh_conf_tenant_t *t, uint32_t ti,
+                       uint32_t *route_counter)
+{
+    gh_conf_site_t *s = &t->sites[t->nsites];
+    field_t f[] = {F("name"), F("hosts"), F("routes")};
+    if (!fields(x, n, f, GH_ARRAY_LEN(f)))
+        return;
+    s->tenant = t;
+    f_name(x, &f[0], &s->name);
+    if (!f[1].val) {
+        missing(x, n, "hosts");
+    } else {
+        size_t o = path_key(x, "hosts");
+        yaml_node_t *hn = f[1].val;
+        if (want_seq(x, hn, true)) {
+            size_t cnt = seq_len(hn);
+            s->hosts = xalloc(x, cnt * sizeof *s->hosts);
+            for (size_t i = 0; i < cnt; i++) {
+                yaml_node_t *v = node(x, hn->data.sequence.items.start[i]);
+                size_t o2 = path_idx(x, i);
+                if (!is_scalar(v)) {
+                    err(x, v, "expected a host name, got %s", kind(v));
+                } else {
+                    char *buf = xalloc(x, sl(v) + 1);
+                    size_t len = 0;
+                    gh_conf_host_t *h = &s->hosts[s->nhosts];
+                    const char *why = check_host(sv(v), sl(v), buf, &len, &h->wildcard, &h->any);
+                    if (why) {
+                        err(x, v, "bad host %s: %s", q(x, sv(v), sl(v)), why);
+                    } else {
+                        buf[len] = '\0';
+                        h->name = buf;
+                        h->len = len;
+                        if (!s->name) {
+                            /* default site name: the first host, lowercased */
+                            s->name = buf;
+                            if (h->wildcard) {
+                                char *nm = xalloc(x, len + 2);
+                                nm[0] = '*';
+                                memcpy(nm + 1, buf, len + 1);
+                                s->name = nm;
+                            }
+                        }
+                        if (x->nhosts == x->caphosts) {
+                            size_t cap = x->caphosts ? x->caphosts * 2 : 64;
+                            hostrec_t *nh = talloc(x, cap * sizeof *nh);
+                            if (x->nhosts)
+                                memcpy(nh, x->hosts, x->nhosts * sizeof *nh);
+                            x->hosts = nh;
+                            x->caphosts = cap;
+                        }
+                        x->hosts[x->nhosts++] =
+                            (hostrec_t){buf,  ti, t->nsites, (uint32_t)i,
+                                        (uint32_t)v->start_mark.line + 1,
+                                        (uint32_t)v->start_mark.column + 1, x->seq++, t->name, NULL};
+                        s->nhosts++;
+                    }
+                }
+                path_pop(x, o2);
+            }
+        }
+        path_pop(x, o);
+    }
+    if (!s->name)
+        s->name = "(unnamed)";
+    for (size_t i = x->nhosts; i > 0 && x->hosts[i - 1].site == NULL; i--)
+        x->hosts[i - 1].site = s->name;
+    /* explicit names only: defaulted ones collide only when hosts do (reported) */
+    for (uint32_t i = 0; f[0].val && i < t->nsites; i++)
+        if (strcmp(t->sites[i].name, s->name) == 0) {
+            size_t o = path_key(x, "name");
+            err(x, f[0].val, "site name \"%s\" is used twice in tenant \"%s\"",
+                s->name, t->name);
+            path_pop(x, o);
+            break;
+        }
+    if (f[2].val) {
+        size_t o = path_key(x, "routes");
+        yaml_node_t *rn = f[2].val;
+        if (want_seq(x, rn, false)) {
+            size_t cnt = seq_len(rn);
+            s->routes = xalloc(x, (cnt ? cnt : 1) * sizeof *s->routes);
+            for (size_t i = 0; i < cnt; i++) {
+                size_t o2 = path_idx(x, i);
+                parse_route(x, node(x, rn->data.sequence.items.start[i]), t, s, (*route_counter)++);
+                path_pop(x, o2);
+            }
+        }
+        path_pop(x, o);
+    }
+    t->nsites++;
+}
+
+static void parse_tenants(ctx_t *x, yaml_node_t *n)
+{
+    gh_conf_t *c = x->c;
+    if (!want_seq(x, n, false))
+        return;
+    size_t cnt = seq_len(n);
+    c->tenants = xalloc(x, (cnt ? cnt : 1) * sizeof *c->tenants);
+    for (size_t i = 0; i < cnt; i++) {
+        yaml_node_t *tn = node(x, n->data.sequence.items.start[i]);
+        gh_conf_tenant_t *t = &c->tenants[c->ntenants];
+        size_t o = path_idx(x, i);
+        field_t f[] = {F("name"), F("sites")};
+        if (fields(x, tn, f, GH_ARRAY_LEN(f))) {
+            if (!f[0].val)
+                missing(x, tn, "name");
+            if (f_name(x, &f[0], &t->name)) {
+                for (uint32_t j = 0; j < c->ntenants; j++)
+                    if (strcmp(c->tenants[j].name, t->name) == 0) {
+                        size_t o2 = path_key(x, "name");
+                        err(x, f[0].val, "tenant name \"%s\" is used twice (also tenants[%u])",
+                            t->name, j);
+                        path_pop(x, o2);
+                        break;
+                    }
+            } else {
+                t->name = "(unnamed)";
+            }
+            if (f[1].val) {
+                size_t o2 = path_key(x, "sites");
+                yaml_node_t *sn = f[1].val;
+                if (want_seq(x, sn, false)) {
+                    size_t ns = seq_len(sn);
+                    uint32_t route_counter = 0;
+                    t->sites = xalloc(x, (ns ? ns : 1) * sizeof *t->sites);
+                    for (size_t j = 0; j < ns; j++) {
+                        size_t o3 = path_idx(x, j);
+                        parse_site(x, node(x, sn->data.sequence.items.start[j]), t,
+                                   c->ntenants, &route_counter);
+                        path_pop(x, o3);
+                    }
+                }
+                path_pop(x, o2);
+            }
+            c->ntenants++;
+        }
+        path_pop(x, o);
+    }
+}
+
+static uint32_t online_cpus(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > 256 ? 256 : (uint32_t)n;
+}
+
+static void set_defaults(gh_conf_t *c)
+{
+    c->workers = online_cpus();
+    c->drain_timeout = 30000;
+    c->limits = (gh_conf_limits_t){8192, 32768, 100, 100ull << 20};
+    c->timeouts = (gh_conf_timeouts_t){10000, 60000, 60000, 75000, 5000, 60000, 60000, 0};
+    c->access_log.enabled = 1;
+    c->access_log.path = "-";
+    c->via = 1;
+}
+
+static void parse_root(ctx_t *x, yaml_node_t *root)
+{
+    gh_conf_t *c = x->c;
+    enum { WORKERS, PID, DRAIN, VIA, LIMITS, TIMEOUTS, TRUSTED, ALOG, ADMIN, DEMO, LISTENERS, UPSTREAMS, TENANTS, NF };
+    field_t f[NF] = {F("workers"),   F("pid_file"),        F("drain_timeout"), F("via"),
+                     F("limits"),    F("timeouts"),        F("trusted_proxies"), F("access_log"),
+                     F("admin"),     F("demo_origin"),     F("listeners"),     F("upstreams"),
+                     F("tenants")};
+    if (!root || root->type != YAML_MAPPING_NODE) {
+        err(x, root, "the configuration must be a mapping, got %s", kind(root));
+        return;
+    }
+    fields(x, root, f, NF);
+    f_u32(x, &f[WORKERS], 1, 256, &c->workers);
+    f_str(x, &f[PID], &c->pid_file, NULL, false);
+    f_dur(x, &f[DRAIN], true, &c->drain_timeout);
+    f_bool(x, &f[VIA], &c->via);
+    size_t o;
+    if (f[LIMITS].val) {
+        o = path_key(x, "limits");
+        parse_limits(x, f[LIMITS].val, &c->limits);
+        path_pop(x, o);
+    }
+    if (f[TIMEOUTS].val) {
+        o = path_key(x, "timeouts");
+        parse_timeouts(x, f[TIMEOUTS].val, &c->timeouts, NULL);
+        path_pop(x, o);
+    }
+    if (f[TRUSTED].val) {
+        o = path_key(x, "trusted_proxies");
+        parse_trusted(x, f[TRUSTED].val);
+        path_pop(x, o);
+    }
+    if (f[ALOG].val) {
+        o = path_key(x, "access_log");
+        parse_access_log(x, f[ALOG].val);
+        path_pop(x, o);
+    }
+
+    /* listeners: proxy ones first, then admin, then demo */
+    yaml_node_t *ln = f[LISTENERS].val;
+    size_t nl = (ln && ln->type == YAML_SEQUENCE_NODE ? seq_len(ln) : 0) + 2;
+    c->listeners = xalloc(x, nl * sizeof *c->listeners);
+    x->lnodes = talloc(x, nl * sizeof *x->lnodes);
+    x->lpaths = talloc(x, nl * sizeof *x->lpaths);
+    if (!ln) {
+        missing(x, root, "listeners");
+    } else {
+        o = path_key(x, "listeners");
+        if (want_seq(x, ln, false)) {
+            if (seq_len(ln) == 0)
+                err(x, ln, "at least one proxy listener is required");
+            for (size_t i = 0; i < seq_len(ln); i++) {
+                size_t o2 = path_idx(x, i);
+                parse_listener(x, node(x, ln->data.sequence.items.start[i]), GH_LISTEN_PROXY, i);
+                path_pop(x, o2);
+            }
+        }
+        path_pop(x, o);
+    }
+    if (f[ADMIN].val) {
+        o = path_key(x, "admin");
+        parse_listener(x, f[ADMIN].val, GH_LISTEN_ADMIN, 0);
+        path_pop(x, o);
+    }
+    if (f[DEMO].val) {
+        o = path_key(x, "demo_origin");
+        parse_listener(x, f[DEMO].val, GH_LISTEN_DEMO, 0);
+        path_pop(x, o);
+    }
+    check_listeners(x);
+
+    if (f[UPSTREAMS].val) {
+        o = path_key(x, "upstreams");
+        parse_upstreams(x, f[UPSTREAMS].val);
+        path_pop(x, o);
+    }
+    if (f[TENANTS].val) {
+        o = path_key(x, "tenants");
+        parse_tenants(x, f[TENANTS].val);
+        path_pop(x, o);
+    }
+    check_dup_hosts(x);
+}
+
+/* ---------------------------------------------------------------- entry points */
+
+static int err_cmp(const void *a, const void *b)
+{
+    const cerr_t *x = a, *y = b;
+    if (x->line != y->line)
+        return x->line < y->line ? -1 : 1;
+    if (x->col != y->col)
+        return x->col < y->col ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+static ctx_t *ctx_new(const char *file)
+{
+    ctx_t *x = calloc(1, sizeof *x);
+    if (!x)
+        return NULL;
+    x->file = file;
+    x->a = calloc(1, sizeof *x->a);
+    x->tmp = calloc(1, sizeof *x->tmp);
+    if (!x->a || !x->tmp) {
+        free(x->a);
+        free(x->tmp);
+        free(x);
+        return NULL;
+    }
+    return x;
+}
+
+/* Hands the errors over to errs (sorted by position) and frees the context; the
+ * snapshot's arena too unless keep. */
+static void ctx_end(ctx_t *x, gh_conf_errors_t *errs, bool keep)
+{
+    if (x->nerrs)
+        qsort(x->errs, x->nerrs, sizeof *x->errs, err_cmp);
+    size_t i = 0;
+    if (errs && x->nerrs) {
+        char **m = realloc(errs->msgs, (errs->n + x->nerrs) * sizeof *m);
+        if (m) {
+            errs->msgs = m;
+            for (; i < x->nerrs; i++)
+                errs->msgs[errs->n++] = x->errs[i].msg;
+        }
+    }
+    for (; i < x->nerrs; i++)
+        free(x->errs[i].msg);
+    free(x->errs);
+    if (!keep)
+        arena_destroy(x->a);
+    arena_destroy(x->tmp);
+    free(x);
+}
+
+/* Builds the router: the last step of every load. */
+static int compile(ctx_t *x, gh_conf_errors_t *errs)
+{
+    gh_conf_t *c = x->c;
+    if (x->nerrs)
+        return GH_ECONFIG;
+    int rc = gh_router_build(c, errs);
+    if (rc != 0) {
+        gh_router_free(c);
+        return rc;
+    }
+    c->refs = 1;
+    return 0;
+}
+
+/* 1-based line and column of byte offset off in src. */
+static void offset_pos(const char *src, size_t len, size_t off, uint32_t *line, uint32_t *col)
+{
+    *line = 1;
+    *col = 1;
+    for (size_t i = 0; i < off && i < len; i++) {
+        if (src[i] == '\n') {
+            (*line)++;
+            *col = 1;
+        } else {
+            (*col)++;
+        }
+    }
+}
+
+static void yaml_cleanup(ctx_t *x)
+{
+    if (x->have_doc2)
+        yaml_document_delete(&x->ydoc2);
+    if (x->have_doc)
+        yaml_document_delete(&x->ydoc);
+    if (x->have_parser)
+        yaml_parser_delete(&x->parser);
+    x->have_doc = x->have_doc2 = x->have_parser = 0;
+    x->doc = NULL;
+}
+
+static void syntax_error(ctx_t *x)
+{
+    yaml_parser_t *p = &x->parser;
+    uint32_t line, col;
+    if (p->error == YAML_MEMORY_ERROR)
+        longjmp(x->oom, 1);
+    if (p->error == YAML_READER_ERROR) {
+        offset_pos(x->src, x->srclen, p->problem_offset, &line, &col);
+    } else {
+        line = (uint32_t)p->problem_mark.line + 1;
+        col = (uint32_t)p->problem_mark.column + 1;
+    }
+    if (p->context && (p->context_mark.line + 1 != line || p->context_mark.column + 1 != col))
+        errat(x, line, col, NULL, "YAML syntax error: %s %s (line %u, column %u)",
+              p->problem ? p->problem : "error", p->context, (unsigned)p->context_mark.line + 1,
+              (unsigned)p->context_mark.column + 1);
+    else if (p->context)
+        errat(x, line, col, NULL, "YAML syntax error: %s %s", p->problem ? p->problem : "error",
+              p->context);
+    else
+        errat(x, line, col, NULL, "YAML syntax error: %s", p->problem ? p->problem : "error");
+}
+
+/* x is not modified after setjmp, so it is valid after a longjmp. */
+static int load(ctx_t *x, const char *yaml, size_t len, gh_conf_t **out, gh_conf_errors_t *errs)
+{
+    if (setjmp(x->oom)) {
+        yaml_cleanup(x);
+        ctx_end(x, NULL, false);
+        return GH_ENOMEM;
+    }
+    x->src = yaml;
+    x->srclen = len;
+    x->c = xalloc(x, sizeof *x->c);
+    x->c->arena = x->a;
+    x->c->path = xstrndup(x, x->file, strlen(x->file));
+    set_defaults(x->c);
+
+    if (!yaml_parser_initialize(&x->parser))
+        longjmp(x->oom, 1);
+    x->have_parser = 1;
+    yaml_parser_set_input_string(&x->parser, (const unsigned char *)yaml, len);
+    if (!yaml_parser_load(&x->parser, &x->ydoc)) {
+        syntax_error(x);
+    } else {
+        x->have_doc = 1;
+        x->doc = &x->ydoc;
+        yaml_node_t *root = yaml_document_get_root_node(&x->ydoc);
+        if (!root) {
+            errat(x, 1, 1, NULL, "the configuration is empty");
+        } else {
+            parse_root(x, root);
+            /* a second document would be silently ignored: refuse it */
+            if (yaml_parser_load(&x->parser, &x->ydoc2)) {
+                x->have_doc2 = 1;
+                yaml_node_t *r2 = yaml_document_get_root_node(&x->ydoc2);
+                if (r2)
+                    errat(x, (uint32_t)r2->start_mark.line + 1, (uint32_t)r2->start_mark.column + 1,
+                          NULL, "only one YAML document is allowed");
+            } else {
+                syntax_error(x);
+            }
+        }
+    }
+    yaml_cleanup(x);
+
+    int rc = compile(x, errs);
+    if (rc == 0)
+        *out = x->c;
+    ctx_end(x, errs, rc == 0);
+    return rc;
+}
+
+int gh_conf_load_string(const char *name, const char *yaml, size_t len, gh_conf_t **out,
+                        gh_conf_errors_t *errs)
+{
+    *out = NULL;
+    ctx_t *x = ctx_new(name ? name : "<string>");
+    if (!x)
+        return GH_ENOMEM;
+    return load(x, yaml ? yaml : "", yaml ? len : 0, out, errs);
+}
+
+int gh_conf_load_file(const char *path, gh_conf_t **out, gh_conf_errors_t *errs)
+{
+    *out = NULL;
+    const char *why = NULL;
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *fp = fopen(path, "rb");
+    if (!fp) {
+        why = strerror(errno);
+    } else {
+        struct stat st;
+        if (fstat(fileno(fp), &st) != 0)
+            why = strerror(errno);
+        else if (!S_ISREG(st.st_mode))
+            why = "not a regular file";
+        else if ((uint64_t)st.st_size > MAX_FILE_SIZE)
+            why = "file too large";
+        else if (!(buf = malloc((size_t)st.st_size + 1)))
+            why = "out of memory";
+        else {
+            len = fread(buf, 1, (size_t)st.st_size, fp);
+            if (ferror(fp))
+                why = strerror(errno);
+        }
+        fclose(fp);
+    }
+    if (why) {
+        free(buf);
+        if (errs) {
+            char *s, **m;
+            if (asprintf(&s, "%s:0:0: (root): cannot read the file: %s", path, why) < 0)
+                return GH_ENOMEM;
+            if (!(m = realloc(errs->msgs, (errs->n + 1) * sizeof *m))) {
+                free(s);
+                return GH_ENOMEM;
+            }
+            errs->msgs = m;
+            errs->msgs[errs->n++] = s;
+        }
+        return GH_ECONFIG;
+    }
+    int rc = gh_conf_load_string(path, buf, len, out, errs);
+    free(buf);
+    return rc;
+}
+
+int gh_conf_quick(const char *from, const char *const *to, int nto, gh_conf_t **out,
+                  gh_conf_errors_t *errs)
+{
+    *out = NULL;
+    ctx_t *x = ctx_new("<proxy>");
+    if (!x)
+        return GH_ENOMEM;
+    if (setjmp(x->oom)) {
+        ctx_end(x, NULL, false);
+        return GH_ENOMEM;
+    }
+    gh_conf_t *c = x->c = xalloc(x, sizeof *c);
+    c->arena = x->a;
+    c->path = "<proxy>";
+    set_defaults(c);
+    c->access_log.enabled = 0;
+
+    c->listeners = xalloc(x, sizeof *c->listeners);
+    gh_conf_listener_t *l = &c->listeners[0];
+    l->name = "http";
+    l->role = GH_LISTEN_PROXY;
+    l->backlog = 4096;
+    l->listen = xstrndup(x, from ? from : "", from ? strlen(from) : 0);
+    const char *why = parse_addr(l->listen, &l->addr, &l->addrlen);
+    if (why)
+        errat(x, 0, 0, "--from", "bad address %s: %s", q(x, l->listen, strlen(l->listen)), why);
+    else
+        c->nlisteners = 1;
+
+    gh_conf_upstream_t *u = c->upstreams = xalloc(x, sizeof *u);
+    c->nupstreams = 1;
+    u->name = "default";
+    u->keepalive = 128;
+    u->keepalive_timeout = 60000;
+    u->backends = xalloc(x, (nto > 0 ? (size_t)nto : 1) * sizeof *u->backends);
+    if (nto <= 0)
+        errat(x, 0, 0, "--to", "at least one backend address is required");
+    for (int i = 0; i < nto; i++) {
+        gh_conf_backend_t *b = &u->backends[u->nbackends];
+        const char *s = to[i] ? to[i] : "";
+        b->name = xstrndup(x, s, strlen(s));
+        b->weight = 1;
+        why = parse_addr(b->name, &b->addr, &b->addrlen);
+        if (why)
+            errat(x, 0, 0, "--to", "bad address %s: %s", q(x, s, strlen(s)), why);
+        else
+            u->nbackends++;
+    }
+
+    gh_conf_tenant_t *t = c->tenants = xalloc(x, sizeof *t);
+    c->ntenants = 1;
+    t->name = "default";
+    gh_conf_site_t *s = t->sites = xalloc(x, sizeof *s);
+    t->nsites = 1;
+    s->name = "*";
+    s->tenant = t;
+    s->hosts = xalloc(x, sizeof *s->hosts);
+    s->hosts[0] = (gh_conf_host_t){.name = "*", .len = 1, .any = 1};
+    s->nhosts = 1;
+    gh_conf_route_t *r = s->routes = xalloc(x, sizeof *r);
+    s->nroutes = 1;
+    r->name = "default";
+    r->site = s;
+    r->tenant = t;
+    r->upstream = u;
+    r->max_body_size = c->limits.max_body_size;
+    r->timeouts = c->timeouts;
+
+    int rc = compile(x, errs);
+    if (rc == 0)
+        *out = c;
+    ctx_end(x, errs, rc == 0);
+    return rc;
+}
+
+void gh_conf_errors_free(gh_conf_errors_t *errs)
+{
+    if (!errs)
+        return;
+    for (uint32_t i = 0; i < errs->n; i++)
+        free(errs->msgs[i]);
+    free(errs->msgs);
+    errs->msgs = NULL;
+    errs->n = 0;
+}
+
+void gh_conf_ref(gh_conf_t *c)
+{
+    if (c)
+        __atomic_add_fetch(&c->refs, 1, __ATOMIC_RELAXED);
+}
+
+void gh_conf_unref(gh_conf_t *c)
+{
+    if (!c || __atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) != 0)
+        return;
+    arena_t *a = c->arena; /* c itself lives in the arena */
+    gh_router_free(c);
+    arena_destroy(a);
+}
