@@ -342,6 +342,10 @@ int main(int argc, char **argv)
         return cmd_proxy(argc - 1, argv + 1);
     if (!strcmp(cmd, "reload"))
         return cmd_reload(argc - 1, argv + 1);
+    if (!strcmp(cmd, "version") && wants_help(argc - 1, argv + 1)) {
+        fputs("usage: gatehouse version\n  Prints the version.\n", stdout);
+        return 0;
+    }
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("gatehouse %s\n", GH_VERSION);
         return 0;

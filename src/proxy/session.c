@@ -1268,7 +1268,7 @@ static int req_run(gh_req_t *r)
             if ((rc = client_write(r)) < 0)
                 goto fail;
             progress |= rc;
-            if (r->head_done && r->resp_done && !output_pending(r))
+            if (r->phase == P_PROXY && r->head_done && r->resp_done && !output_pending(r))
                 return request_finish(r);
             break;
         case P_TUNNEL:
