@@ -264,21 +264,22 @@ static int cmd_proxy(int argc, char **argv)
             access_log = 1;
         else {
             fprintf(stderr, "gatehouse proxy: unexpected argument '%s'\n%s", argv[i], usage_proxy);
+            free(to);
             return 2;
         }
     }
-    if (!from || !nto) {
-        fputs(usage_proxy, stderr);
-        return 2;
-    }
     gh_conf_t *c = NULL;
     gh_conf_errors_t errs = {0};
-    if (gh_conf_quick(from, to, nto, &c, &errs) < 0) {
+    int rc = (!from || !nto) ? 2 : gh_conf_quick(from, to, nto, &c, &errs) < 0 ? 1 : 0;
+    free(to);
+    if (rc == 2)
+        fputs(usage_proxy, stderr);
+    if (rc == 1) {
         print_errors(&errs);
         gh_conf_errors_free(&errs);
-        return 1;
     }
-    free(to);
+    if (rc)
+        return rc;
     if (workers > 0 && workers <= 256)
         c->workers = (uint32_t)workers;
     if (access_log) {
@@ -286,6 +287,30 @@ static int cmd_proxy(int argc, char **argv)
         c->access_log.path = "-";
     }
     return start(c, NULL);
+}
+
+/* SIGHUP to the pid in pid_file (of the configuration at path). */
+static int signal_pid_file(const char *pid_file, const char *path)
+{
+    if (!pid_file) {
+        fprintf(stderr, "gatehouse reload: %s sets no pid_file\n", path);
+        return 1;
+    }
+    FILE *f = fopen(pid_file, "r");
+    long pid = 0;
+    if (!f || fscanf(f, "%ld", &pid) != 1 || pid <= 1) {
+        fprintf(stderr, "gatehouse reload: cannot read a pid from %s\n", pid_file);
+        if (f)
+            fclose(f);
+        return 1;
+    }
+    fclose(f);
+    if (kill((pid_t)pid, SIGHUP) < 0) {
+        fprintf(stderr, "gatehouse reload: pid %ld: %s\n", pid, strerror(errno));
+        return 1;
+    }
+    printf("sent SIGHUP to %ld\n", pid);
+    return 0;
 }
 
 static int cmd_reload(int argc, char **argv)
@@ -306,25 +331,9 @@ static int cmd_reload(int argc, char **argv)
         gh_conf_errors_free(&errs);
         return 1;
     }
-    if (!c->pid_file) {
-        fprintf(stderr, "gatehouse reload: %s sets no pid_file\n", path);
-        return 1;
-    }
-    FILE *f = fopen(c->pid_file, "r");
-    long pid = 0;
-    if (!f || fscanf(f, "%ld", &pid) != 1 || pid <= 1) {
-        fprintf(stderr, "gatehouse reload: cannot read a pid from %s\n", c->pid_file);
-        if (f)
-            fclose(f);
-        return 1;
-    }
-    fclose(f);
-    if (kill((pid_t)pid, SIGHUP) < 0) {
-        fprintf(stderr, "gatehouse reload: pid %ld: %s\n", pid, strerror(errno));
-        return 1;
-    }
-    printf("sent SIGHUP to %ld\n", pid);
-    return 0;
+    int rc = signal_pid_file(c->pid_file, path);
+    gh_conf_unref(c);
+    return rc;
 }
 
 int main(int argc, char **argv)

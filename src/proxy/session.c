@@ -1108,6 +1108,26 @@ static void route_and_dispatch(gh_req_t *r, const gh_h1_request_t *m)
     upstream_start(r, 0);
 }
 
+/* The client's address as text (inet_ntop goes through sprintf: too slow per request). */
+static void format_peer(const gh_client_t *c, char *out)
+{
+    if (c->peer.sa.sa_family == AF_INET6) {
+        inet_ntop(AF_INET6, &c->peer.in6.sin6_addr, out, INET6_ADDRSTRLEN);
+        return;
+    }
+    const uint8_t *a = (const uint8_t *)&c->peer.in4.sin_addr;
+    char *o = out;
+    for (int i = 0; i < 4; i++) {
+        unsigned v = a[i];
+        if (v >= 100)
+            *o++ = (char)('0' + v / 100);
+        if (v >= 10)
+            *o++ = (char)('0' + v / 10 % 10);
+        *o++ = (char)('0' + v % 10);
+        *o++ = i < 3 ? '.' : 0;
+    }
+}
+
 /* A complete head at c->in.rd: start the request. */
 static void request_start(gh_client_t *c, const gh_h1_request_t *m)
 {
@@ -1141,10 +1161,7 @@ static void request_start(gh_client_t *c, const gh_h1_request_t *m)
     r->body_left = m->content_length;
     r->body_done = m->body == GH_H1_BODY_NONE;
     r->in_pos = c->in.rd + m->head_len;
-    if (c->peer.sa.sa_family == AF_INET6)
-        inet_ntop(AF_INET6, &c->peer.in6.sin6_addr, r->peer, sizeof r->peer);
-    else
-        inet_ntop(AF_INET, &c->peer.in4.sin_addr, r->peer, sizeof r->peer);
+    format_peer(c, r->peer);
     const gh_h1_header_t *rid = gh_h1_find(m->headers, m->nheaders, GH_STR("x-request-id"));
     if (rid && valid_request_id(rid->value)) {
         memcpy(r->reqid, rid->value.p, rid->value.n);
