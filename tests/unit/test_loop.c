@@ -114,6 +114,30 @@ static void test_rearm_from_callback(void)
     CHECK(!gh_timer_armed(&a));
 }
 
+static int ntask;
+static gh_task_t task_a, task_b;
+static void task_cb(gh_task_t *t)
+{
+    ntask++;
+    if (t == &task_a && ntask == 1)
+        gh_task_post(&loop, &task_a); /* re-queued from its own run: waits for the next turn */
+}
+
+static void test_tasks(void)
+{
+    task_a.cb = task_b.cb = task_cb;
+    ntask = 0;
+    gh_task_post(&loop, &task_a);
+    gh_task_post(&loop, &task_a); /* already queued: no-op */
+    gh_task_post(&loop, &task_b);
+    gh_task_cancel(&task_b);
+    gh_loop_run_once(&loop, 1000); /* returns at once: tasks pending */
+    CHECK_INT(ntask, 1);
+    gh_loop_run_once(&loop, 1000);
+    CHECK_INT(ntask, 2);
+    CHECK(task_a.prev == NULL && task_b.prev == NULL);
+}
+
 static void test_bufpool(void)
 {
     gh_bufpool_t p = {.max_free = 2};
@@ -165,6 +189,7 @@ int main(void)
     RUN(test_far_timer_waits_its_round);
     RUN(test_long_sleep_fires_all);
     RUN(test_rearm_from_callback);
+    RUN(test_tasks);
     RUN(test_bufpool);
     RUN(test_errors);
     gh_loop_close(&loop);
