@@ -105,6 +105,7 @@ static void close_listeners(gh_worker_t *w)
 {
     for (uint32_t i = 0; i < w->nlisteners; i++) {
         gh_listener_t *l = &w->listeners[i];
+        gh_timer_stop(&w->loop, &l->paused);
         if (l->io.fd >= 0) {
             gh_loop_del(&w->loop, &l->io);
             close(l->io.fd);
@@ -139,16 +140,26 @@ static void accept_cb(gh_io_t *io, uint32_t ev)
         int fd = accept4(io->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EMFILE || errno == ENFILE) {
+                /* the listener stays readable: stop watching it for a while instead of spinning */
                 static __thread uint64_t last;
                 if (gh_loop_now(&w->loop) - last > 1000) {
                     gh_log(GH_LOG_ERROR, "accept: %s (raise the open files limit)", strerror(errno));
                     last = gh_loop_now(&w->loop);
                 }
+                gh_loop_del(&w->loop, io);
+                gh_timer_set(&w->loop, &l->paused, 100);
             }
             return;
         }
         gh_session_accept(w, l->conf, fd, (struct sockaddr *)&ss, len);
     }
+}
+
+static void accept_resume(gh_timer_t *t)
+{
+    gh_listener_t *l = (gh_listener_t *)((char *)t - offsetof(gh_listener_t, paused));
+    if (l->io.fd >= 0 && gh_loop_add_reader(&l->w->loop, &l->io) < 0)
+        gh_log(GH_LOG_ERROR, "listener %s: cannot resume accepting", l->conf->name);
 }
 
 static int open_listener(const gh_conf_listener_t *lc)
@@ -220,6 +231,7 @@ static int worker_init(gh_worker_t *w, uint32_t id, int is_admin, gh_conf_t *c)
         gh_listener_t *l = &w->listeners[w->nlisteners++];
         l->io.fd = fd;
         l->io.cb = accept_cb;
+        l->paused.cb = accept_resume;
         l->w = w;
         l->conf = lc;
         if (gh_loop_add_reader(&w->loop, &l->io) < 0)

@@ -32,6 +32,7 @@ typedef struct {
     gh_io_t io;
     struct gh_worker *w;
     const gh_conf_listener_t *conf; /* from the first configuration (listeners are fixed) */
+    gh_timer_t paused; /* out of file descriptors: accepting resumes when it fires */
 } gh_listener_t;
 
 struct gh_client;
