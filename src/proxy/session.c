@@ -430,7 +430,7 @@ static int client_read_body(gh_req_t *r, int tunnel)
     size_t room = gh_buf_room(&c->in);
     ssize_t n = read(c->io.fd, c->in.base + c->in.wr, room);
     if (n > 0) {
-        if ((size_t)n < room)
+        if ((size_t)n < room && !c->rdhup)
             c->readable = 0;
         c->in.wr += (uint32_t)n;
         if (tunnel) {
@@ -675,7 +675,7 @@ static int upstream_read(gh_req_t *r)
 {
     gh_worker_t *w = r->w;
     gh_upconn_t *u = r->u;
-    if (!u->readable || (r->resp_done && r->phase != P_TUNNEL))
+    if ((!u->readable && !u->hup) || (r->resp_done && r->phase != P_TUNNEL))
         return 0;
     if (gh_buf_get(&w->bufs, &r->resp) < 0)
         return E_UPSTREAM;
@@ -695,7 +695,7 @@ static int upstream_read(gh_req_t *r)
     }
     size_t room = gh_buf_room(b);
     ssize_t n = read(u->io.fd, b->base + b->wr, room);
-    if (n > 0 && (size_t)n < room)
+    if (n > 0 && (size_t)n < room && !u->hup)
         u->readable = 0; /* a short read drained the socket; the next bytes bring a new edge */
     if (n < 0) {
         if (errno == EAGAIN || errno == EINTR) {
@@ -743,7 +743,7 @@ static int client_write(gh_req_t *r)
     int n = 0;
     if (gh_buf_len(&r->chead))
         iov[n++] = (struct iovec){r->chead.base + r->chead.rd, gh_buf_len(&r->chead)};
-    uint32_t ready = r->resp.base ? r->ready_end - r->resp.rd : 0;
+    uint32_t ready = r->resp.base && r->ready_end > r->resp.rd ? r->ready_end - r->resp.rd : 0;
     if (ready && !r->head_only)
         iov[n++] = (struct iovec){r->resp.base + r->resp.rd, ready};
     if (!n)
@@ -1128,25 +1128,50 @@ static void format_peer(const gh_client_t *c, char *out)
     }
 }
 
-/* A complete head at c->in.rd: start the request. */
-static void request_start(gh_client_t *c, const gh_h1_request_t *m)
+/* A request object for c, made current: time, generation, peer. NULL (and c
+ * closed) when out of memory. */
+static gh_req_t *request_begin(gh_client_t *c)
 {
     gh_worker_t *w = c->w;
     gh_req_t *r = req_new(c);
     if (!r) {
         client_close(c);
-        return;
+        return NULL;
     }
     c->req = r;
     c->state = C_ACTIVE;
     gh_timer_stop(&w->loop, &c->timer);
     r->gen = gh_gen_hold(w);
     r->t_start_us = now_us();
+    r->minor = 1;
     if (gh_accesslog_enabled()) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         r->wall_ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
     }
+    format_peer(c, r->peer);
+    GH_COUNT(w->stats->requests, 1);
+    return r;
+}
+
+static void new_request_id(gh_req_t *r)
+{
+    static const char hex[] = "0123456789abcdef";
+    uint64_t a = gh_worker_rand(r->w), b = gh_worker_rand(r->w);
+    for (int i = 0; i < 16; i++) {
+        r->reqid[i] = hex[(a >> (i * 4)) & 15];
+        r->reqid[16 + i] = hex[(b >> (i * 4)) & 15];
+    }
+    r->reqid_len = 32;
+}
+
+/* A complete head at c->in.rd: start the request. */
+static void request_start(gh_client_t *c, const gh_h1_request_t *m)
+{
+    gh_worker_t *w = c->w;
+    gh_req_t *r = request_begin(c);
+    if (!r)
+        return;
     r->method = m->method;
     r->method_id = m->method_id;
     r->path = m->path;
@@ -1161,21 +1186,13 @@ static void request_start(gh_client_t *c, const gh_h1_request_t *m)
     r->body_left = m->content_length;
     r->body_done = m->body == GH_H1_BODY_NONE;
     r->in_pos = c->in.rd + m->head_len;
-    format_peer(c, r->peer);
     const gh_h1_header_t *rid = gh_h1_find(m->headers, m->nheaders, GH_STR("x-request-id"));
     if (rid && valid_request_id(rid->value)) {
         memcpy(r->reqid, rid->value.p, rid->value.n);
         r->reqid_len = (uint8_t)rid->value.n;
     } else {
-        static const char hex[] = "0123456789abcdef";
-        uint64_t a = gh_worker_rand(w), b = gh_worker_rand(w);
-        for (int i = 0; i < 16; i++) {
-            r->reqid[i] = hex[(a >> (i * 4)) & 15];
-            r->reqid[16 + i] = hex[(b >> (i * 4)) & 15];
-        }
-        r->reqid_len = 32;
+        new_request_id(r);
     }
-    GH_COUNT(w->stats->requests, 1);
     int role = c->listener->role;
     if (role == GH_LISTEN_PROXY) {
         route_and_dispatch(r, m);
@@ -1470,22 +1487,12 @@ static void client_close(gh_client_t *c)
 
 static void reject_head(gh_client_t *c, int err, int status)
 {
-    gh_worker_t *w = c->w;
-    GH_COUNT(w->stats->parser_rejections[gh_err_index(err)], 1);
-    GH_COUNT(w->stats->requests, 1);
-    gh_req_t *r = req_new(c);
-    if (!r) {
-        client_close(c);
+    GH_COUNT(c->w->stats->parser_rejections[gh_err_index(err)], 1);
+    gh_req_t *r = request_begin(c);
+    if (!r)
         return;
-    }
-    c->req = r;
-    c->state = C_ACTIVE;
-    gh_timer_stop(&w->loop, &c->timer);
-    r->gen = gh_gen_hold(w);
-    r->t_start_us = now_us();
+    new_request_id(r);
     r->body_done = 0; /* never read past a head we could not parse */
-    r->keep_alive = 0;
-    r->minor = 1;
     char msg[96];
     snprintf(msg, sizeof msg, "%s", gh_err_msg(err));
     respond_error(r, status ? status : 400, msg);
@@ -1640,14 +1647,9 @@ static void client_timeout(gh_timer_t *t)
     gh_client_t *c = (gh_client_t *)((char *)t - offsetof(gh_client_t, timer));
     if (c->state == C_HEAD && gh_buf_len(&c->in)) {
         /* a head that did not arrive in time: say so, then close */
-        gh_worker_t *w = c->w;
-        gh_req_t *r = req_new(c);
+        gh_req_t *r = request_begin(c);
         if (r) {
-            c->req = r;
-            c->state = C_ACTIVE;
-            r->gen = gh_gen_hold(w);
-            r->t_start_us = now_us();
-            r->minor = 1;
+            new_request_id(r);
             respond_error(r, 408, "request head timed out");
             c->close_after = 1;
             c->writable = 1;

@@ -1,0 +1,212 @@
+"""The command line: version, help, validate, run with a bad config, quick mode,
+and the built-in demo origin."""
+
+import os
+import re
+import subprocess
+
+import pytest
+
+from helpers import HEADER, REPO, free_port, get, run_cli
+
+GOOD = HEADER + """
+upstreams:
+  app: {backends: ["127.0.0.1:9"]}
+tenants:
+  - name: acme
+    sites:
+      - hosts: ["example.com"]
+        routes:
+          - name: hello
+            match: {path: {exact: /hello}}
+            respond: {status: 200, body: "hi\\n"}
+          - name: all
+            upstream: app
+"""
+
+# Line numbers matter below: keep this text as is.
+BAD = """\
+workers: 1
+listeners: [{name: http, listen: "127.0.0.1:18080"}]
+limits:
+  max_body_size: 1m
+  bogus_key: 7
+upstreams:
+  app: {backends: ["127.0.0.1:9"]}
+tenants:
+  - name: acme
+    sites:
+      - hosts: ["example.com"]
+        routes:
+          - name: r1
+            upstream: nope
+          - name: r2
+            match: {path: {regex: "("}}
+            upstream: app
+"""
+
+
+def write(tmp_path, text, name="gh.yaml", **values):
+    from helpers import fill
+    p = tmp_path / name
+    p.write_text(fill(text, values))
+    return str(p)
+
+
+def good_values(tmp_path):
+    return {"workers": 1, "pid_file": str(tmp_path / "gh.pid"), "admin_port": free_port(),
+            "proxy_port": free_port()}
+
+
+def test_version():
+    p = run_cli("version")
+    assert p.returncode == 0, p.stderr
+    assert re.fullmatch(r"gatehouse \d+\.\d+\.\d+\s*", p.stdout), p.stdout
+
+
+@pytest.mark.parametrize("sub", ["run", "validate", "proxy", "version", "reload"])
+def test_subcommand_help(sub):
+    p = run_cli(sub, "--help")
+    assert p.returncode == 0, (p.stdout, p.stderr)
+    assert "usage" in (p.stdout + p.stderr).lower()
+    assert sub in (p.stdout + p.stderr)
+
+
+def test_unknown_subcommand():
+    p = run_cli("frobnicate")
+    assert p.returncode == 2
+    assert "usage" in (p.stdout + p.stderr).lower()
+
+
+def test_validate_ok(tmp_path):
+    path = write(tmp_path, GOOD, **good_values(tmp_path))
+    p = run_cli("validate", "-c", path)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "%s: ok" % path
+
+
+def test_validate_reports_line_and_column(tmp_path):
+    path = write(tmp_path, BAD)
+    p = run_cli("validate", "-c", path)
+    assert p.returncode == 1
+    lines = p.stderr.splitlines()
+    pat = re.compile(r"^%s:5:3: limits\.bogus_key: \S.*$" % re.escape(path))
+    assert any(pat.match(ln) for ln in lines), p.stderr
+
+
+def test_validate_reports_every_error(tmp_path):
+    path = write(tmp_path, BAD)
+    p = run_cli("validate", "-c", path)
+    assert p.returncode == 1
+    fmt = re.compile(r"^%s:(\d+):(\d+): (\S+): \S.*$" % re.escape(path))
+    errs = [fmt.match(ln) for ln in p.stderr.splitlines()]
+    errs = [m for m in errs if m]
+    assert len(errs) >= 3, p.stderr
+    lines_reported = {int(m.group(1)) for m in errs}
+    assert 5 in lines_reported, p.stderr          # unknown key
+    assert 14 in lines_reported, p.stderr         # unknown upstream "nope"
+    assert 16 in lines_reported, p.stderr         # bad regex
+    assert "nope" in p.stderr
+
+
+def test_validate_missing_file(tmp_path):
+    p = run_cli("validate", "-c", str(tmp_path / "does-not-exist.yaml"))
+    assert p.returncode != 0
+    assert "does-not-exist.yaml" in p.stderr
+
+
+def test_run_bad_config_exits_nonzero(gatehouse, tmp_path):
+    g = gatehouse(BAD, expect_fail=True)
+    try:
+        rc = g.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        pytest.fail("gatehouse run with a bad config is still running")
+    assert rc != 0
+    err = g.stderr_text()
+    assert ":5:3: limits.bogus_key:" in err, err
+
+
+def test_quick_mode_round_robin(gatehouse, origin_factory):
+    o1, o2 = origin_factory("q1"), origin_factory("q2")
+    port = free_port()
+    gatehouse.spawn(["proxy", "--from", "127.0.0.1:%d" % port, "--to", o1.addr, "--to", o2.addr],
+                    port)
+    seen = []
+    for _ in range(10):
+        r = get("http://127.0.0.1:%d/id" % port)
+        assert r.status_code == 200
+        seen.append(r.text)
+    assert set(seen) == {"q1", "q2"}, seen
+    assert abs(seen.count("q1") - seen.count("q2")) <= 2, seen
+
+
+def test_quick_mode_forwards_request(gatehouse, origin):
+    port = free_port()
+    gatehouse.spawn(["proxy", "--from", "127.0.0.1:%d" % port, "--to", origin.addr], port)
+    r = get("http://127.0.0.1:%d/echo/quick?a=b" % port, headers={"Host": "anything.test"})
+    assert r.status_code == 200
+    assert r.json()["target"] == "/echo/quick?a=b"
+
+
+DEMO = HEADER + """
+demo_origin: {listen: "127.0.0.1:{demo_port}"}
+upstreams:
+  demo: {backends: ["127.0.0.1:{demo_port}"]}
+tenants:
+  - name: demo
+    sites: [{hosts: ["*"], routes: [{name: all, upstream: demo}]}]
+"""
+
+
+def test_demo_origin_via_proxy(gatehouse):
+    g = gatehouse(DEMO)
+    r = g.get("/", host="localhost")
+    assert r.status_code == 200
+    assert r.headers["Content-Type"].startswith("text/html")
+    assert "<html" in r.text.lower()
+    r = g.get("/echo?x=1", host="localhost", headers={"X-Demo": "yes"})
+    assert r.status_code == 200
+    doc = r.json()
+    assert doc["method"] == "GET"
+    assert doc["path"] == "/echo"
+    assert doc["query"] in ("x=1", "?x=1", {"x": "1"}, {"x": ["1"]}), doc
+    hdrs = {k.lower(): v for k, v in doc["headers"].items()}
+    assert hdrs.get("x-demo") == "yes"
+    r = g.get("/anything/else", host="localhost")
+    assert r.status_code == 200
+
+
+def test_quickstart_example_validates():
+    path = os.path.join(REPO, "examples", "quickstart.yaml")
+    if not os.path.exists(path):
+        pytest.skip("examples/quickstart.yaml not written yet")
+    p = run_cli("validate", "-c", path)
+    assert p.returncode == 0, p.stderr
+
+
+def test_quickstart_example_runs(gatehouse):
+    """examples/quickstart.yaml with its fixed ports swapped for free ones."""
+    path = os.path.join(REPO, "examples", "quickstart.yaml")
+    if not os.path.exists(path):
+        pytest.skip("examples/quickstart.yaml not written yet")
+    text = open(path).read()
+    for fixed, ph in (("127.0.0.1:8080", "{proxy_port}"), ("127.0.0.1:9090", "{admin_port}"),
+                      ("127.0.0.1:9100", "{demo_port}")):
+        assert fixed in text, "quickstart no longer listens on %s; update this test" % fixed
+        text = text.replace(fixed, "127.0.0.1:" + ph)
+    g = gatehouse(text)
+    r = g.get("/hello", host="localhost")
+    assert r.status_code == 200
+    assert r.text == "Hello from gatehouse!\n"
+    r = g.get("/", host="localhost")
+    assert r.status_code == 200
+    assert "<html" in r.text.lower()
+    assert g.admin_get("/metrics").status_code == 200
+
+
+def test_reload_without_running_gatehouse_fails(tmp_path):
+    vals = good_values(tmp_path)
+    path = write(tmp_path, GOOD, **vals)
+    p = run_cli("reload", "-c", path)  # no pid file: nothing to signal
+    assert p.returncode != 0
+    assert p.stderr.strip()
