@@ -131,6 +131,8 @@ void gh_timer_set(gh_loop_t *l, gh_timer_t *t, uint64_t ms)
 {
     gh_timer_stop(l, t);
     t->expire = l->now + ms;
+    if (t->expire < l->hint)
+        l->hint = t->expire;
     /* never file a timer behind the wheel's cursor: it would wait a whole round */
     uint64_t tick = t->expire < l->wheel_at ? l->wheel_at : t->expire;
     gh_timer_t *head = &l->wheel[tick & (GH_WHEEL_SLOTS - 1)];
@@ -172,19 +174,25 @@ static void fire_timers(gh_loop_t *l)
     }
 }
 
-/* ms until the next armed timer, scanning at most a round ahead; -1 if none. */
+/* ms until the next armed timer (at most max_wait). The wheel is scanned only when
+ * the hint has passed: under load the loop turns thousands of times a second while
+ * the nearest timer is seconds away. */
 static int next_timeout(gh_loop_t *l, int max_wait)
 {
     if (l->ntimers == 0)
         return max_wait;
     uint64_t limit = max_wait < 0 ? GH_WHEEL_SLOTS : (uint64_t)max_wait;
-    for (uint64_t d = 0; d < limit && d < GH_WHEEL_SLOTS; d++) {
-        uint64_t tick = l->wheel_at + d;
-        gh_timer_t *head = &l->wheel[tick & (GH_WHEEL_SLOTS - 1)];
-        if (head->next != head)
-            return tick > l->now ? (int)(tick - l->now) : 0;
+    if (l->hint <= l->now) {
+        uint64_t d = 0;
+        for (; d < GH_WHEEL_SLOTS; d++) {
+            gh_timer_t *head = &l->wheel[(l->wheel_at + d) & (GH_WHEEL_SLOTS - 1)];
+            if (head->next != head)
+                break;
+        }
+        l->hint = l->wheel_at + d; /* the first non-empty slot, or a round ahead */
     }
-    return (int)limit;
+    uint64_t wait = l->hint > l->now ? l->hint - l->now : 0;
+    return (int)(wait < limit ? wait : limit);
 }
 
 void gh_loop_run_once(gh_loop_t *l, int max_wait_ms)

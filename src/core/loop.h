@@ -46,6 +46,7 @@ struct gh_loop {
     uint64_t (*clock)(void); /* gh_clock_ms; tests put a stepped clock here */
     uint64_t wheel_at; /* next tick to process */
     uint32_t ntimers;
+    uint64_t hint;     /* no armed timer expires before this (a lower bound, kept by set) */
     int stop;
     gh_task_t tasks; /* list head of queued tasks */
     void **dead; /* objects freed after the current batch of events (gh_loop_free_later) */
