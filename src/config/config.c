@@ -33,6 +33,7 @@
 #include <yaml.h>
 
 #include "http/h1.h"
+#include "proxy/lb.h"
 #include "proxy/router.h"
 
 
@@ -1217,9 +1218,57 @@ static void parse_backend(ctx_t *x, yaml_node_t *n, gh_conf_upstream_t *u)
     path_pop(x, o);
 }
 
+static bool is_token(const char *s, size_t n);
+
+/* balance: round_robin | least_request | peak_ewma | hash;
+ * hash_key: client_ip | path | header:NAME | cookie:NAME (hash only, default client_ip). */
+static void parse_balance(ctx_t *x, gh_conf_upstream_t *u, field_t *bal, field_t *key)
+{
+    static const char *const names[] = {"round_robin", "least_request", "peak_ewma", "hash"};
+    char *v = NULL;
+    size_t n = 0;
+    u->balance = GH_BALANCE_ROUND_ROBIN;
+    u->hash_source = GH_HASH_CLIENT_IP;
+    if (f_str(x, bal, &v, &n, false)) {
+        int found = -1;
+        for (int i = 0; i < (int)GH_ARRAY_LEN(names); i++)
+            if (!strcmp(v, names[i]))
+                found = i;
+        if (found < 0) {
+            size_t o = path_key(x, "balance");
+            err(x, bal->val, "unknown balance policy %s (round_robin, least_request, peak_ewma or hash)",
+                q(x, v, n));
+            path_pop(x, o);
+        } else {
+            u->balance = found;
+        }
+    }
+    if (!key->val)
+        return;
+    size_t o = path_key(x, "hash_key");
+    if (u->balance != GH_BALANCE_HASH) {
+        err(x, key->val, "hash_key needs balance: hash");
+    } else if (get_str(x, key->val, &v, &n, false, false)) {
+        if (!strcmp(v, "client_ip")) {
+            u->hash_source = GH_HASH_CLIENT_IP;
+        } else if (!strcmp(v, "path")) {
+            u->hash_source = GH_HASH_PATH;
+        } else if ((!strncmp(v, "header:", 7) || !strncmp(v, "cookie:", 7)) && is_token(v + 7, n - 7)) {
+            u->hash_source = v[0] == 'h' ? GH_HASH_HEADER : GH_HASH_COOKIE;
+            u->hash_name = v + 7;
+            u->hash_name_len = n - 7;
+        } else {
+            err(x, key->val, "hash_key must be client_ip, path, header:NAME or cookie:NAME, got %s",
+                q(x, v, n));
+        }
+    }
+    path_pop(x, o);
+}
+
 static void parse_upstream(ctx_t *x, yaml_node_t *n, gh_conf_upstream_t *u, up_tmo_t *t)
 {
-    field_t f[] = {F("backends"), F("keepalive"), F("keepalive_timeout"), F("timeouts")};
+    field_t f[] = {F("backends"), F("keepalive"), F("keepalive_timeout"), F("timeouts"), F("balance"),
+                   F("hash_key")};
     u->keepalive = 128;
     u->keepalive_timeout = 60000;
     if (!fields(x, n, f, GH_ARRAY_LEN(f)))
@@ -1241,6 +1290,7 @@ static void parse_upstream(ctx_t *x, yaml_node_t *n, gh_conf_upstream_t *u, up_t
     }
     f_u32(x, &f[1], 0, 65535, &u->keepalive);
     f_dur(x, &f[2], false, &u->keepalive_timeout);
+    parse_balance(x, u, &f[4], &f[5]);
     if (f[3].val) {
         size_t o = path_key(x, "timeouts");
         field_t g[] = {F("connect"), F("response"), F("idle")};
@@ -1936,12 +1986,37 @@ static void ctx_end(ctx_t *x, gh_conf_errors_t *errs, bool keep)
     free(x);
 }
 
+/* The hash policy's Maglev table, copied into the snapshot's arena. */
+static int build_maglev(ctx_t *x, gh_conf_upstream_t *u)
+{
+    if (!u->nbackends)
+        return 0;
+    const char **names = talloc(x, u->nbackends * sizeof(*names));
+    uint32_t *weights = talloc(x, u->nbackends * sizeof(*weights));
+    for (uint32_t i = 0; i < u->nbackends; i++) {
+        names[i] = u->backends[i].name;
+        weights[i] = u->backends[i].weight;
+    }
+    uint32_t size = gh_maglev_size(u->nbackends);
+    uint32_t *t = gh_maglev_build(names, weights, u->nbackends, size);
+    if (!t)
+        return GH_ENOMEM;
+    u->maglev = xalloc(x, size * sizeof(*t));
+    memcpy(u->maglev, t, size * sizeof(*t));
+    u->maglev_size = size;
+    free(t);
+    return 0;
+}
+
 /* Builds the router: the last step of every load. */
 static int compile(ctx_t *x, gh_conf_errors_t *errs)
 {
     gh_conf_t *c = x->c;
     if (x->nerrs)
         return GH_ECONFIG;
+    for (uint32_t i = 0; i < c->nupstreams; i++)
+        if (c->upstreams[i].balance == GH_BALANCE_HASH && build_maglev(x, &c->upstreams[i]) < 0)
+            return GH_ENOMEM;
     int rc = gh_router_build(c, errs);
     if (rc != 0) {
         gh_router_free(c);

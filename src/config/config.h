@@ -52,8 +52,17 @@ typedef struct gh_conf_upstream {
     uint32_t nbackends;
     uint32_t keepalive;         /* idle connections kept per worker per backend (default 128) */
     uint32_t keepalive_timeout; /* ms an idle pooled connection is kept (default 60 s) */
+    int balance;      /* GH_BALANCE_* (same values as lb.h's GH_LB_*), default round robin */
+    int hash_source;  /* GH_HASH_*: what the hash policy hashes */
+    char *hash_name;  /* header or cookie name for GH_HASH_HEADER / GH_HASH_COOKIE */
+    size_t hash_name_len;
+    uint32_t *maglev; /* hash policy: the Maglev table (backend index per slot), in the arena */
+    uint32_t maglev_size;
     void *stats; /* obs: this upstream's metrics series (gh_upstream_stats_t *), bound after load */
 } gh_conf_upstream_t;
+
+enum { GH_BALANCE_ROUND_ROBIN = 0, GH_BALANCE_LEAST_REQUEST, GH_BALANCE_PEAK_EWMA, GH_BALANCE_HASH };
+enum { GH_HASH_CLIENT_IP = 0, GH_HASH_HEADER, GH_HASH_COOKIE, GH_HASH_PATH };
 
 typedef struct {
     char *name;

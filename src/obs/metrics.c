@@ -238,6 +238,9 @@ char *gh_metrics_render(size_t *len)
         {"gatehouse_upstream_failures_total", "Upstream connections reset or closed before a complete response.", offsetof(gh_upstream_slot_t, failures)},
         {"gatehouse_upstream_connections_opened_total", "New connections to backends of the pool.", offsetof(gh_upstream_slot_t, conns_opened)},
         {"gatehouse_upstream_connections_reused_total", "Requests sent on a pooled keep-alive connection.", offsetof(gh_upstream_slot_t, conns_reused)},
+        {"gatehouse_upstream_retries_total", "Attempts retried on another backend.", offsetof(gh_upstream_slot_t, retries)},
+        {"gatehouse_upstream_retry_budget_exhausted_total", "Retries refused by the retry budget.", offsetof(gh_upstream_slot_t, budget_exhausted)},
+        {"gatehouse_upstream_ejections_total", "Backends ejected after consecutive failures (per worker).", offsetof(gh_upstream_slot_t, ejections)},
     };
     for (size_t k = 0; k < GH_ARRAY_LEN(ups); k++) {
         sb_printf(&b, "# HELP %s %s\n# TYPE %s counter\n", ups[k].name, ups[k].help, ups[k].name);

@@ -40,6 +40,9 @@ typedef struct {
     uint64_t failures;      /* reset/closed before a complete response */
     uint64_t conns_opened;  /* new upstream connections */
     uint64_t conns_reused;  /* requests sent on a pooled connection */
+    uint64_t retries;       /* attempts after the first, on another backend */
+    uint64_t budget_exhausted; /* retries refused by the retry budget */
+    uint64_t ejections;     /* backends ejected by passive health checking */
 } __attribute__((aligned(GH_CACHELINE))) gh_upstream_slot_t;
 
 typedef struct gh_upstream_stats {

@@ -38,7 +38,7 @@ typedef struct {
     uint64_t ewma_at_us; /* time of the last sample or decay */
 } gh_lb_backend_t;
 
-typedef struct {
+typedef struct gh_lb {
     int policy;
     uint32_t n;
     const uint32_t *maglev; /* GH_LB_HASH: backend index per slot, maglev_size slots (owned by the caller) */

@@ -29,6 +29,7 @@
 
 #include "core/log.h"
 #include "obs/accesslog.h"
+#include "proxy/lb.h"
 #include "proxy/router.h"
 
 enum { C_IDLE, C_HEAD, C_ACTIVE, C_LINGER };
@@ -44,7 +45,6 @@ enum {
 };
 
 #define LINGER_MS 2000
-#define MAX_CONNECT_TRIES 3
 
 typedef struct gh_client {
     gh_io_t io;
@@ -87,6 +87,9 @@ struct gh_req {
     const gh_conf_backend_t *backend;
     gh_upconn_t *u;
     uint32_t backend_idx;
+    uint64_t hash_key; /* GH_LB_HASH: the request's key */
+    uint64_t tried;    /* backends (index < 64) this request was sent to */
+    uint8_t lb_active, counted, is_retry, replayed;
     uint8_t reused, tries, up_keepalive, up_extra;
     gh_buf_t uhead;
     /* response: resp [rd, ready_end) ready for the client, [scan, wr) not yet framed */
@@ -112,6 +115,7 @@ void gh_session_set_handler(int role, gh_handler_fn fn) { role_handlers[role] = 
 static void client_run(gh_client_t *c);
 static void client_close(gh_client_t *c);
 static void req_timeout(gh_timer_t *t);
+static void backend_result(gh_req_t *r, int failed);
 
 static uint64_t now_us(void)
 {
@@ -202,6 +206,13 @@ static gh_req_t *req_new(gh_client_t *c)
 static void req_free(gh_req_t *r)
 {
     gh_worker_t *w = r->w;
+    if (r->lb_active && r->gen->up[r->ups->index].lb) /* ended without an outcome (client gone) */
+        gh_lb_end(r->gen->up[r->ups->index].lb, (int)r->backend_idx, now_us() - r->t_up_us, 0, now_us());
+    r->lb_active = 0;
+    if (r->counted)
+        w->proxied--;
+    if (r->is_retry)
+        w->retrying--;
     gh_timer_stop(&w->loop, &r->timer);
     gh_buf_put(&w->bufs, &r->uhead);
     gh_buf_put(&w->bufs, &r->resp);
@@ -591,6 +602,7 @@ static int response_head(gh_req_t *r)
             return E_BADRESP;
         r->status = m.status;
         r->up_us = (int64_t)(now_us() - r->t_up_us);
+        backend_result(r, m.status == 502 || m.status == 503 || m.status == 504);
         r->resp.rd += (uint32_t)rc;
         r->scan = r->ready_end = r->resp.rd;
         r->resp_body = (uint8_t)m.body;
@@ -780,47 +792,214 @@ static int output_pending(const gh_req_t *r)
 
 /* ---- choosing a backend and connecting ---- */
 
-static const gh_conf_backend_t *pick_backend(gh_req_t *r, uint32_t *idx)
+/* Passive health: a backend failing OUTLIER_FAILS requests in a row is ejected for
+ * OUTLIER_BASE_MS, doubling with each ejection up to OUTLIER_MAX_MS; at most
+ * OUTLIER_MAX_PCT of a pool is ejected at once, and when nothing is left to pick
+ * the whole pool is used (panic) rather than failing everything. */
+#define OUTLIER_FAILS 5
+#define OUTLIER_BASE_MS 30000
+#define OUTLIER_MAX_MS 300000
+#define OUTLIER_MAX_PCT 50
+/* Retries: at most RETRY_BUDGET_PCT of the requests in flight to upstreams are
+ * retries (RETRY_MIN always allowed), so retries cannot multiply an outage. */
+#define RETRY_BUDGET_PCT 20
+#define RETRY_MIN 3
+#define MAX_TRIES 3
+
+static gh_upstate_t *upstate(gh_req_t *r)
 {
-    gh_conf_upstream_t *up = r->ups;
-    uint32_t total = 0;
-    for (uint32_t i = 0; i < up->nbackends; i++)
-        total += up->backends[i].weight ? up->backends[i].weight : 1;
-    uint32_t *pos = &r->gen->rr[up->index];
-    uint32_t t = (*pos)++ % total;
-    for (uint32_t i = 0; i < up->nbackends; i++) {
-        uint32_t wgt = up->backends[i].weight ? up->backends[i].weight : 1;
-        if (t < wgt) {
-            *idx = i;
-            return &up->backends[i];
-        }
-        t -= wgt;
+    gh_upstate_t *s = &r->gen->up[r->ups->index];
+    if (s->lb)
+        return s;
+    uint32_t n = r->ups->nbackends;
+    uint32_t *weights = malloc(n * sizeof(*weights));
+    if (weights) {
+        for (uint32_t i = 0; i < n; i++)
+            weights[i] = r->ups->backends[i].weight;
+        s->lb = gh_lb_new(r->ups->balance, n, weights, r->ups->maglev, r->ups->maglev_size, gh_worker_rand(r->w));
+        free(weights);
     }
-    *idx = 0;
-    return &up->backends[0];
+    s->ok = malloc(n);
+    s->scratch = malloc(n);
+    s->fails = calloc(n, sizeof(*s->fails));
+    s->ejections = calloc(n, sizeof(*s->ejections));
+    s->ejected_until = calloc(n, sizeof(*s->ejected_until));
+    if (!s->lb || !s->ok || !s->scratch || !s->fails || !s->ejections || !s->ejected_until) {
+        gh_lb_free(s->lb);
+        free(s->ok);
+        free(s->scratch);
+        free(s->fails);
+        free(s->ejections);
+        free(s->ejected_until);
+        memset(s, 0, sizeof(*s));
+        return NULL;
+    }
+    memset(s->ok, 1, n);
+    return s;
 }
 
-/* Connect (or take a pooled connection) to the current backend; on an immediate
- * failure try the next one. Returns 0, or answers 502 itself and returns 0. */
+static uint64_t hash_key(gh_req_t *r, const gh_h1_request_t *m)
+{
+    const gh_conf_upstream_t *up = r->ups;
+    gh_client_t *c = r->c;
+    gh_str_t v = GH_STR_NULL;
+    if (up->hash_source == GH_HASH_PATH) {
+        v = m->path;
+    } else if (up->hash_source != GH_HASH_CLIENT_IP) {
+        gh_str_t want = gh_str(up->hash_name, up->hash_name_len);
+        for (uint16_t i = 0; i < m->nheaders && !v.p; i++) {
+            const gh_h1_header_t *h = &m->headers[i];
+            if (up->hash_source == GH_HASH_HEADER) {
+                if (gh_str_caseeq(h->name, want))
+                    v = h->value;
+                continue;
+            }
+            if (!gh_str_caseeq_lit(h->name, "cookie"))
+                continue;
+            /* Cookie: a=1; b=2 */
+            const char *p = h->value.p, *end = p + h->value.n;
+            while (p < end && !v.p) {
+                while (p < end && (*p == ' ' || *p == ';'))
+                    p++;
+                const char *eq = memchr(p, '=', (size_t)(end - p));
+                const char *semi = memchr(p, ';', (size_t)(end - p));
+                if (!semi)
+                    semi = end;
+                if (eq && eq < semi && gh_str_eq(gh_str(p, (size_t)(eq - p)), want))
+                    v = gh_str(eq + 1, (size_t)(semi - eq - 1));
+                p = semi;
+            }
+        }
+    }
+    if (v.p)
+        return gh_lb_hash(v.p, v.n);
+    /* client address (also the fallback when the header or cookie is absent) */
+    if (c->peer.sa.sa_family == AF_INET6)
+        return gh_lb_hash(&c->peer.in6.sin6_addr, 16);
+    return gh_lb_hash(&c->peer.in4.sin_addr, 4);
+}
+
+/* Choose a backend not tried yet by this request. 0, or -1 when none is left. */
+static int pick_backend(gh_req_t *r)
+{
+    gh_upstate_t *s = upstate(r);
+    if (!s)
+        return -1;
+    uint32_t n = r->ups->nbackends;
+    uint64_t now = gh_loop_now(&r->w->loop);
+    if (s->nejected)
+        for (uint32_t i = 0; i < n; i++)
+            if (!s->ok[i] && now >= s->ejected_until[i]) {
+                s->ok[i] = 1;
+                s->fails[i] = 0;
+                s->nejected--;
+                gh_log(GH_LOG_INFO, "upstream %s: backend %s back in rotation", r->ups->name,
+                       r->ups->backends[i].name);
+            }
+    const uint8_t *ok = s->ok;
+    if (r->tried) {
+        for (uint32_t i = 0; i < n; i++)
+            s->scratch[i] = s->ok[i] && !(i < 64 && (r->tried >> i & 1));
+        ok = s->scratch;
+    }
+    uint64_t us = now_us();
+    int i = gh_lb_pick(s->lb, ok, r->hash_key, us);
+    if (i < 0 && !r->tried) /* panic: everything is ejected; use the whole pool */
+        i = gh_lb_pick(s->lb, NULL, r->hash_key, us);
+    if (i < 0 && r->tried) { /* every eligible one tried: an ejected one that was not */
+        for (uint32_t k = 0; k < n; k++)
+            s->scratch[k] = !(k < 64 && (r->tried >> k & 1));
+        i = gh_lb_pick(s->lb, s->scratch, r->hash_key, us);
+    }
+    if (i < 0)
+        return -1;
+    r->backend_idx = (uint32_t)i;
+    r->backend = &r->ups->backends[i];
+    if (i < 64)
+        r->tried |= 1ull << i;
+    return 0;
+}
+
+/* The outcome of one attempt on r->backend: feeds the balancer and passive health. */
+static void backend_result(gh_req_t *r, int failed)
+{
+    gh_upstate_t *s = upstate(r);
+    if (!s)
+        return;
+    uint32_t i = r->backend_idx;
+    if (r->lb_active) {
+        gh_lb_end(s->lb, (int)i, r->up_us > 0 ? (uint64_t)r->up_us : now_us() - r->t_up_us, failed, now_us());
+        r->lb_active = 0;
+    }
+    if (!failed) {
+        s->fails[i] = 0;
+        return;
+    }
+    uint32_t n = r->ups->nbackends;
+    if (++s->fails[i] < OUTLIER_FAILS || !s->ok[i] || (s->nejected + 1) * 100 > n * OUTLIER_MAX_PCT)
+        return;
+    uint32_t shift = s->ejections[i] < 4 ? s->ejections[i] : 4;
+    uint64_t ms = (uint64_t)OUTLIER_BASE_MS << shift;
+    if (ms > OUTLIER_MAX_MS)
+        ms = OUTLIER_MAX_MS;
+    s->ok[i] = 0;
+    s->nejected++;
+    s->ejections[i]++;
+    s->fails[i] = 0;
+    s->ejected_until[i] = gh_loop_now(&r->w->loop) + ms;
+    gh_upstream_stats_t *st = r->ups->stats;
+    if (st)
+        GH_COUNT(st->slot[r->w->id].ejections, 1);
+    gh_log(GH_LOG_WARN, "upstream %s: backend %s ejected for %llu s after %d failures in a row (worker %u)",
+           r->ups->name, r->backend->name, (unsigned long long)(ms / 1000), OUTLIER_FAILS, r->w->id);
+}
+
+static int idempotent(int method_id)
+{
+    return method_id == GH_M_GET || method_id == GH_M_HEAD || method_id == GH_M_OPTIONS ||
+           method_id == GH_M_TRACE || method_id == GH_M_PUT || method_id == GH_M_DELETE;
+}
+
+/* Whether another attempt may start (try count and the worker's retry budget),
+ * accounting for it when it may. */
+static int retry_allowed(gh_req_t *r)
+{
+    gh_worker_t *w = r->w;
+    if (r->tries >= MAX_TRIES || r->tries >= r->ups->nbackends)
+        return 0;
+    if (!r->is_retry) {
+        if (w->retrying >= RETRY_MIN && (uint64_t)w->retrying * 100 >= (uint64_t)w->proxied * RETRY_BUDGET_PCT) {
+            gh_upstream_stats_t *st = r->ups->stats;
+            if (st)
+                GH_COUNT(st->slot[w->id].budget_exhausted, 1);
+            return 0;
+        }
+        r->is_retry = 1;
+        w->retrying++;
+    }
+    gh_upstream_stats_t *st = r->ups->stats;
+    if (st)
+        GH_COUNT(st->slot[w->id].retries, 1);
+    return 1;
+}
+
+/* Connect (or take a pooled connection) to r->backend; when that fails at once,
+ * retry on another backend within the budget, else answer 502. */
 static void upstream_start(gh_req_t *r, int fresh)
 {
     gh_worker_t *w = r->w;
     gh_upstream_stats_t *st = r->ups->stats;
+    if (!r->counted) {
+        r->counted = 1;
+        w->proxied++;
+    }
     for (;;) {
         int reused = 0, err = 0;
-        gh_upconn_t *u = NULL;
-        if (!fresh)
+        gh_upconn_t *u = gh_upstream_get(w, (const struct sockaddr *)&r->backend->addr, r->backend->addrlen,
+                                         &reused, &err);
+        while (fresh && u && reused) { /* a replay after a stale pooled connection: a new one */
+            gh_upstream_close(u);
             u = gh_upstream_get(w, (const struct sockaddr *)&r->backend->addr, r->backend->addrlen, &reused, &err);
-        else {
-            /* a retry after a stale pooled connection: never take another pooled one */
-            gh_upconn_t *p = gh_upstream_get(w, (const struct sockaddr *)&r->backend->addr, r->backend->addrlen,
-                                             &reused, &err);
-            while (p && reused) {
-                gh_upstream_close(p);
-                p = gh_upstream_get(w, (const struct sockaddr *)&r->backend->addr, r->backend->addrlen, &reused,
-                                    &err);
-            }
-            u = p;
         }
         r->tries++;
         if (u) {
@@ -828,6 +1007,11 @@ static void upstream_start(gh_req_t *r, int fresh)
             r->u = u;
             r->reused = (uint8_t)reused;
             u->nreq++;
+            gh_upstate_t *s = upstate(r);
+            if (s && !r->lb_active) {
+                gh_lb_begin(s->lb, (int)r->backend_idx);
+                r->lb_active = 1;
+            }
             if (st)
                 GH_COUNT(st->slot[w->id].requests, 1);
             if (reused) {
@@ -845,11 +1029,12 @@ static void upstream_start(gh_req_t *r, int fresh)
         }
         if (st)
             GH_COUNT(st->slot[w->id].connect_errors, 1);
-        if (r->tries >= MAX_CONNECT_TRIES || r->tries >= r->ups->nbackends) {
+        backend_result(r, 1);
+        fresh = 0;
+        if (!retry_allowed(r) || pick_backend(r) < 0) {
             respond_error(r, 502, "cannot connect to upstream");
             return;
         }
-        r->backend = &r->ups->backends[(r->backend_idx = (r->backend_idx + 1) % r->ups->nbackends)];
     }
 }
 
@@ -860,34 +1045,49 @@ static void connect_failed(gh_req_t *r)
         GH_COUNT(st->slot[r->w->id].connect_errors, 1);
     gh_upstream_close(r->u);
     r->u = NULL;
-    if (r->tries >= MAX_CONNECT_TRIES || r->tries >= r->ups->nbackends) {
+    backend_result(r, 1);
+    if (!retry_allowed(r) || pick_backend(r) < 0) {
         respond_error(r, 502, "cannot connect to upstream");
         return;
     }
-    r->backend = &r->ups->backends[(r->backend_idx = (r->backend_idx + 1) % r->ups->nbackends)];
     upstream_start(r, 0);
 }
 
+/* Send the request again from the start of its head (nothing reached the client). */
+static void resend(gh_req_t *r, int fresh)
+{
+    r->uhead.rd = 0;
+    gh_buf_put(&r->w->bufs, &r->resp);
+    r->ready_end = r->scan = 0;
+    r->sent_done = 0;
+    upstream_start(r, fresh);
+}
+
 /* The upstream went away before a complete response. A request sent on a reused
- * connection without a body may have raced the backend's close: send it again once. */
+ * connection without a body may have raced the backend's close: it is sent again
+ * once on a new connection to the same backend. Otherwise an idempotent request
+ * without a body is retried on another backend, within the retry budget. */
 static void upstream_failed(gh_req_t *r, int err)
 {
     gh_upstream_stats_t *st = r->ups ? r->ups->stats : NULL;
-    int replayable = r->reused && !r->head_done && r->body == GH_H1_BODY_NONE && !r->resp_started && r->tries < 3;
+    int untouched = !r->head_done && r->body == GH_H1_BODY_NONE && !r->resp_started;
+    int stale = untouched && r->reused && !r->replayed;
     if (r->u) {
         gh_upstream_close(r->u);
         r->u = NULL;
     }
-    if (replayable) {
-        r->uhead.rd = 0;
-        gh_buf_put(&r->w->bufs, &r->resp);
-        r->ready_end = r->scan = 0;
-        r->sent_done = 0;
-        upstream_start(r, 1);
+    if (stale) {
+        r->replayed = 1;
+        resend(r, 1);
         return;
     }
     if (st)
         GH_COUNT(st->slot[r->w->id].failures, 1);
+    backend_result(r, 1);
+    if (untouched && idempotent(r->method_id) && retry_allowed(r) && pick_backend(r) == 0) {
+        resend(r, 0);
+        return;
+    }
     respond_error(r, 502, err == E_BADRESP ? "invalid response from upstream" : "upstream closed the connection");
 }
 
@@ -1104,7 +1304,12 @@ static void route_and_dispatch(gh_req_t *r, const gh_h1_request_t *m)
         ssize_t k = send(c->io.fd, cont, sizeof(cont) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
         (void)k;
     }
-    r->backend = pick_backend(r, &r->backend_idx);
+    if (r->ups->balance == GH_BALANCE_HASH)
+        r->hash_key = hash_key(r, m);
+    if (pick_backend(r) < 0) {
+        respond_error(r, 503, "no backend available");
+        return;
+    }
     upstream_start(r, 0);
 }
 
@@ -1395,7 +1600,13 @@ static void req_timeout(gh_timer_t *t)
     case P_CONNECT:
         if (st)
             GH_COUNT(st->slot[r->w->id].timeouts, 1);
-        respond_error(r, 504, "upstream connect timed out");
+        gh_upstream_close(r->u);
+        r->u = NULL;
+        backend_result(r, 1);
+        if (retry_allowed(r) && pick_backend(r) == 0) /* nothing was sent: safe on another backend */
+            upstream_start(r, 0);
+        else
+            respond_error(r, 504, "upstream connect timed out");
         break;
     case P_PROXY:
         if (!r->head_done) {
@@ -1404,6 +1615,7 @@ static void req_timeout(gh_timer_t *t)
             } else {
                 if (st)
                     GH_COUNT(st->slot[r->w->id].timeouts, 1);
+                backend_result(r, 1);
                 respond_error(r, 504, "upstream timed out");
             }
         } else {

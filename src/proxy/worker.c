@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "proxy/lb.h"
 #include "proxy/session.h"
 #include "proxy/upstream.h"
 
@@ -50,8 +51,8 @@ static gh_gen_t *gen_new(gh_conf_t *c)
     gh_gen_t *g = calloc(1, sizeof(*g));
     if (!g)
         return NULL;
-    g->rr = calloc(c->nupstreams ? c->nupstreams : 1, sizeof(*g->rr));
-    if (!g->rr) {
+    g->up = calloc(c->nupstreams ? c->nupstreams : 1, sizeof(*g->up));
+    if (!g->up) {
         free(g);
         return NULL;
     }
@@ -61,8 +62,17 @@ static gh_gen_t *gen_new(gh_conf_t *c)
 
 static void gen_free(gh_gen_t *g)
 {
+    for (uint32_t i = 0; i < g->conf->nupstreams; i++) {
+        gh_upstate_t *u = &g->up[i];
+        gh_lb_free(u->lb);
+        free(u->ok);
+        free(u->scratch);
+        free(u->fails);
+        free(u->ejections);
+        free(u->ejected_until);
+    }
     gh_conf_unref(g->conf);
-    free(g->rr);
+    free(g->up);
     free(g);
 }
 
@@ -90,9 +100,6 @@ static void switch_conf(gh_worker_t *w, gh_conf_t *c)
     w->gen = g;
     if (!old)
         return;
-    /* spread round-robin from where the old generation was */
-    for (uint32_t i = 0; i < c->nupstreams && i < old->conf->nupstreams; i++)
-        g->rr[i] = old->rr[i];
     if (old->nreq == 0) {
         gen_free(old);
     } else {

@@ -19,10 +19,25 @@
 #include "http/h1.h"
 #include "obs/metrics.h"
 
+struct gh_lb;
+
+/* A worker's view of one upstream pool: its balancer and passive health (outlier
+ * ejection). Per worker, so nothing here is shared or locked; each worker ejects a
+ * backend from what it sees itself. Created on first use. */
+typedef struct {
+    struct gh_lb *lb;
+    uint8_t *ok;             /* not ejected */
+    uint8_t *scratch;        /* ok minus the backends a request already tried */
+    uint16_t *fails;         /* consecutive failures */
+    uint32_t *ejections;     /* times ejected: the ejection time doubles with each */
+    uint64_t *ejected_until; /* loop ms */
+    uint32_t nejected;
+} gh_upstate_t;
+
 typedef struct gh_gen {
     gh_conf_t *conf;
     uint32_t nreq;       /* requests of this worker running on it */
-    uint32_t *rr;        /* round-robin position per upstream (conf->nupstreams) */
+    gh_upstate_t *up;    /* per upstream (conf->nupstreams) */
     struct gh_gen *next; /* retired generations still in use */
 } gh_gen_t;
 
@@ -62,6 +77,8 @@ typedef struct gh_worker {
     uint32_t nreq_free;
     char date[40];        /* "Date: ...\r\n" for direct responses */
     uint64_t date_sec;
+    uint32_t proxied;  /* requests in flight to upstreams */
+    uint32_t retrying; /* of those, retries: the retry budget caps it */
     int draining;
     int exited;
 } gh_worker_t;
