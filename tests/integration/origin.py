@@ -149,6 +149,7 @@ class Origin:
         self.port = self.lsock.getsockname()[1]
         self.addr = "%s:%d" % (host, self.port)
         self.conns = set()
+        self.delay_ms = 0             # added before every response (a slow backend)
         self.reset()
         self.thread = threading.Thread(target=self._accept_loop, daemon=True)
         self.thread.start()
@@ -250,6 +251,8 @@ class Origin:
         for ln in lines[1:]:
             name, _, value = ln.decode("latin-1").partition(":")
             headers.append([name, value.strip(" \t")])
+        if self.delay_ms:
+            time.sleep(self.delay_ms / 1000.0)
         u = urllib.parse.urlsplit(target)
         path = u.path or target
         q = dict(urllib.parse.parse_qsl(u.query))

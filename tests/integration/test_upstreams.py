@@ -1,0 +1,205 @@
+"""Upstreams that survive failure: balancing policies, passive ejection, retries
+on another backend and the retry budget, with several real origins."""
+
+import collections
+import threading
+import time
+
+import pytest
+
+from helpers import HEADER, metric_value, session
+
+BASE = HEADER.replace("workers: {workers}", "workers: 1")
+
+
+def config(n, balance="round_robin", extra=""):
+    backends = ", ".join('"127.0.0.1:{p%d}"' % i for i in range(n))
+    return BASE + """
+upstreams:
+  app: {backends: [%s], balance: %s%s}
+tenants:
+  - name: acme
+    sites: [{hosts: ["*"], routes: [{name: all, upstream: app}]}]
+""" % (backends, balance, extra)
+
+
+def start(gatehouse, origins, balance="round_robin", extra=""):
+    ports = {"p%d" % i: o.port for i, o in enumerate(origins)}
+    return gatehouse(config(len(origins), balance, extra), **ports)
+
+
+def hits(gh, n, path="/id", headers=None):
+    c = collections.Counter()
+    with session() as s:
+        for _ in range(n):
+            r = s.get(gh.url + path, headers=dict({"Host": "example.com"}, **(headers or {})), timeout=10)
+            assert r.status_code == 200, r.text
+            c[r.headers["X-Origin-Id"]] += 1
+    return c
+
+
+def test_unknown_policy_is_a_config_error(gatehouse, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text('listeners: [{listen: "127.0.0.1:1"}]\n'
+                   'upstreams:\n  app: {backends: ["127.0.0.1:2"], balance: fastest}\n')
+    import subprocess
+    from conftest import BIN
+    p = subprocess.run([BIN, "validate", "-c", str(bad)], capture_output=True, text=True, timeout=10)
+    assert p.returncode == 1
+    assert "bad.yaml:3:45: upstreams.app.balance: unknown balance policy" in p.stderr, p.stderr
+    bad.write_text('listeners: [{listen: "127.0.0.1:1"}]\n'
+                   'upstreams:\n  app: {backends: ["127.0.0.1:2"], hash_key: path}\n')
+    p = subprocess.run([BIN, "validate", "-c", str(bad)], capture_output=True, text=True, timeout=10)
+    assert p.returncode == 1 and "hash_key needs balance: hash" in p.stderr, p.stderr
+
+
+def test_weighted_round_robin_shares(gatehouse, origin_factory):
+    os_ = [origin_factory("a"), origin_factory("b")]
+    cfg = config(2).replace('"127.0.0.1:{p0}"', '{address: "127.0.0.1:{p0}", weight: 3}')
+    gh = gatehouse(cfg, p0=os_[0].port, p1=os_[1].port)
+    c = hits(gh, 40)
+    assert c == {"a": 30, "b": 10}, c
+
+
+def test_kill_one_backend_under_load(gatehouse, origin_factory):
+    origins = [origin_factory("o%d" % i) for i in range(3)]
+    gh = start(gatehouse, origins)
+    stop = threading.Event()
+    results = collections.Counter()
+    after_kill = collections.Counter()
+    killed = threading.Event()
+    lock = threading.Lock()
+
+    def client():
+        with session() as s:
+            while not stop.is_set():
+                try:
+                    r = s.get(gh.url + "/id", headers={"Host": "example.com"}, timeout=5)
+                    ok, who = r.status_code == 200, r.headers.get("X-Origin-Id")
+                except Exception:
+                    ok, who = False, None
+                with lock:
+                    results[ok] += 1
+                    if killed.is_set() and ok:
+                        after_kill[who] += 1
+
+    threads = [threading.Thread(target=client) for _ in range(6)]
+    for t in threads:
+        t.start()
+    time.sleep(1.0)
+    origins[1].stop()
+    killed.set()
+    time.sleep(2.5)
+    stop.set()
+    for t in threads:
+        t.join(10)
+    total = results[True] + results[False]
+    assert total > 300, results
+    assert results[True] / total >= 0.999, results
+    # after the kill the survivors carry the load (a request in flight at the kill may finish on o1)
+    assert after_kill["o0"] > 50 and after_kill["o2"] > 50, after_kill
+    assert after_kill["o1"] <= 6, after_kill
+    assert metric_value(gh.metrics(), "gatehouse_upstream_ejections_total", upstream="app") >= 1
+
+
+def test_peak_ewma_moves_traffic_off_a_slow_backend(gatehouse, origin_factory):
+    origins = [origin_factory("o%d" % i) for i in range(3)]
+    origins[2].delay_ms = 40
+    gh = start(gatehouse, origins, "peak_ewma")
+    c = hits(gh, 150)
+    # round-robin would give the slow one 50; peak EWMA samples it, then avoids it
+    assert c["o2"] <= 15, c
+    assert c["o0"] + c["o1"] >= 135, c
+
+
+def test_least_request_avoids_a_backend_holding_requests(gatehouse, origin_factory):
+    origins = [origin_factory("o%d" % i) for i in range(2)]
+    origins[1].delay_ms = 300
+    gh = start(gatehouse, origins, "least_request")
+    c = collections.Counter()
+    lock = threading.Lock()
+
+    def client():
+        with session() as s:
+            for _ in range(10):
+                r = s.get(gh.url + "/id", headers={"Host": "example.com"}, timeout=10)
+                assert r.status_code == 200
+                with lock:
+                    c[r.headers["X-Origin-Id"]] += 1
+
+    threads = [threading.Thread(target=client) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sum(c.values()) == 80, c
+    # the slow one keeps requests in flight longer, so it is picked less
+    assert c["o1"] < c["o0"] / 2, c
+
+
+def test_hash_is_sticky_and_remaps_about_one_nth(gatehouse, origin_factory):
+    origins = [origin_factory("o%d" % i) for i in range(4)]
+    gh = start(gatehouse, origins, "hash", ", hash_key: header:X-User")
+    users = ["user-%d" % i for i in range(200)]
+
+    def owners():
+        out = {}
+        with session() as s:
+            for u in users:
+                r = s.get(gh.url + "/id", headers={"Host": "example.com", "X-User": u}, timeout=10)
+                assert r.status_code == 200
+                out[u] = r.headers["X-Origin-Id"]
+        return out
+
+    first = owners()
+    assert owners() == first  # sticky
+    assert len(set(first.values())) == 4
+    # drop o3 from the pool by reload: only its users move
+    gh.write_config(config(3, "hash", ", hash_key: header:X-User"))
+    gh.reload()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        if "o3" not in hits(gh, 8, headers={"X-User": [u for u in users if first[u] == "o3"][0]}):
+            break
+        time.sleep(0.1)
+    second = owners()
+    moved = [u for u in users if first[u] != second[u]]
+    on_o3 = [u for u in users if first[u] == "o3"]
+    assert "o3" not in second.values()
+    assert set(on_o3) <= set(moved)
+    # Maglev keeps the others mostly in place: at most a few percent extra churn
+    assert len(moved) - len(on_o3) <= 0.1 * len(users), (len(moved), len(on_o3))
+
+
+def test_retry_budget_caps_amplification(gatehouse, origin_factory):
+    """Every backend resets every request. Each request may be tried on up to 3
+    backends, but at most 20% of the requests in flight (3 at least) may be retries:
+    with 30 concurrent clients that is about 1.4 attempts per request, not 3."""
+    origins = [origin_factory("o%d" % i) for i in range(3)]
+    gh = start(gatehouse, origins)
+    before = sum(len(o.heads) for o in origins)
+    nthreads, per = 30, 4
+    n = nthreads * per
+    statuses = collections.Counter()
+    lock = threading.Lock()
+    go = threading.Barrier(nthreads)
+
+    def client():
+        with session() as s:
+            go.wait(10)
+            for _ in range(per):
+                r = s.get(gh.url + "/reset", headers={"Host": "example.com"}, timeout=10)
+                with lock:
+                    statuses[r.status_code] += 1
+
+    threads = [threading.Thread(target=client) for _ in range(nthreads)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert statuses == {502: n}, statuses
+    attempts = sum(len(o.heads) for o in origins) - before
+    assert n < attempts <= n * 1.7, attempts
+    m = gh.metrics()
+    assert metric_value(m, "gatehouse_upstream_retries_total", upstream="app") >= 1
+    assert metric_value(m, "gatehouse_upstream_retry_budget_exhausted_total", upstream="app") >= 1
