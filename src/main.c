@@ -16,6 +16,7 @@
 #include "obs/accesslog.h"
 #include "obs/metrics.h"
 #include "proxy/demo.h"
+#include "proxy/health.h"
 #include "proxy/session.h"
 #include "proxy/worker.h"
 
@@ -139,13 +140,14 @@ static int serve(gh_conf_t *c, const char *path)
                        n->listeners[i].role == c->listeners[i].role;
             if (!same)
                 gh_log(GH_LOG_WARN, "reload: listener changes take effect on restart");
-            if (gh_metrics_bind(n) < 0) {
+            if (gh_metrics_bind(n) < 0 || gh_health_bind(n) < 0) {
                 gh_log(GH_LOG_ERROR, "reload rejected: out of memory");
                 gh_conf_unref(n);
                 gh_metrics_reload(0);
                 continue;
             }
             gh_workers_publish(n);
+            gh_health_publish(n);
             gh_conf_unref(n);
             gh_metrics_reload(1);
             gh_log(GH_LOG_INFO, "configuration reloaded from %s", path);
@@ -169,7 +171,7 @@ static int start(gh_conf_t *c, const char *path)
     sigaddset(&set, SIGINT);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
 
-    if (gh_metrics_init(c->workers + 1) < 0 || gh_metrics_bind(c) < 0) {
+    if (gh_metrics_init(c->workers + 1) < 0 || gh_metrics_bind(c) < 0 || gh_health_bind(c) < 0) {
         gh_log(GH_LOG_ERROR, "out of memory");
         return 1;
     }
@@ -182,7 +184,7 @@ static int start(gh_conf_t *c, const char *path)
             return 1;
         }
     }
-    if (gh_workers_start(c) < 0) {
+    if (gh_workers_start(c) < 0 || gh_health_start(c) < 0) {
         gh_log(GH_LOG_ERROR, "could not start");
         return 1;
     }
@@ -203,6 +205,7 @@ static int start(gh_conf_t *c, const char *path)
     gh_log(GH_LOG_INFO, "gatehouse %s started with %u worker%s", GH_VERSION, c->workers,
            c->workers == 1 ? "" : "s");
     int rc = serve(c, path);
+    gh_health_stop();
     gh_accesslog_stop();
     if (c->pid_file)
         unlink(c->pid_file);

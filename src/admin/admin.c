@@ -1,7 +1,58 @@
 /* admin.c: see admin.h. */
 #include "admin/admin.h"
 
+#include <stdio.h>
 #include <stdlib.h>
+
+#include "proxy/health.h"
+
+/* GET /upstreams: pools, their policy and backends with their health, as JSON. */
+static void upstreams_json(gh_req_t *r, const gh_conf_t *c)
+{
+    static const char *const policies[] = {"round_robin", "least_request", "peak_ewma", "hash"};
+    size_t cap = 4096 + (size_t)c->nupstreams * 512;
+    for (uint32_t i = 0; i < c->nupstreams; i++)
+        cap += (size_t)c->upstreams[i].nbackends * 512;
+    char *out = malloc(cap);
+    if (!out) {
+        gh_session_respond(r, 503, "text/plain", "out of memory\n", 14, NULL);
+        return;
+    }
+    size_t n = 0;
+#define OUT(...) (n += (size_t)snprintf(out + n, n < cap ? cap - n : 0, __VA_ARGS__))
+    OUT("{\"upstreams\":[");
+    for (uint32_t i = 0; i < c->nupstreams; i++) {
+        const gh_conf_upstream_t *u = &c->upstreams[i];
+        OUT("%s{\"name\":\"%s\",\"balance\":\"%s\",\"health_check\":%s,\"backends\":[", i ? "," : "",
+            u->name, policies[u->balance & 3], u->health.enabled ? "true" : "false");
+        for (uint32_t k = 0; k < u->nbackends; k++) {
+            const gh_conf_backend_t *b = &u->backends[k];
+            const gh_health_t *h = b->health;
+            OUT("%s{\"address\":\"%s\",\"weight\":%u,\"state\":\"%s\"", k ? "," : "", b->name, b->weight,
+                !h ? "unchecked" : gh_health_up(b) ? "up" : "down");
+            if (h) {
+                char err[sizeof h->last_error];
+                size_t e = 0;
+                for (size_t j = 0; j < sizeof h->last_error && h->last_error[j] && e + 1 < sizeof err; j++)
+                    if (h->last_error[j] != '"' && h->last_error[j] != '\\' && (unsigned char)h->last_error[j] >= 0x20)
+                        err[e++] = h->last_error[j];
+                err[e] = 0;
+                OUT(",\"checks\":%llu,\"failed_checks\":%llu,\"transitions\":%llu,\"last_error\":\"%s\"",
+                    (unsigned long long)h->checks, (unsigned long long)h->failures,
+                    (unsigned long long)h->transitions, err);
+            }
+            OUT("}");
+        }
+        OUT("]}");
+    }
+    OUT("]}\n");
+#undef OUT
+    if (n >= cap)
+        gh_session_respond(r, 503, "text/plain", "too large\n", 10, NULL);
+    else
+        gh_session_respond(r, 200, "application/json", out, n, "Cache-Control: no-store\r\n");
+    free(out);
+}
 
 void gh_admin_handle(gh_req_t *r, const gh_req_view_t *v)
 {
@@ -17,6 +68,8 @@ void gh_admin_handle(gh_req_t *r, const gh_req_view_t *v)
             gh_session_respond(r, 503, "text/plain", "draining\n", 9, "Cache-Control: no-store\r\n");
         else
             gh_session_respond(r, 200, "text/plain", "ready\n", 6, "Cache-Control: no-store\r\n");
+    } else if (gh_str_eq(m->path, GH_STR("/upstreams"))) {
+        upstreams_json(r, v->w->gen->conf);
     } else if (gh_str_eq(m->path, GH_STR("/metrics"))) {
         size_t len = 0;
         char *text = gh_metrics_render(&len);

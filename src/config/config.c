@@ -1265,10 +1265,66 @@ static void parse_balance(ctx_t *x, gh_conf_upstream_t *u, field_t *bal, field_t
     path_pop(x, o);
 }
 
+/* health_check: {path, interval, timeout, rise, fall, expect_status: "200-399" | 200} */
+static void parse_health(ctx_t *x, gh_conf_upstream_t *u, yaml_node_t *n)
+{
+    size_t o = path_key(x, "health_check");
+    field_t f[] = {F("path"), F("interval"), F("timeout"), F("rise"), F("fall"), F("expect_status")};
+    u->health.enabled = 1;
+    u->health.path = "/";
+    u->health.interval = 5000;
+    u->health.timeout = 2000;
+    u->health.rise = 2;
+    u->health.fall = 3;
+    u->health.status_min = 200;
+    u->health.status_max = 399;
+    if (fields(x, n, f, GH_ARRAY_LEN(f))) {
+        char *v = NULL;
+        size_t len = 0;
+        if (f_str(x, &f[0], &v, &len, false)) {
+            int bad = v[0] != '/';
+            for (size_t i = 0; i < len; i++)
+                bad |= (unsigned char)v[i] <= 0x20 || (unsigned char)v[i] >= 0x7f;
+            if (bad) {
+                size_t o2 = path_key(x, "path");
+                err(x, f[0].val, "path must start with / and hold visible ASCII only");
+                path_pop(x, o2);
+            } else {
+                u->health.path = v;
+            }
+        }
+        f_dur(x, &f[1], false, &u->health.interval);
+        f_dur(x, &f[2], false, &u->health.timeout);
+        f_u32(x, &f[3], 1, 100, &u->health.rise);
+        f_u32(x, &f[4], 1, 100, &u->health.fall);
+        if (f_str(x, &f[5], &v, &len, false)) {
+            unsigned lo = 0, hi = 0;
+            int k = 0, cnt = sscanf(v, "%3u-%3u%n", &lo, &hi, &k);
+            if (cnt == 1) {
+                k = 0;
+                sscanf(v, "%3u%n", &lo, &k);
+                hi = lo;
+            }
+            size_t o2 = path_key(x, "expect_status");
+            if (cnt < 1 || (size_t)k != len || lo < 100 || hi > 599 || lo > hi)
+                err(x, f[5].val, "expect_status must be a status or a range like 200-399, got %s", q(x, v, len));
+            else
+                u->health.status_min = (uint16_t)lo, u->health.status_max = (uint16_t)hi;
+            path_pop(x, o2);
+        }
+        if (u->health.timeout >= u->health.interval) {
+            size_t o2 = path_key(x, "timeout");
+            err(x, f[2].val ? f[2].val : n, "timeout must be shorter than interval");
+            path_pop(x, o2);
+        }
+    }
+    path_pop(x, o);
+}
+
 static void parse_upstream(ctx_t *x, yaml_node_t *n, gh_conf_upstream_t *u, up_tmo_t *t)
 {
     field_t f[] = {F("backends"), F("keepalive"), F("keepalive_timeout"), F("timeouts"), F("balance"),
-                   F("hash_key")};
+                   F("hash_key"), F("health_check")};
     u->keepalive = 128;
     u->keepalive_timeout = 60000;
     if (!fields(x, n, f, GH_ARRAY_LEN(f)))
@@ -1291,6 +1347,8 @@ static void parse_upstream(ctx_t *x, yaml_node_t *n, gh_conf_upstream_t *u, up_t
     f_u32(x, &f[1], 0, 65535, &u->keepalive);
     f_dur(x, &f[2], false, &u->keepalive_timeout);
     parse_balance(x, u, &f[4], &f[5]);
+    if (f[6].val)
+        parse_health(x, u, f[6].val);
     if (f[3].val) {
         size_t o = path_key(x, "timeouts");
         field_t g[] = {F("connect"), F("response"), F("idle")};

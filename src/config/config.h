@@ -43,6 +43,7 @@ typedef struct {
     struct sockaddr_storage addr;
     socklen_t addrlen;
     uint32_t weight; /* default 1 */
+    void *health;    /* active health state (gh_health_t *), bound after load; NULL: not checked */
 } gh_conf_backend_t;
 
 typedef struct gh_conf_upstream {
@@ -56,6 +57,14 @@ typedef struct gh_conf_upstream {
     int hash_source;  /* GH_HASH_*: what the hash policy hashes */
     char *hash_name;  /* header or cookie name for GH_HASH_HEADER / GH_HASH_COOKIE */
     size_t hash_name_len;
+    struct {
+        int enabled;
+        char *path;          /* request target of the check (default "/") */
+        uint32_t interval;   /* ms between checks (default 5 s), jittered by +-10% */
+        uint32_t timeout;    /* ms for connect + response head (default 2 s) */
+        uint32_t rise, fall; /* consecutive successes to go up / failures to go down (2 / 3) */
+        uint16_t status_min, status_max; /* healthy statuses (default 200-399) */
+    } health;
     uint32_t *maglev; /* hash policy: the Maglev table (backend index per slot), in the arena */
     uint32_t maglev_size;
     void *stats; /* obs: this upstream's metrics series (gh_upstream_stats_t *), bound after load */

@@ -29,6 +29,7 @@
 
 #include "core/log.h"
 #include "obs/accesslog.h"
+#include "proxy/health.h"
 #include "proxy/lb.h"
 #include "proxy/router.h"
 
@@ -897,14 +898,16 @@ static int pick_backend(gh_req_t *r)
                        r->ups->backends[i].name);
             }
     const uint8_t *ok = s->ok;
-    if (r->tried) {
+    int checked = r->ups->health.enabled;
+    if (r->tried || checked) {
         for (uint32_t i = 0; i < n; i++)
-            s->scratch[i] = s->ok[i] && !(i < 64 && (r->tried >> i & 1));
+            s->scratch[i] = s->ok[i] && !(i < 64 && (r->tried >> i & 1)) &&
+                            (!checked || gh_health_up(&r->ups->backends[i]));
         ok = s->scratch;
     }
     uint64_t us = now_us();
     int i = gh_lb_pick(s->lb, ok, r->hash_key, us);
-    if (i < 0 && !r->tried) /* panic: everything is ejected; use the whole pool */
+    if (i < 0 && !r->tried) /* panic: everything is down or ejected; use the whole pool */
         i = gh_lb_pick(s->lb, NULL, r->hash_key, us);
     if (i < 0 && r->tried) { /* every eligible one tried: an ejected one that was not */
         for (uint32_t k = 0; k < n; k++)

@@ -27,6 +27,7 @@ Endpoints (by path; anything else answers like /echo):
                       disconnect (send failure) in .disconnects
   /ws                 101 Switching Protocols, then echoes raw bytes
   /id                 text body: the origin's id
+  /health             status origin.health_status (default 200)
   /badresp?kind=K     a malformed or ambiguous response (K: garbage, cl_te, dup_cl,
                       bad_cl, bare_lf, no_status)
 Any request may add close=1 (respond with Connection: close and close) or
@@ -150,6 +151,7 @@ class Origin:
         self.addr = "%s:%d" % (host, self.port)
         self.conns = set()
         self.delay_ms = 0             # added before every response (a slow backend)
+        self.health_status = 200      # what /health answers
         self.reset()
         self.thread = threading.Thread(target=self._accept_loop, daemon=True)
         self.thread.start()
@@ -336,6 +338,9 @@ class Origin:
 
         if path == "/id":
             return simple(b"200 OK", self.id.encode())
+        if path == "/health":  # answers with self.health_status: a backend failing its checks
+            st = self.health_status
+            return simple(b"%d %s" % (st, b"OK" if st < 400 else b"Unhealthy"), b"health\n")
         if path == "/size":
             n = int(q.get("n", "0"))
             return simple(b"200 OK", b"x" * n)

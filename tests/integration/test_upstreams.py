@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from helpers import HEADER, metric_value, session
+from helpers import HEADER, metric_value, poll, session
 
 BASE = HEADER.replace("workers: {workers}", "workers: 1")
 
@@ -203,3 +203,41 @@ def test_retry_budget_caps_amplification(gatehouse, origin_factory):
     m = gh.metrics()
     assert metric_value(m, "gatehouse_upstream_retries_total", upstream="app") >= 1
     assert metric_value(m, "gatehouse_upstream_retry_budget_exhausted_total", upstream="app") >= 1
+
+
+def test_active_health_checks_follow_rise_and_fall(gatehouse, origin_factory):
+    origins = [origin_factory("o%d" % i) for i in range(2)]
+    hc = ", health_check: {path: /health, interval: 200ms, timeout: 100ms, rise: 2, fall: 2}"
+    gh = start(gatehouse, origins, extra=hc)
+
+    def state():
+        ups = gh.admin_get("/upstreams").json()["upstreams"][0]
+        return {b["address"]: b["state"] for b in ups["backends"]}
+
+    addr1 = "127.0.0.1:%d" % origins[1].port
+    assert poll(lambda: state()[addr1] == "up" and
+                gh.admin_get("/upstreams").json()["upstreams"][0]["backends"][1]["checks"] >= 2, timeout=5)
+    origins[1].health_status = 503
+    assert poll(lambda: state()[addr1] == "down", timeout=5), state()
+    # traffic avoids the down backend
+    c = hits(gh, 20)
+    assert c == {"o0": 20}, c
+    assert "backend %s is DOWN" % addr1 in gh.stderr_text()
+    # flapping back: up after `rise` good checks, traffic returns
+    origins[1].health_status = 200
+    assert poll(lambda: state()[addr1] == "up", timeout=5), state()
+    assert hits(gh, 20)["o1"] == 10
+    assert "backend %s is UP" % addr1 in gh.stderr_text()
+
+
+def test_health_check_config_errors(tmp_path):
+    import subprocess
+    from conftest import BIN
+    bad = tmp_path / "bad.yaml"
+    bad.write_text('listeners: [{listen: "127.0.0.1:1"}]\n'
+                   'upstreams:\n  app:\n    backends: ["127.0.0.1:2"]\n'
+                   '    health_check: {path: /h, interval: 1s, timeout: 2s, expect_status: "2xx"}\n')
+    p = subprocess.run([BIN, "validate", "-c", str(bad)], capture_output=True, text=True, timeout=10)
+    assert p.returncode == 1
+    assert "upstreams.app.health_check.expect_status: expect_status must be a status or a range" in p.stderr, p.stderr
+    assert "upstreams.app.health_check.timeout: timeout must be shorter than interval" in p.stderr, p.stderr

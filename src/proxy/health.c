@@ -1,0 +1,314 @@
+/* health.c: see health.h. */
+#include "proxy/health.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "core/loop.h"
+#include "http/h1.h"
+
+static gh_health_t *records;
+static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
+
+typedef struct check {
+    gh_io_t io;
+    gh_timer_t timer;
+    gh_health_t *h;
+    const gh_conf_upstream_t *u;
+    const gh_conf_backend_t *b;
+    int busy;        /* a probe is in flight (timer = its timeout) */
+    int sent;        /* its request is written */
+    uint32_t have;   /* response bytes in buf */
+    char buf[2048];
+} check_t;
+
+static struct {
+    pthread_t thread;
+    gh_loop_t loop;
+    gh_io_t notify;
+    gh_conf_t *mailbox; /* next snapshot, referenced */
+    gh_conf_t *conf;    /* the one being checked, referenced */
+    check_t *checks;
+    uint32_t nchecks;
+    int stop, running;
+    uint64_t rng;
+} hc;
+
+static gh_health_t *record(const char *up, const char *be)
+{
+    size_t lu = strlen(up), lb = strlen(be);
+    for (gh_health_t *h = records; h; h = h->next)
+        if (!strncmp(h->key, up, lu) && h->key[lu] == '\n' && !strcmp(h->key + lu + 1, be))
+            return h;
+    gh_health_t *h = calloc(1, sizeof(*h));
+    if (!h || !(h->key = malloc(lu + lb + 2))) {
+        free(h);
+        return NULL;
+    }
+    memcpy(h->key, up, lu);
+    h->key[lu] = '\n';
+    memcpy(h->key + lu + 1, be, lb + 1);
+    h->up = 1;
+    h->next = records;
+    records = h;
+    return h;
+}
+
+int gh_health_bind(gh_conf_t *c)
+{
+    int rc = 0;
+    pthread_mutex_lock(&reg_lock);
+    for (uint32_t i = 0; i < c->nupstreams; i++) {
+        gh_conf_upstream_t *u = &c->upstreams[i];
+        for (uint32_t k = 0; k < u->nbackends; k++)
+            if (u->health.enabled && !(u->backends[k].health = record(u->name, u->backends[k].name)))
+                rc = GH_ENOMEM;
+    }
+    pthread_mutex_unlock(&reg_lock);
+    return rc;
+}
+
+static uint32_t jitter(uint32_t ms)
+{
+    hc.rng ^= hc.rng << 13;
+    hc.rng ^= hc.rng >> 7;
+    hc.rng ^= hc.rng << 17;
+    uint32_t span = ms / 5 + 1; /* +-10% */
+    return ms - ms / 10 + (uint32_t)(hc.rng % span);
+}
+
+static void probe_close(check_t *k)
+{
+    if (k->io.fd >= 0) {
+        gh_loop_del(&hc.loop, &k->io);
+        close(k->io.fd);
+        k->io.fd = -1;
+    }
+}
+
+static void result(check_t *k, int ok, const char *why)
+{
+    gh_health_t *h = k->h;
+    probe_close(k);
+    k->busy = 0;
+    h->checks++;
+    if (ok) {
+        h->ok_streak++;
+        h->fail_streak = 0;
+        if (!h->up && h->ok_streak >= k->u->health.rise) {
+            __atomic_store_n(&h->up, 1, __ATOMIC_RELAXED);
+            h->transitions++;
+            gh_log(GH_LOG_WARN, "upstream %s: backend %s is UP (%u checks passed)", k->u->name, k->b->name,
+                   h->ok_streak);
+        }
+    } else {
+        h->failures++;
+        h->fail_streak++;
+        h->ok_streak = 0;
+        snprintf(h->last_error, sizeof h->last_error, "%s", why);
+        if (h->up && h->fail_streak >= k->u->health.fall) {
+            __atomic_store_n(&h->up, 0, __ATOMIC_RELAXED);
+            h->transitions++;
+            gh_log(GH_LOG_WARN, "upstream %s: backend %s is DOWN (%u checks failed, last: %s)", k->u->name,
+                   k->b->name, h->fail_streak, why);
+        }
+    }
+    gh_timer_set(&hc.loop, &k->timer, jitter(k->u->health.interval));
+}
+
+static void probe_io(gh_io_t *io, uint32_t ev)
+{
+    check_t *k = (check_t *)io;
+    if (io->fd < 0 || !k->busy)
+        return;
+    if (ev & EPOLLOUT && !k->sent) {
+        int err = 0;
+        socklen_t sl = sizeof err;
+        if (getsockopt(io->fd, SOL_SOCKET, SO_ERROR, &err, &sl) < 0 || err) {
+            result(k, 0, err ? strerror(err) : "connect failed");
+            return;
+        }
+        char req[512];
+        int n = snprintf(req, sizeof req,
+                         "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: gatehouse-health-check\r\nConnection: close\r\n\r\n",
+                         k->u->health.path, k->b->name);
+        if (n < 0 || n >= (int)sizeof req || send(io->fd, req, (size_t)n, MSG_NOSIGNAL) != n) {
+            result(k, 0, "send failed");
+            return;
+        }
+        k->sent = 1;
+    }
+    if (!k->sent || !(ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
+        return;
+    uint32_t have = k->have;
+    for (;;) {
+        ssize_t n = read(io->fd, k->buf + have, sizeof(k->buf) - have);
+        if (n > 0) {
+            have += (uint32_t)n;
+            gh_h1_response_t m;
+            gh_h1_header_t hdrs[64];
+            gh_h1_limits_t lim = {sizeof k->buf, sizeof k->buf, 64};
+            int rc = gh_h1_parse_response(k->buf, have, &lim, GH_M_GET, &m, hdrs, 64);
+            if (rc > 0) {
+                char why[40];
+                snprintf(why, sizeof why, "status %d", m.status);
+                result(k, m.status >= k->u->health.status_min && m.status <= k->u->health.status_max, why);
+                return;
+            }
+            if (rc != GH_EAGAIN || have == sizeof k->buf) {
+                result(k, 0, "invalid response");
+                return;
+            }
+            continue;
+        }
+        if (n == 0) {
+            result(k, 0, "closed before a response");
+            return;
+        }
+        if (errno == EAGAIN || errno == EINTR)
+            break;
+        result(k, 0, strerror(errno));
+        return;
+    }
+    k->have = have;
+}
+
+static void probe_timer(gh_timer_t *t)
+{
+    check_t *k = (check_t *)((char *)t - offsetof(check_t, timer));
+    if (k->busy) {
+        result(k, 0, "timed out");
+        return;
+    }
+    /* start a probe */
+    int fd = socket(k->b->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        gh_timer_set(&hc.loop, &k->timer, k->u->health.interval);
+        return;
+    }
+    k->busy = 1;
+    k->sent = 0;
+    k->have = 0;
+    k->io.fd = fd;
+    if ((connect(fd, (const struct sockaddr *)&k->b->addr, k->b->addrlen) < 0 && errno != EINPROGRESS) ||
+        gh_loop_add(&hc.loop, &k->io) < 0) {
+        result(k, 0, strerror(errno));
+        return;
+    }
+    gh_timer_set(&hc.loop, &k->timer, k->u->health.timeout);
+}
+
+static void checks_clear(void)
+{
+    for (uint32_t i = 0; i < hc.nchecks; i++) {
+        probe_close(&hc.checks[i]);
+        gh_timer_stop(&hc.loop, &hc.checks[i].timer);
+    }
+    free(hc.checks);
+    hc.checks = NULL;
+    hc.nchecks = 0;
+    if (hc.conf)
+        gh_conf_unref(hc.conf);
+    hc.conf = NULL;
+}
+
+/* Check what c says (c's reference is taken over). */
+static void checks_set(gh_conf_t *c)
+{
+    checks_clear();
+    hc.conf = c;
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < c->nupstreams; i++)
+        if (c->upstreams[i].health.enabled)
+            n += c->upstreams[i].nbackends;
+    if (!n || !(hc.checks = calloc(n, sizeof(*hc.checks))))
+        return;
+    for (uint32_t i = 0; i < c->nupstreams; i++) {
+        const gh_conf_upstream_t *u = &c->upstreams[i];
+        if (!u->health.enabled)
+            continue;
+        for (uint32_t b = 0; b < u->nbackends; b++) {
+            check_t *k = &hc.checks[hc.nchecks++];
+            k->io.fd = -1;
+            k->io.cb = probe_io;
+            k->timer.cb = probe_timer;
+            k->u = u;
+            k->b = &u->backends[b];
+            k->h = u->backends[b].health;
+            gh_timer_set(&hc.loop, &k->timer, jitter(200)); /* first probes soon, spread */
+        }
+    }
+}
+
+static void notify_cb(gh_io_t *io, uint32_t ev)
+{
+    uint64_t v;
+    ssize_t n = read(io->fd, &v, sizeof v);
+    (void)n;
+    gh_conf_t *c = __atomic_exchange_n(&hc.mailbox, NULL, __ATOMIC_ACQ_REL);
+    if (c)
+        checks_set(c);
+}
+
+static void *checker_main(void *arg)
+{
+    (void)arg;
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
+    while (!__atomic_load_n(&hc.stop, __ATOMIC_ACQUIRE))
+        gh_loop_run_once(&hc.loop, 500);
+    checks_clear();
+    return NULL;
+}
+
+int gh_health_start(gh_conf_t *c)
+{
+    if (gh_loop_init(&hc.loop) < 0)
+        return GH_ENOMEM;
+    hc.rng = (uint64_t)gh_clock_ms() * 0x9E3779B97F4A7C15ull | 1;
+    hc.notify.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    hc.notify.cb = notify_cb;
+    if (hc.notify.fd < 0 || gh_loop_add_reader(&hc.loop, &hc.notify) < 0)
+        return -errno;
+    gh_conf_ref(c);
+    checks_set(c);
+    if (pthread_create(&hc.thread, NULL, checker_main, NULL) != 0)
+        return GH_ENOMEM;
+    hc.running = 1;
+    return 0;
+}
+
+void gh_health_publish(gh_conf_t *c)
+{
+    if (!hc.running)
+        return;
+    gh_conf_ref(c);
+    gh_conf_t *old = __atomic_exchange_n(&hc.mailbox, c, __ATOMIC_ACQ_REL);
+    if (old)
+        gh_conf_unref(old);
+    uint64_t one = 1;
+    ssize_t n = write(hc.notify.fd, &one, sizeof one);
+    (void)n;
+}
+
+void gh_health_stop(void)
+{
+    if (!hc.running)
+        return;
+    __atomic_store_n(&hc.stop, 1, __ATOMIC_RELEASE);
+    uint64_t one = 1;
+    ssize_t n = write(hc.notify.fd, &one, sizeof one);
+    (void)n;
+    pthread_join(hc.thread, NULL);
+    hc.running = 0;
+}

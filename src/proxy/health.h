@@ -1,0 +1,44 @@
+/* health.h: active HTTP health checks of upstream backends.
+ *
+ * One checker thread, with its own loop, probes every backend of every upstream that
+ * has a health_check: connect, "GET path", read the status, within a timeout, every
+ * interval (+-10% jitter so checks of many backends do not beat in step). rise
+ * successes in a row mark a backend up, fall failures down; changes are logged.
+ *
+ * The state lives in records keyed by upstream and backend name that outlive
+ * configuration snapshots (a reload keeps what is known). Workers read a record's
+ * `up` flag with a relaxed atomic load: the request path takes no lock.
+ *
+ * Called by main.c (bind, start, publish, stop), session.c (gh_health_up) and the
+ * admin listener (gh_health_render_json). */
+#ifndef GH_PROXY_HEALTH_H
+#define GH_PROXY_HEALTH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config/config.h"
+
+typedef struct gh_health {
+    struct gh_health *next;
+    char *key; /* "upstream\nbackend" */
+    uint8_t up; /* atomic; starts up */
+    /* written by the checker thread only; read (racily, for display) by admin */
+    uint32_t ok_streak, fail_streak;
+    uint64_t checks, failures, transitions;
+    char last_error[64];
+} gh_health_t;
+
+/* Point every checked backend of c at its record (created on first sight). */
+int gh_health_bind(gh_conf_t *c);
+/* Start the checker with c; gh_health_publish hands it a new snapshot. */
+int gh_health_start(gh_conf_t *c);
+void gh_health_publish(gh_conf_t *c);
+void gh_health_stop(void);
+
+static inline int gh_health_up(const gh_conf_backend_t *b)
+{
+    return !b->health || __atomic_load_n(&((gh_health_t *)b->health)->up, __ATOMIC_RELAXED);
+}
+
+#endif
