@@ -1324,7 +1324,7 @@ static void parse_health(ctx_t *x, gh_conf_upstream_t *u, yaml_node_t *n)
 static void parse_upstream(ctx_t *x, yaml_node_t *n, gh_conf_upstream_t *u, up_tmo_t *t)
 {
     field_t f[] = {F("backends"), F("keepalive"), F("keepalive_timeout"), F("timeouts"), F("balance"),
-                   F("hash_key"), F("health_check")};
+                   F("hash_key"), F("health_check"), F("circuit_breaker")};
     u->keepalive = 128;
     u->keepalive_timeout = 60000;
     if (!fields(x, n, f, GH_ARRAY_LEN(f)))
@@ -1349,6 +1349,16 @@ static void parse_upstream(ctx_t *x, yaml_node_t *n, gh_conf_upstream_t *u, up_t
     parse_balance(x, u, &f[4], &f[5]);
     if (f[6].val)
         parse_health(x, u, f[6].val);
+    if (f[7].val) {
+        size_t o = path_key(x, "circuit_breaker");
+        field_t g[] = {F("max_connections"), F("max_pending"), F("max_requests")};
+        if (fields(x, f[7].val, g, GH_ARRAY_LEN(g))) {
+            f_u32(x, &g[0], 0, 10000000, &u->breaker.max_connections);
+            f_u32(x, &g[1], 0, 10000000, &u->breaker.max_pending);
+            f_u32(x, &g[2], 0, 10000000, &u->breaker.max_requests);
+        }
+        path_pop(x, o);
+    }
     if (f[3].val) {
         size_t o = path_key(x, "timeouts");
         field_t g[] = {F("connect"), F("response"), F("idle")};

@@ -65,6 +65,11 @@ typedef struct gh_conf_upstream {
         uint32_t rise, fall; /* consecutive successes to go up / failures to go down (2 / 3) */
         uint16_t status_min, status_max; /* healthy statuses (default 200-399) */
     } health;
+    struct {
+        uint32_t max_connections; /* open connections to the pool (0 = no limit) */
+        uint32_t max_pending;     /* requests waiting for a new connection (0 = no limit) */
+        uint32_t max_requests;    /* requests in flight (0 = no limit) */
+    } breaker;
     uint32_t *maglev; /* hash policy: the Maglev table (backend index per slot), in the arena */
     uint32_t maglev_size;
     void *stats; /* obs: this upstream's metrics series (gh_upstream_stats_t *), bound after load */

@@ -241,6 +241,7 @@ char *gh_metrics_render(size_t *len)
         {"gatehouse_upstream_retries_total", "Attempts retried on another backend.", offsetof(gh_upstream_slot_t, retries)},
         {"gatehouse_upstream_retry_budget_exhausted_total", "Retries refused by the retry budget.", offsetof(gh_upstream_slot_t, budget_exhausted)},
         {"gatehouse_upstream_ejections_total", "Backends ejected after consecutive failures (per worker).", offsetof(gh_upstream_slot_t, ejections)},
+        {"gatehouse_upstream_breaker_overflows_total", "Requests refused with 503 by the pool's circuit breaker.", offsetof(gh_upstream_slot_t, overflows)},
     };
     for (size_t k = 0; k < GH_ARRAY_LEN(ups); k++) {
         sb_printf(&b, "# HELP %s %s\n# TYPE %s counter\n", ups[k].name, ups[k].help, ups[k].name);
@@ -250,6 +251,11 @@ char *gh_metrics_render(size_t *len)
                       (unsigned long long)v);
         }
     }
+    sb_printf(&b, "# HELP gatehouse_upstream_active_connections Open connections to the pool's backends.\n"
+                  "# TYPE gatehouse_upstream_active_connections gauge\n");
+    for (gh_upstream_stats_t *s = upstreams; s; s = s->next)
+        sb_printf(&b, "gatehouse_upstream_active_connections{upstream=\"%s\"} %u\n", esc(s->name, t1, sizeof t1),
+                  __atomic_load_n(&s->live.conns, __ATOMIC_RELAXED));
     pthread_mutex_unlock(&reg_lock);
 
     static const struct {

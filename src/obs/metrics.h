@@ -43,11 +43,19 @@ typedef struct {
     uint64_t retries;       /* attempts after the first, on another backend */
     uint64_t budget_exhausted; /* retries refused by the retry budget */
     uint64_t ejections;     /* backends ejected by passive health checking */
+    uint64_t overflows;     /* requests refused (503) by the pool's circuit breaker */
 } __attribute__((aligned(GH_CACHELINE))) gh_upstream_slot_t;
 
 typedef struct gh_upstream_stats {
     struct gh_upstream_stats *next;
     char *name;
+    /* live counts shared by all workers (atomics), for circuit breaking; they
+     * outlive snapshots because connections do */
+    struct {
+        uint32_t conns;    /* open connections to the pool's backends */
+        uint32_t requests; /* requests in flight to the pool (counted only when max_requests is set) */
+        uint32_t pending;  /* requests waiting for a new connection to be established */
+    } live __attribute__((aligned(GH_CACHELINE)));
     gh_upstream_slot_t slot[];
 } gh_upstream_stats_t;
 

@@ -91,6 +91,7 @@ struct gh_req {
     uint64_t hash_key; /* GH_LB_HASH: the request's key */
     uint64_t tried;    /* backends (index < 64) this request was sent to */
     uint8_t lb_active, counted, is_retry, replayed;
+    uint8_t breaker_req, breaker_pending; /* counted in the pool's live requests / pending */
     uint8_t reused, tries, up_keepalive, up_extra;
     gh_buf_t uhead;
     /* response: resp [rd, ready_end) ready for the client, [scan, wr) not yet framed */
@@ -117,6 +118,7 @@ static void client_run(gh_client_t *c);
 static void client_close(gh_client_t *c);
 static void req_timeout(gh_timer_t *t);
 static void backend_result(gh_req_t *r, int failed);
+static void pending_done(gh_req_t *r);
 
 static uint64_t now_us(void)
 {
@@ -212,6 +214,11 @@ static void req_free(gh_req_t *r)
     r->lb_active = 0;
     if (r->counted)
         w->proxied--;
+    if (r->breaker_req)
+        __atomic_sub_fetch(&((gh_upstream_stats_t *)r->ups->stats)->live.requests, 1, __ATOMIC_RELAXED);
+    r->breaker_req = 0;
+    if (r->breaker_pending)
+        pending_done(r);
     if (r->is_retry)
         w->retrying--;
     gh_timer_stop(&w->loop, &r->timer);
@@ -986,6 +993,30 @@ static int retry_allowed(gh_req_t *r)
     return 1;
 }
 
+/* Circuit breaker: may this request open a new connection to the pool? */
+static int breaker_allows_connect(gh_req_t *r)
+{
+    const gh_conf_upstream_t *up = r->ups;
+    gh_upstream_stats_t *st = up->stats;
+    if (!st)
+        return 1;
+    if (up->breaker.max_connections &&
+        __atomic_load_n(&st->live.conns, __ATOMIC_RELAXED) >= up->breaker.max_connections)
+        return 0;
+    if (up->breaker.max_pending && !r->breaker_pending &&
+        __atomic_load_n(&st->live.pending, __ATOMIC_RELAXED) >= up->breaker.max_pending)
+        return 0;
+    return 1;
+}
+
+static void pending_done(gh_req_t *r)
+{
+    if (r->breaker_pending) {
+        __atomic_sub_fetch(&((gh_upstream_stats_t *)r->ups->stats)->live.pending, 1, __ATOMIC_RELAXED);
+        r->breaker_pending = 0;
+    }
+}
+
 /* Connect (or take a pooled connection) to r->backend; when that fails at once,
  * retry on another backend within the budget, else answer 502. */
 static void upstream_start(gh_req_t *r, int fresh)
@@ -998,13 +1029,29 @@ static void upstream_start(gh_req_t *r, int fresh)
     }
     for (;;) {
         int reused = 0, err = 0;
+        int allow_new = breaker_allows_connect(r);
         gh_upconn_t *u = gh_upstream_get(w, (const struct sockaddr *)&r->backend->addr, r->backend->addrlen,
-                                         &reused, &err);
+                                         allow_new, &reused, &err);
         while (fresh && u && reused) { /* a replay after a stale pooled connection: a new one */
             gh_upstream_close(u);
-            u = gh_upstream_get(w, (const struct sockaddr *)&r->backend->addr, r->backend->addrlen, &reused, &err);
+            u = gh_upstream_get(w, (const struct sockaddr *)&r->backend->addr, r->backend->addrlen, allow_new,
+                                &reused, &err);
+        }
+        if (!u && err == GH_ELIMIT) {
+            if (st)
+                GH_COUNT(st->slot[w->id].overflows, 1);
+            respond_error(r, 503, "upstream overloaded (circuit breaker)");
+            return;
         }
         r->tries++;
+        if (u && !reused && st) {
+            u->live = &st->live.conns;
+            __atomic_add_fetch(u->live, 1, __ATOMIC_RELAXED);
+            if (r->ups->breaker.max_pending) {
+                __atomic_add_fetch(&st->live.pending, 1, __ATOMIC_RELAXED);
+                r->breaker_pending = 1;
+            }
+        }
         if (u) {
             u->req = r;
             r->u = u;
@@ -1043,6 +1090,7 @@ static void upstream_start(gh_req_t *r, int fresh)
 
 static void connect_failed(gh_req_t *r)
 {
+    pending_done(r);
     gh_upstream_stats_t *st = r->ups->stats;
     if (st)
         GH_COUNT(st->slot[r->w->id].connect_errors, 1);
@@ -1307,6 +1355,16 @@ static void route_and_dispatch(gh_req_t *r, const gh_h1_request_t *m)
         ssize_t k = send(c->io.fd, cont, sizeof(cont) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
         (void)k;
     }
+    gh_upstream_stats_t *st = r->ups->stats;
+    if (st && r->ups->breaker.max_requests) {
+        if (__atomic_add_fetch(&st->live.requests, 1, __ATOMIC_RELAXED) > r->ups->breaker.max_requests) {
+            __atomic_sub_fetch(&st->live.requests, 1, __ATOMIC_RELAXED);
+            GH_COUNT(st->slot[w->id].overflows, 1);
+            respond_error(r, 503, "upstream overloaded (circuit breaker)");
+            return;
+        }
+        r->breaker_req = 1; /* counted only with a limit: a shared atomic per request otherwise */
+    }
     if (r->ups->balance == GH_BALANCE_HASH)
         r->hash_key = hash_key(r, m);
     if (pick_backend(r) < 0) {
@@ -1485,6 +1543,7 @@ static int req_run(gh_req_t *r)
             }
             u->connected = 1;
             r->phase = P_PROXY;
+            pending_done(r);
             progress = 1;
             break;
         }

@@ -76,7 +76,7 @@ static void idle_expired(gh_timer_t *t)
     gh_upstream_close(u);
 }
 
-gh_upconn_t *gh_upstream_get(gh_worker_t *w, const struct sockaddr *addr, socklen_t len,
+gh_upconn_t *gh_upstream_get(gh_worker_t *w, const struct sockaddr *addr, socklen_t len, int allow_new,
                              int *reused, int *err)
 {
     gh_uppool_t *p = pool_of(w, addr, len);
@@ -92,6 +92,10 @@ gh_upconn_t *gh_upstream_get(gh_worker_t *w, const struct sockaddr *addr, sockle
         return u;
     }
     *reused = 0;
+    if (!allow_new) {
+        *err = GH_ELIMIT;
+        return NULL;
+    }
     int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         *err = -errno;
@@ -153,6 +157,10 @@ void gh_upstream_close(gh_upconn_t *u)
         u->io.fd = -1;
     }
     u->req = NULL;
+    if (u->live) {
+        __atomic_sub_fetch(u->live, 1, __ATOMIC_RELAXED);
+        u->live = NULL;
+    }
     gh_loop_free_later(&w->loop, u);
 }
 

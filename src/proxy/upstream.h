@@ -31,11 +31,13 @@ typedef struct gh_upconn {
     struct gh_req *req;            /* owner while in use */
     uint8_t readable, writable, hup, connected;
     uint32_t nreq; /* requests sent on it */
+    uint32_t *live; /* the pool's open-connection count (circuit breaker), or NULL */
 } gh_upconn_t;
 
-/* A connection to addr: a pooled one (*reused = 1) or a new one being connected
- * (connected = 0 until writable). NULL with *err = -errno when the connect fails at once. */
-gh_upconn_t *gh_upstream_get(gh_worker_t *w, const struct sockaddr *addr, socklen_t len,
+/* A connection to addr: a pooled one (*reused = 1) or, if allow_new, a new one being
+ * connected (connected = 0 until writable). NULL with *err = -errno when the connect
+ * fails at once, or GH_ELIMIT when a new one is needed but not allowed. */
+gh_upconn_t *gh_upstream_get(gh_worker_t *w, const struct sockaddr *addr, socklen_t len, int allow_new,
                              int *reused, int *err);
 /* Put u back in its pool, or close it when the pool is full or keepalive is 0. */
 void gh_upstream_release(gh_upconn_t *u, uint32_t keepalive, uint32_t idle_ms);

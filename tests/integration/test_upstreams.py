@@ -241,3 +241,31 @@ def test_health_check_config_errors(tmp_path):
     assert p.returncode == 1
     assert "upstreams.app.health_check.expect_status: expect_status must be a status or a range" in p.stderr, p.stderr
     assert "upstreams.app.health_check.timeout: timeout must be shorter than interval" in p.stderr, p.stderr
+
+
+def test_circuit_breaker_overflow_is_a_fast_503(gatehouse, origin_factory):
+    o = origin_factory("o0")
+    cfg = config(1, extra=", circuit_breaker: {max_requests: 3, max_connections: 3}").replace(
+        "routes: [{name: all, upstream: app}]",
+        "routes: [{name: all, upstream: app, timeouts: {upstream_response: 2s}}]")
+    gh = gatehouse(cfg, p0=o.port)
+    results = []
+    lock = threading.Lock()
+
+    def client():
+        t0 = time.monotonic()
+        r = gh.get("/hang", timeout=10)
+        with lock:
+            results.append((r.status_code, time.monotonic() - t0))
+
+    threads = [threading.Thread(target=client) for _ in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(15)
+    codes = collections.Counter(c for c, _ in results)
+    assert codes == {504: 3, 503: 7}, results
+    assert all(dt < 1.0 for c, dt in results if c == 503), results
+    assert o.accepts <= 3, o.accepts  # no pile of connections behind the breaker
+    m = gh.metrics()
+    assert metric_value(m, "gatehouse_upstream_breaker_overflows_total", upstream="app") == 7
