@@ -570,6 +570,69 @@ static void test_defaults(void)
     }
 }
 
+
+/* upstream policies, health checks, circuit breakers */
+#define UP "upstreams:\n  u:\n    backends: [\"127.0.0.1:1\", \"127.0.0.1:2\"]\n"
+
+static void test_upstream_resilience(void)
+{
+    EXPECT_ERR(LISTEN UP "    balance: fastest\n",
+               "t.yaml:5:14: upstreams.u.balance: unknown balance policy \"fastest\"");
+    EXPECT_ERR(LISTEN UP "    hash_key: path\n", "t.yaml:5:15: upstreams.u.hash_key: hash_key needs balance: hash");
+    EXPECT_ERR(LISTEN UP "    balance: hash\n    hash_key: body\n",
+               "t.yaml:6:15: upstreams.u.hash_key: hash_key must be client_ip, path, header:NAME or cookie:NAME");
+    EXPECT_ERR(LISTEN UP "    balance: hash\n    hash_key: \"header:\"\n",
+               "t.yaml:6:15: upstreams.u.hash_key: hash_key must be");
+    EXPECT_ERR(LISTEN UP "    health_check: {interval: 1s, timeout: 1s}\n",
+               "t.yaml:5:43: upstreams.u.health_check.timeout: timeout must be shorter than interval");
+    EXPECT_ERR(LISTEN UP "    health_check: {expect_status: \"600\"}\n",
+               "t.yaml:5:35: upstreams.u.health_check.expect_status: expect_status must be a status or a range");
+    EXPECT_ERR(LISTEN UP "    health_check: {path: health}\n",
+               "t.yaml:5:26: upstreams.u.health_check.path: path must start with /");
+    EXPECT_ERR(LISTEN UP "    health_check: {rise: 0}\n",
+               "t.yaml:5:26: upstreams.u.health_check.rise: 0 is out of range 1..100");
+    EXPECT_ERR(LISTEN UP "    circuit_breaker: {max_requests: -1}\n",
+               "t.yaml:5:37: upstreams.u.circuit_breaker.max_requests:");
+    EXPECT_ERR(LISTEN UP "    circuit_breaker: {max_conns: 1}\n",
+               "t.yaml:5:23: upstreams.u.circuit_breaker.max_conns: unknown key");
+
+    gh_conf_t *c = LOAD_OK(LISTEN UP "    balance: hash\n    hash_key: \"cookie:sid\"\n"
+                                     "    health_check: {path: /hc, interval: 2s, timeout: 500ms, rise: 3, fall: 4,"
+                                     " expect_status: \"200-204\"}\n"
+                                     "    circuit_breaker: {max_connections: 10, max_pending: 2, max_requests: 50}\n");
+    if (c) {
+        gh_conf_upstream_t *u = &c->upstreams[0];
+        CHECK_INT(u->balance, GH_BALANCE_HASH);
+        CHECK_INT(u->hash_source, GH_HASH_COOKIE);
+        CHECK(u->hash_name_len == 3 && !memcmp(u->hash_name, "sid", 3));
+        CHECK(u->maglev != NULL && u->maglev_size >= 200);
+        for (uint32_t i = 0; u->maglev && i < u->maglev_size; i++)
+            if (u->maglev[i] > 1) {
+                CHECK(u->maglev[i] <= 1);
+                break;
+            }
+        CHECK_INT(u->health.enabled, 1);
+        CHECK(!strcmp(u->health.path, "/hc"));
+        CHECK_INT(u->health.interval, 2000);
+        CHECK_INT(u->health.timeout, 500);
+        CHECK_INT(u->health.rise, 3);
+        CHECK_INT(u->health.fall, 4);
+        CHECK_INT(u->health.status_min, 200);
+        CHECK_INT(u->health.status_max, 204);
+        CHECK_INT(u->breaker.max_connections, 10);
+        CHECK_INT(u->breaker.max_pending, 2);
+        CHECK_INT(u->breaker.max_requests, 50);
+        gh_conf_unref(c);
+    }
+    c = LOAD_OK(LISTEN UP);
+    if (c) {
+        CHECK_INT(c->upstreams[0].balance, GH_BALANCE_ROUND_ROBIN);
+        CHECK_INT(c->upstreams[0].health.enabled, 0);
+        CHECK(c->upstreams[0].maglev == NULL);
+        gh_conf_unref(c);
+    }
+}
+
 static void test_examples(void)
 {
     /* the shipped examples validate (paths relative to the repository root) */
@@ -801,6 +864,7 @@ int main(void)
     RUN(test_err_alias_bomb);
     RUN(test_full_config);
     RUN(test_defaults);
+    RUN(test_upstream_resilience);
     RUN(test_examples);
     RUN(test_load_file);
     RUN(test_quick);
