@@ -28,9 +28,10 @@ static void upstreams_json(gh_req_t *r, const gh_conf_t *c)
         for (uint32_t k = 0; k < u->nbackends; k++) {
             const gh_conf_backend_t *b = &u->backends[k];
             const gh_health_t *h = b->health;
-            OUT("%s{\"address\":\"%s\",\"weight\":%u,\"state\":\"%s\"", k ? "," : "", b->name, b->weight,
-                !h ? "unchecked" : gh_health_up(b) ? "up" : "down");
-            if (h) {
+            OUT("%s{\"address\":\"%s\",\"weight\":%u,\"state\":\"%s\",\"drained\":%s", k ? "," : "", b->name,
+                b->weight, !u->health.enabled ? "unchecked" : gh_health_up(b) ? "up" : "down",
+                gh_health_drained(b) ? "true" : "false");
+            if (h && u->health.enabled) {
                 char err[sizeof h->last_error];
                 size_t e = 0;
                 for (size_t j = 0; j < sizeof h->last_error && h->last_error[j] && e + 1 < sizeof err; j++)
@@ -54,9 +55,39 @@ static void upstreams_json(gh_req_t *r, const gh_conf_t *c)
     free(out);
 }
 
+/* POST /upstreams/{name}/drain?backend=ADDR and .../undrain?backend=ADDR */
+static void drain_request(gh_req_t *r, const gh_h1_request_t *m)
+{
+    gh_str_t rest = gh_str(m->path.p + 11, m->path.n - 11);
+    const char *slash = memchr(rest.p, '/', rest.n);
+    gh_str_t q = m->query;
+    if (!slash || q.n < 9 || memcmp(q.p, "backend=", 8) || memchr(q.p, '&', q.n)) {
+        gh_session_respond(r, 400, "text/plain", "use POST /upstreams/NAME/drain?backend=HOST:PORT (or /undrain)\n",
+                           63, NULL);
+        return;
+    }
+    gh_str_t name = gh_str(rest.p, (size_t)(slash - rest.p));
+    gh_str_t action = gh_str(slash + 1, rest.n - name.n - 1);
+    gh_str_t backend = gh_str(q.p + 8, q.n - 8);
+    int drain = gh_str_eq(action, GH_STR("drain"));
+    if (!drain && !gh_str_eq(action, GH_STR("undrain"))) {
+        gh_session_respond(r, 404, "text/plain", "not found\n", 10, NULL);
+        return;
+    }
+    if (gh_health_set_drain(name, backend, drain) < 0) {
+        gh_session_respond(r, 404, "text/plain", "no such upstream backend\n", 25, NULL);
+        return;
+    }
+    gh_session_respond(r, 200, "text/plain", drain ? "drained\n" : "undrained\n", drain ? 8 : 10, NULL);
+}
+
 void gh_admin_handle(gh_req_t *r, const gh_req_view_t *v)
 {
     const gh_h1_request_t *m = v->msg;
+    if (m->method_id == GH_M_POST && m->path.n > 11 && !memcmp(m->path.p, "/upstreams/", 11)) {
+        drain_request(r, m);
+        return;
+    }
     if (m->method_id != GH_M_GET && m->method_id != GH_M_HEAD) {
         gh_session_respond(r, 405, "text/plain", "method not allowed\n", 19, "Allow: GET, HEAD\r\n");
         return;

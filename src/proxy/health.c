@@ -17,6 +17,7 @@
 #include "http/h1.h"
 
 static gh_health_t *records;
+uint32_t gh_health_ndrained;
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
 
 typedef struct check {
@@ -70,8 +71,33 @@ int gh_health_bind(gh_conf_t *c)
     for (uint32_t i = 0; i < c->nupstreams; i++) {
         gh_conf_upstream_t *u = &c->upstreams[i];
         for (uint32_t k = 0; k < u->nbackends; k++)
-            if (u->health.enabled && !(u->backends[k].health = record(u->name, u->backends[k].name)))
+            if (!(u->backends[k].health = record(u->name, u->backends[k].name)))
                 rc = GH_ENOMEM;
+    }
+    pthread_mutex_unlock(&reg_lock);
+    return rc;
+}
+
+int gh_health_set_drain(gh_str_t upstream, gh_str_t backend, int drain)
+{
+    int rc = GH_ENOTFOUND;
+    pthread_mutex_lock(&reg_lock);
+    for (gh_health_t *h = records; h; h = h->next) {
+        size_t lu = upstream.n;
+        if (strncmp(h->key, upstream.p, lu) || h->key[lu] != '\n' || strlen(h->key + lu + 1) != backend.n ||
+            memcmp(h->key + lu + 1, backend.p, backend.n))
+            continue;
+        uint8_t was = __atomic_exchange_n(&h->drained, (uint8_t)(drain != 0), __ATOMIC_RELAXED);
+        if (was != (drain != 0)) {
+            if (drain)
+                __atomic_add_fetch(&gh_health_ndrained, 1, __ATOMIC_RELAXED);
+            else
+                __atomic_sub_fetch(&gh_health_ndrained, 1, __ATOMIC_RELAXED);
+            gh_log(GH_LOG_WARN, "upstream %.*s: backend %.*s %s", (int)upstream.n, upstream.p, (int)backend.n,
+                   backend.p, drain ? "drained (no new requests)" : "back from drain");
+        }
+        rc = 0;
+        break;
     }
     pthread_mutex_unlock(&reg_lock);
     return rc;

@@ -22,15 +22,20 @@
 typedef struct gh_health {
     struct gh_health *next;
     char *key; /* "upstream\nbackend" */
-    uint8_t up; /* atomic; starts up */
+    uint8_t up;      /* atomic; starts up; only active checks change it */
+    uint8_t drained; /* atomic; set from the admin listener: no new requests */
     /* written by the checker thread only; read (racily, for display) by admin */
     uint32_t ok_streak, fail_streak;
     uint64_t checks, failures, transitions;
     char last_error[64];
 } gh_health_t;
 
-/* Point every checked backend of c at its record (created on first sight). */
+/* Point every backend of c at its record (created on first sight). */
 int gh_health_bind(gh_conf_t *c);
+/* Drain (no new requests; in-flight ones finish) or undrain a backend of an
+ * upstream by their names. 0, or GH_ENOTFOUND. */
+int gh_health_set_drain(gh_str_t upstream, gh_str_t backend, int drain);
+extern uint32_t gh_health_ndrained; /* backends drained now, all pools (atomic) */
 /* Start the checker with c; gh_health_publish hands it a new snapshot. */
 int gh_health_start(gh_conf_t *c);
 void gh_health_publish(gh_conf_t *c);
@@ -39,6 +44,11 @@ void gh_health_stop(void);
 static inline int gh_health_up(const gh_conf_backend_t *b)
 {
     return !b->health || __atomic_load_n(&((gh_health_t *)b->health)->up, __ATOMIC_RELAXED);
+}
+
+static inline int gh_health_drained(const gh_conf_backend_t *b)
+{
+    return b->health && __atomic_load_n(&((gh_health_t *)b->health)->drained, __ATOMIC_RELAXED);
 }
 
 #endif

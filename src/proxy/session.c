@@ -906,19 +906,24 @@ static int pick_backend(gh_req_t *r)
             }
     const uint8_t *ok = s->ok;
     int checked = r->ups->health.enabled;
-    if (r->tried || checked) {
+    int drains = __atomic_load_n(&gh_health_ndrained, __ATOMIC_RELAXED) != 0;
+    if (r->tried || checked || drains) {
         for (uint32_t i = 0; i < n; i++)
             s->scratch[i] = s->ok[i] && !(i < 64 && (r->tried >> i & 1)) &&
-                            (!checked || gh_health_up(&r->ups->backends[i]));
+                            (!checked || gh_health_up(&r->ups->backends[i])) &&
+                            !(drains && gh_health_drained(&r->ups->backends[i]));
         ok = s->scratch;
     }
     uint64_t us = now_us();
     int i = gh_lb_pick(s->lb, ok, r->hash_key, us);
-    if (i < 0 && !r->tried) /* panic: everything is down or ejected; use the whole pool */
-        i = gh_lb_pick(s->lb, NULL, r->hash_key, us);
+    if (i < 0 && !r->tried) { /* panic: everything is down or ejected; use the whole pool (not drained) */
+        for (uint32_t k = 0; k < n; k++)
+            s->scratch[k] = !(drains && gh_health_drained(&r->ups->backends[k]));
+        i = gh_lb_pick(s->lb, s->scratch, r->hash_key, us);
+    }
     if (i < 0 && r->tried) { /* every eligible one tried: an ejected one that was not */
         for (uint32_t k = 0; k < n; k++)
-            s->scratch[k] = !(k < 64 && (r->tried >> k & 1));
+            s->scratch[k] = !(k < 64 && (r->tried >> k & 1)) && !(drains && gh_health_drained(&r->ups->backends[k]));
         i = gh_lb_pick(s->lb, s->scratch, r->hash_key, us);
     }
     if (i < 0)

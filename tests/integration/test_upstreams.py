@@ -269,3 +269,32 @@ def test_circuit_breaker_overflow_is_a_fast_503(gatehouse, origin_factory):
     assert o.accepts <= 3, o.accepts  # no pile of connections behind the breaker
     m = gh.metrics()
     assert metric_value(m, "gatehouse_upstream_breaker_overflows_total", upstream="app") == 7
+
+
+def test_drain_a_backend_from_the_admin_listener(gatehouse, origin_factory):
+    origins = [origin_factory("o%d" % i) for i in range(2)]
+    origins[1].delay_ms = 500
+    gh = start(gatehouse, origins)
+    addr1 = "127.0.0.1:%d" % origins[1].port
+    # a request in flight on o1 while it is drained still finishes
+    slow = {}
+    t = threading.Thread(target=lambda: slow.update(r=hits(gh, 2)))  # round-robin: one of two goes to o1
+    t.start()
+    time.sleep(0.2)
+    r = helpers_post(gh, "/upstreams/app/drain?backend=" + addr1)
+    assert r.status_code == 200, r.text
+    t.join(10)
+    assert slow["r"] == {"o0": 1, "o1": 1}, slow
+    origins[1].delay_ms = 0
+    assert hits(gh, 10) == {"o0": 10}
+    ups = gh.admin_get("/upstreams").json()["upstreams"][0]["backends"]
+    assert [b["drained"] for b in ups] == [False, True]
+    assert helpers_post(gh, "/upstreams/app/undrain?backend=" + addr1).status_code == 200
+    assert hits(gh, 10) == {"o0": 5, "o1": 5}
+    assert helpers_post(gh, "/upstreams/nope/drain?backend=" + addr1).status_code == 404
+    assert helpers_post(gh, "/upstreams/app/drain").status_code == 400
+
+
+def helpers_post(gh, path):
+    import helpers
+    return helpers.request("POST", gh.admin_url + path)
