@@ -1324,7 +1324,7 @@ static void parse_health(ctx_t *x, gh_conf_upstream_t *u, yaml_node_t *n)
 static void parse_upstream(ctx_t *x, yaml_node_t *n, gh_conf_upstream_t *u, up_tmo_t *t)
 {
     field_t f[] = {F("backends"), F("keepalive"), F("keepalive_timeout"), F("timeouts"), F("balance"),
-                   F("hash_key"), F("health_check"), F("circuit_breaker")};
+                   F("hash_key"), F("health_check"), F("circuit_breaker"), F("slow_start")};
     u->keepalive = 128;
     u->keepalive_timeout = 60000;
     if (!fields(x, n, f, GH_ARRAY_LEN(f)))
@@ -1349,6 +1349,7 @@ static void parse_upstream(ctx_t *x, yaml_node_t *n, gh_conf_upstream_t *u, up_t
     parse_balance(x, u, &f[4], &f[5]);
     if (f[6].val)
         parse_health(x, u, f[6].val);
+    f_dur(x, &f[8], true, &u->slow_start);
     if (f[7].val) {
         size_t o = path_key(x, "circuit_breaker");
         field_t g[] = {F("max_connections"), F("max_pending"), F("max_requests")};

@@ -65,6 +65,7 @@ typedef struct gh_conf_upstream {
         uint32_t rise, fall; /* consecutive successes to go up / failures to go down (2 / 3) */
         uint16_t status_min, status_max; /* healthy statuses (default 200-399) */
     } health;
+    uint32_t slow_start; /* ms over which a backend back in rotation ramps from 10% to its full weight (0 = off) */
     struct {
         uint32_t max_connections; /* open connections to the pool (0 = no limit) */
         uint32_t max_pending;     /* requests waiting for a new connection (0 = no limit) */

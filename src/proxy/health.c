@@ -131,6 +131,7 @@ static void result(check_t *k, int ok, const char *why)
         h->ok_streak++;
         h->fail_streak = 0;
         if (!h->up && h->ok_streak >= k->u->health.rise) {
+            __atomic_store_n(&h->up_since, gh_loop_now(&hc.loop), __ATOMIC_RELAXED);
             __atomic_store_n(&h->up, 1, __ATOMIC_RELAXED);
             h->transitions++;
             gh_log(GH_LOG_WARN, "upstream %s: backend %s is UP (%u checks passed)", k->u->name, k->b->name,

@@ -24,6 +24,7 @@ typedef struct gh_health {
     char *key; /* "upstream\nbackend" */
     uint8_t up;      /* atomic; starts up; only active checks change it */
     uint8_t drained; /* atomic; set from the admin listener: no new requests */
+    uint64_t up_since; /* atomic; monotonic ms of the last down -> up transition (0: never down) */
     /* written by the checker thread only; read (racily, for display) by admin */
     uint32_t ok_streak, fail_streak;
     uint64_t checks, failures, transitions;
@@ -44,6 +45,11 @@ void gh_health_stop(void);
 static inline int gh_health_up(const gh_conf_backend_t *b)
 {
     return !b->health || __atomic_load_n(&((gh_health_t *)b->health)->up, __ATOMIC_RELAXED);
+}
+
+static inline uint64_t gh_health_up_since(const gh_conf_backend_t *b)
+{
+    return b->health ? __atomic_load_n(&((gh_health_t *)b->health)->up_since, __ATOMIC_RELAXED) : 0;
 }
 
 static inline int gh_health_drained(const gh_conf_backend_t *b)

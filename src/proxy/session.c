@@ -822,8 +822,10 @@ static gh_upstate_t *upstate(gh_req_t *r)
     uint32_t n = r->ups->nbackends;
     uint32_t *weights = malloc(n * sizeof(*weights));
     if (weights) {
+        /* with slow start, weights are kept x100 so a ramp can go below a weight of 1 */
+        uint32_t scale = r->ups->slow_start ? 100 : 1;
         for (uint32_t i = 0; i < n; i++)
-            weights[i] = r->ups->backends[i].weight;
+            weights[i] = r->ups->backends[i].weight * scale;
         s->lb = gh_lb_new(r->ups->balance, n, weights, r->ups->maglev, r->ups->maglev_size, gh_worker_rand(r->w));
         free(weights);
     }
@@ -887,6 +889,27 @@ static uint64_t hash_key(gh_req_t *r, const gh_h1_request_t *m)
     return gh_lb_hash(&c->peer.in4.sin_addr, 4);
 }
 
+/* Slow start: a backend back in rotation (health check up, or end of an ejection)
+ * ramps from 10% to its full weight over slow_start ms. */
+static void slow_start(gh_req_t *r, gh_upstate_t *s, uint64_t now)
+{
+    const gh_conf_upstream_t *up = r->ups;
+    for (uint32_t i = 0; i < up->nbackends; i++) {
+        uint64_t since = gh_health_up_since(&up->backends[i]);
+        if (s->ejections[i] && s->ejected_until[i] > since)
+            since = s->ejected_until[i];
+        uint32_t full = up->backends[i].weight * 100, w = full;
+        if (since && now < since + up->slow_start) {
+            uint64_t frac = (now - since) * 100 / up->slow_start; /* 0..99 */
+            w = (uint32_t)((uint64_t)full * (frac < 10 ? 10 : frac) / 100);
+            if (!w)
+                w = 1;
+        }
+        if (s->lb->b[i].weight != w)
+            gh_lb_set_weight(s->lb, (int)i, w);
+    }
+}
+
 /* Choose a backend not tried yet by this request. 0, or -1 when none is left. */
 static int pick_backend(gh_req_t *r)
 {
@@ -904,6 +927,8 @@ static int pick_backend(gh_req_t *r)
                 gh_log(GH_LOG_INFO, "upstream %s: backend %s back in rotation", r->ups->name,
                        r->ups->backends[i].name);
             }
+    if (r->ups->slow_start)
+        slow_start(r, s, now);
     const uint8_t *ok = s->ok;
     int checked = r->ups->health.enabled;
     int drains = __atomic_load_n(&gh_health_ndrained, __ATOMIC_RELAXED) != 0;

@@ -298,3 +298,24 @@ def test_drain_a_backend_from_the_admin_listener(gatehouse, origin_factory):
 def helpers_post(gh, path):
     import helpers
     return helpers.request("POST", gh.admin_url + path)
+
+
+def test_slow_start_ramps_a_recovered_backend(gatehouse, origin_factory):
+    origins = [origin_factory("o%d" % i) for i in range(2)]
+    origins[1].health_status = 503
+    extra = (", slow_start: 3s, health_check: {path: /health, interval: 100ms, timeout: 50ms, rise: 1, fall: 1}")
+    gh = start(gatehouse, origins, extra=extra)
+    addr1 = "127.0.0.1:%d" % origins[1].port
+
+    def state():
+        return gh.admin_get("/upstreams").json()["upstreams"][0]["backends"][1]["state"]
+
+    assert poll(lambda: state() == "down", timeout=5)
+    origins[1].health_status = 200
+    assert poll(lambda: state() == "up", timeout=5)
+    early = hits(gh, 40)
+    assert early["o1"] <= 12, early  # about 10-20% of its weight in the first second
+    time.sleep(3.2)
+    late = hits(gh, 40)
+    assert 16 <= late["o1"] <= 24, late
+    assert "backend %s is UP" % addr1 in gh.stderr_text()
