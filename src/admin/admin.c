@@ -102,14 +102,21 @@ void gh_admin_handle(gh_req_t *r, const gh_req_view_t *v)
     } else if (gh_str_eq(m->path, GH_STR("/upstreams"))) {
         upstreams_json(r, v->w->gen->conf);
     } else if (gh_str_eq(m->path, GH_STR("/metrics"))) {
-        size_t len = 0;
+        size_t len = 0, hlen = 0;
         char *text = gh_metrics_render(&len);
-        if (!text) {
+        char *health = gh_health_metrics(v->w->gen->conf, &hlen);
+        char *all = text && health ? realloc(text, len + hlen) : NULL;
+        if (!all) {
+            free(text);
+            free(health);
             gh_session_respond(r, 503, "text/plain", "out of memory\n", 14, NULL);
             return;
         }
-        gh_session_respond(r, 200, "text/plain; version=0.0.4; charset=utf-8", text, len, "Cache-Control: no-store\r\n");
-        free(text);
+        memcpy(all + len, health, hlen);
+        free(health);
+        gh_session_respond(r, 200, "text/plain; version=0.0.4; charset=utf-8", all, len + hlen,
+                           "Cache-Control: no-store\r\n");
+        free(all);
     } else {
         gh_session_respond(r, 404, "text/plain", "not found\n", 10, NULL);
     }

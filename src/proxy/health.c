@@ -126,7 +126,7 @@ static void result(check_t *k, int ok, const char *why)
     gh_health_t *h = k->h;
     probe_close(k);
     k->busy = 0;
-    h->checks++;
+    __atomic_add_fetch(&h->checks, 1, __ATOMIC_RELAXED);
     if (ok) {
         h->ok_streak++;
         h->fail_streak = 0;
@@ -138,7 +138,7 @@ static void result(check_t *k, int ok, const char *why)
                    h->ok_streak);
         }
     } else {
-        h->failures++;
+        __atomic_add_fetch(&h->failures, 1, __ATOMIC_RELAXED);
         h->fail_streak++;
         h->ok_streak = 0;
         snprintf(h->last_error, sizeof h->last_error, "%s", why);
@@ -338,4 +338,49 @@ void gh_health_stop(void)
     (void)n;
     pthread_join(hc.thread, NULL);
     hc.running = 0;
+}
+
+char *gh_health_metrics(const gh_conf_t *c, size_t *len)
+{
+    size_t cap = 1024;
+    for (uint32_t i = 0; i < c->nupstreams; i++)
+        cap += (size_t)c->upstreams[i].nbackends * 4 * 256;
+    char *out = malloc(cap);
+    if (!out)
+        return NULL;
+    size_t n = 0;
+#define OUT(...) (n += (size_t)snprintf(out + n, n < cap ? cap - n : 0, __VA_ARGS__))
+    OUT("# HELP gatehouse_upstream_backend_up Active health check state (1 up, 0 down) of checked backends.\n"
+        "# TYPE gatehouse_upstream_backend_up gauge\n");
+    for (uint32_t i = 0; i < c->nupstreams; i++)
+        for (uint32_t k = 0; c->upstreams[i].health.enabled && k < c->upstreams[i].nbackends; k++)
+            OUT("gatehouse_upstream_backend_up{upstream=\"%s\",backend=\"%s\"} %d\n", c->upstreams[i].name,
+                c->upstreams[i].backends[k].name, gh_health_up(&c->upstreams[i].backends[k]));
+    OUT("# HELP gatehouse_upstream_backend_drained Whether a backend is drained from the admin listener.\n"
+        "# TYPE gatehouse_upstream_backend_drained gauge\n");
+    for (uint32_t i = 0; i < c->nupstreams; i++)
+        for (uint32_t k = 0; k < c->upstreams[i].nbackends; k++)
+            OUT("gatehouse_upstream_backend_drained{upstream=\"%s\",backend=\"%s\"} %d\n", c->upstreams[i].name,
+                c->upstreams[i].backends[k].name, gh_health_drained(&c->upstreams[i].backends[k]));
+    OUT("# HELP gatehouse_upstream_health_checks_total Active health checks by result.\n"
+        "# TYPE gatehouse_upstream_health_checks_total counter\n");
+    for (uint32_t i = 0; i < c->nupstreams; i++)
+        for (uint32_t k = 0; c->upstreams[i].health.enabled && k < c->upstreams[i].nbackends; k++) {
+            const gh_health_t *h = c->upstreams[i].backends[k].health;
+            if (!h)
+                continue;
+            uint64_t all = __atomic_load_n(&h->checks, __ATOMIC_RELAXED);
+            uint64_t bad = __atomic_load_n(&h->failures, __ATOMIC_RELAXED);
+            OUT("gatehouse_upstream_health_checks_total{upstream=\"%s\",backend=\"%s\",result=\"ok\"} %llu\n",
+                c->upstreams[i].name, c->upstreams[i].backends[k].name, (unsigned long long)(all - bad));
+            OUT("gatehouse_upstream_health_checks_total{upstream=\"%s\",backend=\"%s\",result=\"failed\"} %llu\n",
+                c->upstreams[i].name, c->upstreams[i].backends[k].name, (unsigned long long)bad);
+        }
+#undef OUT
+    if (n >= cap) {
+        free(out);
+        return NULL;
+    }
+    *len = n;
+    return out;
 }

@@ -37,6 +37,8 @@ int gh_health_bind(gh_conf_t *c);
  * upstream by their names. 0, or GH_ENOTFOUND. */
 int gh_health_set_drain(gh_str_t upstream, gh_str_t backend, int drain);
 extern uint32_t gh_health_ndrained; /* backends drained now, all pools (atomic) */
+/* Per-backend Prometheus lines (up, drained, checks) for the records of c; malloc'd. */
+char *gh_health_metrics(const gh_conf_t *c, size_t *len);
 /* Start the checker with c; gh_health_publish hands it a new snapshot. */
 int gh_health_start(gh_conf_t *c);
 void gh_health_publish(gh_conf_t *c);

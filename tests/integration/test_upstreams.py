@@ -223,6 +223,11 @@ def test_active_health_checks_follow_rise_and_fall(gatehouse, origin_factory):
     c = hits(gh, 20)
     assert c == {"o0": 20}, c
     assert "backend %s is DOWN" % addr1 in gh.stderr_text()
+    m = gh.metrics()
+    assert metric_value(m, "gatehouse_upstream_backend_up", upstream="app", backend=addr1) == 0
+    assert metric_value(m, "gatehouse_upstream_backend_up", upstream="app",
+                        backend="127.0.0.1:%d" % origins[0].port) == 1
+    assert metric_value(m, "gatehouse_upstream_health_checks_total", backend=addr1, result="failed") >= 2
     # flapping back: up after `rise` good checks, traffic returns
     origins[1].health_status = 200
     assert poll(lambda: state()[addr1] == "up", timeout=5), state()
