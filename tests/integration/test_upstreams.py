@@ -324,3 +324,40 @@ def test_slow_start_ramps_a_recovered_backend(gatehouse, origin_factory):
     late = hits(gh, 40)
     assert 16 <= late["o1"] <= 24, late
     assert "backend %s is UP" % addr1 in gh.stderr_text()
+
+
+def _p99(gh, n=600, threads=4):
+    lat = []
+    lock = threading.Lock()
+
+    def client():
+        with session() as s:
+            for _ in range(n // threads):
+                t0 = time.monotonic()
+                r = s.get(gh.url + "/id", headers={"Host": "example.com"}, timeout=10)
+                dt = time.monotonic() - t0
+                assert r.status_code == 200
+                with lock:
+                    lat.append(dt)
+
+    ts = [threading.Thread(target=client) for _ in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(60)
+    lat.sort()
+    return lat[int(len(lat) * 0.99) - 1]
+
+
+def test_peak_ewma_p99_beats_round_robin_with_a_slow_backend(gatehouse, origin_factory):
+    """Same origins, same run: one of three backends adds 20 ms. Round-robin sends it a
+    third of the requests (p99 >= 20 ms); peak EWMA stops sending it traffic after a
+    few samples, so its p99 is that of the fast backends."""
+    origins = [origin_factory("o%d" % i) for i in range(3)]
+    origins[2].delay_ms = 20
+    rr = start(gatehouse, origins, "round_robin")
+    ew = start(gatehouse, origins, "peak_ewma")
+    p99_rr = _p99(rr)
+    p99_ew = _p99(ew)
+    assert p99_rr >= 0.020, p99_rr
+    assert p99_ew < p99_rr / 2, (p99_ew, p99_rr)
