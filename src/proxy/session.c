@@ -90,7 +90,7 @@ struct gh_req {
     uint32_t backend_idx;
     uint64_t hash_key; /* GH_LB_HASH: the request's key */
     uint64_t tried;    /* backends (index < 64) this request was sent to */
-    uint8_t lb_active, counted, is_retry, replayed;
+    uint8_t lb_active, counted, replayed;
     uint8_t breaker_req, breaker_pending; /* counted in the pool's live requests / pending */
     uint8_t reused, tries, up_keepalive, up_extra;
     gh_buf_t uhead;
@@ -212,15 +212,12 @@ static void req_free(gh_req_t *r)
     if (r->lb_active && r->gen->up[r->ups->index].lb) /* ended without an outcome (client gone) */
         gh_lb_end(r->gen->up[r->ups->index].lb, (int)r->backend_idx, now_us() - r->t_up_us, 0, now_us());
     r->lb_active = 0;
-    if (r->counted)
-        w->proxied--;
+
     if (r->breaker_req)
         __atomic_sub_fetch(&((gh_upstream_stats_t *)r->ups->stats)->live.requests, 1, __ATOMIC_RELAXED);
     r->breaker_req = 0;
     if (r->breaker_pending)
         pending_done(r);
-    if (r->is_retry)
-        w->retrying--;
     gh_timer_stop(&w->loop, &r->timer);
     gh_buf_put(&w->bufs, &r->uhead);
     gh_buf_put(&w->bufs, &r->resp);
@@ -808,10 +805,15 @@ static int output_pending(const gh_req_t *r)
 #define OUTLIER_BASE_MS 30000
 #define OUTLIER_MAX_MS 300000
 #define OUTLIER_MAX_PCT 50
-/* Retries: at most RETRY_BUDGET_PCT of the requests in flight to upstreams are
- * retries (RETRY_MIN always allowed), so retries cannot multiply an outage. */
-#define RETRY_BUDGET_PCT 20
-#define RETRY_MIN 3
+/* The retry budget is a per-worker token bucket (as Finagle's RetryBudget): every
+ * request sent upstream deposits RETRY_RATIO of a token, RETRY_RESERVE_PER_S tokens
+ * are added each second, a retry takes one, and the bucket holds at most RETRY_CAP.
+ * Losing one backend of several is absorbed (its burst of failures is small against
+ * the credit of the traffic), while an outage of all of them cannot make more than
+ * about 1.2 attempts per request plus the reserve. */
+#define RETRY_RATIO 0.2
+#define RETRY_RESERVE_PER_S 10.0
+#define RETRY_CAP 1000.0
 #define MAX_TRIES 3
 
 static gh_upstate_t *upstate(gh_req_t *r)
@@ -1007,17 +1009,18 @@ static int retry_allowed(gh_req_t *r)
     gh_worker_t *w = r->w;
     if (r->tries >= MAX_TRIES || r->tries >= r->ups->nbackends)
         return 0;
-    if (!r->is_retry) {
-        if (w->retrying >= RETRY_MIN && (uint64_t)w->retrying * 100 >= (uint64_t)w->proxied * RETRY_BUDGET_PCT) {
-            gh_upstream_stats_t *st = r->ups->stats;
-            if (st)
-                GH_COUNT(st->slot[w->id].budget_exhausted, 1);
-            return 0;
-        }
-        r->is_retry = 1;
-        w->retrying++;
-    }
+    uint64_t now = gh_loop_now(&w->loop);
+    w->retry_tokens += (double)(now - w->retry_refill_ms) * (RETRY_RESERVE_PER_S / 1000.0);
+    w->retry_refill_ms = now;
+    if (w->retry_tokens > RETRY_CAP)
+        w->retry_tokens = RETRY_CAP;
     gh_upstream_stats_t *st = r->ups->stats;
+    if (w->retry_tokens < 1.0) {
+        if (st)
+            GH_COUNT(st->slot[w->id].budget_exhausted, 1);
+        return 0;
+    }
+    w->retry_tokens -= 1.0;
     if (st)
         GH_COUNT(st->slot[w->id].retries, 1);
     return 1;
@@ -1053,9 +1056,11 @@ static void upstream_start(gh_req_t *r, int fresh)
 {
     gh_worker_t *w = r->w;
     gh_upstream_stats_t *st = r->ups->stats;
-    if (!r->counted) {
+    if (!r->counted) { /* the first attempt: a deposit into the retry budget */
         r->counted = 1;
-        w->proxied++;
+        w->retry_tokens += RETRY_RATIO;
+        if (w->retry_tokens > RETRY_CAP)
+            w->retry_tokens = RETRY_CAP;
     }
     for (;;) {
         int reused = 0, err = 0;

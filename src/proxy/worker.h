@@ -77,8 +77,8 @@ typedef struct gh_worker {
     uint32_t nreq_free;
     char date[40];        /* "Date: ...\r\n" for direct responses */
     uint64_t date_sec;
-    uint32_t proxied;  /* requests in flight to upstreams */
-    uint32_t retrying; /* of those, retries: the retry budget caps it */
+    double retry_tokens;     /* retry budget: a token bucket (session.c) */
+    uint64_t retry_refill_ms; /* loop time of its last time-based refill */
     int draining;
     int exited;
 } gh_worker_t;

@@ -173,8 +173,8 @@ def test_hash_is_sticky_and_remaps_about_one_nth(gatehouse, origin_factory):
 
 def test_retry_budget_caps_amplification(gatehouse, origin_factory):
     """Every backend resets every request. Each request may be tried on up to 3
-    backends, but at most 20% of the requests in flight (3 at least) may be retries:
-    with 30 concurrent clients that is about 1.4 attempts per request, not 3."""
+    backends, but the retry budget (0.2 of a token per request, 10 tokens at start
+    and 10 per second, one per retry) keeps it near 1.2-1.4 attempts per request, not 3."""
     origins = [origin_factory("o%d" % i) for i in range(3)]
     gh = start(gatehouse, origins)
     before = sum(len(o.heads) for o in origins)
