@@ -362,3 +362,225 @@ versions() {
         echo "gatehouse: $GH_BIN_SRC, sha256 $GH_BIN_SHA, built $GH_BIN_DATE, tree at $(cd "$GH_ROOT" && git rev-parse --short HEAD 2>/dev/null || echo 'no commit') ($("$GH_BIN_COPY" version 2>/dev/null | head -1))"
     fi
 }
+
+# ================================================================ additions for bench/upstreams.sh
+# (upstream pools of several origins, backend kill under load). Nothing above is changed.
+
+# cpu_cores: "cpuN user+nice+system steal total" for each core, from /proc/stat.
+# other_load BEFORE AFTER SERVER_TICKS CLIENT_TICKS: "other_cpu0% other_cpu1% steal%": CPU time on the
+# server core not used by the servers, on the client core not used by wrk, and hypervisor steal.
+# (proxy.sh defines identical copies of these two after sourcing this file; its own win there.)
+cpu_cores() { awk '/^cpu[0-9]/ { t = 0; for (i = 2; i <= 9; i++) t += $i; print $1, $2 + $3 + $4, $9, t }' /proc/stat; }
+other_load() {
+    awk -v A="$1" -v B="$2" -v srv="$3" -v wrk="$4" -v sc="cpu$SERVER_CPU" -v cc="cpu$CLIENT_CPU" 'BEGIN {
+        n = split(A, la, "\n"); split(B, lb, "\n");
+        for (i = 1; i <= n; i++) { split(la[i], x, " "); split(lb[i], y, " ");
+            busy[x[1]] = y[2] - x[2]; steal += y[3] - x[3]; tot[x[1]] = y[4] - x[4]; all += y[4] - x[4] }
+        o0 = tot[sc] ? 100 * (busy[sc] - srv) / tot[sc] : 0; o1 = tot[cc] ? 100 * (busy[cc] - wrk) / tot[cc] : 0;
+        printf "%.0f %.0f %.1f\n", o0 < 0 ? 0 : o0, o1 < 0 ? 0 : o1, all ? 100 * steal / all : 0 }'
+}
+
+# tree_pids PID: PID and all its descendants (e.g. an nginx master and its workers), one line.
+tree_pids() { echo "$1 $(descendants "$1")"; }
+
+# pids_ticks PIDS...: sets PIDS_TICKS to the sum of utime+stime+cutime+cstime of the given processes,
+# with bash builtins only (no fork: cheap enough to call right before a kill).
+pids_ticks() {
+    local p l f
+    PIDS_TICKS=0
+    for p in "$@"; do
+        read -r l <"/proc/$p/stat" 2>/dev/null || continue
+        l=${l##*) }
+        read -r -a f <<<"$l"
+        PIDS_TICKS=$((PIDS_TICKS + f[11] + f[12] + f[13] + f[14]))
+    done
+}
+
+# kill_now PIDS...: SIGKILL all of them in one kill(1) builtin call, i.e. within microseconds (kill an
+# nginx master and its workers together: a worker outlives its master when only the master dies).
+# Reap the ones that are this shell's children with wait afterwards.
+kill_now() { kill -KILL "$@" 2>/dev/null; }
+
+# pids_alive PIDS...: prints those still alive (zombies waiting to be reaped count as dead).
+pids_alive() {
+    local p st out=""
+    for p in "$@"; do
+        st=$(ps -o stat= -p "$p" 2>/dev/null)
+        [ -n "$st" ] && [[ $st != Z* ]] && out="$out${out:+ }$p"
+    done
+    echo "$out"
+}
+
+# gen_pool_origin_conf NAME PORT: an origin nginx that answers every path (/, /health, /p/N...)
+# with 200 and the 100-byte body. Prints the config path ($TMPD/NAME/nginx.conf).
+gen_pool_origin_conf() {
+    local d=$TMPD/$1
+    mkdir -p "$d"
+    chmod 755 "$d"
+    cat >"$d/nginx.conf" <<EOF
+worker_processes 1;
+worker_rlimit_nofile $NOFILE;
+daemon off;
+pid $d/nginx.pid;
+error_log $d/error.log notice;
+events { worker_connections $((NOFILE > 20000 ? 20000 : NOFILE)); }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    keepalive_timeout 300s;
+    client_body_temp_path $d/client_body;
+    proxy_temp_path $d/proxy_temp;
+    fastcgi_temp_path $d/fastcgi_temp;
+    uwsgi_temp_path $d/uwsgi_temp;
+    scgi_temp_path $d/scgi_temp;
+    server {
+        listen 127.0.0.1:$2 backlog=4096;
+        location / { default_type text/plain; return 200 "$BODY_SMALL"; }
+    }
+}
+EOF
+    echo "$d/nginx.conf"
+}
+
+# gen_pool_proxy_conf SYSTEM DIRNAME PORT BALANCE HEALTH(0|1) ORIGIN_PORT...: a 1-worker proxy in front
+# of a pool of origins. BALANCE is gatehouse's (round_robin, least_request, peak_ewma, hash:KEY);
+# nginx and HAProxy always use their round-robin. HEALTH=1 adds the failure-scenario settings:
+#   gatehouse: health_check {path: /health, interval: 1s, timeout: 500ms, rise: 2, fall: 2}
+#   HAProxy:   option httpchk GET /health, default-server inter 1s fall 2 rise 2, timeout check 500ms,
+#              option redispatch, retries 3, retry-on all-retryable-errors
+#   nginx:     proxy_next_upstream error timeout http_502 http_503; max_fails=1 fail_timeout=10s
+# With GH_ADMIN_PORT set, gatehouse also gets an admin listener there (for /metrics after a run).
+# Prints the config path.
+gen_pool_proxy_conf() {
+    local sys=$1 name=$2 port=$3 bal=$4 hc=$5 d f p i backends="" key=""
+    shift 5
+    d=$TMPD/$name
+    mkdir -p "$d"
+    chmod 755 "$d"
+    case $sys in
+    gatehouse)
+        f=$d/gatehouse.yaml
+        for p in "$@"; do backends="$backends${backends:+, }\"127.0.0.1:$p\""; done
+        case $bal in hash:*) key=${bal#hash:}; bal=hash ;; esac
+        {
+            echo "workers: 1"
+            echo "access_log: off"
+            [ -n "${GH_ADMIN_PORT:-}" ] && echo "admin: {listen: \"127.0.0.1:$GH_ADMIN_PORT\"}"
+            echo "listeners:"
+            echo "  - {name: http, listen: \"127.0.0.1:$port\"}"
+            echo "upstreams:"
+            echo "  o:"
+            echo "    backends: [$backends]"
+            echo "    keepalive: 1024"
+            echo "    balance: $bal"
+            [ -n "$key" ] && echo "    hash_key: $key"
+            [ "$hc" = 1 ] && echo "    health_check: {path: /health, interval: 1s, timeout: 500ms, rise: 2, fall: 2}"
+            echo "tenants:"
+            echo "  - name: bench"
+            echo "    sites:"
+            echo "      - hosts: [\"*\"]"
+            echo "        routes:"
+            echo "          - name: all"
+            echo "            upstream: o"
+        } >"$f"
+        ;;
+    nginx)
+        f=$d/nginx.conf
+        for p in "$@"; do
+            backends="$backends        server 127.0.0.1:$p$([ "$hc" = 1 ] && echo ' max_fails=1 fail_timeout=10s');
+"
+        done
+        cat >"$f" <<EOF
+worker_processes 1;
+worker_rlimit_nofile $NOFILE;
+daemon off;
+pid $d/nginx.pid;
+error_log $d/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    keepalive_timeout 75s;
+    client_body_temp_path $d/client_body;
+    proxy_temp_path $d/proxy_temp;
+    fastcgi_temp_path $d/fastcgi_temp;
+    uwsgi_temp_path $d/uwsgi_temp;
+    scgi_temp_path $d/scgi_temp;
+    upstream o {
+$backends        keepalive 1024;
+        keepalive_requests 1000000;
+    }
+    server {
+        listen 127.0.0.1:$port reuseport backlog=4096;
+        location / {
+            proxy_pass http://o;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";$([ "$hc" = 1 ] && printf '\n            proxy_next_upstream error timeout http_502 http_503;')
+        }
+    }
+}
+EOF
+        ;;
+    haproxy)
+        f=$d/haproxy.cfg
+        i=0
+        for p in "$@"; do
+            i=$((i + 1))
+            backends="$backends    server s$i 127.0.0.1:$p$([ "$hc" = 1 ] && echo ' check')
+"
+        done
+        cat >"$f" <<EOF
+global
+    nbthread 1
+    maxconn 4096
+    pidfile $d/haproxy.pid
+
+defaults
+    mode http
+    option http-keep-alive
+    http-reuse always
+    maxconn 4096
+    timeout connect 5s
+    timeout client 300s
+    timeout server 60s
+    timeout http-request 300s
+    timeout http-keep-alive 300s
+
+frontend fe
+    bind 127.0.0.1:$port backlog 4096
+    default_backend be
+
+backend be
+    balance roundrobin
+$([ "$hc" = 1 ] && printf '%s\n' '    option httpchk GET /health' '    default-server inter 1s fall 2 rise 2' '    timeout check 500ms' \
+    '    option redispatch' '    retries 3' '    retry-on all-retryable-errors')
+$backends
+EOF
+        ;;
+    *) die "unknown system $sys" ;;
+    esac
+    echo "$f"
+}
+
+# parse_wrk_full FILE: "requests rps p50_ms p99_ms connect read write timeout status lua_non2xx lua_responses"
+# from wrk's summary (--latency) and, if present, the "LUA non2xx=N responses=M" line that
+# bench/upstreams.sh's Lua script prints (-1 when absent).
+parse_wrk_full() {
+    awk '
+        function ms(v) {
+            if (v ~ /us$/) { sub(/us$/, "", v); return v / 1000 }
+            if (v ~ /ms$/) { sub(/ms$/, "", v); return v + 0 }
+            if (v ~ /m$/)  { sub(/m$/, "", v);  return v * 60000 }
+            if (v ~ /s$/)  { sub(/s$/, "", v);  return v * 1000 }
+            return v + 0
+        }
+        BEGIN { ln = -1; lr = -1 }
+        /^ +50% / { p50 = ms($2) }
+        /^ +99% / { p99 = ms($2) }
+        / requests in / { req = $1 }
+        /^Requests\/sec:/ { rps = $2 }
+        /Socket errors:/ { gsub(/,/, ""); c = $4; r = $6; w = $8; t = $10 }
+        /Non-2xx or 3xx responses:/ { st = $NF }
+        /^LUA non2xx=/ { split($2, a, "="); ln = a[2]; split($3, b, "="); lr = b[2] }
+        END { printf "%d %s %.3f %.3f %d %d %d %d %d %d %d\n", req, rps + 0, p50, p99, c, r, w, t, st, ln, lr }' "$1"
+}
