@@ -369,7 +369,6 @@ versions() {
 # cpu_cores: "cpuN user+nice+system steal total" for each core, from /proc/stat.
 # other_load BEFORE AFTER SERVER_TICKS CLIENT_TICKS: "other_cpu0% other_cpu1% steal%": CPU time on the
 # server core not used by the servers, on the client core not used by wrk, and hypervisor steal.
-# (proxy.sh defines identical copies of these two after sourcing this file; its own win there.)
 cpu_cores() { awk '/^cpu[0-9]/ { t = 0; for (i = 2; i <= 9; i++) t += $i; print $1, $2 + $3 + $4, $9, t }' /proc/stat; }
 other_load() {
     awk -v A="$1" -v B="$2" -v srv="$3" -v wrk="$4" -v sc="cpu$SERVER_CPU" -v cc="cpu$CLIENT_CPU" 'BEGIN {

@@ -120,20 +120,6 @@ run_wrk() {
     forget_pid "$w"
 }
 
-# cpu_cores: "cpuN user+nice+system steal total" for each core, from /proc/stat.
-cpu_cores() { awk '/^cpu[0-9]/ { t = 0; for (i = 2; i <= 9; i++) t += $i; print $1, $2 + $3 + $4, $9, t }' /proc/stat; }
-
-# other_load BEFORE AFTER SERVER_TICKS WRK_TICKS: "other_cpu0% other_cpu1% steal%": CPU time on the
-# server core not used by origin+proxy, on the client core not used by wrk, and hypervisor steal.
-other_load() {
-    awk -v A="$1" -v B="$2" -v srv="$3" -v wrk="$4" -v sc="cpu$SERVER_CPU" -v cc="cpu$CLIENT_CPU" 'BEGIN {
-        n = split(A, la, "\n"); split(B, lb, "\n");
-        for (i = 1; i <= n; i++) { split(la[i], x, " "); split(lb[i], y, " ");
-            busy[x[1]] = y[2] - x[2]; steal += y[3] - x[3]; tot[x[1]] = y[4] - x[4]; all += y[4] - x[4] }
-        o0 = tot[sc] ? 100 * (busy[sc] - srv) / tot[sc] : 0; o1 = tot[cc] ? 100 * (busy[cc] - wrk) / tot[cc] : 0;
-        printf "%.0f %.0f %.1f\n", o0 < 0 ? 0 : o0, o1 < 0 ? 0 : o1, all ? 100 * steal / all : 0 }'
-}
-
 # run_one SYSTEM WORKERS SIZE ROUND PORT PID
 run_one() {
     local sys=$1 n=$2 size=$3 round=$4 port=$5 pid=$6
