@@ -115,25 +115,21 @@ tree_ticks() {
     echo "$sum $pids"
 }
 
-# Sum of VmRSS (kB) of PID and all its descendants.
-tree_rss_kb() {
-    local root=$1 p sum=0 v
+# tree_sum_kb ROOT FILE FIELD: sum of FIELD (kB) in /proc/PID/FILE over ROOT and its descendants.
+tree_sum_kb() {
+    local root=$1 file=$2 field=$3 p sum=0 v
     for p in "$root" $(descendants "$root"); do
-        v=$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null)
+        v=$(awk -v f="$field:" '$1 == f {print $2}' "/proc/$p/$file" 2>/dev/null)
         sum=$((sum + ${v:-0}))
     done
     echo "$sum"
 }
 
+# Sum of VmRSS (kB) of PID and all its descendants.
+tree_rss_kb() { tree_sum_kb "$1" status VmRSS; }
+
 # Sum of Pss (kB) from smaps_rollup over the tree (shared pages split between processes).
-tree_pss_kb() {
-    local root=$1 p sum=0 v
-    for p in "$root" $(descendants "$root"); do
-        v=$(awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup" 2>/dev/null)
-        sum=$((sum + ${v:-0}))
-    done
-    echo "$sum"
-}
+tree_pss_kb() { tree_sum_kb "$1" smaps_rollup Pss; }
 
 # busy_sample SECONDS: prints "total cpu0 cpu1" busy percentages over the interval.
 busy_sample() {

@@ -970,7 +970,8 @@ static void backend_result(gh_req_t *r, int failed)
         return;
     uint32_t i = r->backend_idx;
     if (r->lb_active) {
-        gh_lb_end(s->lb, (int)i, r->up_us > 0 ? (uint64_t)r->up_us : now_us() - r->t_up_us, failed, now_us());
+        uint64_t now = now_us();
+        gh_lb_end(s->lb, (int)i, r->up_us > 0 ? (uint64_t)r->up_us : now - r->t_up_us, failed, now);
         r->lb_active = 0;
     }
     if (!failed) {
