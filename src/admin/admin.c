@@ -28,9 +28,15 @@ static void upstreams_json(gh_req_t *r, const gh_conf_t *c)
         for (uint32_t k = 0; k < u->nbackends; k++) {
             const gh_conf_backend_t *b = &u->backends[k];
             const gh_health_t *h = b->health;
+            gh_backend_view_t v;
+            gh_backend_view(b, &v);
             OUT("%s{\"address\":\"%s\",\"weight\":%u,\"state\":\"%s\",\"drained\":%s", k ? "," : "", b->name,
                 b->weight, !u->health.enabled ? "unchecked" : gh_health_up(b) ? "up" : "down",
                 gh_health_drained(b) ? "true" : "false");
+            OUT(",\"ejected_by_workers\":%u,\"ejections\":%llu,\"active_requests\":%llu,\"requests\":%llu,"
+                "\"failures\":%llu,\"latency_ewma_ms\":%.3f",
+                v.ejected, (unsigned long long)v.ejections, (unsigned long long)v.active,
+                (unsigned long long)v.requests, (unsigned long long)v.failures, (double)v.latency_us / 1e3);
             if (h && u->health.enabled) {
                 char err[sizeof h->last_error];
                 size_t e = 0;

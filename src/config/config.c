@@ -1321,12 +1321,146 @@ static void parse_health(ctx_t *x, gh_conf_upstream_t *u, yaml_node_t *n)
     path_pop(x, o);
 }
 
+/* The defaults of an upstream (documented in docs/configuration.md). */
+static void upstream_defaults(gh_conf_upstream_t *u)
+{
+    u->keepalive = 128;
+    u->keepalive_timeout = 60000;
+    u->retry.attempts = 3;
+    u->retry.on = GH_RETRY_CONNECT | GH_RETRY_RESET;
+    u->retry.backoff_base = 10;
+    u->retry.backoff_max = 250;
+    u->retry.budget_ratio = 0.2;
+    u->retry.budget_min_per_s = 10;
+    u->outlier.consecutive_failures = 5;
+    u->outlier.base_ejection = 30000;
+    u->outlier.max_ejection = 300000;
+    u->outlier.max_ejected_percent = 50;
+}
+
+/* A decimal number in [min, max] ("0.2", "10", "1.5"). */
+static bool f_num(ctx_t *x, field_t *f, double min, double max, double *out)
+{
+    if (!f->val)
+        return false;
+    size_t o = path_key(x, f->name);
+    bool ok = false;
+    if (!is_scalar(f->val)) {
+        err(x, f->val, "expected a number, got %s", kind(f->val));
+    } else {
+        char buf[32], *end = NULL;
+        size_t n = sl(f->val);
+        double v = 0;
+        if (n && n < sizeof buf && strspn(sv(f->val), "0123456789.") == n) {
+            memcpy(buf, sv(f->val), n);
+            buf[n] = 0;
+            v = strtod(buf, &end);
+        }
+        if (!end || *end || end == buf)
+            err(x, f->val, "expected a number like 0.2, got %s", q(x, sv(f->val), n));
+        else if (v < min || v > max)
+            err(x, f->val, "%s is out of range %g..%g", q(x, sv(f->val), n), min, max);
+        else
+            *out = v, ok = true;
+    }
+    path_pop(x, o);
+    return ok;
+}
+
+/* retries: {attempts, on: [connect_failure, reset, timeout, 503, ...], non_idempotent,
+ *           per_try_timeout, backoff: {base, max}, budget: {ratio, min_per_second}} */
+static void parse_retries(ctx_t *x, gh_conf_upstream_t *u, yaml_node_t *n)
+{
+    size_t o = path_key(x, "retries");
+    field_t f[] = {F("attempts"), F("on"), F("non_idempotent"), F("per_try_timeout"), F("backoff"), F("budget")};
+    if (!fields(x, n, f, GH_ARRAY_LEN(f))) {
+        path_pop(x, o);
+        return;
+    }
+    f_u32(x, &f[0], 1, 10, &u->retry.attempts);
+    if (f[1].val) {
+        size_t o2 = path_key(x, "on");
+        if (want_seq(x, f[1].val, false)) {
+            u->retry.on = 0;
+            for (size_t i = 0; i < seq_len(f[1].val); i++) {
+                yaml_node_t *v = node(x, f[1].val->data.sequence.items.start[i]);
+                size_t o3 = path_idx(x, i);
+                uint64_t st = 0;
+                size_t used = 0;
+                if (!is_scalar(v))
+                    err(x, v, "expected a retry condition, got %s", kind(v));
+                else if (seq_eq(sv(v), sl(v), "connect_failure"))
+                    u->retry.on |= GH_RETRY_CONNECT;
+                else if (seq_eq(sv(v), sl(v), "reset"))
+                    u->retry.on |= GH_RETRY_RESET;
+                else if (seq_eq(sv(v), sl(v), "timeout"))
+                    u->retry.on |= GH_RETRY_TIMEOUT;
+                else if (parse_digits(sv(v), sl(v), &used, &st) && used == sl(v) && st >= 400 && st <= 599) {
+                    if (u->retry.nstatuses == GH_ARRAY_LEN(u->retry.statuses))
+                        err(x, v, "at most %zu retried statuses", GH_ARRAY_LEN(u->retry.statuses));
+                    else
+                        u->retry.statuses[u->retry.nstatuses++] = (uint16_t)st;
+                } else
+                    err(x, v, "unknown retry condition %s (connect_failure, reset, timeout or a status 400..599)",
+                        q(x, sv(v), sl(v)));
+                path_pop(x, o3);
+            }
+        }
+        path_pop(x, o2);
+    }
+    f_bool(x, &f[2], &u->retry.non_idempotent);
+    f_dur(x, &f[3], true, &u->retry.per_try_timeout);
+    if (f[4].val) {
+        size_t o2 = path_key(x, "backoff");
+        field_t g[] = {F("base"), F("max")};
+        if (fields(x, f[4].val, g, GH_ARRAY_LEN(g))) {
+            f_dur(x, &g[0], true, &u->retry.backoff_base);
+            f_dur(x, &g[1], true, &u->retry.backoff_max);
+            if (u->retry.backoff_max < u->retry.backoff_base) {
+                size_t o3 = path_key(x, "max");
+                err(x, g[1].val ? g[1].val : f[4].val, "max must not be below base");
+                path_pop(x, o3);
+            }
+        }
+        path_pop(x, o2);
+    }
+    if (f[5].val) {
+        size_t o2 = path_key(x, "budget");
+        field_t g[] = {F("ratio"), F("min_per_second")};
+        if (fields(x, f[5].val, g, GH_ARRAY_LEN(g))) {
+            f_num(x, &g[0], 0, 1, &u->retry.budget_ratio);
+            f_num(x, &g[1], 0, 100000, &u->retry.budget_min_per_s);
+        }
+        path_pop(x, o2);
+    }
+    path_pop(x, o);
+}
+
+/* outlier_detection: {consecutive_failures, base_ejection, max_ejection, max_ejected_percent} */
+static void parse_outlier(ctx_t *x, gh_conf_upstream_t *u, yaml_node_t *n)
+{
+    size_t o = path_key(x, "outlier_detection");
+    field_t f[] = {F("consecutive_failures"), F("base_ejection"), F("max_ejection"), F("max_ejected_percent")};
+    if (fields(x, n, f, GH_ARRAY_LEN(f))) {
+        f_u32(x, &f[0], 0, 1000, &u->outlier.consecutive_failures);
+        f_dur(x, &f[1], false, &u->outlier.base_ejection);
+        f_dur(x, &f[2], false, &u->outlier.max_ejection);
+        f_u32(x, &f[3], 0, 100, &u->outlier.max_ejected_percent);
+        if (u->outlier.max_ejection < u->outlier.base_ejection) {
+            size_t o2 = path_key(x, "max_ejection");
+            err(x, f[2].val ? f[2].val : n, "max_ejection must not be below base_ejection");
+            path_pop(x, o2);
+        }
+    }
+    path_pop(x, o);
+}
+
 static void parse_upstream(ctx_t *x, yaml_node_t *n, gh_conf_upstream_t *u, up_tmo_t *t)
 {
     field_t f[] = {F("backends"), F("keepalive"), F("keepalive_timeout"), F("timeouts"), F("balance"),
-                   F("hash_key"), F("health_check"), F("circuit_breaker"), F("slow_start")};
-    u->keepalive = 128;
-    u->keepalive_timeout = 60000;
+                   F("hash_key"), F("health_check"), F("circuit_breaker"), F("slow_start"), F("retries"),
+                   F("outlier_detection")};
+    upstream_defaults(u);
     if (!fields(x, n, f, GH_ARRAY_LEN(f)))
         return;
     if (!f[0].val) {
@@ -1350,6 +1484,10 @@ static void parse_upstream(ctx_t *x, yaml_node_t *n, gh_conf_upstream_t *u, up_t
     if (f[6].val)
         parse_health(x, u, f[6].val);
     f_dur(x, &f[8], true, &u->slow_start);
+    if (f[9].val)
+        parse_retries(x, u, f[9].val);
+    if (f[10].val)
+        parse_outlier(x, u, f[10].val);
     if (f[7].val) {
         size_t o = path_key(x, "circuit_breaker");
         field_t g[] = {F("max_connections"), F("max_pending"), F("max_requests")};
@@ -2283,8 +2421,7 @@ int gh_conf_quick(const char *from, const char *const *to, int nto, gh_conf_t **
     gh_conf_upstream_t *u = c->upstreams = xalloc(x, sizeof *u);
     c->nupstreams = 1;
     u->name = "default";
-    u->keepalive = 128;
-    u->keepalive_timeout = 60000;
+    upstream_defaults(u);
     u->backends = xalloc(x, (nto > 0 ? (size_t)nto : 1) * sizeof *u->backends);
     if (nto <= 0)
         errat(x, 0, 0, "--to", "at least one backend address is required");

@@ -71,12 +71,30 @@ typedef struct gh_conf_upstream {
         uint32_t max_pending;     /* requests waiting for a new connection (0 = no limit) */
         uint32_t max_requests;    /* requests in flight (0 = no limit) */
     } breaker;
+    struct {
+        uint32_t attempts;        /* tries in all, the first included (default 3; 1 = no retries) */
+        uint32_t on;              /* GH_RETRY_* conditions (default connect_failure, reset) */
+        uint16_t statuses[16];    /* response statuses that are retried (none by default) */
+        uint32_t nstatuses;
+        int non_idempotent;       /* retry POST/PATCH/... too (never once their body was sent) */
+        uint32_t per_try_timeout; /* ms for each try's response head (0 = timeouts.response) */
+        uint32_t backoff_base, backoff_max; /* ms: try n waits rand[0, min(max, base * 2^(n-2))] */
+        double budget_ratio;      /* retries at most this fraction of requests (default 0.2) ... */
+        double budget_min_per_s;  /* ... plus this many per second (default 10) */
+    } retry;
+    struct {
+        uint32_t consecutive_failures; /* gateway failures in a row that eject a backend (5; 0 = off) */
+        uint32_t base_ejection;        /* ms, doubled on each repeat (30 s) */
+        uint32_t max_ejection;         /* ms ceiling (300 s) */
+        uint32_t max_ejected_percent;  /* of the pool ejected at once (50) */
+    } outlier;
     uint32_t *maglev; /* hash policy: the Maglev table (backend index per slot), in the arena */
     uint32_t maglev_size;
     void *stats; /* obs: this upstream's metrics series (gh_upstream_stats_t *), bound after load */
 } gh_conf_upstream_t;
 
 enum { GH_BALANCE_ROUND_ROBIN = 0, GH_BALANCE_LEAST_REQUEST, GH_BALANCE_PEAK_EWMA, GH_BALANCE_HASH };
+enum { GH_RETRY_CONNECT = 1, GH_RETRY_RESET = 2, GH_RETRY_TIMEOUT = 4 };
 enum { GH_HASH_CLIENT_IP = 0, GH_HASH_HEADER, GH_HASH_COOKIE, GH_HASH_PATH };
 
 typedef struct {

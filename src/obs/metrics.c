@@ -34,6 +34,8 @@ int gh_metrics_init(uint32_t n)
 
 gh_thread_stats_t *gh_metrics_thread(uint32_t slot) { return &threads[slot]; }
 
+uint32_t gh_metrics_nslots(void) { return nslots; }
+
 static void *alloc_series(size_t head, size_t slot)
 {
     size_t sz = head + slot * nslots;

@@ -59,6 +59,20 @@ typedef struct gh_upstream_stats {
     gh_upstream_slot_t slot[];
 } gh_upstream_stats_t;
 
+/* One backend as one worker sees it. Besides counters it holds the worker's passive
+ * health state of the backend, so that an ejection outlives a reload or a DNS
+ * change (the slot lives in the backend's record, keyed by upstream and name). */
+typedef struct {
+    uint64_t requests;      /* tries sent */
+    uint64_t failures;      /* tries failed: connect error, reset, timeout, 502/503/504 */
+    uint64_t ejections;     /* times this worker ejected it */
+    uint64_t active;        /* gauge: tries in flight */
+    uint64_t latency_us;    /* EWMA (alpha 1/8) of the time to the response head */
+    uint64_t ejected_until; /* monotonic ms (gh_clock_ms); ejected while now is below */
+    uint32_t fails;         /* failures in a row */
+    uint32_t level;         /* ejection backoff level: the next ejection lasts base << level */
+} __attribute__((aligned(GH_CACHELINE))) gh_backend_slot_t;
+
 typedef struct {
     uint64_t conns_active; /* gauge, owned by this thread */
     uint64_t conns_accepted;
@@ -79,6 +93,8 @@ int gh_metrics_init(uint32_t nslots);
 /* Point every route and upstream of c at its series (created on first sight). */
 int gh_metrics_bind(gh_conf_t *c);
 gh_thread_stats_t *gh_metrics_thread(uint32_t slot);
+/* Slots per series (workers + admin thread). */
+uint32_t gh_metrics_nslots(void);
 /* Record one finished request on a route. */
 void gh_metrics_request(gh_route_stats_t *s, uint32_t slot, int status, uint64_t dur_us,
                         uint64_t bytes_in, uint64_t bytes_out);

@@ -51,10 +51,14 @@ static gh_health_t *record(const char *up, const char *be)
         if (!strncmp(h->key, up, lu) && h->key[lu] == '\n' && !strcmp(h->key + lu + 1, be))
             return h;
     gh_health_t *h = calloc(1, sizeof(*h));
-    if (!h || !(h->key = malloc(lu + lb + 2))) {
+    size_t slots = (size_t)gh_metrics_nslots() * sizeof(gh_backend_slot_t);
+    if (!h || !(h->key = malloc(lu + lb + 2)) || !(h->slot = aligned_alloc(GH_CACHELINE, slots ? slots : GH_CACHELINE))) {
+        if (h)
+            free(h->key);
         free(h);
         return NULL;
     }
+    memset(h->slot, 0, slots);
     memcpy(h->key, up, lu);
     h->key[lu] = '\n';
     memcpy(h->key + lu + 1, be, lb + 1);
@@ -340,11 +344,32 @@ void gh_health_stop(void)
     hc.running = 0;
 }
 
+void gh_backend_view(const gh_conf_backend_t *b, gh_backend_view_t *out)
+{
+    memset(out, 0, sizeof *out);
+    const gh_health_t *h = b->health;
+    if (!h)
+        return;
+    uint64_t now = gh_clock_ms(), lat = 0, nlat = 0;
+    for (uint32_t i = 0; i < gh_metrics_nslots(); i++) {
+        const gh_backend_slot_t *s = &h->slot[i];
+        out->requests += GH_READ(s->requests);
+        out->failures += GH_READ(s->failures);
+        out->ejections += GH_READ(s->ejections);
+        out->active += GH_READ(s->active);
+        out->ejected += GH_READ(s->ejected_until) > now;
+        uint64_t l = GH_READ(s->latency_us);
+        if (l)
+            lat += l, nlat++;
+    }
+    out->latency_us = nlat ? lat / nlat : 0;
+}
+
 char *gh_health_metrics(const gh_conf_t *c, size_t *len)
 {
     size_t cap = 1024;
     for (uint32_t i = 0; i < c->nupstreams; i++)
-        cap += (size_t)c->upstreams[i].nbackends * 4 * 256;
+        cap += (size_t)c->upstreams[i].nbackends * 10 * 256;
     char *out = malloc(cap);
     if (!out)
         return NULL;
@@ -376,6 +401,35 @@ char *gh_health_metrics(const gh_conf_t *c, size_t *len)
             OUT("gatehouse_upstream_health_checks_total{upstream=\"%s\",backend=\"%s\",result=\"failed\"} %llu\n",
                 c->upstreams[i].name, c->upstreams[i].backends[k].name, (unsigned long long)bad);
         }
+    static const struct {
+        const char *name, *type, *help;
+    } series[] = {
+        {"requests_total", "counter", "Tries sent to the backend (retries included)."},
+        {"failures_total", "counter", "Tries the backend failed: connect error, reset, timeout, 502/503/504."},
+        {"ejections_total", "counter", "Times a worker ejected the backend (passive outlier detection)."},
+        {"ejected", "gauge", "Workers that hold the backend ejected now."},
+        {"active_requests", "gauge", "Tries in flight to the backend."},
+        {"latency_ewma_seconds", "gauge", "Moving average of the time to the response head (mean of the workers')."},
+    };
+    for (size_t j = 0; j < sizeof series / sizeof series[0]; j++) {
+        OUT("# HELP gatehouse_upstream_backend_%s %s\n# TYPE gatehouse_upstream_backend_%s %s\n", series[j].name,
+            series[j].help, series[j].name, series[j].type);
+        for (uint32_t i = 0; i < c->nupstreams; i++)
+            for (uint32_t k = 0; k < c->upstreams[i].nbackends; k++) {
+                gh_backend_view_t v;
+                gh_backend_view(&c->upstreams[i].backends[k], &v);
+                OUT("gatehouse_upstream_backend_%s{upstream=\"%s\",backend=\"%s\"} ", series[j].name,
+                    c->upstreams[i].name, c->upstreams[i].backends[k].name);
+                switch (j) {
+                case 0: OUT("%llu\n", (unsigned long long)v.requests); break;
+                case 1: OUT("%llu\n", (unsigned long long)v.failures); break;
+                case 2: OUT("%llu\n", (unsigned long long)v.ejections); break;
+                case 3: OUT("%u\n", v.ejected); break;
+                case 4: OUT("%llu\n", (unsigned long long)v.active); break;
+                default: OUT("%.6f\n", (double)v.latency_us / 1e6); break;
+                }
+            }
+    }
 #undef OUT
     if (n >= cap) {
         free(out);

@@ -34,7 +34,7 @@
 #include "proxy/router.h"
 
 enum { C_IDLE, C_HEAD, C_ACTIVE, C_LINGER };
-enum { P_CONNECT = 1, P_PROXY, P_TUNNEL, P_DIRECT };
+enum { P_CONNECT = 1, P_PROXY, P_TUNNEL, P_DIRECT, P_BACKOFF };
 
 /* pump results below zero: what went wrong */
 enum {
@@ -91,6 +91,7 @@ struct gh_req {
     uint64_t hash_key; /* GH_LB_HASH: the request's key */
     uint64_t tried;    /* backends (index < 64) this request was sent to */
     uint8_t lb_active, counted, replayed;
+    uint8_t active; /* counted in its backend slot's active tries */
     uint8_t breaker_req, breaker_pending; /* counted in the pool's live requests / pending */
     uint8_t reused, tries, up_keepalive, up_extra;
     gh_buf_t uhead;
@@ -118,7 +119,13 @@ static void client_run(gh_client_t *c);
 static void client_close(gh_client_t *c);
 static void req_timeout(gh_timer_t *t);
 static void backend_result(gh_req_t *r, int failed);
+static void try_end(gh_req_t *r);
 static void pending_done(gh_req_t *r);
+static void upstream_start(gh_req_t *r, int fresh);
+static int retry_allowed(gh_req_t *r, uint32_t cond);
+static int replayable(const gh_req_t *r);
+static int pick_backend(gh_req_t *r);
+static void retry_start(gh_req_t *r);
 
 static uint64_t now_us(void)
 {
@@ -212,6 +219,7 @@ static void req_free(gh_req_t *r)
     if (r->lb_active && r->gen->up[r->ups->index].lb) /* ended without an outcome (client gone) */
         gh_lb_end(r->gen->up[r->ups->index].lb, (int)r->backend_idx, now_us() - r->t_up_us, 0, now_us());
     r->lb_active = 0;
+    try_end(r);
 
     if (r->breaker_req)
         __atomic_sub_fetch(&((gh_upstream_stats_t *)r->ups->stats)->live.requests, 1, __ATOMIC_RELAXED);
@@ -579,6 +587,16 @@ static int build_client_head(gh_req_t *r, const gh_h1_response_t *m)
     return rc;
 }
 
+static int retried_status(const gh_req_t *r, int status)
+{
+    for (uint32_t i = 0; i < r->ups->retry.nstatuses; i++)
+        if (r->ups->retry.statuses[i] == status)
+            return 1;
+    return 0;
+}
+
+/* Parse the response head: 1 when complete, 0 for more input, 2 when the response
+ * was dropped for a retry, or E_BADRESP. */
 static int response_head(gh_req_t *r)
 {
     gh_worker_t *w = r->w;
@@ -608,6 +626,16 @@ static int response_head(gh_req_t *r)
         r->status = m.status;
         r->up_us = (int64_t)(now_us() - r->t_up_us);
         backend_result(r, m.status == 502 || m.status == 503 || m.status == 504);
+        if (retried_status(r, m.status) && replayable(r) && retry_allowed(r, 0) && pick_backend(r) == 0) {
+            /* the response is dropped, with its connection (its body is not read) */
+            pending_done(r);
+            try_end(r);
+            gh_upstream_close(r->u);
+            r->u = NULL;
+            r->status = 0;
+            retry_start(r);
+            return 2;
+        }
         r->resp.rd += (uint32_t)rc;
         r->scan = r->ready_end = r->resp.rd;
         r->resp_body = (uint8_t)m.body;
@@ -699,8 +727,11 @@ static int upstream_read(gh_req_t *r)
     gh_buf_t *b = &r->resp;
     if (!gh_buf_room(b)) {
         if (!r->head_done) {
-            if (response_head(r) < 0) /* grows, or fails over the limit */
+            int rc = response_head(r); /* grows, or fails over the limit */
+            if (rc < 0)
                 return E_BADRESP;
+            if (rc == 2)
+                return 1;
         } else if (b->rd == r->ready_end) { /* nothing waiting for the client: drop the gap */
             uint32_t keep = b->wr - r->scan;
             memmove(b->base, b->base + r->scan, keep);
@@ -740,7 +771,7 @@ static int upstream_read(gh_req_t *r)
     }
     if (!r->head_done) {
         int rc = response_head(r);
-        if (rc <= 0)
+        if (rc <= 0 || rc == 2)
             return rc < 0 ? rc : 1;
         if (r->phase == P_TUNNEL)
             return 1;
@@ -797,24 +828,19 @@ static int output_pending(const gh_req_t *r)
 
 /* ---- choosing a backend and connecting ---- */
 
-/* Passive health: a backend failing OUTLIER_FAILS requests in a row is ejected for
- * OUTLIER_BASE_MS, doubling with each ejection up to OUTLIER_MAX_MS; at most
- * OUTLIER_MAX_PCT of a pool is ejected at once, and when nothing is left to pick
- * the whole pool is used (panic) rather than failing everything. */
-#define OUTLIER_FAILS 5
-#define OUTLIER_BASE_MS 30000
-#define OUTLIER_MAX_MS 300000
-#define OUTLIER_MAX_PCT 50
-/* The retry budget is a per-worker token bucket (as Finagle's RetryBudget): every
- * request sent upstream deposits RETRY_RATIO of a token, RETRY_RESERVE_PER_S tokens
- * are added each second, a retry takes one, and the bucket holds at most RETRY_CAP.
- * Losing one backend of several is absorbed (its burst of failures is small against
- * the credit of the traffic), while an outage of all of them cannot make more than
- * about 1.2 attempts per request plus the reserve. */
-#define RETRY_RATIO 0.2
-#define RETRY_RESERVE_PER_S 10.0
+/* Passive health (outlier_detection): a backend failing consecutive_failures
+ * requests in a row is ejected for base_ejection, doubling with each ejection up to
+ * max_ejection; at most max_ejected_percent of a pool is ejected at once, and when
+ * nothing is left to pick the whole pool is used (panic) rather than failing
+ * everything.
+ *
+ * The retry budget is a token bucket per pool and worker (as Finagle's
+ * RetryBudget): every request sent upstream deposits budget_ratio of a token,
+ * budget_min_per_s tokens are added each second, a retry takes one, and the bucket
+ * holds at most RETRY_CAP. Losing one backend of several is absorbed (its burst of
+ * failures is small against the credit of the traffic), while an outage of all of
+ * them cannot make more than about 1 + ratio attempts per request plus the reserve. */
 #define RETRY_CAP 1000.0
-#define MAX_TRIES 3
 
 static gh_upstate_t *upstate(gh_req_t *r)
 {
@@ -831,22 +857,23 @@ static gh_upstate_t *upstate(gh_req_t *r)
         s->lb = gh_lb_new(r->ups->balance, n, weights, r->ups->maglev, r->ups->maglev_size, gh_worker_rand(r->w));
         free(weights);
     }
-    s->ok = malloc(n);
-    s->scratch = malloc(n);
-    s->fails = calloc(n, sizeof(*s->fails));
-    s->ejections = calloc(n, sizeof(*s->ejections));
-    s->ejected_until = calloc(n, sizeof(*s->ejected_until));
-    if (!s->lb || !s->ok || !s->scratch || !s->fails || !s->ejections || !s->ejected_until) {
+    s->ok = malloc(n ? n : 1);
+    s->scratch = malloc(n ? n : 1);
+    if (!s->lb || !s->ok || !s->scratch) {
         gh_lb_free(s->lb);
         free(s->ok);
         free(s->scratch);
-        free(s->fails);
-        free(s->ejections);
-        free(s->ejected_until);
         memset(s, 0, sizeof(*s));
         return NULL;
     }
-    memset(s->ok, 1, n);
+    /* ejections made under an earlier configuration still hold (they live in the slots) */
+    uint64_t now = gh_loop_now(&r->w->loop);
+    for (uint32_t i = 0; i < n; i++) {
+        s->ok[i] = gh_backend_slot(&r->ups->backends[i], r->w->id)->ejected_until <= now;
+        s->nejected += !s->ok[i];
+    }
+    s->retry_tokens = r->ups->retry.budget_min_per_s; /* the credit of the first second */
+    s->retry_refill_ms = gh_loop_now(&r->w->loop);
     return s;
 }
 
@@ -898,8 +925,9 @@ static void slow_start(gh_req_t *r, gh_upstate_t *s, uint64_t now)
     const gh_conf_upstream_t *up = r->ups;
     for (uint32_t i = 0; i < up->nbackends; i++) {
         uint64_t since = gh_health_up_since(&up->backends[i]);
-        if (s->ejections[i] && s->ejected_until[i] > since)
-            since = s->ejected_until[i];
+        uint64_t back = gh_backend_slot(&up->backends[i], r->w->id)->ejected_until;
+        if (back > since && back <= now)
+            since = back;
         uint32_t full = up->backends[i].weight * 100, w = full;
         if (since && now < since + up->slow_start) {
             uint64_t frac = (now - since) * 100 / up->slow_start; /* 0..99 */
@@ -922,9 +950,9 @@ static int pick_backend(gh_req_t *r)
     uint64_t now = gh_loop_now(&r->w->loop);
     if (s->nejected)
         for (uint32_t i = 0; i < n; i++)
-            if (!s->ok[i] && now >= s->ejected_until[i]) {
+            if (!s->ok[i] && now >= gh_backend_slot(&r->ups->backends[i], r->w->id)->ejected_until) {
                 s->ok[i] = 1;
-                s->fails[i] = 0;
+                gh_backend_slot(&r->ups->backends[i], r->w->id)->fails = 0;
                 s->nejected--;
                 gh_log(GH_LOG_INFO, "upstream %s: backend %s back in rotation", r->ups->name,
                        r->ups->backends[i].name);
@@ -962,6 +990,15 @@ static int pick_backend(gh_req_t *r)
     return 0;
 }
 
+/* A try on r->backend is over (its response is complete, or it failed). */
+static void try_end(gh_req_t *r)
+{
+    if (r->active) {
+        GH_COUNT(gh_backend_slot(r->backend, r->w->id)->active, -1);
+        r->active = 0;
+    }
+}
+
 /* The outcome of one attempt on r->backend: feeds the balancer and passive health. */
 static void backend_result(gh_req_t *r, int failed)
 {
@@ -969,62 +1006,112 @@ static void backend_result(gh_req_t *r, int failed)
     if (!s)
         return;
     uint32_t i = r->backend_idx;
+    gh_backend_slot_t *bs = gh_backend_slot(r->backend, r->w->id);
     if (r->lb_active) {
         uint64_t now = now_us();
-        gh_lb_end(s->lb, (int)i, r->up_us > 0 ? (uint64_t)r->up_us : now - r->t_up_us, failed, now);
+        uint64_t lat = r->up_us > 0 ? (uint64_t)r->up_us : now - r->t_up_us;
+        gh_lb_end(s->lb, (int)i, lat, failed, now);
         r->lb_active = 0;
+        uint64_t avg = GH_READ(bs->latency_us);
+        __atomic_store_n(&bs->latency_us, avg ? avg - avg / 8 + lat / 8 : lat, __ATOMIC_RELAXED);
     }
     if (!failed) {
-        s->fails[i] = 0;
+        bs->fails = 0;
         return;
     }
+    try_end(r);
+    GH_COUNT(bs->failures, 1);
     uint32_t n = r->ups->nbackends;
-    if (++s->fails[i] < OUTLIER_FAILS || !s->ok[i] || (s->nejected + 1) * 100 > n * OUTLIER_MAX_PCT)
+    const typeof(r->ups->outlier) *od = &r->ups->outlier;
+    if (!od->consecutive_failures || ++bs->fails < od->consecutive_failures || !s->ok[i] ||
+        (s->nejected + 1) * 100 > n * od->max_ejected_percent)
         return;
-    uint32_t shift = s->ejections[i] < 4 ? s->ejections[i] : 4;
-    uint64_t ms = (uint64_t)OUTLIER_BASE_MS << shift;
-    if (ms > OUTLIER_MAX_MS)
-        ms = OUTLIER_MAX_MS;
+    /* the backoff level grows with each ejection and starts over once the backend
+     * has stayed in rotation for max_ejection */
+    uint64_t now = gh_loop_now(&r->w->loop);
+    if (bs->ejected_until && now > bs->ejected_until + od->max_ejection)
+        bs->level = 0;
+    uint64_t ms = (uint64_t)od->base_ejection << GH_MIN(bs->level, 16u);
+    if (ms > od->max_ejection)
+        ms = od->max_ejection;
     s->ok[i] = 0;
     s->nejected++;
-    s->ejections[i]++;
-    s->fails[i] = 0;
-    s->ejected_until[i] = gh_loop_now(&r->w->loop) + ms;
+    bs->level++;
+    bs->fails = 0;
+    GH_COUNT(bs->ejections, 1);
+    __atomic_store_n(&bs->ejected_until, now + ms, __ATOMIC_RELAXED);
     gh_upstream_stats_t *st = r->ups->stats;
     if (st)
         GH_COUNT(st->slot[r->w->id].ejections, 1);
-    gh_log(GH_LOG_WARN, "upstream %s: backend %s ejected for %llu s after %d failures in a row (worker %u)",
-           r->ups->name, r->backend->name, (unsigned long long)(ms / 1000), OUTLIER_FAILS, r->w->id);
+    gh_log(GH_LOG_WARN, "upstream %s: backend %s ejected for %llu ms after %u failures in a row (worker %u)",
+           r->ups->name, r->backend->name, (unsigned long long)ms, od->consecutive_failures, r->w->id);
 }
 
-static int idempotent(int method_id)
+/* Back to the start of the request head, to send it again (nothing reached the client). */
+static void rewind_request(gh_req_t *r)
 {
-    return method_id == GH_M_GET || method_id == GH_M_HEAD || method_id == GH_M_OPTIONS ||
-           method_id == GH_M_TRACE || method_id == GH_M_PUT || method_id == GH_M_DELETE;
+    r->uhead.rd = 0;
+    gh_buf_put(&r->w->bufs, &r->resp);
+    r->ready_end = r->scan = 0;
+    r->sent_done = 0;
 }
 
-/* Whether another attempt may start (try count and the worker's retry budget),
- * accounting for it when it may. */
-static int retry_allowed(gh_req_t *r)
+/* Whether a request that reached a backend may be sent again: nothing of its body
+ * was streamed, nothing of a response reached the client, and its method is
+ * idempotent (or the pool retries any method). */
+static int replayable(const gh_req_t *r)
+{
+    int m = r->method_id;
+    return r->body == GH_H1_BODY_NONE && !r->resp_started && !r->ws &&
+           (m == GH_M_GET || m == GH_M_HEAD || m == GH_M_OPTIONS || m == GH_M_TRACE || m == GH_M_PUT ||
+            m == GH_M_DELETE || r->ups->retry.non_idempotent);
+}
+
+/* Whether another try may start after a failure of kind cond (GH_RETRY_*, or 0 for
+ * a retried status): the pool retries on it, tries are left, and the pool's retry
+ * budget has a token, which is taken. */
+static int retry_allowed(gh_req_t *r, uint32_t cond)
 {
     gh_worker_t *w = r->w;
-    if (r->tries >= MAX_TRIES || r->tries >= r->ups->nbackends)
+    const gh_conf_upstream_t *up = r->ups;
+    if ((cond && !(up->retry.on & cond)) || r->tries >= up->retry.attempts || r->tries >= up->nbackends)
+        return 0;
+    gh_upstate_t *s = upstate(r);
+    if (!s)
         return 0;
     uint64_t now = gh_loop_now(&w->loop);
-    w->retry_tokens += (double)(now - w->retry_refill_ms) * (RETRY_RESERVE_PER_S / 1000.0);
-    w->retry_refill_ms = now;
-    if (w->retry_tokens > RETRY_CAP)
-        w->retry_tokens = RETRY_CAP;
-    gh_upstream_stats_t *st = r->ups->stats;
-    if (w->retry_tokens < 1.0) {
+    s->retry_tokens += (double)(now - s->retry_refill_ms) * (up->retry.budget_min_per_s / 1000.0);
+    s->retry_refill_ms = now;
+    if (s->retry_tokens > RETRY_CAP)
+        s->retry_tokens = RETRY_CAP;
+    gh_upstream_stats_t *st = up->stats;
+    if (s->retry_tokens < 1.0) {
         if (st)
             GH_COUNT(st->slot[w->id].budget_exhausted, 1);
         return 0;
     }
-    w->retry_tokens -= 1.0;
+    s->retry_tokens -= 1.0;
     if (st)
         GH_COUNT(st->slot[w->id].retries, 1);
     return 1;
+}
+
+/* The next try, on the backend pick_backend chose: at once, or after an exponential
+ * backoff with full jitter (try n waits a random time in [0, min(max, base * 2^(n-2))]). */
+static void retry_start(gh_req_t *r)
+{
+    const gh_conf_upstream_t *up = r->ups;
+    rewind_request(r);
+    uint64_t cap = (uint64_t)up->retry.backoff_base << (r->tries >= 2 ? GH_MIN(r->tries - 1u, 20u) : 0);
+    if (cap > up->retry.backoff_max)
+        cap = up->retry.backoff_max;
+    uint64_t delay = cap ? gh_worker_rand(r->w) % (cap + 1) : 0;
+    if (!delay) {
+        upstream_start(r, 0);
+        return;
+    }
+    r->phase = P_BACKOFF;
+    r->phase_start = gh_loop_now(&r->w->loop) + delay; /* when the try starts */
 }
 
 /* Circuit breaker: may this request open a new connection to the pool? */
@@ -1059,9 +1146,9 @@ static void upstream_start(gh_req_t *r, int fresh)
     gh_upstream_stats_t *st = r->ups->stats;
     if (!r->counted) { /* the first attempt: a deposit into the retry budget */
         r->counted = 1;
-        w->retry_tokens += RETRY_RATIO;
-        if (w->retry_tokens > RETRY_CAP)
-            w->retry_tokens = RETRY_CAP;
+        gh_upstate_t *s = upstate(r);
+        if (s && (s->retry_tokens += r->ups->retry.budget_ratio) > RETRY_CAP)
+            s->retry_tokens = RETRY_CAP;
     }
     for (;;) {
         int reused = 0, err = 0;
@@ -1097,6 +1184,10 @@ static void upstream_start(gh_req_t *r, int fresh)
             if (s && !r->lb_active) {
                 gh_lb_begin(s->lb, (int)r->backend_idx);
                 r->lb_active = 1;
+                gh_backend_slot_t *bs = gh_backend_slot(r->backend, w->id);
+                GH_COUNT(bs->active, 1);
+                GH_COUNT(bs->requests, 1);
+                r->active = 1;
             }
             if (st)
                 GH_COUNT(st->slot[w->id].requests, 1);
@@ -1116,11 +1207,12 @@ static void upstream_start(gh_req_t *r, int fresh)
         if (st)
             GH_COUNT(st->slot[w->id].connect_errors, 1);
         backend_result(r, 1);
-        fresh = 0;
-        if (!retry_allowed(r) || pick_backend(r) < 0) {
+        if (!retry_allowed(r, GH_RETRY_CONNECT) || pick_backend(r) < 0) {
             respond_error(r, 502, "cannot connect to upstream");
             return;
         }
+        retry_start(r);
+        return;
     }
 }
 
@@ -1133,27 +1225,17 @@ static void connect_failed(gh_req_t *r)
     gh_upstream_close(r->u);
     r->u = NULL;
     backend_result(r, 1);
-    if (!retry_allowed(r) || pick_backend(r) < 0) {
+    if (!retry_allowed(r, GH_RETRY_CONNECT) || pick_backend(r) < 0) {
         respond_error(r, 502, "cannot connect to upstream");
         return;
     }
-    upstream_start(r, 0);
-}
-
-/* Send the request again from the start of its head (nothing reached the client). */
-static void resend(gh_req_t *r, int fresh)
-{
-    r->uhead.rd = 0;
-    gh_buf_put(&r->w->bufs, &r->resp);
-    r->ready_end = r->scan = 0;
-    r->sent_done = 0;
-    upstream_start(r, fresh);
+    retry_start(r);
 }
 
 /* The upstream went away before a complete response. A request sent on a reused
  * connection without a body may have raced the backend's close: it is sent again
- * once on a new connection to the same backend. Otherwise an idempotent request
- * without a body is retried on another backend, within the retry budget. */
+ * once on a new connection to the same backend. Otherwise a replayable request is
+ * retried on another backend when the pool retries on resets. */
 static void upstream_failed(gh_req_t *r, int err)
 {
     gh_upstream_stats_t *st = r->ups ? r->ups->stats : NULL;
@@ -1165,14 +1247,15 @@ static void upstream_failed(gh_req_t *r, int err)
     }
     if (stale) {
         r->replayed = 1;
-        resend(r, 1);
+        rewind_request(r);
+        upstream_start(r, 1);
         return;
     }
     if (st)
         GH_COUNT(st->slot[r->w->id].failures, 1);
     backend_result(r, 1);
-    if (untouched && idempotent(r->method_id) && retry_allowed(r) && pick_backend(r) == 0) {
-        resend(r, 0);
+    if (untouched && replayable(r) && retry_allowed(r, GH_RETRY_RESET) && pick_backend(r) == 0) {
+        retry_start(r);
         return;
     }
     respond_error(r, 502, err == E_BADRESP ? "invalid response from upstream" : "upstream closed the connection");
@@ -1484,9 +1567,10 @@ static void request_start(gh_client_t *c, const gh_h1_request_t *m)
     r->head_only = m->method_id == GH_M_HEAD;
     r->head_len = m->head_len;
     r->bytes_in = m->head_len;
-    r->body = (uint8_t)m->body;
+    /* "Content-Length: 0" is no body: such a request can be retried like a GET */
+    r->body = (uint8_t)(m->body == GH_H1_BODY_LENGTH && !m->content_length ? GH_H1_BODY_NONE : m->body);
     r->body_left = m->content_length;
-    r->body_done = m->body == GH_H1_BODY_NONE;
+    r->body_done = r->body == GH_H1_BODY_NONE;
     r->in_pos = c->in.rd + m->head_len;
     const gh_h1_header_t *rid = gh_h1_find(m->headers, m->nheaders, GH_STR("x-request-id"));
     if (rid && valid_request_id(rid->value)) {
@@ -1701,8 +1785,8 @@ static void req_timeout(gh_timer_t *t)
         gh_upstream_close(r->u);
         r->u = NULL;
         backend_result(r, 1);
-        if (retry_allowed(r) && pick_backend(r) == 0) /* nothing was sent: safe on another backend */
-            upstream_start(r, 0);
+        if (retry_allowed(r, GH_RETRY_CONNECT) && pick_backend(r) == 0) /* nothing was sent: safe elsewhere */
+            retry_start(r);
         else
             respond_error(r, 504, "upstream connect timed out");
         break;
@@ -1713,14 +1797,26 @@ static void req_timeout(gh_timer_t *t)
             } else {
                 if (st)
                     GH_COUNT(st->slot[r->w->id].timeouts, 1);
+                pending_done(r);
+                gh_upstream_close(r->u);
+                r->u = NULL;
                 backend_result(r, 1);
-                respond_error(r, 504, "upstream timed out");
+                if (r->sent_done && replayable(r) && retry_allowed(r, GH_RETRY_TIMEOUT) && pick_backend(r) == 0)
+                    retry_start(r);
+                else
+                    respond_error(r, 504, "upstream timed out");
             }
         } else {
             if (st && !(output_pending(r) && !c->writable))
                 GH_COUNT(st->slot[r->w->id].timeouts, 1);
             respond_error(r, 504, "upstream timed out");
         }
+        break;
+    case P_BACKOFF:
+        if (gh_loop_now(&r->w->loop) < r->phase_start) /* the request's own deadline came first */
+            respond_error(r, 504, "request timed out");
+        else
+            upstream_start(r, 0);
         break;
     default: /* tunnel idle, or a client that does not read */
         req_account(r);
@@ -1744,7 +1840,9 @@ static void req_timer_arm(gh_req_t *r)
         if (output_pending(r) && !c->writable)
             deadline = now + to->client_send;
         else if (!r->head_done && r->sent_done)
-            deadline = r->phase_start + to->upstream_response;
+            deadline = r->phase_start + (r->ups && r->ups->retry.per_try_timeout
+                                             ? GH_MIN(r->ups->retry.per_try_timeout, to->upstream_response)
+                                             : to->upstream_response);
         else if (!r->body_done && !c->readable)
             deadline = now + to->client_body;
         else
@@ -1752,6 +1850,9 @@ static void req_timer_arm(gh_req_t *r)
         break;
     case P_TUNNEL:
         deadline = now + (output_pending(r) && !c->writable ? to->client_send : to->upstream_idle);
+        break;
+    case P_BACKOFF:
+        deadline = r->phase_start;
         break;
     default:
         deadline = now + to->client_send;

@@ -18,8 +18,6 @@
 #include "proxy/session.h"
 #include "proxy/upstream.h"
 
-#define RETRY_START_TOKENS 10.0 /* the retry budget's credit at start (session.c) */
-
 static gh_worker_t *workers;
 static uint32_t nthreads; /* workers + the admin thread, if any */
 static int draining;
@@ -69,9 +67,6 @@ static void gen_free(gh_gen_t *g)
         gh_lb_free(u->lb);
         free(u->ok);
         free(u->scratch);
-        free(u->fails);
-        free(u->ejections);
-        free(u->ejected_until);
     }
     gh_conf_unref(g->conf);
     free(g->up);
@@ -210,10 +205,8 @@ static int worker_init(gh_worker_t *w, uint32_t id, int is_admin, gh_conf_t *c)
     w->is_admin = is_admin;
     w->bufs.max_free = 1024;
     w->stats = gh_metrics_thread(id);
-    w->retry_tokens = RETRY_START_TOKENS;
     if (gh_loop_init(&w->loop) < 0)
         return GH_ENOMEM;
-    w->retry_refill_ms = gh_loop_now(&w->loop);
     if (getrandom(w->rng, sizeof w->rng, 0) != sizeof w->rng || (!w->rng[0] && !w->rng[1]))
         w->rng[0] = (uint64_t)time(NULL) ^ ((uint64_t)id << 32), w->rng[1] = 0x9E3779B97F4A7C15ull;
     if (!(w->hdrs = calloc(GH_MAX_HEADERS, sizeof(*w->hdrs))))

@@ -21,17 +21,16 @@
 
 struct gh_lb;
 
-/* A worker's view of one upstream pool: its balancer and passive health (outlier
- * ejection). Per worker, so nothing here is shared or locked; each worker ejects a
+/* A worker's view of one upstream pool: its balancer, passive health (outlier
+ * ejection) and retry budget. Per worker, so nothing here is shared or locked; each worker ejects a
  * backend from what it sees itself. Created on first use. */
 typedef struct {
     struct gh_lb *lb;
-    uint8_t *ok;             /* not ejected */
-    uint8_t *scratch;        /* ok minus the backends a request already tried */
-    uint16_t *fails;         /* consecutive failures */
-    uint32_t *ejections;     /* times ejected: the ejection time doubles with each */
-    uint64_t *ejected_until; /* loop ms */
+    uint8_t *ok;       /* not ejected (the ejection itself is in the backend's slot) */
+    uint8_t *scratch;  /* ok minus the backends a request already tried */
     uint32_t nejected;
+    double retry_tokens;      /* the pool's retry budget on this worker: a token bucket */
+    uint64_t retry_refill_ms; /* loop time of its last time-based refill */
 } gh_upstate_t;
 
 typedef struct gh_gen {
@@ -77,8 +76,6 @@ typedef struct gh_worker {
     uint32_t nreq_free;
     char date[40];        /* "Date: ...\r\n" for direct responses */
     uint64_t date_sec;
-    double retry_tokens;     /* retry budget: a token bucket (session.c) */
-    uint64_t retry_refill_ms; /* loop time of its last time-based refill */
     int draining;
     int exited;
 } gh_worker_t;

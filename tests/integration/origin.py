@@ -152,6 +152,7 @@ class Origin:
         self.conns = set()
         self.delay_ms = 0             # added before every response (a slow backend)
         self.health_status = 200      # what /health answers
+        self.force_status = 0         # when set, every request (but /health) gets this status
         self.reset()
         self.thread = threading.Thread(target=self._accept_loop, daemon=True)
         self.thread.start()
@@ -336,6 +337,8 @@ class Origin:
             c.sendall(hdr if is_head else hdr + body)
             return not client_close
 
+        if self.force_status and path != "/health":  # a failing backend
+            return simple(b"%d X" % self.force_status, b"forced %d from %s\n" % (self.force_status, self.id.encode()))
         if path == "/id":
             return simple(b"200 OK", self.id.encode())
         if path == "/health":  # answers with self.health_status: a backend failing its checks

@@ -370,3 +370,181 @@ def test_peak_ewma_tail_beats_round_robin_with_a_slow_backend(gatehouse, origin_
     # its EWMA at once and lets the slow one win a few picks: a few percent, not a third
     assert slow_hits <= 0.08 * len(lat_ew), slow_hits
     assert slow_ew < slow_rr / 3, (slow_ew, slow_rr, slow_hits)
+
+
+def test_retry_on_configured_status_goes_to_another_backend(gatehouse, origin_factory):
+    origins = [origin_factory("o%d" % i) for i in range(2)]
+    origins[0].force_status = 503
+    gh = start(gatehouse, origins, extra=", retries: {on: [connect_failure, 503], backoff: {base: 0ms, max: 0ms}},"
+                                          " outlier_detection: {consecutive_failures: 0}")
+    with session() as s:
+        for _ in range(10):
+            r = s.get(gh.url + "/id", headers={"Host": "example.com"}, timeout=10)
+            assert r.status_code == 200 and r.headers["X-Origin-Id"] == "o1", (r.status_code, r.text)
+        # POST is not idempotent: its 503 reaches the client (round-robin sends every other one to o0)
+        codes = collections.Counter(s.post(gh.url + "/echo", data=b"", headers={"Host": "example.com"},
+                                           timeout=10).status_code for _ in range(4))
+        assert codes == {503: 2, 200: 2}, codes
+    m = gh.metrics()
+    assert metric_value(m, "gatehouse_upstream_retries_total", upstream="app") >= 5
+    a0 = "127.0.0.1:%d" % origins[0].port
+    assert metric_value(m, "gatehouse_upstream_backend_failures_total", upstream="app", backend=a0) >= 5
+    # with 503 not in the list, the 503 is passed through
+    gh2 = start(gatehouse, origins, extra=", outlier_detection: {consecutive_failures: 0}")
+    codes = collections.Counter()
+    with session() as s:
+        for _ in range(4):
+            codes[s.get(gh2.url + "/id", headers={"Host": "example.com"}, timeout=10).status_code] += 1
+    assert codes == {503: 2, 200: 2}, codes
+
+
+def test_non_idempotent_retries_when_configured(gatehouse, origin_factory):
+    origins = [origin_factory("o%d" % i) for i in range(2)]
+    origins[0].force_status = 502
+    gh = start(gatehouse, origins, extra=", retries: {on: [502], non_idempotent: true},"
+                                          " outlier_detection: {consecutive_failures: 0}")
+    with session() as s:
+        for _ in range(4):
+            r = s.post(gh.url + "/echo", headers={"Host": "example.com"}, timeout=10)
+            assert r.status_code == 200, r.text
+
+
+def test_per_try_timeout_retries_a_hung_backend_elsewhere(gatehouse, origin_factory):
+    origins = [origin_factory("o%d" % i) for i in range(2)]
+    origins[0].delay_ms = 3000
+    gh = start(gatehouse, origins, extra=", retries: {on: [timeout], per_try_timeout: 200ms},"
+                                          " outlier_detection: {consecutive_failures: 0}")
+    with session() as s:
+        for _ in range(4):
+            t0 = time.monotonic()
+            r = s.get(gh.url + "/id", headers={"Host": "example.com"}, timeout=10)
+            took = time.monotonic() - t0
+            assert r.status_code == 200 and r.headers["X-Origin-Id"] == "o1", r.text
+            assert took < 1.5, took
+    assert metric_value(gh.metrics(), "gatehouse_upstream_timeouts_total", upstream="app") >= 2
+    # without the timeout condition, a per-try timeout is a 504
+    gh2 = start(gatehouse, origins, extra=", retries: {per_try_timeout: 200ms}, outlier_detection: {consecutive_failures: 0}")
+    codes = collections.Counter()
+    with session() as s:
+        for _ in range(2):
+            codes[s.get(gh2.url + "/id", headers={"Host": "example.com"}, timeout=10).status_code] += 1
+    assert codes == {504: 1, 200: 1}, codes
+
+
+def test_retry_backoff_waits_with_jitter(gatehouse, origin_factory):
+    """A dead first backend: each retry waits a random time in [0, 300 ms]; with a
+    zero backoff it does not wait at all."""
+    o = origin_factory("o1")
+    dead = origin_factory("dead")
+    dead.stop()
+
+    def timings(backoff):
+        cfg = BASE + """
+upstreams:
+  app:
+    backends: ["127.0.0.1:%d", "127.0.0.1:%d"]
+    retries: {backoff: %s}
+    outlier_detection: {consecutive_failures: 0}
+tenants:
+  - name: acme
+    sites: [{hosts: ["*"], routes: [{name: all, upstream: app}]}]
+""" % (dead.port, o.port, backoff)
+        gh = gatehouse(cfg)
+        out = []
+        with session() as s:
+            for _ in range(16):
+                t0 = time.monotonic()
+                r = s.get(gh.url + "/id", headers={"Host": "example.com"}, timeout=10)
+                out.append(time.monotonic() - t0)
+                assert r.status_code == 200, r.text
+        gh.stop()
+        return out
+
+    slow = timings("{base: 300ms, max: 300ms}")
+    fast = timings("{base: 0ms, max: 0ms}")
+    # half the requests went to the dead backend first and waited; uniform [0, 0.3 s]
+    # has mean 0.15 s: the sum over 8 retried requests is far above the no-backoff run
+    assert sum(slow) - sum(fast) > 0.3, (slow, fast)
+    assert max(slow) < 0.3 + 0.5, slow
+
+
+def test_outlier_detection_is_configurable_and_ejection_ends(gatehouse, origin_factory):
+    origins = [origin_factory("o%d" % i) for i in range(3)]
+    origins[0].force_status = 502
+    gh = start(gatehouse, origins, extra=", retries: {attempts: 1}, outlier_detection: "
+                                          "{consecutive_failures: 2, base_ejection: 1500ms, max_ejection: 3s}")
+    a0 = "127.0.0.1:%d" % origins[0].port
+    codes = collections.Counter()
+    with session() as s:
+        for _ in range(12):
+            codes[s.get(gh.url + "/id", headers={"Host": "example.com"}, timeout=10).status_code] += 1
+    assert codes[502] == 2, codes  # two failures in a row, then ejected
+    m = gh.metrics()
+    assert metric_value(m, "gatehouse_upstream_backend_ejected", upstream="app", backend=a0) == 1
+    assert metric_value(m, "gatehouse_upstream_backend_ejections_total", upstream="app", backend=a0) == 1
+    b = [x for x in gh.admin_get("/upstreams").json()["upstreams"][0]["backends"] if x["address"] == a0][0]
+    assert b["ejected_by_workers"] == 1 and b["ejections"] == 1 and b["failures"] == 2, b
+    assert "ejected for 1500 ms after 2 failures in a row" in gh.stderr_text()
+    # the ejection ends; the backend is tried again
+    origins[0].force_status = 0
+    assert poll(lambda: metric_value(gh.metrics(), "gatehouse_upstream_backend_ejected", backend=a0) == 0,
+                timeout=5)
+    assert hits(gh, 30)["o0"] >= 5
+
+
+def test_per_backend_metrics_show_requests_active_and_latency(gatehouse, origin_factory):
+    origins = [origin_factory("o%d" % i) for i in range(2)]
+    origins[1].delay_ms = 400
+    gh = start(gatehouse, origins)
+    a0, a1 = ("127.0.0.1:%d" % o.port for o in origins)
+    done = threading.Event()
+
+    def slow_calls():
+        with session() as s:
+            for _ in range(3):
+                s.get(gh.url + "/id", headers={"Host": "example.com"}, timeout=10)
+        done.set()
+
+    ts = [threading.Thread(target=slow_calls) for _ in range(4)]
+    for t in ts:
+        t.start()
+    assert poll(lambda: metric_value(gh.metrics(), "gatehouse_upstream_backend_active_requests",
+                                     backend=a1) >= 1, timeout=5)
+    for t in ts:
+        t.join(20)
+    m = gh.metrics()
+    assert metric_value(m, "gatehouse_upstream_backend_active_requests", upstream="app") == 0
+    r0 = metric_value(m, "gatehouse_upstream_backend_requests_total", upstream="app", backend=a0)
+    r1 = metric_value(m, "gatehouse_upstream_backend_requests_total", upstream="app", backend=a1)
+    assert r0 + r1 == 12, (r0, r1)
+    l0 = metric_value(m, "gatehouse_upstream_backend_latency_ewma_seconds", backend=a0)
+    l1 = metric_value(m, "gatehouse_upstream_backend_latency_ewma_seconds", backend=a1)
+    assert 0.3 < l1 < 2 and l0 < 0.2, (l0, l1)
+    b = gh.admin_get("/upstreams").json()["upstreams"][0]["backends"]
+    assert b[1]["latency_ewma_ms"] > 300 and b[1]["requests"] == r1, b
+
+
+def test_retry_and_outlier_config_errors(tmp_path):
+    import subprocess
+    from conftest import BIN
+    bad = tmp_path / "bad.yaml"
+    bad.write_text('listeners: [{listen: "127.0.0.1:1"}]\n'
+                   'upstreams:\n  app:\n    backends: [{address: "127.0.0.1:2", weight: -1}]\n'
+                   '    retries:\n      attempts: 0\n      on: [connect_failure, 5xx, 200]\n'
+                   '      backoff: {base: 1s, max: 10ms}\n      budget: {ratio: 1.5}\n'
+                   '      per_try_timeout: soon\n'
+                   '    outlier_detection: {consecutive_failures: -2, base_ejection: 0, max_ejected_percent: 101}\n')
+    p = subprocess.run([BIN, "validate", "-c", str(bad)], capture_output=True, text=True, timeout=10)
+    assert p.returncode == 1
+    e = p.stderr
+    for want in ["bad.yaml:4:49: upstreams.app.backends[0].weight: expected an integer, got \"-1\"",
+                 "bad.yaml:6:17: upstreams.app.retries.attempts: 0 is out of range 1..10",
+                 "bad.yaml:7:29: upstreams.app.retries.on[1]: unknown retry condition \"5xx\"",
+                 "upstreams.app.retries.on[2]: unknown retry condition \"200\"",
+                 "upstreams.app.retries.backoff.max: max must not be below base",
+                 "upstreams.app.retries.budget.ratio: \"1.5\" is out of range 0..1",
+                 "upstreams.app.retries.per_try_timeout: bad duration \"soon\"",
+                 "upstreams.app.outlier_detection.consecutive_failures: expected an integer, got \"-2\"",
+                 "upstreams.app.outlier_detection.base_ejection: must not be 0",
+                 "upstreams.app.outlier_detection.max_ejected_percent: 101 is out of range 0..100"]:
+        assert want in e, (want, e)
