@@ -4,6 +4,7 @@
  * wait for signals on the main thread (SIGHUP reloads, SIGTERM/SIGINT drain). */
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 #include "obs/accesslog.h"
 #include "obs/metrics.h"
 #include "proxy/demo.h"
+#include "proxy/dns.h"
 #include "proxy/health.h"
 #include "proxy/session.h"
 #include "proxy/worker.h"
@@ -105,7 +107,59 @@ static int cmd_validate(int argc, char **argv)
 }
 
 
-/* The main thread after start: reload on SIGHUP, drain on SIGTERM/SIGINT. */
+static pthread_t main_thread;
+
+/* From the DNS refresher's thread: a name's addresses changed. The main thread
+ * rebuilds the configuration (SIGUSR1 wakes its sigwait). */
+static void dns_changed(void *arg)
+{
+    (void)arg;
+    pthread_kill(main_thread, SIGUSR1);
+}
+
+/* Start the DNS refresher once a configuration has a discovery: dns upstream. */
+static int dns_follow(const gh_conf_t *c)
+{
+    static int started;
+    if (!c->uses_dns || started)
+        return 0;
+    int rc = gh_dns_start(dns_changed, NULL);
+    started = rc == 0;
+    return rc;
+}
+
+/* Swap in a freshly loaded configuration n (consumes the caller's reference), or
+ * refuse it; *cur follows the published one. what names the cause for the log. */
+static int publish(gh_conf_t **cur, gh_conf_t *n, const char *what)
+{
+    gh_conf_t *c = *cur;
+    if (n->workers != c->workers)
+        gh_log(GH_LOG_WARN, "%s: 'workers' changed from %u to %u; takes effect on restart", what, c->workers,
+               n->workers);
+    int same = n->nlisteners == c->nlisteners;
+    for (uint32_t i = 0; same && i < n->nlisteners; i++)
+        same = !strcmp(n->listeners[i].listen, c->listeners[i].listen) && n->listeners[i].role == c->listeners[i].role;
+    if (!same)
+        gh_log(GH_LOG_WARN, "%s: listener changes take effect on restart", what);
+    if (gh_metrics_bind(n) < 0 || gh_health_bind(n) < 0) {
+        gh_log(GH_LOG_ERROR, "%s rejected: out of memory", what);
+        gh_conf_unref(n);
+        return -1;
+    }
+    gh_workers_publish(n);
+    gh_health_publish(n);
+    if (n->uses_dns) {
+        gh_dns_prune(n->dns_gen);
+        if (dns_follow(n) < 0)
+            gh_log(GH_LOG_ERROR, "%s: cannot start the DNS refresher: names are not followed", what);
+    }
+    *cur = n;
+    gh_conf_unref(c);
+    return 0;
+}
+
+/* The main thread after start: reload on SIGHUP, rebuild on a DNS change (SIGUSR1),
+ * drain on SIGTERM/SIGINT. Holds a reference to the configuration in force. */
 static int serve(gh_conf_t *c, const char *path)
 {
     sigset_t set;
@@ -113,6 +167,9 @@ static int serve(gh_conf_t *c, const char *path)
     sigaddset(&set, SIGHUP);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGUSR1);
+    gh_conf_ref(c);
+    gh_conf_t *cur = c;
     for (;;) {
         int sig = 0;
         if (sigwait(&set, &sig) != 0)
@@ -131,31 +188,31 @@ static int serve(gh_conf_t *c, const char *path)
                 gh_metrics_reload(0);
                 continue;
             }
-            if (n->workers != c->workers)
-                gh_log(GH_LOG_WARN, "reload: 'workers' changed from %u to %u; takes effect on restart",
-                       c->workers, n->workers);
-            int same = n->nlisteners == c->nlisteners;
-            for (uint32_t i = 0; same && i < n->nlisteners; i++)
-                same = !strcmp(n->listeners[i].listen, c->listeners[i].listen) &&
-                       n->listeners[i].role == c->listeners[i].role;
-            if (!same)
-                gh_log(GH_LOG_WARN, "reload: listener changes take effect on restart");
-            if (gh_metrics_bind(n) < 0 || gh_health_bind(n) < 0) {
-                gh_log(GH_LOG_ERROR, "reload rejected: out of memory");
-                gh_conf_unref(n);
-                gh_metrics_reload(0);
+            int ok = publish(&cur, n, "reload") == 0;
+            gh_metrics_reload(ok);
+            if (ok)
+                gh_log(GH_LOG_INFO, "configuration reloaded from %s", path);
+        } else if (sig == SIGUSR1) {
+            /* the same text as the configuration in force, looked up anew: only DNS
+             * answers differ (a reload of the file is the operator's call) */
+            if (!cur->source || !cur->uses_dns)
+                continue;
+            gh_conf_t *n = NULL;
+            gh_conf_errors_t errs = {0};
+            if (gh_conf_load_string(cur->path, cur->source, cur->source_len, &n, &errs) < 0) {
+                for (uint32_t i = 0; i < errs.n; i++)
+                    gh_log(GH_LOG_ERROR, "DNS update rejected: %s", errs.msgs[i]);
+                gh_conf_errors_free(&errs);
                 continue;
             }
-            gh_workers_publish(n);
-            gh_health_publish(n);
-            gh_conf_unref(n);
-            gh_metrics_reload(1);
-            gh_log(GH_LOG_INFO, "configuration reloaded from %s", path);
+            if (publish(&cur, n, "DNS update") == 0)
+                gh_log(GH_LOG_INFO, "upstream addresses updated from DNS");
         } else {
             gh_log(GH_LOG_INFO, "%s: draining (up to %u ms)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
-                   c->drain_timeout);
-            gh_workers_drain(c->drain_timeout);
+                   cur->drain_timeout);
+            gh_workers_drain(cur->drain_timeout);
             gh_log(GH_LOG_INFO, "stopped");
+            gh_conf_unref(cur);
             return 0;
         }
     }
@@ -169,7 +226,9 @@ static int start(gh_conf_t *c, const char *path)
     sigaddset(&set, SIGHUP);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    sigaddset(&set, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &set, NULL); /* every thread inherits it: signals reach sigwait */
+    main_thread = pthread_self();
 
     if (gh_metrics_init(c->workers + 1) < 0 || gh_metrics_bind(c) < 0 || gh_health_bind(c) < 0) {
         gh_log(GH_LOG_ERROR, "out of memory");
@@ -184,7 +243,7 @@ static int start(gh_conf_t *c, const char *path)
             return 1;
         }
     }
-    if (gh_workers_start(c) < 0 || gh_health_start(c) < 0) {
+    if (gh_workers_start(c) < 0 || gh_health_start(c) < 0 || dns_follow(c) < 0) {
         gh_log(GH_LOG_ERROR, "could not start");
         return 1;
     }
@@ -205,6 +264,7 @@ static int start(gh_conf_t *c, const char *path)
     gh_log(GH_LOG_INFO, "gatehouse %s started with %u worker%s", GH_VERSION, c->workers,
            c->workers == 1 ? "" : "s");
     int rc = serve(c, path);
+    gh_dns_stop();
     gh_health_stop();
     gh_accesslog_stop();
     if (c->pid_file)

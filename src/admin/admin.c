@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "proxy/dns.h"
 #include "proxy/health.h"
 
 /* GET /upstreams: pools, their policy and backends with their health, as JSON. */
@@ -33,6 +34,8 @@ static void upstreams_json(gh_req_t *r, const gh_conf_t *c)
             OUT("%s{\"address\":\"%s\",\"weight\":%u,\"state\":\"%s\",\"drained\":%s", k ? "," : "", b->name,
                 b->weight, !u->health.enabled ? "unchecked" : gh_health_up(b) ? "up" : "down",
                 gh_health_drained(b) ? "true" : "false");
+            if (b->dns_name)
+                OUT(",\"dns_name\":\"%s\"", b->dns_name);
             OUT(",\"ejected_by_workers\":%u,\"ejections\":%llu,\"active_requests\":%llu,\"requests\":%llu,"
                 "\"failures\":%llu,\"latency_ewma_ms\":%.3f",
                 v.ejected, (unsigned long long)v.ejections, (unsigned long long)v.active,
@@ -111,7 +114,22 @@ void gh_admin_handle(gh_req_t *r, const gh_req_view_t *v)
         size_t len = 0, hlen = 0;
         char *text = gh_metrics_render(&len);
         char *health = gh_health_metrics(v->w->gen->conf, &hlen);
-        char *all = text && health ? realloc(text, len + hlen) : NULL;
+        char dns[640];
+        gh_dns_stats_t ds;
+        gh_dns_stats(&ds);
+        int dlen = snprintf(dns, sizeof dns,
+                            "# HELP gatehouse_dns_queries_total DNS lookups of discovery: dns names.\n"
+                            "# TYPE gatehouse_dns_queries_total counter\ngatehouse_dns_queries_total %llu\n"
+                            "# HELP gatehouse_dns_failures_total DNS lookups that failed (the last addresses are kept).\n"
+                            "# TYPE gatehouse_dns_failures_total counter\ngatehouse_dns_failures_total %llu\n"
+                            "# HELP gatehouse_dns_changes_total Address set changes seen.\n"
+                            "# TYPE gatehouse_dns_changes_total counter\ngatehouse_dns_changes_total %llu\n"
+                            "# HELP gatehouse_dns_names Names followed.\n"
+                            "# TYPE gatehouse_dns_names gauge\ngatehouse_dns_names %u\n",
+                            (unsigned long long)ds.queries, (unsigned long long)ds.failures,
+                            (unsigned long long)ds.changes, ds.names);
+        size_t dn = dlen > 0 && (size_t)dlen < sizeof dns ? (size_t)dlen : 0;
+        char *all = text && health ? realloc(text, len + hlen + dn) : NULL;
         if (!all) {
             free(text);
             free(health);
@@ -119,8 +137,9 @@ void gh_admin_handle(gh_req_t *r, const gh_req_view_t *v)
             return;
         }
         memcpy(all + len, health, hlen);
+        memcpy(all + len + hlen, dns, dn);
         free(health);
-        gh_session_respond(r, 200, "text/plain; version=0.0.4; charset=utf-8", all, len + hlen,
+        gh_session_respond(r, 200, "text/plain; version=0.0.4; charset=utf-8", all, len + hlen + dn,
                            "Cache-Control: no-store\r\n");
         free(all);
     } else {

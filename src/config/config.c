@@ -13,6 +13,7 @@
  * the router (gh_router_build) once a snapshot validates. */
 #define _GNU_SOURCE
 #include "config/config.h"
+#include "proxy/dns.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -32,6 +33,7 @@
 #include <pcre2.h>
 #include <yaml.h>
 
+#include "core/log.h"
 #include "http/h1.h"
 #include "proxy/lb.h"
 #include "proxy/router.h"
@@ -140,6 +142,8 @@ typedef struct {
     hostrec_t *hosts;
     size_t nhosts, caphosts;
     up_tmo_t *up_tmo;
+    yaml_node_t *resolver_node; /* for errors of the resolver settings */
+    int dns_state;              /* 0: resolver not configured yet, 1: configured, -1: failed */
     /* listen-value nodes and paths, for the duplicate listener check */
     yaml_node_t **lnodes;
     char **lpaths;
@@ -715,9 +719,12 @@ static bool f_name(ctx_t *x, field_t *f, char **out)
 /* ---------------------------------------------------------------- addresses */
 
 /* NULL on success, else why s is no usable address. */
-static const char *parse_addr(const char *s, struct sockaddr_storage *ss, socklen_t *len)
+/* "host:port" or "[v6]:port" -> host (NUL-terminated, brackets removed) and port.
+ * NULL on success, else what is wrong. */
+#define HOST_MAX 256
+
+static const char *split_hostport(const char *s, char host[HOST_MAX], uint16_t *portp, int *bracketp)
 {
-    char host[256];
     const char *port;
     size_t hl;
     int bracket = 0;
@@ -732,7 +739,7 @@ static const char *parse_addr(const char *s, struct sockaddr_storage *ss, sockle
         hl = (size_t)(e - s - 1);
         if (hl == 0)
             return "empty IPv6 address";
-        if (hl >= sizeof host)
+        if (hl >= HOST_MAX)
             return "host too long";
         memcpy(host, s + 1, hl);
         port = e + 2;
@@ -744,7 +751,7 @@ static const char *parse_addr(const char *s, struct sockaddr_storage *ss, sockle
         hl = (size_t)(c - s);
         if (memchr(s, ':', hl))
             return "IPv6 addresses need brackets, e.g. [::1]:8080";
-        if (hl >= sizeof host)
+        if (hl >= HOST_MAX)
             return "host too long";
         memcpy(host, s, hl);
         port = c + 1;
@@ -756,7 +763,20 @@ static const char *parse_addr(const char *s, struct sockaddr_storage *ss, sockle
         return "bad port";
     if (p < 1 || p > 65535)
         return "port out of range 1..65535";
+    *portp = (uint16_t)p;
+    *bracketp = bracket;
+    return NULL;
+}
 
+static const char *parse_addr(const char *s, struct sockaddr_storage *ss, socklen_t *len)
+{
+    char host[HOST_MAX];
+    uint16_t p;
+    int bracket;
+    const char *why = split_hostport(s, host, &p, &bracket);
+    if (why)
+        return why;
+    size_t hl = strlen(host);
     memset(ss, 0, sizeof *ss);
     if (hl == 0) {
         struct sockaddr_in *sin = (struct sockaddr_in *)ss;
@@ -1186,6 +1206,82 @@ static void check_listeners(ctx_t *x)
     }
 }
 
+/* The resolver is set up by the first upstream that needs it. */
+static bool dns_ready(ctx_t *x, yaml_node_t *at)
+{
+    if (x->dns_state == 0) {
+        const gh_conf_t *c = x->c;
+        gh_dns_conf_t dc = {c->resolver.nameservers, c->resolver.timeout, c->resolver.min_ttl, c->resolver.max_ttl};
+        char why[160];
+        if (gh_dns_configure(&dc, why, sizeof why) < 0) {
+            err(x, x->resolver_node ? x->resolver_node : at, "resolver: %s", why);
+            x->dns_state = -1;
+        } else {
+            x->dns_state = 1;
+        }
+    }
+    return x->dns_state > 0;
+}
+
+/* discovery: dns: b->name is "host:port"; every address of host becomes a backend
+ * named "ADDR:port", from b on (b holds the weight). A name that resolves to no
+ * address, or whose resolution fails now, leaves no backend: the refresher keeps
+ * asking, and a later answer rebuilds the configuration. */
+static void dns_backend(ctx_t *x, yaml_node_t *addr, gh_conf_upstream_t *u, gh_conf_backend_t *b)
+{
+    char host[HOST_MAX];
+    uint16_t port;
+    int bracket;
+    const char *why = split_hostport(b->name, host, &port, &bracket);
+    if (!why && !host[0])
+        why = "a host name is required";
+    if (why) {
+        err(x, addr, "bad address %s: %s", q(x, b->name, strlen(b->name)), why);
+        return;
+    }
+    x->c->uses_dns = 1;
+    if (!dns_ready(x, addr))
+        return;
+    gh_dns_addr_t found[GH_DNS_MAX_ADDRS];
+    char e[160] = "";
+    int n = gh_dns_lookup(host, u->dns_family, x->c->dns_gen, found, GH_DNS_MAX_ADDRS, e, sizeof e);
+    if (n < 0) {
+        gh_log(GH_LOG_WARN, "%s: upstream %s: cannot resolve %s now (%s); retrying in the background", x->file,
+               u->name, host, e);
+        return;
+    }
+    if (n == 0)
+        gh_log(GH_LOG_WARN, "%s: upstream %s: %s has no address now; following it in the background", x->file,
+               u->name, host);
+    char *from = b->name;
+    uint32_t weight = b->weight;
+    for (int i = 0; i < n; i++) {
+        char ip[INET6_ADDRSTRLEN], name[INET6_ADDRSTRLEN + 10];
+        gh_conf_backend_t *d = &u->backends[u->nbackends];
+        memset(d, 0, sizeof *d);
+        d->addr = found[i].addr;
+        d->addrlen = found[i].len;
+        if (d->addr.ss_family == AF_INET) {
+            ((struct sockaddr_in *)&d->addr)->sin_port = htons(port);
+            inet_ntop(AF_INET, &((struct sockaddr_in *)&d->addr)->sin_addr, ip, sizeof ip);
+            snprintf(name, sizeof name, "%s:%u", ip, port);
+        } else {
+            ((struct sockaddr_in6 *)&d->addr)->sin6_port = htons(port);
+            inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&d->addr)->sin6_addr, ip, sizeof ip);
+            snprintf(name, sizeof name, "[%s]:%u", ip, port);
+        }
+        bool dup = false; /* two names with one address: one backend */
+        for (uint32_t k = 0; k < u->nbackends && !dup; k++)
+            dup = !strcmp(u->backends[k].name, name);
+        if (dup)
+            continue;
+        d->name = xstrndup(x, name, strlen(name));
+        d->weight = weight;
+        d->dns_name = from;
+        u->nbackends++;
+    }
+}
+
 static void parse_backend(ctx_t *x, yaml_node_t *n, gh_conf_upstream_t *u)
 {
     gh_conf_backend_t *b = &u->backends[u->nbackends];
@@ -1209,6 +1305,11 @@ static void parse_backend(ctx_t *x, yaml_node_t *n, gh_conf_upstream_t *u)
         return;
     }
     if (get_str(x, addr, &b->name, NULL, false, false)) {
+        if (u->discovery == GH_DISCOVERY_DNS) {
+            dns_backend(x, addr, u, b);
+            path_pop(x, o);
+            return;
+        }
         const char *why = parse_addr(b->name, &b->addr, &b->addrlen);
         if (why)
             err(x, addr, "bad address %s: %s", q(x, b->name, strlen(b->name)), why);
@@ -1459,17 +1560,41 @@ static void parse_upstream(ctx_t *x, yaml_node_t *n, gh_conf_upstream_t *u, up_t
 {
     field_t f[] = {F("backends"), F("keepalive"), F("keepalive_timeout"), F("timeouts"), F("balance"),
                    F("hash_key"), F("health_check"), F("circuit_breaker"), F("slow_start"), F("retries"),
-                   F("outlier_detection")};
+                   F("outlier_detection"), F("discovery"), F("dns_family")};
     upstream_defaults(u);
     if (!fields(x, n, f, GH_ARRAY_LEN(f)))
         return;
+    char *v = NULL;
+    size_t vlen = 0;
+    if (f_str(x, &f[11], &v, &vlen, false)) {
+        size_t o = path_key(x, "discovery");
+        if (!strcmp(v, "dns"))
+            u->discovery = GH_DISCOVERY_DNS;
+        else if (strcmp(v, "static"))
+            err(x, f[11].val, "unknown discovery %s (static or dns)", q(x, v, vlen));
+        path_pop(x, o);
+    }
+    if (f_str(x, &f[12], &v, &vlen, false)) {
+        size_t o = path_key(x, "dns_family");
+        if (u->discovery != GH_DISCOVERY_DNS)
+            err(x, f[12].val, "dns_family needs discovery: dns");
+        else if (!strcmp(v, "ipv4"))
+            u->dns_family = AF_INET;
+        else if (!strcmp(v, "ipv6"))
+            u->dns_family = AF_INET6;
+        else if (strcmp(v, "any"))
+            err(x, f[12].val, "unknown dns_family %s (any, ipv4 or ipv6)", q(x, v, vlen));
+        path_pop(x, o);
+    }
     if (!f[0].val) {
         missing(x, n, "backends");
     } else {
         size_t o = path_key(x, "backends");
         if (want_seq(x, f[0].val, true)) {
             size_t cnt = seq_len(f[0].val);
-            u->backends = xalloc(x, cnt * sizeof *u->backends);
+            /* discovery: dns: each name may bring up to GH_DNS_MAX_ADDRS backends */
+            u->backends = xalloc(x, cnt * (u->discovery == GH_DISCOVERY_DNS ? GH_DNS_MAX_ADDRS : 1) *
+                                        sizeof *u->backends);
             for (size_t i = 0; i < cnt; i++) {
                 size_t o2 = path_idx(x, i);
                 parse_backend(x, node(x, f[0].val->data.sequence.items.start[i]), u);
@@ -2053,16 +2178,70 @@ static void set_defaults(gh_conf_t *c)
     c->access_log.enabled = 1;
     c->access_log.path = "-";
     c->via = 1;
+    c->resolver.timeout = 2000;
+    c->resolver.min_ttl = 1000;
+    c->resolver.max_ttl = 300000;
+}
+
+/* resolver: {nameservers: ["127.0.0.1:53", ...], timeout, min_ttl, max_ttl} (discovery: dns) */
+static void parse_resolver(ctx_t *x, yaml_node_t *n)
+{
+    gh_conf_t *c = x->c;
+    field_t f[] = {F("nameservers"), F("timeout"), F("min_ttl"), F("max_ttl")};
+    x->resolver_node = n;
+    if (!fields(x, n, f, GH_ARRAY_LEN(f)))
+        return;
+    if (f[0].val) {
+        size_t o = path_key(x, "nameservers");
+        if (want_seq(x, f[0].val, true)) {
+            size_t cnt = seq_len(f[0].val), cap = cnt * (HOST_MAX + 10) + 1, used = 0;
+            char *csv = xalloc(x, cap);
+            for (size_t i = 0; i < cnt; i++) {
+                yaml_node_t *v = node(x, f[0].val->data.sequence.items.start[i]);
+                size_t o2 = path_idx(x, i);
+                struct sockaddr_storage ss;
+                socklen_t len;
+                char *a = NULL;
+                if (get_str(x, v, &a, NULL, false, false)) {
+                    char host[HOST_MAX];
+                    uint16_t port;
+                    int bracket;
+                    struct in6_addr tmp;
+                    const char *why = split_hostport(a, host, &port, &bracket);
+                    if (!why && inet_pton(AF_INET, host, &tmp) != 1 && inet_pton(AF_INET6, host, &tmp) != 1)
+                        why = "a nameserver must be an IP address with a port, e.g. 127.0.0.1:53 or [::1]:53";
+                    if (!why)
+                        why = parse_addr(a, &ss, &len);
+                    if (why)
+                        err(x, v, "bad nameserver %s: %s", q(x, a, strlen(a)), why);
+                    else
+                        used += (size_t)snprintf(csv + used, cap - used, "%s%s", used ? "," : "", a);
+                }
+                path_pop(x, o2);
+            }
+            c->resolver.nameservers = csv;
+        }
+        path_pop(x, o);
+    }
+    f_dur(x, &f[1], false, &c->resolver.timeout);
+    f_dur(x, &f[2], false, &c->resolver.min_ttl);
+    f_dur(x, &f[3], false, &c->resolver.max_ttl);
+    if (c->resolver.max_ttl < c->resolver.min_ttl) {
+        size_t o = path_key(x, "max_ttl");
+        err(x, f[3].val ? f[3].val : n, "max_ttl must not be below min_ttl");
+        path_pop(x, o);
+    }
 }
 
 static void parse_root(ctx_t *x, yaml_node_t *root)
 {
     gh_conf_t *c = x->c;
-    enum { WORKERS, PID, DRAIN, VIA, LIMITS, TIMEOUTS, TRUSTED, ALOG, ADMIN, DEMO, LISTENERS, UPSTREAMS, TENANTS, NF };
+    enum { WORKERS, PID, DRAIN, VIA, LIMITS, TIMEOUTS, TRUSTED, ALOG, ADMIN, DEMO, LISTENERS, UPSTREAMS, TENANTS,
+           RESOLVER, NF };
     field_t f[NF] = {F("workers"),   F("pid_file"),        F("drain_timeout"), F("via"),
                      F("limits"),    F("timeouts"),        F("trusted_proxies"), F("access_log"),
                      F("admin"),     F("demo_origin"),     F("listeners"),     F("upstreams"),
-                     F("tenants")};
+                     F("tenants"),   F("resolver")};
     if (!root || root->type != YAML_MAPPING_NODE) {
         err(x, root, "the configuration must be a mapping, got %s", kind(root));
         return;
@@ -2127,6 +2306,11 @@ static void parse_root(ctx_t *x, yaml_node_t *root)
     }
     check_listeners(x);
 
+    if (f[RESOLVER].val) {
+        o = path_key(x, "resolver");
+        parse_resolver(x, f[RESOLVER].val);
+        path_pop(x, o);
+    }
     if (f[UPSTREAMS].val) {
         o = path_key(x, "upstreams");
         parse_upstreams(x, f[UPSTREAMS].val);
@@ -2284,6 +2468,8 @@ static void syntax_error(ctx_t *x)
 }
 
 /* x is not modified after setjmp, so it is valid after a longjmp. */
+static uint64_t dns_gen_counter; /* every load looks DNS names up with a new generation */
+
 static int load(ctx_t *x, const char *yaml, size_t len, gh_conf_t **out, gh_conf_errors_t *errs)
 {
     if (setjmp(x->oom)) {
@@ -2296,6 +2482,9 @@ static int load(ctx_t *x, const char *yaml, size_t len, gh_conf_t **out, gh_conf
     x->c = xalloc(x, sizeof *x->c);
     x->c->arena = x->a;
     x->c->path = xstrndup(x, x->file, strlen(x->file));
+    x->c->source = xstrndup(x, yaml, len);
+    x->c->source_len = len;
+    x->c->dns_gen = __atomic_add_fetch(&dns_gen_counter, 1, __ATOMIC_RELAXED);
     set_defaults(x->c);
 
     if (!yaml_parser_initialize(&x->parser))

@@ -43,6 +43,7 @@ typedef struct {
     struct sockaddr_storage addr;
     socklen_t addrlen;
     uint32_t weight; /* default 1 */
+    char *dns_name;  /* discovery: dns: the "host:port" this address came from; else NULL */
     void *health;    /* active health state (gh_health_t *), bound after load; NULL: not checked */
 } gh_conf_backend_t;
 
@@ -50,7 +51,9 @@ typedef struct gh_conf_upstream {
     char *name;
     uint32_t index; /* position in gh_conf_t.upstreams */
     gh_conf_backend_t *backends;
-    uint32_t nbackends;
+    uint32_t nbackends; /* discovery: dns: may be 0 while a name has no address */
+    int discovery;      /* GH_DISCOVERY_*: static addresses, or DNS names followed on TTL */
+    int dns_family;     /* AF_UNSPEC (default), AF_INET or AF_INET6 */
     uint32_t keepalive;         /* idle connections kept per worker per backend (default 128) */
     uint32_t keepalive_timeout; /* ms an idle pooled connection is kept (default 60 s) */
     int balance;      /* GH_BALANCE_* (same values as lb.h's GH_LB_*), default round robin */
@@ -94,6 +97,7 @@ typedef struct gh_conf_upstream {
 } gh_conf_upstream_t;
 
 enum { GH_BALANCE_ROUND_ROBIN = 0, GH_BALANCE_LEAST_REQUEST, GH_BALANCE_PEAK_EWMA, GH_BALANCE_HASH };
+enum { GH_DISCOVERY_STATIC = 0, GH_DISCOVERY_DNS };
 enum { GH_RETRY_CONNECT = 1, GH_RETRY_RESET = 2, GH_RETRY_TIMEOUT = 4 };
 enum { GH_HASH_CLIENT_IP = 0, GH_HASH_HEADER, GH_HASH_COOKIE, GH_HASH_PATH };
 
@@ -188,6 +192,14 @@ typedef struct {
 typedef struct gh_conf {
     int refs; /* atomic; gh_conf_ref/unref */
     char *path; /* the file it came from ("<proxy>" for quick mode) */
+    char *source; /* the YAML text it was built from (NULL in quick mode): a DNS change rebuilds from it */
+    size_t source_len;
+    uint64_t dns_gen; /* the DNS cache generation its names were looked up with (dns.h) */
+    struct {
+        char *nameservers; /* "ip:port,..." or NULL: /etc/resolv.conf */
+        uint32_t timeout, min_ttl, max_ttl; /* ms */
+    } resolver;
+    int uses_dns; /* some upstream has discovery: dns */
     uint32_t workers; /* default: number of online CPUs */
     char *pid_file;   /* optional */
     uint32_t drain_timeout; /* ms to finish in-flight requests on SIGTERM (default 30 s) */

@@ -848,7 +848,7 @@ static gh_upstate_t *upstate(gh_req_t *r)
     if (s->lb)
         return s;
     uint32_t n = r->ups->nbackends;
-    uint32_t *weights = malloc(n * sizeof(*weights));
+    uint32_t *weights = malloc((n ? n : 1) * sizeof(*weights));
     if (weights) {
         /* with slow start, weights are kept x100 so a ramp can go below a weight of 1 */
         uint32_t scale = r->ups->slow_start ? 100 : 1;

@@ -138,14 +138,14 @@ class _Conn:
 
 
 class Origin:
-    def __init__(self, ident="origin", host="127.0.0.1"):
+    def __init__(self, ident="origin", host="127.0.0.1", port=0):
         self.id = ident
         self.host = host
         self.lock = threading.RLock()  # wait_for predicates call locked accessors
         self.stopping = threading.Event()
         self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.lsock.bind((host, 0))
+        self.lsock.bind((host, port))
         self.lsock.listen(1024)
         self.port = self.lsock.getsockname()[1]
         self.addr = "%s:%d" % (host, self.port)
