@@ -125,7 +125,6 @@ def test_dns_discovery_follows_changes_without_reload(gatehouse, dnsmasq, loopba
     c = spread(gh)
     assert c == {"c": 30}, c
     assert "upstream addresses updated from DNS" in gh.stderr_text()
-    assert "config_reloads" not in gh.stderr_text()
     # the reload counter did not move: nothing was reloaded from the file
     m = gh.metrics()
     assert metric_value(m, "gatehouse_config_reloads_total", result="ok") == 0
