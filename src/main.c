@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "admin/admin.h"
@@ -21,6 +22,7 @@
 #include "proxy/health.h"
 #include "proxy/session.h"
 #include "proxy/worker.h"
+#include "tls/tls.h"
 
 #define GH_VERSION "0.1.0"
 
@@ -109,6 +111,8 @@ static int cmd_validate(int argc, char **argv)
 
 static pthread_t main_thread;
 
+#define TICKET_ROTATION_S (12 * 3600) /* a ticket key encrypts for 12 h, then decrypts for 36 h more */
+
 /* From the DNS refresher's thread: a name's addresses changed. The main thread
  * rebuilds the configuration (SIGUSR1 wakes its sigwait). */
 static void dns_changed(void *arg)
@@ -170,10 +174,26 @@ static int serve(gh_conf_t *c, const char *path)
     sigaddset(&set, SIGUSR1);
     gh_conf_ref(c);
     gh_conf_t *cur = c;
+    /* TLS session-ticket keys rotate on a timer; the previous ones still decrypt */
+    struct timespec rotate_at;
+    clock_gettime(CLOCK_MONOTONIC, &rotate_at);
+    rotate_at.tv_sec += TICKET_ROTATION_S;
     for (;;) {
-        int sig = 0;
-        if (sigwait(&set, &sig) != 0)
+        struct timespec now, left = {0, 0};
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (now.tv_sec < rotate_at.tv_sec)
+            left.tv_sec = rotate_at.tv_sec - now.tv_sec;
+        int sig = sigtimedwait(&set, NULL, &left);
+        if (sig < 0) {
+            if (errno == EAGAIN) {
+                if (gh_tls_ticket_rotate() < 0)
+                    gh_log(GH_LOG_ERROR, "TLS session ticket key rotation failed");
+                else
+                    gh_log(GH_LOG_INFO, "TLS session ticket keys rotated");
+                rotate_at.tv_sec += TICKET_ROTATION_S;
+            }
             continue;
+        }
         if (sig == SIGHUP) {
             if (!path) {
                 gh_log(GH_LOG_WARN, "SIGHUP: quick mode has no file to reload");

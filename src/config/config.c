@@ -37,6 +37,8 @@
 #include "http/h1.h"
 #include "proxy/lb.h"
 #include "proxy/router.h"
+#include "proxy/session.h"
+#include "tls/tls.h"
 
 
 #define MAX_FILE_SIZE (64u << 20)
@@ -1133,12 +1135,74 @@ static void parse_trusted(ctx_t *x, yaml_node_t *n)
 }
 
 /* One listener mapping; role decides the default name and whether name is allowed. */
+/* Load a certificate and key now, to report a bad file at its place in the YAML
+ * (the server built at compile loads them again). */
+static void check_cert(ctx_t *x, yaml_node_t *at, const char *cert, const char *key)
+{
+    gh_tls_cert_conf_t cc = {cert, key, NULL, 0};
+    gh_tls_server_conf_t sc = {.certs = &cc, .ncerts = 1};
+    char why[256] = "";
+    gh_tls_server_t *t = gh_tls_server_new(&sc, why, sizeof why);
+    if (!t) {
+        size_t o = path_key(x, "cert");
+        err(x, at, "%s", why);
+        path_pop(x, o);
+    }
+    gh_tls_server_free(t);
+}
+
+/* cert: FILE, key: FILE (both or neither) in mapping n; true when both are set. */
+static bool parse_cert_pair(ctx_t *x, yaml_node_t *n, field_t *cert, field_t *key, char **c_out, char **k_out)
+{
+    bool have_c = f_str(x, cert, c_out, NULL, false), have_k = f_str(x, key, k_out, NULL, false);
+    if (have_c != have_k) {
+        err(x, n, "cert and key go together: set both");
+        return false;
+    }
+    if (have_c)
+        check_cert(x, cert->val, *c_out, *k_out);
+    return have_c;
+}
+
+/* tls: true | {cert, key, min_version: "1.2" | "1.3", ciphers, ciphersuites, session_tickets} */
+static bool parse_listener_tls(ctx_t *x, gh_conf_listener_t *l, yaml_node_t *n)
+{
+    size_t o = path_key(x, "tls");
+    size_t before = x->nerrs;
+    l->tls.min_version = TLS1_2_VERSION;
+    l->tls.session_tickets = 1;
+    if (is_scalar(n) && n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE) {
+        get_bool(x, n, &l->tls.enabled);
+    } else {
+        field_t f[] = {F("cert"), F("key"), F("min_version"), F("ciphers"), F("ciphersuites"), F("session_tickets")};
+        if (fields(x, n, f, GH_ARRAY_LEN(f))) {
+            l->tls.enabled = 1;
+            parse_cert_pair(x, n, &f[0], &f[1], &l->tls.cert, &l->tls.key);
+            char *v = NULL;
+            size_t vl = 0;
+            if (f_str(x, &f[2], &v, &vl, false)) {
+                size_t o2 = path_key(x, "min_version");
+                if (!strcmp(v, "1.3"))
+                    l->tls.min_version = TLS1_3_VERSION;
+                else if (strcmp(v, "1.2"))
+                    err(x, f[2].val, "min_version must be \"1.2\" or \"1.3\", got %s", q(x, v, vl));
+                path_pop(x, o2);
+            }
+            f_str(x, &f[3], &l->tls.ciphers, NULL, false);
+            f_str(x, &f[4], &l->tls.ciphersuites, NULL, false);
+            f_bool(x, &f[5], &l->tls.session_tickets);
+        }
+    }
+    path_pop(x, o);
+    return x->nerrs == before;
+}
+
 static void parse_listener(ctx_t *x, yaml_node_t *n, int role, size_t idx)
 {
     gh_conf_t *c = x->c;
     gh_conf_listener_t *l = &c->listeners[c->nlisteners];
-    field_t f[] = {F("listen"), F("backlog"), F("name")};
-    size_t nf = role == GH_LISTEN_PROXY ? 3 : 2;
+    field_t f[] = {F("listen"), F("backlog"), F("name"), F("tls")};
+    size_t nf = role == GH_LISTEN_PROXY ? 4 : 2;
     if (!fields(x, n, f, nf))
         return;
     bool ok = true;
@@ -1158,6 +1222,8 @@ static void parse_listener(ctx_t *x, yaml_node_t *n, int role, size_t idx)
         }
     }
     if (f[1].val && !f_u32(x, &f[1], 1, 65535, &l->backlog))
+        ok = false;
+    if (nf > 3 && f[3].val && !parse_listener_tls(x, l, f[3].val))
         ok = false;
     if (!f[0].val) {
         missing(x, n, "listen");
@@ -2025,10 +2091,30 @@ static void parse_site(ctx_t *x, yaml_node_t *n, gh_conf_tenant_t *t, uint32_t t
                        uint32_t *route_counter)
 {
     gh_conf_site_t *s = &t->sites[t->nsites];
-    field_t f[] = {F("name"), F("hosts"), F("routes")};
+    field_t f[] = {F("name"), F("hosts"), F("routes"), F("tls"), F("https_redirect"), F("hsts")};
     if (!fields(x, n, f, GH_ARRAY_LEN(f)))
         return;
     s->tenant = t;
+    if (f[3].val) {
+        size_t o = path_key(x, "tls");
+        field_t g[] = {F("cert"), F("key")};
+        if (fields(x, f[3].val, g, GH_ARRAY_LEN(g)) &&
+            !parse_cert_pair(x, f[3].val, &g[0], &g[1], &s->tls_cert, &s->tls_key) && !g[0].val && !g[1].val)
+            err(x, f[3].val, "a site's tls needs cert and key");
+        path_pop(x, o);
+    }
+    f_bool(x, &f[4], &s->https_redirect);
+    if (f_str(x, &f[5], &s->hsts, NULL, false)) {
+        bool bad = strncmp(s->hsts, "max-age=", 8) != 0;
+        for (const char *p = s->hsts; *p; p++)
+            bad |= (unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f;
+        if (bad) {
+            size_t o = path_key(x, "hsts");
+            err(x, f[5].val, "hsts must be a Strict-Transport-Security value starting with max-age=, e.g. "
+                             "\"max-age=31536000; includeSubDomains\"");
+            path_pop(x, o);
+        }
+    }
     f_name(x, &f[0], &s->name);
     if (!f[1].val) {
         missing(x, n, "hosts");
@@ -2399,6 +2485,91 @@ static int build_maglev(ctx_t *x, gh_conf_upstream_t *u)
     return 0;
 }
 
+static void free_tls(gh_conf_t *c)
+{
+    for (uint32_t i = 0; i < c->nlisteners; i++) {
+        gh_tls_server_free(c->listeners[i].tls_server);
+        c->listeners[i].tls_server = NULL;
+    }
+}
+
+/* The TLS server of each TLS listener: the listener's certificate (the default when
+ * set), then every site's, answering the site's host names by SNI. Without a
+ * listener certificate the default is the certificate of the first catch-all ("*")
+ * site, else the first one. */
+static int build_tls(ctx_t *x)
+{
+    gh_conf_t *c = x->c;
+    size_t ncerts = 1;
+    for (uint32_t t = 0; t < c->ntenants; t++)
+        ncerts += c->tenants[t].nsites;
+    gh_tls_cert_conf_t *certs = talloc(x, ncerts * sizeof *certs);
+    for (uint32_t i = 0; i < c->nlisteners; i++) {
+        gh_conf_listener_t *l = &c->listeners[i];
+        if (!l->tls.enabled)
+            continue;
+        size_t n = 0, def = SIZE_MAX;
+        if (l->tls.cert) {
+            certs[n++] = (gh_tls_cert_conf_t){l->tls.cert, l->tls.key, NULL, 0};
+            def = 0;
+        }
+        for (uint32_t t = 0; t < c->ntenants; t++)
+            for (uint32_t k = 0; k < c->tenants[t].nsites; k++) {
+                gh_conf_site_t *s = &c->tenants[t].sites[k];
+                if (!s->tls_cert)
+                    continue;
+                const char **names = talloc(x, (s->nhosts ? s->nhosts : 1) * sizeof *names);
+                size_t nn = 0;
+                for (uint32_t h = 0; h < s->nhosts; h++) {
+                    if (s->hosts[h].any) {
+                        if (def == SIZE_MAX)
+                            def = n;
+                        continue;
+                    }
+                    if (s->hosts[h].wildcard) { /* stored as ".example.com" */
+                        char *w = talloc(x, s->hosts[h].len + 2);
+                        w[0] = '*';
+                        memcpy(w + 1, s->hosts[h].name, s->hosts[h].len + 1);
+                        names[nn++] = w;
+                    } else {
+                        names[nn++] = s->hosts[h].name;
+                    }
+                }
+                if (!nn) { /* a catch-all site only: its certificate's own names (never empty) */
+                    certs[n++] = (gh_tls_cert_conf_t){s->tls_cert, s->tls_key, NULL, 0};
+                    continue;
+                }
+                certs[n++] = (gh_tls_cert_conf_t){s->tls_cert, s->tls_key, names, nn};
+            }
+        if (!n) {
+            char path[64];
+            snprintf(path, sizeof path, "listeners.%s.tls", l->name);
+            errat(x, 0, 0, path, "a TLS listener needs a certificate: set tls.cert and tls.key, or tls on a site");
+            continue;
+        }
+        static const char *const alpn[] = {"http/1.1"};
+        gh_tls_server_conf_t sc = {
+            .certs = certs,
+            .ncerts = n,
+            .default_cert = def == SIZE_MAX ? 0 : def,
+            .alpn = alpn,
+            .nalpn = 1,
+            .min_version = l->tls.min_version,
+            .ciphers = l->tls.ciphers,
+            .ciphersuites = l->tls.ciphersuites,
+            .no_tickets = !l->tls.session_tickets,
+            .on_hello = gh_session_tls_hello, /* JA4 (session.c) */
+        };
+        char why[256] = "";
+        if (!(l->tls_server = gh_tls_server_new(&sc, why, sizeof why))) {
+            char path[64];
+            snprintf(path, sizeof path, "listeners.%s.tls", l->name);
+            errat(x, 0, 0, path, "%s", why);
+        }
+    }
+    return x->nerrs ? GH_ECONFIG : 0;
+}
+
 /* Builds the router: the last step of every load. */
 static int compile(ctx_t *x, gh_conf_errors_t *errs)
 {
@@ -2410,6 +2581,11 @@ static int compile(ctx_t *x, gh_conf_errors_t *errs)
             return GH_ENOMEM;
     int rc = gh_router_build(c, errs);
     if (rc != 0) {
+        gh_router_free(c);
+        return rc;
+    }
+    if ((rc = build_tls(x)) != 0) {
+        free_tls(c);
         gh_router_free(c);
         return rc;
     }
@@ -2674,6 +2850,7 @@ void gh_conf_unref(gh_conf_t *c)
     if (!c || __atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) != 0)
         return;
     arena_t *a = c->arena; /* c itself lives in the arena */
+    free_tls(c);
     gh_router_free(c);
     arena_destroy(a);
 }

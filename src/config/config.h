@@ -164,6 +164,9 @@ typedef struct gh_conf_site {
     uint32_t nhosts;
     gh_conf_route_t *routes;
     uint32_t nroutes;
+    char *tls_cert, *tls_key; /* PEM files of this site's certificate (its hosts are its SNI names) */
+    int https_redirect;       /* a request over plain HTTP gets 308 to https:// */
+    char *hsts;               /* Strict-Transport-Security value added over TLS, or NULL */
 } gh_conf_site_t;
 
 typedef struct gh_conf_tenant {
@@ -181,6 +184,14 @@ typedef struct {
     struct sockaddr_storage addr;
     socklen_t addrlen;
     uint32_t backlog; /* default 4096 */
+    struct {
+        int enabled;
+        char *cert, *key;       /* the default certificate (optional when sites have theirs) */
+        int min_version;        /* TLS1_2_VERSION (default) or TLS1_3_VERSION */
+        char *ciphers, *ciphersuites; /* NULL: secure defaults (tls.h) */
+        int session_tickets;    /* default 1 */
+    } tls;
+    void *tls_server; /* gh_tls_server_t built at compile, freed with the snapshot */
 } gh_conf_listener_t;
 
 typedef struct {

@@ -269,6 +269,10 @@ char *gh_metrics_render(size_t *len)
         {"gatehouse_connections_rejected_total", "counter", "Client connections refused over a connection cap.", offsetof(gh_thread_stats_t, conns_rejected)},
         {"gatehouse_http_requests_total", "counter", "Request heads received (all listeners, all outcomes).", offsetof(gh_thread_stats_t, requests)},
         {"gatehouse_no_site_total", "counter", "Requests whose Host matched no site (404).", offsetof(gh_thread_stats_t, no_site)},
+        {"gatehouse_tls_handshakes_total", "counter", "TLS handshakes completed.", offsetof(gh_thread_stats_t, tls_handshakes)},
+        {"gatehouse_tls_resumed_total", "counter", "TLS handshakes that resumed a session (ticket).", offsetof(gh_thread_stats_t, tls_resumed)},
+        {"gatehouse_tls_handshake_failures_total", "counter", "TLS handshakes that failed or were abandoned.", offsetof(gh_thread_stats_t, tls_failed)},
+        {"gatehouse_tls_plain_http_total", "counter", "Plain HTTP requests sent to a TLS listener (answered 400).", offsetof(gh_thread_stats_t, tls_plain_http)},
         {"gatehouse_no_route_total", "counter", "Requests that matched no route of their site (404).", offsetof(gh_thread_stats_t, no_route)},
         {"gatehouse_access_log_dropped_total", "counter", "Access log records dropped because the writer fell behind.", offsetof(gh_thread_stats_t, access_log_dropped)},
     };

@@ -81,6 +81,10 @@ typedef struct {
     uint64_t no_site;          /* 404: no site for Host */
     uint64_t no_route;         /* 404: no route in site */
     uint64_t access_log_dropped;
+    uint64_t tls_handshakes;   /* completed */
+    uint64_t tls_resumed;      /* of which resumed a session (ticket) */
+    uint64_t tls_failed;       /* failed or abandoned handshakes */
+    uint64_t tls_plain_http;   /* plain HTTP sent to a TLS listener (answered 400) */
     uint64_t parser_rejections[GH_E__COUNT]; /* by GH_E* index */
 } __attribute__((aligned(GH_CACHELINE))) gh_thread_stats_t;
 

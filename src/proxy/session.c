@@ -19,6 +19,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
@@ -32,8 +33,10 @@
 #include "proxy/health.h"
 #include "proxy/lb.h"
 #include "proxy/router.h"
+#include "tls/ja4.h"
+#include "tls/tls.h"
 
-enum { C_IDLE, C_HEAD, C_ACTIVE, C_LINGER };
+enum { C_IDLE, C_HEAD, C_ACTIVE, C_LINGER, C_TLS };
 enum { P_CONNECT = 1, P_PROXY, P_TUNNEL, P_DIRECT, P_BACKOFF };
 
 /* pump results below zero: what went wrong */
@@ -56,7 +59,9 @@ typedef struct gh_client {
     gh_buf_t in;
     gh_req_t *req;
     const gh_conf_listener_t *listener;
+    SSL *ssl; /* TLS listeners: the connection's TLS state; NULL over plain TCP */
     uint8_t state, readable, writable, rdhup, close_after;
+    char ja4[37]; /* TLS client fingerprint, "" when none */
     union {
         struct sockaddr sa;
         struct sockaddr_in in4;
@@ -136,6 +141,79 @@ static uint64_t now_us(void)
 
 static const gh_conf_t *conf_of(gh_worker_t *w) { return w->gen->conf; }
 
+/* ---- client I/O: plain TCP or TLS, with read(2)/writev(2) semantics ---- */
+
+/* TLS writes are coalesced up to this much: one record for a head and a small body. */
+#define TLS_COALESCE 16384
+
+static ssize_t tls_errno(gh_client_t *c, ssize_t rc)
+{
+    if (rc == GH_EAGAIN) {
+        /* TLS may need the other direction: wait for it, then retry this one */
+        if (gh_tls_want(c->ssl) == GH_TLS_WANT_WRITE)
+            c->writable = 0;
+        else
+            c->readable = 0;
+        errno = EAGAIN;
+    } else {
+        errno = EIO;
+    }
+    return -1;
+}
+
+static ssize_t client_recv(gh_client_t *c, void *buf, size_t n)
+{
+    if (!c->ssl)
+        return read(c->io.fd, buf, n);
+    ssize_t k = gh_tls_read(c->ssl, buf, n);
+    if (k >= 0)
+        return k;
+    if (k == GH_ECLOSED) /* EOF without close_notify: like a TCP close (HTTP framing judges truncation) */
+        return 0;
+    return tls_errno(c, k);
+}
+
+/* A short count means the socket is full. Over TLS the bytes passed are always a
+ * prefix of the concatenated iovecs that only grows between calls (the rule of
+ * gh_tls_write: a retry passes the same bytes again, never fewer). */
+static ssize_t client_writev(gh_client_t *c, const struct iovec *iov, int n)
+{
+    if (!c->ssl)
+        return writev(c->io.fd, iov, n);
+    const void *p = iov[0].iov_base;
+    size_t len = iov[0].iov_len;
+    char scratch[TLS_COALESCE];
+    if (n > 1 && len < TLS_COALESCE) {
+        size_t more = GH_MIN(iov[1].iov_len, TLS_COALESCE - len);
+        memcpy(scratch, iov[0].iov_base, len);
+        memcpy(scratch + len, iov[1].iov_base, more);
+        p = scratch;
+        len += more;
+    }
+    ssize_t k = gh_tls_write(c->ssl, p, len);
+    return k >= 0 ? k : tls_errno(c, k);
+}
+
+/* Best effort, for the few bytes of an interim response (100 Continue). */
+static void client_send_small(gh_client_t *c, const char *p, size_t n)
+{
+    if (c->ssl) {
+        struct iovec iov = {(void *)p, n};
+        (void)client_writev(c, &iov, 1);
+    } else {
+        ssize_t k = send(c->io.fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        (void)k;
+    }
+}
+
+void gh_session_tls_hello(SSL *ssl, void *arg)
+{
+    (void)arg;
+    gh_client_t *c = SSL_get_app_data(ssl);
+    if (c && !c->ja4[0] && gh_ja4_from_ssl(ssl, c->ja4) < 0) /* after a HelloRetryRequest: keep the first */
+        c->ja4[0] = 0;
+}
+
 /* ---- small output helpers (bounded appends into a buffer that grows on demand) ---- */
 
 static int put(gh_worker_t *w, gh_buf_t *b, const char *p, size_t n)
@@ -174,6 +252,7 @@ static const char *reason_of(int status)
     case 301: return "Moved Permanently";
     case 302: return "Found";
     case 304: return "Not Modified";
+    case 308: return "Permanent Redirect";
     case 400: return "Bad Request";
     case 403: return "Forbidden";
     case 404: return "Not Found";
@@ -276,11 +355,27 @@ static void req_account(gh_req_t *r)
     }
     if (r->backend)
         rec.upstream = gh_str(r->backend->name, strlen(r->backend->name));
+    if (r->c->ssl) {
+        const char *v = gh_tls_version(r->c->ssl);
+        rec.tls = gh_str(v, strlen(v));
+        rec.ja4 = gh_str(r->c->ja4, strlen(r->c->ja4));
+    }
     if (gh_accesslog_log(w->id, &rec) < 0)
         GH_COUNT(w->stats->access_log_dropped, 1);
 }
 
 /* ---- direct responses ---- */
+
+/* Strict-Transport-Security of the request's site, over TLS only (RFC 6797 8.1). */
+static int put_hsts(gh_req_t *r, gh_buf_t *b)
+{
+    const char *v = r->c->ssl && r->route ? r->route->site->hsts : NULL;
+    if (!v)
+        return 0;
+    int rc = PUTL(r->w, b, "Strict-Transport-Security: ");
+    rc |= put(r->w, b, v, strlen(v));
+    return rc | PUTL(r->w, b, "\r\n");
+}
 
 static void respond_full(gh_req_t *r, int status, const char *ctype, const char *body, size_t len,
                          const char *extra, const gh_conf_kv_t *kv, uint32_t nkv, int close)
@@ -320,6 +415,7 @@ static void respond_full(gh_req_t *r, int status, const char *ctype, const char 
     }
     if (extra)
         rc |= put(w, b, extra, strlen(extra));
+    rc |= put_hsts(r, b);
     for (uint32_t i = 0; i < nkv; i++) {
         rc |= put(w, b, kv[i].name, kv[i].name_len);
         rc |= PUTL(w, b, ": ");
@@ -452,7 +548,7 @@ static int client_read_body(gh_req_t *r, int tunnel)
             return progress; /* the upstream must drain first */
     }
     size_t room = gh_buf_room(&c->in);
-    ssize_t n = read(c->io.fd, c->in.base + c->in.wr, room);
+    ssize_t n = client_recv(c, c->in.base + c->in.wr, room);
     if (n > 0) {
         if ((size_t)n < room && !c->rdhup)
             c->readable = 0;
@@ -559,11 +655,13 @@ static int build_client_head(gh_req_t *r, const gh_h1_response_t *m)
     rc |= PUTL(w, b, " ");
     rc |= PUTS(w, b, m->reason);
     rc |= PUTL(w, b, "\r\n");
-    int has_conn = 0;
+    int has_conn = 0, has_hsts = 0;
     for (uint16_t i = 0; i < m->nheaders; i++) {
         const gh_h1_header_t *h = &m->headers[i];
         if (h->name.n == 10 && gh_str_caseeq_lit(h->name, "connection"))
             has_conn = 1;
+        if (h->name.n == 25 && gh_str_caseeq_lit(h->name, "strict-transport-security"))
+            has_hsts = 1;
         if (is_hop_by_hop(h->name) && !(m->upgrade && h->name.n == 7))
             continue;
         if (r->dechunk && h->name.n == 14 && gh_str_caseeq_lit(h->name, "content-length"))
@@ -577,6 +675,8 @@ static int build_client_head(gh_req_t *r, const gh_h1_response_t *m)
     }
     if (m->body == GH_H1_BODY_CHUNKED && !r->dechunk)
         rc |= PUTL(w, b, "Transfer-Encoding: chunked\r\n");
+    if (!has_hsts)
+        rc |= put_hsts(r, b);
     if (m->upgrade)
         rc |= PUTL(w, b, "Connection: upgrade\r\n");
     else if (close)
@@ -796,10 +896,11 @@ static int client_write(gh_req_t *r)
         iov[n++] = (struct iovec){r->resp.base + r->resp.rd, ready};
     if (!n)
         return 0;
-    ssize_t k = writev(c->io.fd, iov, n);
+    ssize_t k = client_writev(c, iov, n);
     if (k < 0) {
         if (errno == EAGAIN || errno == EINTR) {
-            c->writable = 0;
+            if (!c->ssl)
+                c->writable = 0;
             return 0;
         }
         return E_CLIENT;
@@ -1377,7 +1478,7 @@ static int build_upstream_head(gh_req_t *r, const gh_h1_request_t *m)
     }
     rc |= PUTS(w, b, peer);
     rc |= PUTL(w, b, "\r\nX-Forwarded-Proto: ");
-    rc |= xfp.n ? PUTS(w, b, xfp) : PUTL(w, b, "http");
+    rc |= xfp.n ? PUTS(w, b, xfp) : c->ssl ? PUTL(w, b, "https") : PUTL(w, b, "http");
     rc |= PUTL(w, b, "\r\nX-Forwarded-Host: ");
     rc |= PUTS(w, b, xfh.n ? xfh : m->host);
     rc |= PUTL(w, b, "\r\nForwarded: ");
@@ -1388,7 +1489,10 @@ static int build_upstream_head(gh_req_t *r, const gh_h1_request_t *m)
     int v6 = c->peer.sa.sa_family == AF_INET6;
     rc |= v6 ? PUTL(w, b, "for=\"[") : PUTL(w, b, "for=");
     rc |= PUTS(w, b, peer);
-    rc |= v6 ? PUTL(w, b, "]\";proto=http;host=\"") : PUTL(w, b, ";proto=http;host=\"");
+    if (c->ssl)
+        rc |= v6 ? PUTL(w, b, "]\";proto=https;host=\"") : PUTL(w, b, ";proto=https;host=\"");
+    else
+        rc |= v6 ? PUTL(w, b, "]\";proto=http;host=\"") : PUTL(w, b, ";proto=http;host=\"");
     rc |= PUTS(w, b, m->host);
     rc |= PUTL(w, b, "\"\r\n");
     if (conf->via)
@@ -1416,6 +1520,49 @@ static int build_upstream_head(gh_req_t *r, const gh_h1_request_t *m)
 
 /* ---- dispatch ---- */
 
+/* A site with https_redirect, reached over plain HTTP: 308 to the same host and
+ * target over https, on the port of the first TLS listener. */
+static void https_redirect(gh_req_t *r, const gh_h1_request_t *m)
+{
+    const gh_conf_t *conf = r->gen->conf;
+    unsigned port = 443;
+    for (uint32_t i = 0; i < conf->nlisteners; i++)
+        if (conf->listeners[i].tls.enabled) {
+            const struct sockaddr_storage *a = &conf->listeners[i].addr;
+            port = ntohs(a->ss_family == AF_INET6 ? ((const struct sockaddr_in6 *)a)->sin6_port
+                                                  : ((const struct sockaddr_in *)a)->sin_port);
+            break;
+        }
+    gh_str_t host = m->host;
+    if (host.n && host.p[host.n - 1] != ']') { /* drop a port, keep an IPv6 literal whole */
+        const char *colon = memrchr(host.p, ':', host.n);
+        if (colon)
+            host.n = (size_t)(colon - host.p);
+    } else if (host.n) {
+        const char *colon = memrchr(host.p, ':', host.n);
+        if (colon && colon > (const char *)memchr(host.p, ']', host.n))
+            host.n = (size_t)(colon - host.p);
+    }
+    int absolute = m->target.n && m->target.p[0] != '/' && m->target.p[0] != '*';
+    gh_str_t target = absolute ? m->path : m->target.n && m->target.p[0] == '/' ? m->target : GH_STR("/");
+    size_t cap = host.n + target.n + m->query.n + 64;
+    char *loc = malloc(cap);
+    if (!loc) {
+        respond_error(r, 503, "out of memory");
+        return;
+    }
+    int n = snprintf(loc, cap, "Location: https://%.*s", (int)host.n, host.p);
+    if (port != 443)
+        n += snprintf(loc + n, cap - (size_t)n, ":%u", port);
+    n += snprintf(loc + n, cap - (size_t)n, "%.*s", (int)target.n, target.p);
+    if (absolute && m->query.n)
+        n += snprintf(loc + n, cap - (size_t)n, "?%.*s", (int)m->query.n, m->query.p);
+    snprintf(loc + n, cap - (size_t)n, "\r\n");
+    static const char body[] = "308 Permanent Redirect: use https\n";
+    respond(r, 308, "text/plain; charset=utf-8", body, sizeof body - 1, loc, 0);
+    free(loc);
+}
+
 static void route_and_dispatch(gh_req_t *r, const gh_h1_request_t *m)
 {
     gh_worker_t *w = r->w;
@@ -1425,6 +1572,10 @@ static void route_and_dispatch(gh_req_t *r, const gh_h1_request_t *m)
     if (!site) {
         GH_COUNT(w->stats->no_site, 1);
         respond_error(r, 404, "no site for this host");
+        return;
+    }
+    if (site->https_redirect && !c->ssl) {
+        https_redirect(r, m);
         return;
     }
     const gh_conf_route_t *rt = gh_router_route(site, m);
@@ -1471,8 +1622,7 @@ static void route_and_dispatch(gh_req_t *r, const gh_h1_request_t *m)
     if (m->expect_continue && m->body != GH_H1_BODY_NONE && r->in_ready == 0 &&
         c->in.wr == c->in.rd + r->head_len) {
         static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-        ssize_t k = send(c->io.fd, cont, sizeof(cont) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
-        (void)k;
+        client_send_small(c, cont, sizeof(cont) - 1);
     }
     gh_upstream_stats_t *st = r->ups->stats;
     if (st && r->ups->breaker.max_requests) {
@@ -1625,6 +1775,8 @@ static int request_finish(gh_req_t *r)
     c->req = NULL;
     if (c->close_after || c->w->draining) {
         c->state = C_LINGER;
+        if (c->ssl)
+            gh_tls_shutdown(c->ssl); /* close_notify, best effort */
         shutdown(c->io.fd, SHUT_WR);
         gh_buf_put(&c->w->bufs, &c->in);
         gh_timer_set(&c->w->loop, &c->timer, LINGER_MS);
@@ -1880,6 +2032,12 @@ static void client_close(gh_client_t *c)
     gh_timer_stop(&w->loop, &c->timer);
     gh_task_cancel(&c->resume);
     gh_buf_put(&w->bufs, &c->in);
+    if (c->ssl) {
+        if (c->state == C_TLS)
+            GH_COUNT(w->stats->tls_failed, 1);
+        SSL_free(c->ssl);
+        c->ssl = NULL;
+    }
     if (c->io.fd >= 0) {
         gh_loop_del(&w->loop, &c->io);
         close(c->io.fd);
@@ -1955,7 +2113,7 @@ static int client_head(gh_client_t *c)
             }
         }
         size_t room = gh_buf_room(&c->in);
-        ssize_t n = read(c->io.fd, c->in.base + c->in.wr, room);
+        ssize_t n = client_recv(c, c->in.base + c->in.wr, room);
         if (n > 0) {
             if ((size_t)n < room && !c->rdhup)
                 c->readable = 0;
@@ -1979,6 +2137,52 @@ static int client_head(gh_client_t *c)
     } else if (!gh_timer_armed(&c->timer)) {
         gh_timer_set(&w->loop, &c->timer, conf->timeouts.client_header);
     }
+    return 0;
+}
+
+/* TLS listeners: the handshake, bounded by the client_header timeout. 1 once done
+ * (the connection goes on as HTTP/1.1), 0 to wait or when closed. */
+static int client_handshake(gh_client_t *c)
+{
+    gh_worker_t *w = c->w;
+    int rc = gh_tls_handshake(c->ssl);
+    if (rc == 0) {
+        GH_COUNT(w->stats->tls_handshakes, 1);
+        if (gh_tls_resumed(c->ssl))
+            GH_COUNT(w->stats->tls_resumed, 1);
+        c->state = C_IDLE;
+        c->readable = 1; /* the first request may have come with the last handshake flight */
+        return 1;
+    }
+    if (rc == GH_EAGAIN) {
+        if (gh_tls_want(c->ssl) == GH_TLS_WANT_WRITE)
+            c->writable = 0;
+        else
+            c->readable = 0;
+        return 0;
+    }
+    if (rc == GH_EINVAL && gh_tls_plain_http(c->ssl)) {
+        /* as nginx: answer in clear text, then close */
+        static const char msg[] = "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                                  "Content-Length: 55\r\nConnection: close\r\n\r\n"
+                                  "400 Bad Request: plain HTTP was sent to an HTTPS port\n\n";
+        ssize_t k = send(c->io.fd, msg, sizeof msg - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+        (void)k;
+        GH_COUNT(w->stats->tls_plain_http, 1);
+        /* the request was only peeked: read it away before closing, or the close is a reset */
+        c->state = C_LINGER;
+        shutdown(c->io.fd, SHUT_WR);
+        gh_timer_set(&w->loop, &c->timer, LINGER_MS);
+        c->readable = 1;
+        return 1;
+    } else if (gh_log_level >= GH_LOG_DEBUG) {
+        char why[160];
+        gh_log(GH_LOG_DEBUG, "TLS handshake with %s failed: %s", c->listener->name,
+               gh_tls_strerror(c->ssl, why, sizeof why));
+    } else {
+        ERR_clear_error();
+    }
+    client_close(c);
     return 0;
 }
 
@@ -2015,6 +2219,10 @@ static void client_run(gh_client_t *c)
             if (c->readable || c->rdhup)
                 client_linger(c);
             return;
+        case C_TLS:
+            if (!client_handshake(c))
+                return;
+            break;
         }
     }
 }
@@ -2028,6 +2236,8 @@ static void client_cb(gh_io_t *io, uint32_t ev)
         c->readable = 1;
     if (ev & EPOLLOUT)
         c->writable = 1;
+    if (c->ssl && (ev & (EPOLLIN | EPOLLOUT)))
+        c->readable = c->writable = 1; /* a TLS read may wait on the socket's write side, and the other way round */
     if (ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
         c->rdhup = 1;
         c->readable = 1;
@@ -2087,9 +2297,25 @@ void gh_session_accept(gh_worker_t *w, const gh_conf_listener_t *l, int fd, cons
     c->resume.cb = client_resume;
     c->state = C_IDLE;
     memcpy(&c->peer, peer, GH_MIN((size_t)peerlen, sizeof c->peer));
+    if (l->tls.enabled) {
+        /* the certificates of the configuration in force (a reload may have changed them) */
+        const gh_conf_t *cur = conf_of(w);
+        gh_tls_server_t *ts = NULL;
+        for (uint32_t i = 0; i < cur->nlisteners && !ts; i++)
+            if (!strcmp(cur->listeners[i].name, l->name))
+                ts = cur->listeners[i].tls_server;
+        if (!ts || !(c->ssl = gh_tls_server_ssl(ts, fd))) {
+            close(fd);
+            free(c);
+            return;
+        }
+        SSL_set_app_data(c->ssl, c);
+        c->state = C_TLS;
+    }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     if (gh_loop_add(&w->loop, &c->io) < 0) {
+        SSL_free(c->ssl);
         close(fd);
         free(c);
         return;

@@ -24,6 +24,10 @@ typedef struct gh_req gh_req_t;
 /* Take ownership of an accepted, non-blocking client socket. */
 void gh_session_accept(gh_worker_t *w, const gh_conf_listener_t *l, int fd,
                        const struct sockaddr *peer, socklen_t peerlen);
+/* The TLS client-hello observer of proxy listeners (gh_tls_server_conf_t.on_hello):
+ * computes the connection's JA4 fingerprint. */
+struct ssl_st;
+void gh_session_tls_hello(struct ssl_st *ssl, void *arg);
 /* Draining: close idle connections now; active ones close after their response. */
 void gh_session_drain(gh_worker_t *w);
 
