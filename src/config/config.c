@@ -1488,6 +1488,64 @@ static void parse_health(ctx_t *x, gh_conf_upstream_t *u, yaml_node_t *n)
     path_pop(x, o);
 }
 
+/* tls: true | {server_name, ca, verify, cert, key, min_version}: TLS to the backends. */
+static void parse_upstream_tls(ctx_t *x, gh_conf_upstream_t *u, yaml_node_t *n)
+{
+    size_t o = path_key(x, "tls");
+    u->tls.verify = 1;
+    u->tls.min_version = TLS1_2_VERSION;
+    if (is_scalar(n) && n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE) {
+        get_bool(x, n, &u->tls.enabled);
+    } else {
+        field_t f[] = {F("server_name"), F("ca"), F("verify"), F("cert"), F("key"), F("min_version")};
+        size_t before = x->nerrs;
+        if (fields(x, n, f, GH_ARRAY_LEN(f))) {
+            u->tls.enabled = 1;
+            char *v = NULL;
+            size_t vl = 0;
+            if (f_str(x, &f[0], &u->tls.server_name, &vl, false)) {
+                for (size_t i = 0; i < vl; i++) {
+                    unsigned char ch = (unsigned char)u->tls.server_name[i];
+                    if (!(ch == '.' || ch == '-' || ch == '_' || ch == ':' || (ch >= '0' && ch <= '9') ||
+                          (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z'))) {
+                        size_t o2 = path_key(x, "server_name");
+                        err(x, f[0].val, "server_name must be a host name or an IP address, got %s",
+                            q(x, u->tls.server_name, vl));
+                        path_pop(x, o2);
+                        break;
+                    }
+                }
+            }
+            f_str(x, &f[1], &u->tls.ca, NULL, false);
+            f_bool(x, &f[2], &u->tls.verify);
+            bool have_c = f_str(x, &f[3], &u->tls.cert, NULL, false);
+            bool have_k = f_str(x, &f[4], &u->tls.key, NULL, false);
+            if (have_c != have_k)
+                err(x, n, "cert and key go together: set both");
+            if (f_str(x, &f[5], &v, &vl, false)) {
+                size_t o2 = path_key(x, "min_version");
+                if (!strcmp(v, "1.3"))
+                    u->tls.min_version = TLS1_3_VERSION;
+                else if (strcmp(v, "1.2"))
+                    err(x, f[5].val, "min_version must be \"1.2\" or \"1.3\", got %s", q(x, v, vl));
+                path_pop(x, o2);
+            }
+            if (x->nerrs == before) {
+                /* load the files now, to report a bad one at its place */
+                gh_tls_client_conf_t cc = {.ca_file = u->tls.ca, .insecure = !u->tls.verify,
+                                           .cert_file = u->tls.cert, .key_file = u->tls.key,
+                                           .min_version = u->tls.min_version};
+                char why[256] = "";
+                gh_tls_client_t *t = gh_tls_client_new(&cc, why, sizeof why);
+                if (!t)
+                    err(x, n, "%s", why);
+                gh_tls_client_free(t);
+            }
+        }
+    }
+    path_pop(x, o);
+}
+
 /* The defaults of an upstream (documented in docs/configuration.md). */
 static void upstream_defaults(gh_conf_upstream_t *u)
 {
@@ -1626,7 +1684,7 @@ static void parse_upstream(ctx_t *x, yaml_node_t *n, gh_conf_upstream_t *u, up_t
 {
     field_t f[] = {F("backends"), F("keepalive"), F("keepalive_timeout"), F("timeouts"), F("balance"),
                    F("hash_key"), F("health_check"), F("circuit_breaker"), F("slow_start"), F("retries"),
-                   F("outlier_detection"), F("discovery"), F("dns_family")};
+                   F("outlier_detection"), F("discovery"), F("dns_family"), F("tls")};
     upstream_defaults(u);
     if (!fields(x, n, f, GH_ARRAY_LEN(f)))
         return;
@@ -1675,6 +1733,8 @@ static void parse_upstream(ctx_t *x, yaml_node_t *n, gh_conf_upstream_t *u, up_t
     if (f[6].val)
         parse_health(x, u, f[6].val);
     f_dur(x, &f[8], true, &u->slow_start);
+    if (f[13].val)
+        parse_upstream_tls(x, u, f[13].val);
     if (f[9].val)
         parse_retries(x, u, f[9].val);
     if (f[10].val)
@@ -2491,6 +2551,58 @@ static void free_tls(gh_conf_t *c)
         gh_tls_server_free(c->listeners[i].tls_server);
         c->listeners[i].tls_server = NULL;
     }
+    for (uint32_t i = 0; i < c->nupstreams; i++) {
+        gh_tls_client_free(c->upstreams[i].tls_client);
+        c->upstreams[i].tls_client = NULL;
+    }
+}
+
+static uint64_t tag_mix(uint64_t h, const char *s)
+{
+    for (; s && *s; s++)
+        h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
+    return (h ^ 0xff) * 0x100000001b3ull;
+}
+
+/* Upstream TLS: the client of each pool, and the name each backend is verified as. */
+static int build_upstream_tls(ctx_t *x)
+{
+    gh_conf_t *c = x->c;
+    for (uint32_t i = 0; i < c->nupstreams; i++) {
+        gh_conf_upstream_t *u = &c->upstreams[i];
+        if (!u->tls.enabled)
+            continue;
+        gh_tls_client_conf_t cc = {.ca_file = u->tls.ca, .insecure = !u->tls.verify, .cert_file = u->tls.cert,
+                                   .key_file = u->tls.key, .min_version = u->tls.min_version};
+        char why[256] = "";
+        if (!(u->tls_client = gh_tls_client_new(&cc, why, sizeof why))) {
+            char path[300];
+            snprintf(path, sizeof path, "upstreams.%s.tls", u->name);
+            errat(x, 0, 0, path, "%s", why);
+            continue;
+        }
+        uint64_t h = 0xcbf29ce484222325ull;
+        h = tag_mix(h, u->tls.server_name);
+        h = tag_mix(h, u->tls.ca);
+        h = tag_mix(h, u->tls.verify ? "v" : "-");
+        h = tag_mix(h, u->tls.cert);
+        h = tag_mix(h, u->tls.key);
+        h = tag_mix(h, u->tls.min_version == TLS1_3_VERSION ? "13" : "12");
+        u->tls.tag = h | 1; /* never 0: that is plain TCP */
+        for (uint32_t k = 0; k < u->nbackends; k++) {
+            gh_conf_backend_t *b = &u->backends[k];
+            if (u->tls.server_name) {
+                b->tls_name = u->tls.server_name;
+                continue;
+            }
+            char host[HOST_MAX];
+            uint16_t port;
+            int bracket;
+            if (!split_hostport(b->dns_name ? b->dns_name : b->name, host, &port, &bracket))
+                b->tls_name = xstrndup(x, host, strlen(host));
+        }
+    }
+    return x->nerrs ? GH_ECONFIG : 0;
 }
 
 /* The TLS server of each TLS listener: the listener's certificate (the default when
@@ -2584,7 +2696,7 @@ static int compile(ctx_t *x, gh_conf_errors_t *errs)
         gh_router_free(c);
         return rc;
     }
-    if ((rc = build_tls(x)) != 0) {
+    if ((rc = build_tls(x)) != 0 || (rc = build_upstream_tls(x)) != 0) {
         free_tls(c);
         gh_router_free(c);
         return rc;

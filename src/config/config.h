@@ -44,6 +44,7 @@ typedef struct {
     socklen_t addrlen;
     uint32_t weight; /* default 1 */
     char *dns_name;  /* discovery: dns: the "host:port" this address came from; else NULL */
+    char *tls_name;  /* upstream TLS: SNI and the name verified (the upstream's server_name, else the host) */
     void *health;    /* active health state (gh_health_t *), bound after load; NULL: not checked */
 } gh_conf_backend_t;
 
@@ -91,6 +92,16 @@ typedef struct gh_conf_upstream {
         uint32_t max_ejection;         /* ms ceiling (300 s) */
         uint32_t max_ejected_percent;  /* of the pool ejected at once (50) */
     } outlier;
+    struct {
+        int enabled;
+        char *server_name;     /* SNI and verified name for every backend (default: each backend's host) */
+        char *ca;              /* CA file; NULL: the system store */
+        int verify;            /* default 1; 0 = no verification (insecure) */
+        char *cert, *key;      /* client certificate (mTLS), or NULL */
+        int min_version;       /* TLS1_2_VERSION (default) or TLS1_3_VERSION */
+        uint64_t tag;          /* hash of these settings: pooled connections are shared only with equal tags */
+    } tls;
+    void *tls_client; /* gh_tls_client_t built at compile, freed with the snapshot */
     uint32_t *maglev; /* hash policy: the Maglev table (backend index per slot), in the arena */
     uint32_t maglev_size;
     void *stats; /* obs: this upstream's metrics series (gh_upstream_stats_t *), bound after load */

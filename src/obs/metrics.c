@@ -244,6 +244,7 @@ char *gh_metrics_render(size_t *len)
         {"gatehouse_upstream_retry_budget_exhausted_total", "Retries refused by the retry budget.", offsetof(gh_upstream_slot_t, budget_exhausted)},
         {"gatehouse_upstream_ejections_total", "Backends ejected after consecutive failures (per worker).", offsetof(gh_upstream_slot_t, ejections)},
         {"gatehouse_upstream_breaker_overflows_total", "Requests refused with 503 by the pool's circuit breaker.", offsetof(gh_upstream_slot_t, overflows)},
+        {"gatehouse_upstream_tls_failures_total", "TLS handshakes with the pool's backends that failed (verification, protocol).", offsetof(gh_upstream_slot_t, tls_failures)},
     };
     for (size_t k = 0; k < GH_ARRAY_LEN(ups); k++) {
         sb_printf(&b, "# HELP %s %s\n# TYPE %s counter\n", ups[k].name, ups[k].help, ups[k].name);

@@ -44,6 +44,7 @@ typedef struct {
     uint64_t budget_exhausted; /* retries refused by the retry budget */
     uint64_t ejections;     /* backends ejected by passive health checking */
     uint64_t overflows;     /* requests refused (503) by the pool's circuit breaker */
+    uint64_t tls_failures;  /* TLS handshakes with a backend that failed */
 } __attribute__((aligned(GH_CACHELINE))) gh_upstream_slot_t;
 
 typedef struct gh_upstream_stats {

@@ -15,6 +15,7 @@
 #include "core/log.h"
 #include "core/loop.h"
 #include "http/h1.h"
+#include "tls/tls.h"
 
 static gh_health_t *records;
 uint32_t gh_health_ndrained;
@@ -27,7 +28,10 @@ typedef struct check {
     const gh_conf_upstream_t *u;
     const gh_conf_backend_t *b;
     int busy;        /* a probe is in flight (timer = its timeout) */
+    int connected;   /* its TCP connect completed */
     int sent;        /* its request is written */
+    SSL *ssl;        /* upstream tls: the probe's TLS (handshake done when sent or hs_done) */
+    int hs_done;
     uint32_t have;   /* response bytes in buf */
     char buf[2048];
 } check_t;
@@ -118,6 +122,10 @@ static uint32_t jitter(uint32_t ms)
 
 static void probe_close(check_t *k)
 {
+    if (k->ssl) {
+        SSL_free(k->ssl);
+        k->ssl = NULL;
+    }
     if (k->io.fd >= 0) {
         gh_loop_del(&hc.loop, &k->io);
         close(k->io.fd);
@@ -156,33 +164,60 @@ static void result(check_t *k, int ok, const char *why)
     gh_timer_set(&hc.loop, &k->timer, jitter(k->u->health.interval));
 }
 
+/* One probe: connect, TLS handshake when the pool speaks TLS, "GET path", read the
+ * status line and headers. */
 static void probe_io(gh_io_t *io, uint32_t ev)
 {
     check_t *k = (check_t *)io;
     if (io->fd < 0 || !k->busy)
         return;
-    if (ev & EPOLLOUT && !k->sent) {
+    if (!k->connected) {
+        if (!(ev & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+            return;
         int err = 0;
         socklen_t sl = sizeof err;
         if (getsockopt(io->fd, SOL_SOCKET, SO_ERROR, &err, &sl) < 0 || err) {
             result(k, 0, err ? strerror(err) : "connect failed");
             return;
         }
+        k->connected = 1;
+        if (k->u->tls_client &&
+            !(k->ssl = gh_tls_client_ssl(k->u->tls_client, io->fd, k->b->tls_name, k->b->name))) {
+            result(k, 0, "out of memory");
+            return;
+        }
+    }
+    if (k->ssl && !k->hs_done) {
+        int rc = gh_tls_handshake(k->ssl);
+        if (rc == GH_EAGAIN)
+            return;
+        if (rc < 0) {
+            char why[sizeof k->h->last_error];
+            memcpy(why, "TLS: ", 5);
+            gh_tls_strerror(k->ssl, why + 5, sizeof why - 5);
+            result(k, 0, why);
+            return;
+        }
+        k->hs_done = 1;
+    }
+    if (!k->sent) {
         char req[512];
         int n = snprintf(req, sizeof req,
                          "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: gatehouse-health-check\r\nConnection: close\r\n\r\n",
-                         k->u->health.path, k->b->name);
-        if (n < 0 || n >= (int)sizeof req || send(io->fd, req, (size_t)n, MSG_NOSIGNAL) != n) {
+                         k->u->health.path, k->b->tls_name ? k->b->tls_name : k->b->name);
+        ssize_t w = n < 0 || n >= (int)sizeof req ? -1
+                    : k->ssl                        ? gh_tls_write(k->ssl, req, (size_t)n)
+                                                    : send(io->fd, req, (size_t)n, MSG_NOSIGNAL);
+        if (w != n) { /* a few hundred bytes on a fresh connection: all or a failure */
             result(k, 0, "send failed");
             return;
         }
         k->sent = 1;
     }
-    if (!k->sent || !(ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
-        return;
     uint32_t have = k->have;
     for (;;) {
-        ssize_t n = read(io->fd, k->buf + have, sizeof(k->buf) - have);
+        ssize_t n = k->ssl ? gh_tls_read(k->ssl, k->buf + have, sizeof(k->buf) - have)
+                           : read(io->fd, k->buf + have, sizeof(k->buf) - have);
         if (n > 0) {
             have += (uint32_t)n;
             gh_h1_response_t m;
@@ -201,13 +236,13 @@ static void probe_io(gh_io_t *io, uint32_t ev)
             }
             continue;
         }
-        if (n == 0) {
+        if (n == 0 || n == GH_ECLOSED) {
             result(k, 0, "closed before a response");
             return;
         }
-        if (errno == EAGAIN || errno == EINTR)
+        if (k->ssl ? n == GH_EAGAIN : (errno == EAGAIN || errno == EINTR))
             break;
-        result(k, 0, strerror(errno));
+        result(k, 0, k->ssl ? "TLS read failed" : strerror(errno));
         return;
     }
     k->have = have;
@@ -227,7 +262,9 @@ static void probe_timer(gh_timer_t *t)
         return;
     }
     k->busy = 1;
+    k->connected = 0;
     k->sent = 0;
+    k->hs_done = 0;
     k->have = 0;
     k->io.fd = fd;
     if ((connect(fd, (const struct sockaddr *)&k->b->addr, k->b->addrlen) < 0 && errno != EINPROGRESS) ||

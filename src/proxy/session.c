@@ -173,13 +173,11 @@ static ssize_t client_recv(gh_client_t *c, void *buf, size_t n)
     return tls_errno(c, k);
 }
 
-/* A short count means the socket is full. Over TLS the bytes passed are always a
- * prefix of the concatenated iovecs that only grows between calls (the rule of
- * gh_tls_write: a retry passes the same bytes again, never fewer). */
-static ssize_t client_writev(gh_client_t *c, const struct iovec *iov, int n)
+/* writev over TLS. The bytes passed are always a prefix of the concatenated iovecs
+ * that only grows between calls (the rule of gh_tls_write: a retry passes the same
+ * bytes again, never fewer): the first iovec, topped up from the second to one record. */
+static ssize_t tls_writev(SSL *ssl, const struct iovec *iov, int n)
 {
-    if (!c->ssl)
-        return writev(c->io.fd, iov, n);
     const void *p = iov[0].iov_base;
     size_t len = iov[0].iov_len;
     char scratch[TLS_COALESCE];
@@ -190,8 +188,49 @@ static ssize_t client_writev(gh_client_t *c, const struct iovec *iov, int n)
         p = scratch;
         len += more;
     }
-    ssize_t k = gh_tls_write(c->ssl, p, len);
+    return gh_tls_write(ssl, p, len);
+}
+
+/* A short count means the socket is full. */
+static ssize_t client_writev(gh_client_t *c, const struct iovec *iov, int n)
+{
+    if (!c->ssl)
+        return writev(c->io.fd, iov, n);
+    ssize_t k = tls_writev(c->ssl, iov, n);
     return k >= 0 ? k : tls_errno(c, k);
+}
+
+/* The same for a backend connection (TLS when the pool says so). */
+static ssize_t up_errno(gh_upconn_t *u, ssize_t rc, int reading)
+{
+    if (rc == GH_EAGAIN) {
+        if (gh_tls_want(u->ssl) == GH_TLS_WANT_WRITE) {
+            u->writable = 0;
+            u->read_wants_write = (uint8_t)reading;
+        }
+        errno = EAGAIN;
+    } else {
+        errno = rc == GH_ECLOSED ? ECONNRESET : EIO;
+    }
+    return -1;
+}
+
+static ssize_t up_recv(gh_upconn_t *u, void *buf, size_t n)
+{
+    if (!u->ssl)
+        return read(u->io.fd, buf, n);
+    ssize_t k = gh_tls_read(u->ssl, buf, n);
+    if (k == GH_ECLOSED) /* EOF without close_notify: a close (framing judges truncation) */
+        return 0;
+    return k >= 0 ? k : up_errno(u, k, 1);
+}
+
+static ssize_t up_writev(gh_upconn_t *u, const struct iovec *iov, int n)
+{
+    if (!u->ssl)
+        return writev(u->io.fd, iov, n);
+    ssize_t k = tls_writev(u->ssl, iov, n);
+    return k >= 0 ? k : up_errno(u, k, 0);
 }
 
 /* Best effort, for the few bytes of an interim response (100 Continue). */
@@ -592,7 +631,7 @@ static int upstream_write(gh_req_t *r)
         }
         return 0;
     }
-    ssize_t k = writev(u->io.fd, iov, n);
+    ssize_t k = up_writev(u, iov, n);
     if (k < 0) {
         if (errno == EAGAIN || errno == EINTR) {
             u->writable = 0;
@@ -842,7 +881,7 @@ static int upstream_read(gh_req_t *r)
             return 0; /* the client must drain first */
     }
     size_t room = gh_buf_room(b);
-    ssize_t n = read(u->io.fd, b->base + b->wr, room);
+    ssize_t n = up_recv(u, b->base + b->wr, room);
     if (n > 0 && (size_t)n < room && !u->hup)
         u->readable = 0; /* a short read drained the socket; the next bytes bring a new edge */
     if (n < 0) {
@@ -1255,11 +1294,11 @@ static void upstream_start(gh_req_t *r, int fresh)
         int reused = 0, err = 0;
         int allow_new = breaker_allows_connect(r);
         gh_upconn_t *u = gh_upstream_get(w, (const struct sockaddr *)&r->backend->addr, r->backend->addrlen,
-                                         allow_new, &reused, &err);
+                                         r->ups->tls.tag, allow_new, &reused, &err);
         while (fresh && u && reused) { /* a replay after a stale pooled connection: a new one */
             gh_upstream_close(u);
-            u = gh_upstream_get(w, (const struct sockaddr *)&r->backend->addr, r->backend->addrlen, allow_new,
-                                &reused, &err);
+            u = gh_upstream_get(w, (const struct sockaddr *)&r->backend->addr, r->backend->addrlen,
+                                r->ups->tls.tag, allow_new, &reused, &err);
         }
         if (!u && err == GH_ELIMIT) {
             if (st)
@@ -1315,6 +1354,28 @@ static void upstream_start(gh_req_t *r, int fresh)
         retry_start(r);
         return;
     }
+}
+
+static void connect_failed(gh_req_t *r);
+
+/* The TLS handshake with a backend failed (verification, protocol): a connect
+ * failure, logged (at most once a second per worker: a bad certificate fails
+ * every request). */
+static void upstream_tls_failed(gh_req_t *r)
+{
+    static __thread uint64_t last;
+    uint64_t now = gh_loop_now(&r->w->loop);
+    char why[200];
+    gh_tls_strerror(r->u->ssl, why, sizeof why);
+    if (!last || now - last >= 1000) {
+        last = now;
+        gh_log(GH_LOG_WARN, "upstream %s: TLS handshake with %s (as %s) failed: %s", r->ups->name,
+               r->backend->name, r->backend->tls_name ? r->backend->tls_name : "-", why);
+    }
+    gh_upstream_stats_t *st = r->ups->stats;
+    if (st)
+        GH_COUNT(st->slot[r->w->id].tls_failures, 1);
+    connect_failed(r);
 }
 
 static void connect_failed(gh_req_t *r)
@@ -1804,16 +1865,40 @@ static int req_run(gh_req_t *r)
         switch (r->phase) {
         case P_CONNECT: {
             gh_upconn_t *u = r->u;
-            if (!u->writable && !u->hup)
-                break;
-            int err = 0;
-            socklen_t len = sizeof err;
-            if (getsockopt(u->io.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err) {
-                connect_failed(r);
-                progress = 1;
-                break;
+            if (!u->connected) {
+                if (!u->writable && !u->hup)
+                    break;
+                int err = 0;
+                socklen_t len = sizeof err;
+                if (getsockopt(u->io.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err) {
+                    connect_failed(r);
+                    progress = 1;
+                    break;
+                }
+                u->connected = 1;
+                if (r->ups->tls_client &&
+                    !(u->ssl = gh_tls_client_ssl(r->ups->tls_client, u->io.fd, r->backend->tls_name, r->backend->name))) {
+                    connect_failed(r);
+                    progress = 1;
+                    break;
+                }
             }
-            u->connected = 1;
+            if (u->ssl && !u->tls_done) { /* TLS to the backend, within the connect timeout */
+                int hs = gh_tls_handshake(u->ssl);
+                if (hs == GH_EAGAIN) {
+                    if (gh_tls_want(u->ssl) == GH_TLS_WANT_WRITE)
+                        u->writable = 0;
+                    else
+                        u->readable = 0;
+                    break;
+                }
+                if (hs < 0) {
+                    upstream_tls_failed(r);
+                    progress = 1;
+                    break;
+                }
+                u->tls_done = 1;
+            }
             r->phase = P_PROXY;
             pending_done(r);
             progress = 1;
@@ -1857,7 +1942,8 @@ static int req_run(gh_req_t *r)
                 goto tunnel_end;
             progress |= rc;
             if (r->in_ready && r->u->writable) {
-                ssize_t k = write(r->u->io.fd, c->in.base + r->in_pos, r->in_ready);
+                struct iovec one = {c->in.base + r->in_pos, r->in_ready};
+                ssize_t k = up_writev(r->u, &one, 1);
                 if (k < 0 && errno != EAGAIN && errno != EINTR)
                     goto tunnel_end;
                 if (k < 0) {

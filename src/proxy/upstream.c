@@ -8,6 +8,8 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#include "tls/tls.h"
+
 void gh_session_upstream_event(gh_upconn_t *u); /* session.c */
 
 static uint32_t addr_hash(const struct sockaddr *a, socklen_t len)
@@ -19,17 +21,18 @@ static uint32_t addr_hash(const struct sockaddr *a, socklen_t len)
     return h;
 }
 
-static gh_uppool_t *pool_of(gh_worker_t *w, const struct sockaddr *a, socklen_t len)
+static gh_uppool_t *pool_of(gh_worker_t *w, const struct sockaddr *a, socklen_t len, uint64_t tag)
 {
-    uint32_t b = addr_hash(a, len) % GH_UPPOOL_BUCKETS;
+    uint32_t b = (addr_hash(a, len) ^ (uint32_t)tag ^ (uint32_t)(tag >> 32)) % GH_UPPOOL_BUCKETS;
     for (gh_uppool_t *p = w->pools[b]; p; p = p->next)
-        if (p->addrlen == len && !memcmp(&p->addr, a, len))
+        if (p->addrlen == len && p->tls_tag == tag && !memcmp(&p->addr, a, len))
             return p;
     gh_uppool_t *p = calloc(1, sizeof(*p));
     if (!p)
         return NULL;
     memcpy(&p->addr, a, len);
     p->addrlen = len;
+    p->tls_tag = tag;
     p->next = w->pools[b];
     w->pools[b] = p;
     return p;
@@ -54,15 +57,27 @@ static void upconn_cb(gh_io_t *io, uint32_t ev)
         return;
     if (ev & (EPOLLIN | EPOLLRDHUP))
         u->readable = 1;
-    if (ev & EPOLLOUT)
+    if (ev & EPOLLOUT) {
         u->writable = 1;
+        if (u->read_wants_write) /* TLS: the read that waited for this can go on */
+            u->readable = 1, u->read_wants_write = 0;
+    }
     if (ev & (EPOLLHUP | EPOLLERR | EPOLLRDHUP))
         u->hup = 1;
     if (u->req) {
         gh_session_upstream_event(u);
         return;
     }
-    /* idle in the pool: the backend closed it or sent something unasked for */
+    /* idle in the pool: the backend closed it or sent something unasked for; over
+     * TLS it may be a post-handshake message (a session ticket), which is kept */
+    if (u->ssl && !(ev & (EPOLLHUP | EPOLLERR)) && (ev & EPOLLIN)) {
+        char byte;
+        ssize_t n = gh_tls_read(u->ssl, &byte, 1);
+        if (n == GH_EAGAIN && gh_tls_want(u->ssl) == GH_TLS_WANT_READ) {
+            u->readable = 0;
+            return;
+        }
+    }
     if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
         unlink_idle(u);
         gh_upstream_close(u);
@@ -76,10 +91,10 @@ static void idle_expired(gh_timer_t *t)
     gh_upstream_close(u);
 }
 
-gh_upconn_t *gh_upstream_get(gh_worker_t *w, const struct sockaddr *addr, socklen_t len, int allow_new,
-                             int *reused, int *err)
+gh_upconn_t *gh_upstream_get(gh_worker_t *w, const struct sockaddr *addr, socklen_t len, uint64_t tls_tag,
+                             int allow_new, int *reused, int *err)
 {
-    gh_uppool_t *p = pool_of(w, addr, len);
+    gh_uppool_t *p = pool_of(w, addr, len, tls_tag);
     if (!p) {
         *err = GH_ENOMEM;
         return NULL;
@@ -151,6 +166,10 @@ void gh_upstream_close(gh_upconn_t *u)
 {
     gh_worker_t *w = u->w;
     gh_timer_stop(&w->loop, &u->timer);
+    if (u->ssl) {
+        SSL_free(u->ssl);
+        u->ssl = NULL;
+    }
     if (u->io.fd >= 0) {
         gh_loop_del(&w->loop, &u->io);
         close(u->io.fd);

@@ -4,7 +4,10 @@
  * they survive a reload) up to the pool's keepalive count, each for at most
  * keepalive_timeout. An idle connection that the backend closes is noticed by its
  * event and dropped. A request takes a pooled connection or opens a new
- * non-blocking one; it gives it back only when both messages ended cleanly.
+ * non-blocking one; it gives it back only when both messages ended cleanly. TLS
+ * connections (session.c does the handshake) are pooled apart, by their settings'
+ * tag; an idle one consumes what the backend sends unasked after a handshake (TLS
+ * 1.3 session tickets) instead of taking it for a close.
  *
  * Called by session.c. */
 #ifndef GH_PROXY_UPSTREAM_H
@@ -18,6 +21,7 @@ typedef struct gh_uppool {
     struct gh_uppool *next; /* hash chain */
     struct sockaddr_storage addr;
     socklen_t addrlen;
+    uint64_t tls_tag; /* 0: plain TCP; else the TLS settings' tag (config.h): pools never mix them */
     struct gh_upconn *idle; /* most recently used first */
     uint32_t nidle;
 } gh_uppool_t;
@@ -30,6 +34,9 @@ typedef struct gh_upconn {
     gh_timer_t timer;              /* idle expiry while pooled */
     struct gh_req *req;            /* owner while in use */
     uint8_t readable, writable, hup, connected;
+    uint8_t tls_done;    /* TLS: handshake complete */
+    uint8_t read_wants_write; /* TLS: a read waits for the socket to be writable */
+    struct ssl_st *ssl;  /* TLS to the backend, or NULL */
     uint32_t nreq; /* requests sent on it */
     uint32_t *live; /* the pool's open-connection count (circuit breaker), or NULL */
 } gh_upconn_t;
@@ -37,8 +44,8 @@ typedef struct gh_upconn {
 /* A connection to addr: a pooled one (*reused = 1) or, if allow_new, a new one being
  * connected (connected = 0 until writable). NULL with *err = -errno when the connect
  * fails at once, or GH_ELIMIT when a new one is needed but not allowed. */
-gh_upconn_t *gh_upstream_get(gh_worker_t *w, const struct sockaddr *addr, socklen_t len, int allow_new,
-                             int *reused, int *err);
+gh_upconn_t *gh_upstream_get(gh_worker_t *w, const struct sockaddr *addr, socklen_t len, uint64_t tls_tag,
+                             int allow_new, int *reused, int *err);
 /* Put u back in its pool, or close it when the pool is full or keepalive is 0. */
 void gh_upstream_release(gh_upconn_t *u, uint32_t keepalive, uint32_t idle_ms);
 void gh_upstream_close(gh_upconn_t *u);

@@ -37,6 +37,7 @@ idle_ms=N (close the connection if the next request does not start within N ms).
 import base64
 import hashlib
 import json
+import ssl
 import random
 import socket
 import struct
@@ -138,8 +139,10 @@ class _Conn:
 
 
 class Origin:
-    def __init__(self, ident="origin", host="127.0.0.1", port=0):
+    def __init__(self, ident="origin", host="127.0.0.1", port=0, tls=None):
+        """tls: an ssl.SSLContext (server side) to speak HTTPS; records its handshakes."""
         self.id = ident
+        self.tls = tls
         self.host = host
         self.lock = threading.RLock()  # wait_for predicates call locked accessors
         self.stopping = threading.Event()
@@ -220,6 +223,19 @@ class Origin:
     def _serve(self, sock, cid):
         sock.settimeout(60)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.tls is not None:
+            raw = sock
+            try:
+                sock = self.tls.wrap_socket(raw, server_side=True)
+            except (ssl.SSLError, OSError):
+                with self.lock:
+                    self.closed += 1
+                    self.conns.discard(raw)
+                raw.close()
+                return
+            with self.lock:
+                self.conns.discard(raw)
+                self.conns.add(sock)
         c = _Conn(self, sock, cid)
         seq = 0
         try:

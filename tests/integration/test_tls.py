@@ -301,3 +301,108 @@ def test_tls_config_errors(tmp_path, pki):
     ok.write_text('listeners: [{name: s, listen: "127.0.0.1:1", tls: true}]\n')
     p = subprocess.run([BIN, "validate", "-c", str(ok)], capture_output=True, text=True, timeout=10)
     assert p.returncode == 1 and "a TLS listener needs a certificate" in p.stderr, p.stderr
+
+
+# ---- TLS to the backends ----------------------------------------------------------
+
+@pytest.fixture
+def tls_origin(pki, origin_factory):
+    from origin import Origin
+    crt, key = make_cert(pki["dir"], "backend", "backend.test", ["DNS:backend.test"])
+    sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    sctx.load_cert_chain(crt, key)
+    seen = []
+    sctx.sni_callback = lambda sock, name, c: seen.append(name)
+    o = Origin("tlso", tls=sctx)
+    origin_factory.origins.append(o)
+    o.sni_seen = seen
+    o.sctx = sctx
+    return o
+
+
+def upstream_tls_config(pki, tls, extra=""):
+    return HEADER + """
+upstreams:
+  app: {backends: ["127.0.0.1:{origin_port}"], tls: %s%s}
+tenants:
+  - name: acme
+    sites: [{hosts: ["*"], routes: [{upstream: app}]}]
+""" % (tls, extra)
+
+
+def test_tls_to_backend_verified_with_sni_and_pooled(gatehouse, pki, tls_origin):
+    gh = gatehouse(upstream_tls_config(pki, '{server_name: backend.test, ca: "%s"}' % pki["ca"]),
+                   origin_port=tls_origin.port)
+    with session() as s:
+        for i in range(10):
+            r = s.get(gh.url + "/echo", headers={"Host": "x.test"}, timeout=10)
+            assert r.status_code == 200, r.text
+            time.sleep(0.02)  # let post-handshake tickets reach the idle pooled connection
+    assert set(tls_origin.sni_seen) == {"backend.test"}, tls_origin.sni_seen
+    # kept alive and reused: far fewer TLS connections than requests
+    assert tls_origin.accepts <= 2, tls_origin.accepts
+    # the host the backend sees is the client's, unchanged
+    doc = r.json()
+    assert dict((k.lower(), v) for k, v in doc["headers"])["host"] == "x.test"
+
+
+def test_tls_to_backend_resumes_sessions(gatehouse, pki, tls_origin):
+    gh = gatehouse(upstream_tls_config(pki, '{server_name: backend.test, ca: "%s"}' % pki["ca"]),
+                   origin_port=tls_origin.port)
+    with session() as s:
+        for _ in range(4):  # close=1: the backend closes after each response, so each is a new connection
+            r = s.get(gh.url + "/echo?close=1", headers={"Host": "x.test"}, timeout=10)
+            assert r.status_code == 200
+    assert tls_origin.accepts >= 4
+    assert tls_origin.sctx.session_stats()["hits"] >= 2, tls_origin.sctx.session_stats()
+
+
+def test_tls_to_backend_refuses_a_wrong_name(gatehouse, pki, tls_origin):
+    gh = gatehouse(upstream_tls_config(pki, '{server_name: other.test, ca: "%s"}' % pki["ca"],
+                                       ", retries: {attempts: 1}"), origin_port=tls_origin.port)
+    r = gh.get("/echo", host="x.test")
+    assert r.status_code == 502, r.text
+    assert poll(lambda: "TLS handshake with 127.0.0.1:%d (as other.test) failed: certificate verify failed"
+                % tls_origin.port in gh.stderr_text(), timeout=5), gh.stderr_text()
+    assert metric_value(gh.metrics(), "gatehouse_upstream_tls_failures_total", upstream="app") >= 1
+    # no verification: connects (for test backends only)
+    gh2 = gatehouse(upstream_tls_config(pki, "{server_name: other.test, verify: false}"),
+                    origin_port=tls_origin.port)
+    assert gh2.get("/echo", host="x.test").status_code == 200
+
+
+def test_health_checks_over_tls(gatehouse, pki, tls_origin):
+    gh = gatehouse(upstream_tls_config(pki, '{server_name: backend.test, ca: "%s"}' % pki["ca"],
+                                       ", health_check: {path: /health, interval: 200ms, timeout: 150ms}"),
+                   origin_port=tls_origin.port)
+    b = lambda: gh.admin_get("/upstreams").json()["upstreams"][0]["backends"][0]
+    assert poll(lambda: b()["checks"] >= 3, timeout=5), b()
+    assert b()["state"] == "up" and b()["failed_checks"] == 0, b()
+    tls_origin.health_status = 503
+    assert poll(lambda: b()["state"] == "down", timeout=5), b()
+    assert b()["last_error"] == "status 503", b()
+    # a backend whose certificate does not verify fails its checks with the reason
+    gh2 = gatehouse(upstream_tls_config(pki, '{server_name: wrong.test, ca: "%s"}' % pki["ca"],
+                                        ", health_check: {path: /health, interval: 200ms, timeout: 150ms}"),
+                    origin_port=tls_origin.port)
+    b2 = lambda: gh2.admin_get("/upstreams").json()["upstreams"][0]["backends"][0]
+    assert poll(lambda: b2()["state"] == "down", timeout=5), b2()
+    assert b2()["last_error"].startswith("TLS: certificate verify failed"), b2()
+
+
+def test_upstream_tls_config_errors(tmp_path, pki):
+    from conftest import BIN
+    bad = tmp_path / "bad.yaml"
+    bad.write_text('listeners: [{listen: "127.0.0.1:1"}]\n'
+                   'upstreams:\n'
+                   '  a: {backends: ["127.0.0.1:2"], tls: {ca: "%s/nope.pem"}}\n'
+                   '  b: {backends: ["127.0.0.1:2"], tls: {server_name: "bad name!", cert: "%s"}}\n'
+                   '  c: {backends: ["127.0.0.1:2"], tls: {min_version: "1.0"}}\n' % (pki["dir"], pki["a"][0]))
+    p = subprocess.run([BIN, "validate", "-c", str(bad)], capture_output=True, text=True, timeout=10)
+    assert p.returncode == 1
+    e = p.stderr
+    for want in ["bad.yaml:3:39: upstreams.a.tls: %s/nope.pem" % pki["dir"],
+                 "upstreams.b.tls.server_name: server_name must be a host name or an IP address",
+                 "upstreams.b.tls: cert and key go together: set both",
+                 "upstreams.c.tls.min_version: min_version must be \"1.2\" or \"1.3\", got \"1.0\""]:
+        assert want in e, (want, e)
