@@ -317,6 +317,7 @@ static int cmd_run(int argc, char **argv)
     const char *path = config_arg(argc, argv, "gatehouse.yaml");
     gh_conf_t *c = NULL;
     gh_conf_errors_t errs = {0};
+    gh_conf_set_tls_hello(gh_session_tls_hello);
     if (gh_conf_load_file(path, &c, &errs) < 0) {
         print_errors(&errs);
         gh_conf_errors_free(&errs);

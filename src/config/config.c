@@ -37,7 +37,6 @@
 #include "http/h1.h"
 #include "proxy/lb.h"
 #include "proxy/router.h"
-#include "proxy/session.h"
 #include "tls/tls.h"
 
 
@@ -2545,6 +2544,10 @@ static int build_maglev(ctx_t *x, gh_conf_upstream_t *u)
     return 0;
 }
 
+static void (*tls_hello)(SSL *, void *); /* gh_conf_set_tls_hello */
+
+void gh_conf_set_tls_hello(void (*fn)(struct ssl_st *, void *)) { tls_hello = fn; }
+
 static void free_tls(gh_conf_t *c)
 {
     for (uint32_t i = 0; i < c->nlisteners; i++) {
@@ -2670,7 +2673,7 @@ static int build_tls(ctx_t *x)
             .ciphers = l->tls.ciphers,
             .ciphersuites = l->tls.ciphersuites,
             .no_tickets = !l->tls.session_tickets,
-            .on_hello = gh_session_tls_hello, /* JA4 (session.c) */
+            .on_hello = tls_hello,
         };
         char why[256] = "";
         if (!(l->tls_server = gh_tls_server_new(&sc, why, sizeof why))) {

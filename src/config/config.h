@@ -267,6 +267,10 @@ void gh_conf_unref(gh_conf_t *c);
 
 /* "127.0.0.1:80", "[::1]:80", ":80" (all IPv4 addresses), "localhost:80" -> sockaddr. */
 int gh_conf_parse_addr(const char *s, struct sockaddr_storage *ss, socklen_t *len);
+/* The observer TLS listeners built from now on call with each ClientHello (the
+ * session's JA4 fingerprinting; set by main before the first load). */
+struct ssl_st;
+void gh_conf_set_tls_hello(void (*fn)(struct ssl_st *, void *));
 /* Whether addr is inside one of the trusted-proxy CIDRs. */
 int gh_conf_is_trusted(const gh_conf_t *c, const struct sockaddr *addr);
 
