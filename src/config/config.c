@@ -1200,8 +1200,8 @@ static void parse_listener(ctx_t *x, yaml_node_t *n, int role, size_t idx)
 {
     gh_conf_t *c = x->c;
     gh_conf_listener_t *l = &c->listeners[c->nlisteners];
-    field_t f[] = {F("listen"), F("backlog"), F("name"), F("tls")};
-    size_t nf = role == GH_LISTEN_PROXY ? 4 : 2;
+    field_t f[] = {F("listen"), F("backlog"), F("name"), F("tls"), F("h2c")};
+    size_t nf = role == GH_LISTEN_PROXY ? 5 : 2;
     if (!fields(x, n, f, nf))
         return;
     bool ok = true;
@@ -1223,6 +1223,8 @@ static void parse_listener(ctx_t *x, yaml_node_t *n, int role, size_t idx)
     if (f[1].val && !f_u32(x, &f[1], 1, 65535, &l->backlog))
         ok = false;
     if (nf > 3 && f[3].val && !parse_listener_tls(x, l, f[3].val))
+        ok = false;
+    if (nf > 4 && f[4].val && !f_bool(x, &f[4], &l->h2c))
         ok = false;
     if (!f[0].val) {
         missing(x, n, "listen");
@@ -2323,6 +2325,12 @@ static void set_defaults(gh_conf_t *c)
     c->access_log.enabled = 1;
     c->access_log.path = "-";
     c->via = 1;
+    c->http2.max_concurrent_streams = 100;
+    c->http2.initial_window_size = 65535;
+    c->http2.max_header_list_size = 32768;
+    c->http2.max_resets = 200;
+    c->http2.max_control_frames = 1000;
+    c->http2.max_continuations = 16;
     c->resolver.timeout = 2000;
     c->resolver.min_ttl = 1000;
     c->resolver.max_ttl = 300000;
@@ -2382,11 +2390,11 @@ static void parse_root(ctx_t *x, yaml_node_t *root)
 {
     gh_conf_t *c = x->c;
     enum { WORKERS, PID, DRAIN, VIA, LIMITS, TIMEOUTS, TRUSTED, ALOG, ADMIN, DEMO, LISTENERS, UPSTREAMS, TENANTS,
-           RESOLVER, NF };
+           RESOLVER, HTTP2, NF };
     field_t f[NF] = {F("workers"),   F("pid_file"),        F("drain_timeout"), F("via"),
                      F("limits"),    F("timeouts"),        F("trusted_proxies"), F("access_log"),
                      F("admin"),     F("demo_origin"),     F("listeners"),     F("upstreams"),
-                     F("tenants"),   F("resolver")};
+                     F("tenants"),   F("resolver"),        F("http2")};
     if (!root || root->type != YAML_MAPPING_NODE) {
         err(x, root, "the configuration must be a mapping, got %s", kind(root));
         return;
@@ -2451,6 +2459,22 @@ static void parse_root(ctx_t *x, yaml_node_t *root)
     }
     check_listeners(x);
 
+    if (f[HTTP2].val) {
+        o = path_key(x, "http2");
+        field_t g[] = {F("max_concurrent_streams"), F("initial_window_size"), F("max_header_list_size"),
+                       F("max_resets"), F("max_control_frames"), F("max_continuations")};
+        if (fields(x, f[HTTP2].val, g, GH_ARRAY_LEN(g))) {
+            uint64_t v;
+            f_u32(x, &g[0], 1, 10000, &c->http2.max_concurrent_streams);
+            f_u32(x, &g[1], 1024, 0x7fffffff, &c->http2.initial_window_size);
+            if (f_size(x, &g[2], 1024, 16u << 20, &v))
+                c->http2.max_header_list_size = (uint32_t)v;
+            f_u32(x, &g[3], 1, 1000000, &c->http2.max_resets);
+            f_u32(x, &g[4], 1, 1000000, &c->http2.max_control_frames);
+            f_u32(x, &g[5], 1, 1000, &c->http2.max_continuations);
+        }
+        path_pop(x, o);
+    }
     if (f[RESOLVER].val) {
         o = path_key(x, "resolver");
         parse_resolver(x, f[RESOLVER].val);
@@ -2662,13 +2686,13 @@ static int build_tls(ctx_t *x)
             errat(x, 0, 0, path, "a TLS listener needs a certificate: set tls.cert and tls.key, or tls on a site");
             continue;
         }
-        static const char *const alpn[] = {"http/1.1"};
+        static const char *const alpn[] = {"h2", "http/1.1"};
         gh_tls_server_conf_t sc = {
             .certs = certs,
             .ncerts = n,
             .default_cert = def == SIZE_MAX ? 0 : def,
             .alpn = alpn,
-            .nalpn = 1,
+            .nalpn = 2,
             .min_version = l->tls.min_version,
             .ciphers = l->tls.ciphers,
             .ciphersuites = l->tls.ciphersuites,

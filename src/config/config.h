@@ -203,6 +203,7 @@ typedef struct {
         int session_tickets;    /* default 1 */
     } tls;
     void *tls_server; /* gh_tls_server_t built at compile, freed with the snapshot */
+    int h2c;          /* cleartext HTTP/2 with prior knowledge is accepted (proxy listeners) */
 } gh_conf_listener_t;
 
 typedef struct {
@@ -222,6 +223,14 @@ typedef struct gh_conf {
         uint32_t timeout, min_ttl, max_ttl; /* ms */
     } resolver;
     int uses_dns; /* some upstream has discovery: dns */
+    struct {
+        uint32_t max_concurrent_streams; /* SETTINGS_MAX_CONCURRENT_STREAMS (100) */
+        uint32_t initial_window_size;    /* per stream (65535) */
+        uint32_t max_header_list_size;   /* decoded header list (32 KiB) */
+        uint32_t max_resets;             /* client RST_STREAMs per connection per 10 s (200) */
+        uint32_t max_control_frames;     /* SETTINGS, PING, PRIORITY, WINDOW_UPDATE, each, per 10 s (1000) */
+        uint32_t max_continuations;      /* CONTINUATION frames per header block (16) */
+    } http2;
     uint32_t workers; /* default: number of online CPUs */
     char *pid_file;   /* optional */
     uint32_t drain_timeout; /* ms to finish in-flight requests on SIGTERM (default 30 s) */

@@ -840,6 +840,8 @@ static int chunk_byte(gh_h1_chunked_t *c, uint8_t b)
     } else if (s >= CS_TR0) {
         if (++c->trailer_len > GH_H1_TRAILER_MAX)
             return -1;
+        if (c->trailers && c->trailers_len < c->trailers_cap)
+            c->trailers[c->trailers_len++] = (char)b;
     }
     int ws = b == ' ' || b == '\t';
     switch (s) {

@@ -118,6 +118,8 @@ typedef struct {
     uint32_t trailer_len; /* bytes of trailers so far */
     uint64_t remaining;   /* data bytes left in the current chunk */
     uint64_t total;       /* data bytes seen so far (for body size limits) */
+    char *trailers;       /* optional: the trailer section is copied here (HTTP/2 sends it as HEADERS) */
+    uint32_t trailers_cap, trailers_len; /* bytes copied stop at cap (the section is validated regardless) */
 } gh_h1_chunked_t;
 
 #define GH_H1_CHUNK_LINE_MAX 4096   /* chunk-size line incl. extensions */

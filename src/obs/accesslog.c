@@ -195,6 +195,8 @@ size_t gh_accesslog_format(char *buf, size_t cap, const gh_access_rec_t *r)
     else
         put(&o, ",\"upstream_time_ms\":null", 24);
     put_key_str(&o, ",\"request_id\":", r->request_id, 128);
+    if (r->proto.n)
+        put_key_str(&o, ",\"proto\":", r->proto, 16);
     if (r->tls.n) {
         put_key_str(&o, ",\"tls\":", r->tls, 16);
         put_key_str(&o, ",\"ja4\":", r->ja4, 40);

@@ -274,6 +274,9 @@ char *gh_metrics_render(size_t *len)
         {"gatehouse_tls_resumed_total", "counter", "TLS handshakes that resumed a session (ticket).", offsetof(gh_thread_stats_t, tls_resumed)},
         {"gatehouse_tls_handshake_failures_total", "counter", "TLS handshakes that failed or were abandoned.", offsetof(gh_thread_stats_t, tls_failed)},
         {"gatehouse_tls_plain_http_total", "counter", "Plain HTTP requests sent to a TLS listener (answered 400).", offsetof(gh_thread_stats_t, tls_plain_http)},
+        {"gatehouse_h2_connections_total", "counter", "HTTP/2 connections.", offsetof(gh_thread_stats_t, h2_conns)},
+        {"gatehouse_h2_streams_total", "counter", "HTTP/2 streams (requests).", offsetof(gh_thread_stats_t, h2_streams)},
+        {"gatehouse_h2_goaways_total", "counter", "HTTP/2 GOAWAY frames sent (drain, idle, protections).", offsetof(gh_thread_stats_t, h2_goaways)},
         {"gatehouse_no_route_total", "counter", "Requests that matched no route of their site (404).", offsetof(gh_thread_stats_t, no_route)},
         {"gatehouse_access_log_dropped_total", "counter", "Access log records dropped because the writer fell behind.", offsetof(gh_thread_stats_t, access_log_dropped)},
     };
@@ -288,6 +291,17 @@ char *gh_metrics_render(size_t *len)
         SUM(v, threads[i_].parser_rejections[e]);
         sb_printf(&b, "gatehouse_parser_rejections_total{reason=\"%s\"} %llu\n", gh_err_name(-e),
                   (unsigned long long)v);
+    }
+    static const char *const h2kinds[] = {
+#define X(n, s) s,
+        GH_H2_PROTECTIONS(X)
+#undef X
+    };
+    sb_printf(&b, "# HELP gatehouse_h2_protections_total HTTP/2 connections or streams cut by a protection, by attack kind.\n"
+                  "# TYPE gatehouse_h2_protections_total counter\n");
+    for (int k = 0; k < GH_H2P__COUNT; k++) {
+        SUM(v, threads[i_].h2_protections[k]);
+        sb_printf(&b, "gatehouse_h2_protections_total{kind=\"%s\"} %llu\n", h2kinds[k], (unsigned long long)v);
     }
     sb_printf(&b, "# HELP gatehouse_config_reloads_total Configuration reloads, by result.\n"
                   "# TYPE gatehouse_config_reloads_total counter\n"

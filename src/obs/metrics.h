@@ -74,6 +74,19 @@ typedef struct {
     uint32_t level;         /* ejection backoff level: the next ejection lasts base << level */
 } __attribute__((aligned(GH_CACHELINE))) gh_backend_slot_t;
 
+/* HTTP/2 protections (gatehouse_h2_protections_total{kind=...}). */
+#define GH_H2_PROTECTIONS(X)                                                                       \
+    X(RAPID_RESET, "rapid_reset") X(CONTINUATION, "continuation") X(HEADER_LIST, "header_list")      \
+    X(SETTINGS_FLOOD, "settings_flood") X(PING_FLOOD, "ping_flood") X(PRIORITY_FLOOD, "priority_flood") \
+    X(WINDOW_UPDATE_FLOOD, "window_update_flood") X(ZERO_WINDOW, "zero_window")                       \
+    X(REFUSED_STREAM, "refused_stream")
+enum {
+#define X(n, s) GH_H2P_##n,
+    GH_H2_PROTECTIONS(X)
+#undef X
+        GH_H2P__COUNT
+};
+
 typedef struct {
     uint64_t conns_active; /* gauge, owned by this thread */
     uint64_t conns_accepted;
@@ -86,6 +99,10 @@ typedef struct {
     uint64_t tls_resumed;      /* of which resumed a session (ticket) */
     uint64_t tls_failed;       /* failed or abandoned handshakes */
     uint64_t tls_plain_http;   /* plain HTTP sent to a TLS listener (answered 400) */
+    uint64_t h2_conns;         /* HTTP/2 connections */
+    uint64_t h2_streams;       /* HTTP/2 streams (requests) */
+    uint64_t h2_goaways;       /* GOAWAY frames sent */
+    uint64_t h2_protections[GH_H2P__COUNT]; /* connections or streams cut, by attack kind */
     uint64_t parser_rejections[GH_E__COUNT]; /* by GH_E* index */
 } __attribute__((aligned(GH_CACHELINE))) gh_thread_stats_t;
 

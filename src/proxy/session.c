@@ -30,13 +30,13 @@
 
 #include "core/log.h"
 #include "obs/accesslog.h"
+#include "proxy/conn.h"
 #include "proxy/health.h"
 #include "proxy/lb.h"
 #include "proxy/router.h"
 #include "tls/ja4.h"
 #include "tls/tls.h"
 
-enum { C_IDLE, C_HEAD, C_ACTIVE, C_LINGER, C_TLS };
 enum { P_CONNECT = 1, P_PROXY, P_TUNNEL, P_DIRECT, P_BACKOFF };
 
 /* pump results below zero: what went wrong */
@@ -50,24 +50,6 @@ enum {
 
 #define LINGER_MS 2000
 
-typedef struct gh_client {
-    gh_io_t io;
-    gh_worker_t *w;
-    struct gh_client *next, *prev;
-    gh_timer_t timer;
-    gh_task_t resume; /* run again next turn: yielded after a burst of work */
-    gh_buf_t in;
-    gh_req_t *req;
-    const gh_conf_listener_t *listener;
-    SSL *ssl; /* TLS listeners: the connection's TLS state; NULL over plain TCP */
-    uint8_t state, readable, writable, rdhup, close_after;
-    char ja4[37]; /* TLS client fingerprint, "" when none */
-    union {
-        struct sockaddr sa;
-        struct sockaddr_in in4;
-        struct sockaddr_in6 in6;
-    } peer;
-} gh_client_t;
 
 struct gh_req {
     gh_client_t *c;
@@ -121,6 +103,8 @@ static gh_handler_fn role_handlers[8];
 void gh_session_set_handler(int role, gh_handler_fn fn) { role_handlers[role] = fn; }
 
 static void client_run(gh_client_t *c);
+static void client_timeout(gh_timer_t *t);
+static void client_resume(gh_task_t *t);
 static void client_close(gh_client_t *c);
 static void req_timeout(gh_timer_t *t);
 static void backend_result(gh_req_t *r, int failed);
@@ -161,7 +145,8 @@ static ssize_t tls_errno(gh_client_t *c, ssize_t rc)
     return -1;
 }
 
-static ssize_t client_recv(gh_client_t *c, void *buf, size_t n)
+/* The socket of a TCP (or TLS) client. */
+ssize_t gh_client_sock_recv(gh_client_t *c, void *buf, size_t n)
 {
     if (!c->ssl)
         return read(c->io.fd, buf, n);
@@ -171,6 +156,11 @@ static ssize_t client_recv(gh_client_t *c, void *buf, size_t n)
     if (k == GH_ECLOSED) /* EOF without close_notify: like a TCP close (HTTP framing judges truncation) */
         return 0;
     return tls_errno(c, k);
+}
+
+static ssize_t client_recv(gh_client_t *c, void *buf, size_t n)
+{
+    return c->h2s ? gh_h2_stream_recv(c, buf, n) : gh_client_sock_recv(c, buf, n);
 }
 
 /* writev over TLS. The bytes passed are always a prefix of the concatenated iovecs
@@ -191,12 +181,23 @@ static ssize_t tls_writev(SSL *ssl, const struct iovec *iov, int n)
     return gh_tls_write(ssl, p, len);
 }
 
-/* A short count means the socket is full. */
+/* A short count means the socket (or the stream's response buffer) is full. */
 static ssize_t client_writev(gh_client_t *c, const struct iovec *iov, int n)
 {
+    if (c->h2s)
+        return gh_h2_stream_writev(c, iov, n);
     if (!c->ssl)
         return writev(c->io.fd, iov, n);
     ssize_t k = tls_writev(c->ssl, iov, n);
+    return k >= 0 ? k : tls_errno(c, k);
+}
+
+ssize_t gh_client_sock_send(gh_client_t *c, const void *buf, size_t n)
+{
+    struct iovec iov = {(void *)buf, n};
+    if (!c->ssl)
+        return writev(c->io.fd, &iov, 1);
+    ssize_t k = gh_tls_write(c->ssl, buf, n);
     return k >= 0 ? k : tls_errno(c, k);
 }
 
@@ -236,6 +237,8 @@ static ssize_t up_writev(gh_upconn_t *u, const struct iovec *iov, int n)
 /* Best effort, for the few bytes of an interim response (100 Continue). */
 static void client_send_small(gh_client_t *c, const char *p, size_t n)
 {
+    if (c->h2s) /* HTTP/2 has no interim 100: the client sends its body within flow control */
+        return;
     if (c->ssl) {
         struct iovec iov = {(void *)p, n};
         (void)client_writev(c, &iov, 1);
@@ -394,11 +397,14 @@ static void req_account(gh_req_t *r)
     }
     if (r->backend)
         rec.upstream = gh_str(r->backend->name, strlen(r->backend->name));
-    if (r->c->ssl) {
-        const char *v = gh_tls_version(r->c->ssl);
+    SSL *tls = gh_client_tls(r->c);
+    if (tls) {
+        const gh_client_t *conn = r->c->parent ? r->c->parent : r->c;
+        const char *v = gh_tls_version(tls);
         rec.tls = gh_str(v, strlen(v));
-        rec.ja4 = gh_str(r->c->ja4, strlen(r->c->ja4));
+        rec.ja4 = gh_str(conn->ja4, strlen(conn->ja4));
     }
+    rec.proto = r->c->h2s ? GH_STR("HTTP/2") : r->minor ? GH_STR("HTTP/1.1") : GH_STR("HTTP/1.0");
     if (gh_accesslog_log(w->id, &rec) < 0)
         GH_COUNT(w->stats->access_log_dropped, 1);
 }
@@ -408,7 +414,7 @@ static void req_account(gh_req_t *r)
 /* Strict-Transport-Security of the request's site, over TLS only (RFC 6797 8.1). */
 static int put_hsts(gh_req_t *r, gh_buf_t *b)
 {
-    const char *v = r->c->ssl && r->route ? r->route->site->hsts : NULL;
+    const char *v = gh_client_tls(r->c) && r->route ? r->route->site->hsts : NULL;
     if (!v)
         return 0;
     int rc = PUTL(r->w, b, "Strict-Transport-Security: ");
@@ -1539,7 +1545,8 @@ static int build_upstream_head(gh_req_t *r, const gh_h1_request_t *m)
     }
     rc |= PUTS(w, b, peer);
     rc |= PUTL(w, b, "\r\nX-Forwarded-Proto: ");
-    rc |= xfp.n ? PUTS(w, b, xfp) : c->ssl ? PUTL(w, b, "https") : PUTL(w, b, "http");
+    int https = gh_client_tls(c) != NULL;
+    rc |= xfp.n ? PUTS(w, b, xfp) : https ? PUTL(w, b, "https") : PUTL(w, b, "http");
     rc |= PUTL(w, b, "\r\nX-Forwarded-Host: ");
     rc |= PUTS(w, b, xfh.n ? xfh : m->host);
     rc |= PUTL(w, b, "\r\nForwarded: ");
@@ -1550,7 +1557,7 @@ static int build_upstream_head(gh_req_t *r, const gh_h1_request_t *m)
     int v6 = c->peer.sa.sa_family == AF_INET6;
     rc |= v6 ? PUTL(w, b, "for=\"[") : PUTL(w, b, "for=");
     rc |= PUTS(w, b, peer);
-    if (c->ssl)
+    if (https)
         rc |= v6 ? PUTL(w, b, "]\";proto=https;host=\"") : PUTL(w, b, ";proto=https;host=\"");
     else
         rc |= v6 ? PUTL(w, b, "]\";proto=http;host=\"") : PUTL(w, b, ";proto=http;host=\"");
@@ -1635,7 +1642,7 @@ static void route_and_dispatch(gh_req_t *r, const gh_h1_request_t *m)
         respond_error(r, 404, "no site for this host");
         return;
     }
-    if (site->https_redirect && !c->ssl) {
+    if (site->https_redirect && !gh_client_tls(c)) {
         https_redirect(r, m);
         return;
     }
@@ -1834,6 +1841,10 @@ static int request_finish(gh_req_t *r)
         c->close_after = 1;
     req_free(r);
     c->req = NULL;
+    if (c->h2s) { /* one request per stream */
+        client_close(c);
+        return 0;
+    }
     if (c->close_after || c->w->draining) {
         c->state = C_LINGER;
         if (c->ssl)
@@ -1905,6 +1916,10 @@ static int req_run(gh_req_t *r)
             break;
         }
         case P_PROXY:
+            if (c->rdhup && r->body_done && c->h2s) { /* the stream was reset */
+                client_gone(r);
+                return 0;
+            }
             if (c->rdhup && r->body_done) {
                 char x;
                 ssize_t k = recv(c->io.fd, &x, 1, MSG_PEEK | MSG_DONTWAIT);
@@ -2014,6 +2029,10 @@ static void req_timeout(gh_timer_t *t)
     gh_req_t *r = (gh_req_t *)((char *)t - offsetof(gh_req_t, timer));
     gh_client_t *c = r->c;
     gh_upstream_stats_t *st = r->ups ? r->ups->stats : NULL;
+    if (c->h2s && output_pending(r) && !c->writable && (r->phase == P_PROXY || r->phase == P_DIRECT)) {
+        gh_h2_stream_stalled(c); /* the peer withholds its window: closes the connection */
+        return;
+    }
     gh_log(GH_LOG_DEBUG, "timeout phase=%d head_done=%d resp_done=%d body_done=%d sent_done=%d in_ready=%u in_pos=%u rd=%u wr=%u cap=%u head_len=%u c.r=%d c.w=%d u.r=%d u.w=%d uhead=%u resp=%u/%u ready_end=%u scan=%u chunk.state=%d",
            r->phase, r->head_done, r->resp_done, r->body_done, r->sent_done, r->in_ready, r->in_pos, c->in.rd, c->in.wr, c->in.cap, r->head_len, c->readable, c->writable, r->u ? r->u->readable : -1, r->u ? r->u->writable : -1, gh_buf_len(&r->uhead), r->resp.rd, r->resp.wr, r->ready_end, r->scan, r->chunk.state);
     switch (r->phase) {
@@ -2118,6 +2137,13 @@ static void client_close(gh_client_t *c)
     gh_timer_stop(&w->loop, &c->timer);
     gh_task_cancel(&c->resume);
     gh_buf_put(&w->bufs, &c->in);
+    if (c->h2s) { /* a stream client: no socket, not in the connection list */
+        gh_h2_stream_closed(c);
+        gh_loop_free_later(&w->loop, c);
+        return;
+    }
+    if (c->h2)
+        gh_h2_free(c); /* closes its stream clients first */
     if (c->ssl) {
         if (c->state == C_TLS)
             GH_COUNT(w->stats->tls_failed, 1);
@@ -2162,7 +2188,20 @@ static int client_head(gh_client_t *c)
     gh_h1_limits_t lim = {conf->limits.max_request_line, conf->limits.max_header_size,
                           (uint16_t)GH_MIN(conf->limits.max_headers, GH_MAX_HEADERS)};
     for (;;) {
-        if (gh_buf_len(&c->in)) {
+        uint32_t have = gh_buf_len(&c->in);
+        if (have && c->listener->h2c && !c->h2s &&
+            !memcmp(c->in.base + c->in.rd, GH_H2_PREFACE, GH_MIN(have, (uint32_t)GH_H2_PREFACE_LEN))) {
+            /* cleartext HTTP/2 with prior knowledge: the preface, or the start of it */
+            if (have >= GH_H2_PREFACE_LEN) {
+                if (gh_h2_start(c) < 0) {
+                    client_close(c);
+                    return 0;
+                }
+                return 1;
+            }
+            have = 0; /* wait for the rest of it */
+        }
+        if (have) {
             gh_h1_request_t m;
             int status = 400;
             int rc = gh_h1_parse_request(c->in.base + c->in.rd, gh_buf_len(&c->in), &lim, &m, w->hdrs,
@@ -2238,6 +2277,11 @@ static int client_handshake(gh_client_t *c)
             GH_COUNT(w->stats->tls_resumed, 1);
         c->state = C_IDLE;
         c->readable = 1; /* the first request may have come with the last handshake flight */
+        const char *alpn = gh_tls_alpn(c->ssl);
+        if (alpn && !strcmp(alpn, "h2") && gh_h2_start(c) < 0) {
+            client_close(c);
+            return 0;
+        }
         return 1;
     }
     if (rc == GH_EAGAIN) {
@@ -2309,8 +2353,41 @@ static void client_run(gh_client_t *c)
             if (!client_handshake(c))
                 return;
             break;
+        case C_H2:
+            gh_h2_run(c);
+            return;
         }
     }
+}
+
+void gh_client_run(gh_client_t *c) { client_run(c); }
+void gh_client_close(gh_client_t *c) { client_close(c); }
+
+void gh_client_abort(gh_client_t *c)
+{
+    if (c->req && c->state == C_ACTIVE) {
+        client_gone(c->req);
+        return;
+    }
+    client_close(c);
+}
+
+gh_client_t *gh_client_new_stream(gh_client_t *parent, struct gh_h2stream *s)
+{
+    gh_client_t *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    c->io.fd = -1;
+    c->w = parent->w;
+    c->listener = parent->listener;
+    c->timer.cb = client_timeout;
+    c->resume.cb = client_resume;
+    c->state = C_IDLE;
+    c->readable = c->writable = 1;
+    c->h2s = s;
+    c->parent = parent;
+    c->peer = parent->peer;
+    return c;
 }
 
 static void client_cb(gh_io_t *io, uint32_t ev)
@@ -2338,7 +2415,7 @@ static void client_cb(gh_io_t *io, uint32_t ev)
 static void client_resume(gh_task_t *t)
 {
     gh_client_t *c = (gh_client_t *)((char *)t - offsetof(gh_client_t, resume));
-    if (c->io.fd >= 0)
+    if (c->io.fd >= 0 || c->h2s)
         client_run(c);
 }
 
@@ -2352,6 +2429,10 @@ void gh_session_upstream_event(gh_upconn_t *u)
 static void client_timeout(gh_timer_t *t)
 {
     gh_client_t *c = (gh_client_t *)((char *)t - offsetof(gh_client_t, timer));
+    if (c->state == C_H2) {
+        gh_h2_timeout(c);
+        return;
+    }
     if (c->state == C_HEAD && gh_buf_len(&c->in)) {
         /* a head that did not arrive in time: say so, then close */
         gh_req_t *r = request_begin(c);
@@ -2424,5 +2505,7 @@ void gh_session_drain(gh_worker_t *w)
             client_close(c);
         else if (c->state == C_ACTIVE)
             c->close_after = 1;
+        else if (c->state == C_H2)
+            gh_h2_drain(c);
     }
 }

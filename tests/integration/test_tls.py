@@ -115,6 +115,9 @@ def test_tls_termination_with_sni_certificates(gatehouse, origin, pki):
     # curl verifies the chain and the name
     out = run("curl", "-sS", "--cacert", pki["ca"], "--resolve", "a.test:%d:127.0.0.1" % p,
               "https://a.test:%d/echo" % p, "-o", "/dev/null", "-w", "%{http_code} %{http_version}")
+    assert out.stdout == "200 2", out  # ALPN picks h2
+    out = run("curl", "-sS", "--http1.1", "--cacert", pki["ca"], "--resolve", "a.test:%d:127.0.0.1" % p,
+              "https://a.test:%d/echo" % p, "-o", "/dev/null", "-w", "%{http_code} %{http_version}")
     assert out.stdout == "200 1.1", out
     assert peer_cn(pki, p, "a.test")[0] == "a.test"
     assert peer_cn(pki, p, "x.b.test")[0] == "a.test"        # wildcard, one label
@@ -128,7 +131,10 @@ def test_tls_termination_with_sni_certificates(gatehouse, origin, pki):
     c = ctx(pki, check_hostname=False)
     c.set_alpn_protocols(["h2", "http/1.1"])
     with c.wrap_socket(socket.create_connection(("127.0.0.1", p), timeout=5), server_hostname="a.test") as t:
-        assert t.selected_alpn_protocol() == "http/1.1"  # h2 is not offered (yet)
+        assert t.selected_alpn_protocol() == "h2"  # preferred
+    c.set_alpn_protocols(["http/1.1"])
+    with c.wrap_socket(socket.create_connection(("127.0.0.1", p), timeout=5), server_hostname="a.test") as t:
+        assert t.selected_alpn_protocol() == "http/1.1"
     # the origin learns the request came over TLS
     r, body = https_get(pki, p, "c.test")
     assert r.status == 200
