@@ -2,7 +2,7 @@
 # Install the Debian packages gatehouse needs to build, run and test, and only those
 # that are missing (idempotent; a warm machine does nothing). Run as root.
 set -eu
-PKGS="build-essential pkg-config libyaml-dev libpcre2-dev libc-ares-dev libssl-dev openssl dnsmasq-base libnghttp2-dev nghttp2-client python3-h2
+PKGS="build-essential pkg-config libyaml-dev libpcre2-dev libc-ares-dev libssl-dev openssl dnsmasq-base libnghttp2-dev nghttp2-client python3-h2 python3-grpcio
       curl python3 python3-pytest python3-requests
       nginx haproxy wrk clang libclang-rt-14-dev"
 missing=""

@@ -1685,7 +1685,7 @@ static void parse_upstream(ctx_t *x, yaml_node_t *n, gh_conf_upstream_t *u, up_t
 {
     field_t f[] = {F("backends"), F("keepalive"), F("keepalive_timeout"), F("timeouts"), F("balance"),
                    F("hash_key"), F("health_check"), F("circuit_breaker"), F("slow_start"), F("retries"),
-                   F("outlier_detection"), F("discovery"), F("dns_family"), F("tls")};
+                   F("outlier_detection"), F("discovery"), F("dns_family"), F("tls"), F("http2")};
     upstream_defaults(u);
     if (!fields(x, n, f, GH_ARRAY_LEN(f)))
         return;
@@ -1736,6 +1736,7 @@ static void parse_upstream(ctx_t *x, yaml_node_t *n, gh_conf_upstream_t *u, up_t
     f_dur(x, &f[8], true, &u->slow_start);
     if (f[13].val)
         parse_upstream_tls(x, u, f[13].val);
+    f_bool(x, &f[14], &u->http2);
     if (f[9].val)
         parse_retries(x, u, f[9].val);
     if (f[10].val)
@@ -2599,8 +2600,10 @@ static int build_upstream_tls(ctx_t *x)
         gh_conf_upstream_t *u = &c->upstreams[i];
         if (!u->tls.enabled)
             continue;
+        static const char *const h2[] = {"h2"};
         gh_tls_client_conf_t cc = {.ca_file = u->tls.ca, .insecure = !u->tls.verify, .cert_file = u->tls.cert,
-                                   .key_file = u->tls.key, .min_version = u->tls.min_version};
+                                   .key_file = u->tls.key, .min_version = u->tls.min_version,
+                                   .alpn = u->http2 ? h2 : NULL, .nalpn = u->http2 ? 1 : 0};
         char why[256] = "";
         if (!(u->tls_client = gh_tls_client_new(&cc, why, sizeof why))) {
             char path[300];
@@ -2615,6 +2618,7 @@ static int build_upstream_tls(ctx_t *x)
         h = tag_mix(h, u->tls.cert);
         h = tag_mix(h, u->tls.key);
         h = tag_mix(h, u->tls.min_version == TLS1_3_VERSION ? "13" : "12");
+        h = tag_mix(h, u->http2 ? "h2" : "h1");
         u->tls.tag = h | 1; /* never 0: that is plain TCP */
         for (uint32_t k = 0; k < u->nbackends; k++) {
             gh_conf_backend_t *b = &u->backends[k];

@@ -102,6 +102,7 @@ typedef struct gh_conf_upstream {
         uint64_t tag;          /* hash of these settings: pooled connections are shared only with equal tags */
     } tls;
     void *tls_client; /* gh_tls_client_t built at compile, freed with the snapshot */
+    int http2;        /* speak HTTP/2 to the backends (ALPN h2 over TLS, else prior knowledge): gRPC */
     uint32_t *maglev; /* hash policy: the Maglev table (backend index per slot), in the arena */
     uint32_t maglev_size;
     void *stats; /* obs: this upstream's metrics series (gh_upstream_stats_t *), bound after load */

@@ -218,6 +218,8 @@ static ssize_t up_errno(gh_upconn_t *u, ssize_t rc, int reading)
 
 static ssize_t up_recv(gh_upconn_t *u, void *buf, size_t n)
 {
+    if (u->h2st || u->io.fd < 0)
+        return gh_h2up_recv(u, buf, n);
     if (!u->ssl)
         return read(u->io.fd, buf, n);
     ssize_t k = gh_tls_read(u->ssl, buf, n);
@@ -228,6 +230,8 @@ static ssize_t up_recv(gh_upconn_t *u, void *buf, size_t n)
 
 static ssize_t up_writev(gh_upconn_t *u, const struct iovec *iov, int n)
 {
+    if (u->h2st || u->io.fd < 0)
+        return gh_h2up_writev(u, iov, n);
     if (!u->ssl)
         return writev(u->io.fd, iov, n);
     ssize_t k = tls_writev(u->ssl, iov, n);
@@ -1299,8 +1303,15 @@ static void upstream_start(gh_req_t *r, int fresh)
     for (;;) {
         int reused = 0, err = 0;
         int allow_new = breaker_allows_connect(r);
-        gh_upconn_t *u = gh_upstream_get(w, (const struct sockaddr *)&r->backend->addr, r->backend->addrlen,
-                                         r->ups->tls.tag, allow_new, &reused, &err);
+        gh_upconn_t *u;
+        if (r->ups->http2) { /* a stream on a shared HTTP/2 connection: no stale-connection replay needed */
+            const gh_conf_timeouts_t *to = r->route ? &r->route->timeouts : &conf_of(w)->timeouts;
+            u = gh_h2up_get(w, r->ups, r->backend, to->upstream_connect, allow_new, &reused, &err);
+            fresh = 0;
+        } else {
+            u = gh_upstream_get(w, (const struct sockaddr *)&r->backend->addr, r->backend->addrlen, r->ups->tls.tag,
+                                allow_new, &reused, &err);
+        }
         while (fresh && u && reused) { /* a replay after a stale pooled connection: a new one */
             gh_upstream_close(u);
             u = gh_upstream_get(w, (const struct sockaddr *)&r->backend->addr, r->backend->addrlen,
@@ -1876,6 +1887,19 @@ static int req_run(gh_req_t *r)
         switch (r->phase) {
         case P_CONNECT: {
             gh_upconn_t *u = r->u;
+            if (r->ups->http2) { /* a stream waiting for its HTTP/2 connection */
+                int ready = gh_h2up_ready(u);
+                if (ready < 0) {
+                    connect_failed(r);
+                    progress = 1;
+                } else if (ready > 0) {
+                    u->connected = u->tls_done = 1;
+                    r->phase = P_PROXY;
+                    pending_done(r);
+                    progress = 1;
+                }
+                break;
+            }
             if (!u->connected) {
                 if (!u->writable && !u->hup)
                     break;

@@ -146,6 +146,10 @@ gh_upconn_t *gh_upstream_get(gh_worker_t *w, const struct sockaddr *addr, sockle
 void gh_upstream_release(gh_upconn_t *u, uint32_t keepalive, uint32_t idle_ms)
 {
     gh_worker_t *w = u->w;
+    if (u->h2st) { /* the stream ended; its connection stays for others */
+        gh_h2up_release(u);
+        return;
+    }
     u->req = NULL;
     /* readable still set means unread bytes may wait: they would be taken for the
      * next request's response, so such a connection is never reused */
@@ -165,6 +169,10 @@ void gh_upstream_release(gh_upconn_t *u, uint32_t keepalive, uint32_t idle_ms)
 void gh_upstream_close(gh_upconn_t *u)
 {
     gh_worker_t *w = u->w;
+    if (u->h2st) {
+        gh_h2up_release(u);
+        return;
+    }
     gh_timer_stop(&w->loop, &u->timer);
     if (u->ssl) {
         SSL_free(u->ssl);
@@ -185,6 +193,7 @@ void gh_upstream_close(gh_upconn_t *u)
 
 void gh_upstream_close_all(gh_worker_t *w)
 {
+    gh_h2up_close_all(w);
     for (int b = 0; b < GH_UPPOOL_BUCKETS; b++) {
         gh_uppool_t *p = w->pools[b];
         while (p) {

@@ -71,6 +71,7 @@ typedef struct gh_worker {
     gh_thread_stats_t *stats;
     uint64_t rng[2];
     struct gh_uppool *pools[GH_UPPOOL_BUCKETS];
+    struct gh_h2up *h2ups; /* HTTP/2 connections to backends (h2up.c) */
     gh_h1_header_t *hdrs; /* parse scratch, GH_MAX_HEADERS entries */
     void *req_free; /* recycled request objects */
     uint32_t nreq_free;
