@@ -77,6 +77,7 @@ typedef struct gh_h2conn {
     gh_buf_t out; /* frame bytes the socket did not take yet */
     uint64_t win_start;
     uint32_t resets, settings, pings, priorities, window_updates, continuations;
+    uint32_t data_sent, streams_opened; /* in the window: what legitimately earns WINDOW_UPDATE and PRIORITY */
     uint8_t dead, draining, timer_kind, in_recv, freeing, wrote;
 } gh_h2conn_t;
 
@@ -107,6 +108,7 @@ static int over(gh_h2conn_t *h, uint32_t *count, uint32_t limit)
     if (now - h->win_start >= WINDOW_MS) {
         h->win_start = now;
         h->resets = h->settings = h->pings = h->priorities = h->window_updates = 0;
+        h->data_sent = h->streams_opened = 0;
     }
     return ++*count > limit;
 }
@@ -238,6 +240,7 @@ static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *f, void *u
     h->streams = s;
     h->nstreams++;
     nghttp2_session_set_stream_user_data(ng, s->id, s);
+    h->streams_opened++;
     return 0;
 }
 
@@ -383,17 +386,26 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
         if (!(f->hd.flags & NGHTTP2_FLAG_ACK) && over(h, &h->pings, conf->http2.max_control_frames))
             protect(h, GH_H2P_PING_FLOOD, 1);
         break;
-    case NGHTTP2_PRIORITY:
-        if (over(h, &h->priorities, conf->http2.max_control_frames))
+    case NGHTTP2_PRIORITY: /* a browser may send one per stream it opens */
+        if (over(h, &h->priorities, conf->http2.max_control_frames + h->streams_opened))
             protect(h, GH_H2P_PRIORITY_FLOOD, 1);
         break;
-    case NGHTTP2_WINDOW_UPDATE:
-        if (over(h, &h->window_updates, conf->http2.max_control_frames))
+    case NGHTTP2_WINDOW_UPDATE: /* a reader sends up to two (stream, connection) per DATA frame it got */
+        if (over(h, &h->window_updates, conf->http2.max_control_frames + 2 * h->data_sent))
             protect(h, GH_H2P_WINDOW_UPDATE_FLOOD, 1);
         break;
     default:
         break;
     }
+    return 0;
+}
+
+static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
+{
+    gh_h2conn_t *h = ud;
+    if (f->hd.type == NGHTTP2_DATA)
+        h->data_sent++;
+    (void)ng;
     return 0;
 }
 
@@ -796,6 +808,7 @@ int gh_h2_start(gh_client_t *c)
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_chunk);
     nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
     nghttp2_session_callbacks_set_on_begin_frame_callback(cb, on_begin_frame);
+    nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_frame_send);
     nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cb, on_invalid_frame);
     nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
     if (nghttp2_option_new(&opt) != 0) {
