@@ -572,8 +572,7 @@ static int submit_head(gh_h2stream_t *s, size_t *used)
         free(names);
         return -1;
     }
-    char status[4];
-    snprintf(status, sizeof status, "%03d", m.status % 1000);
+    char status[4] = {(char)('0' + m.status / 100 % 10), (char)('0' + m.status / 10 % 10), (char)('0' + m.status % 10), 0};
     size_t n = 0, off = 0;
     nv[n++] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)status, 7, 3, NGHTTP2_NV_FLAG_NONE};
     for (uint16_t i = 0; i < m.nheaders; i++) {
