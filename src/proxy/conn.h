@@ -50,6 +50,8 @@ static inline SSL *gh_client_tls(const gh_client_t *c) { return c->parent ? c->p
 /* session.c, for h2.c */
 void gh_client_run(gh_client_t *c);
 void gh_client_close(gh_client_t *c);
+/* Shut the write side and read away the rest for a moment, then close. */
+void gh_client_linger(gh_client_t *c);
 /* A new stream client of parent for stream s (state C_IDLE, readable, writable). */
 gh_client_t *gh_client_new_stream(gh_client_t *parent, struct gh_h2stream *s);
 /* The peer gave up on c's request (a reset stream): account it as 499 and close c. */

@@ -978,12 +978,12 @@ void gh_h2_run(gh_client_t *c)
         gh_task_post(&w->loop, &c->resume);
     if (h->dead || (!nghttp2_session_want_read(h->ng) && !nghttp2_session_want_write(h->ng))) {
         if (!gh_buf_len(&h->out) && !nghttp2_session_want_write(h->ng))
-            goto close;
+            goto done;
         set_timer(h, T_STALL, conf->timeouts.client_send, h->wrote); /* the last frames, then close */
         return;
     }
     if (h->draining && !h->nstreams && !gh_buf_len(&h->out) && !nghttp2_session_want_write(h->ng))
-        goto close;
+        goto done;
     /* timers: a peer that keeps responses (or our frames) waiting on a zero window or
      * a full socket for timeouts.client_send; idle between streams */
     int stalled = gh_buf_len(&h->out) != 0;
@@ -997,6 +997,10 @@ void gh_h2_run(gh_client_t *c)
         set_timer(h, T_IDLE, conf->timeouts.keepalive, 0);
     else if (h->nstreams)
         set_timer(h, T_NONE, 0, 0);
+    return;
+done: /* everything we had to say is sent (a GOAWAY last): linger, then close */
+    gh_h2_free(c);
+    gh_client_linger(c);
     return;
 close:
     gh_client_close(c);
@@ -1018,6 +1022,11 @@ void gh_h2_timeout(gh_client_t *c)
         goaway(h, NGHTTP2_NO_ERROR);
         c->writable = 1;
         flush(h);
+        if (!gh_buf_len(&h->out)) {
+            gh_h2_free(c);
+            gh_client_linger(c);
+            return;
+        }
     }
     gh_client_close(c);
 }

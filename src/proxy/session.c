@@ -2385,6 +2385,21 @@ static void client_run(gh_client_t *c)
 }
 
 void gh_client_run(gh_client_t *c) { client_run(c); }
+
+/* Close after our last bytes: shut the write side, read away what the peer still
+ * sends for a moment (closing with unread data would reset the connection and could
+ * destroy the last response, or a GOAWAY, in flight). */
+void gh_client_linger(gh_client_t *c)
+{
+    if (c->ssl)
+        gh_tls_shutdown(c->ssl);
+    shutdown(c->io.fd, SHUT_WR);
+    gh_buf_put(&c->w->bufs, &c->in);
+    c->state = C_LINGER;
+    c->readable = 1;
+    gh_timer_set(&c->w->loop, &c->timer, LINGER_MS);
+    client_linger(c);
+}
 void gh_client_close(gh_client_t *c) { client_close(c); }
 
 void gh_client_abort(gh_client_t *c)
