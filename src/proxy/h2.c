@@ -33,6 +33,7 @@
 
 #include "core/log.h"
 #include "http/h1.h"
+#include "proxy/h2util.h"
 #include "proxy/conn.h"
 #include "tls/tls.h"
 
@@ -154,27 +155,6 @@ static void stream_free(gh_h2conn_t *h, gh_h2stream_t *s)
     free(s);
 }
 
-/* Append n bytes to b (from the worker's pool, grown as needed). */
-static int append(gh_worker_t *w, gh_buf_t *b, const void *p, size_t n)
-{
-    if (gh_buf_get(&w->bufs, b) < 0)
-        return -1;
-    if (gh_buf_room(b) < n) {
-        gh_buf_compact(b);
-        if (gh_buf_room(b) < n) {
-            uint32_t want = b->cap;
-            while (want - b->wr < n)
-                want *= 2;
-            if (gh_buf_grow(&w->bufs, b, want) < 0)
-                return -1;
-        }
-    }
-    memcpy(b->base + b->wr, p, n);
-    b->wr += (uint32_t)n;
-    return 0;
-}
-
-#define APPEND_LIT(w, b, lit) append(w, b, lit, sizeof(lit) - 1)
 
 /* The header block ended: the HTTP/1.1 head of the request, and its stream client. */
 static int request_ready(gh_h2conn_t *h, gh_h2stream_t *s, int end_stream)
@@ -185,27 +165,27 @@ static int request_ready(gh_h2conn_t *h, gh_h2stream_t *s, int end_stream)
     const char *path = s->path ? s->path : "/";
     if (!s->method[0]) /* nghttp2 checks the pseudo-fields; be safe anyway */
         return -1;
-    rc |= append(w, b, s->method, strlen(s->method));
-    rc |= APPEND_LIT(w, b, " ");
-    rc |= append(w, b, path, strlen(path));
-    rc |= APPEND_LIT(w, b, " HTTP/1.1\r\n");
+    rc |= gh_h2_append(&w->bufs, b, s->method, strlen(s->method));
+    rc |= GH_H2_APPEND_LIT(&w->bufs, b, " ");
+    rc |= gh_h2_append(&w->bufs, b, path, strlen(path));
+    rc |= GH_H2_APPEND_LIT(&w->bufs, b, " HTTP/1.1\r\n");
     if (s->authority) {
-        rc |= APPEND_LIT(w, b, "Host: ");
-        rc |= append(w, b, s->authority, strlen(s->authority));
-        rc |= APPEND_LIT(w, b, "\r\n");
+        rc |= GH_H2_APPEND_LIT(&w->bufs, b, "Host: ");
+        rc |= gh_h2_append(&w->bufs, b, s->authority, strlen(s->authority));
+        rc |= GH_H2_APPEND_LIT(&w->bufs, b, "\r\n");
     }
     if (gh_buf_len(&s->hdrs))
-        rc |= append(w, b, s->hdrs.base + s->hdrs.rd, gh_buf_len(&s->hdrs));
+        rc |= gh_h2_append(&w->bufs, b, s->hdrs.base + s->hdrs.rd, gh_buf_len(&s->hdrs));
     if (gh_buf_len(&s->cookie)) {
-        rc |= APPEND_LIT(w, b, "Cookie: ");
-        rc |= append(w, b, s->cookie.base + s->cookie.rd, gh_buf_len(&s->cookie));
-        rc |= APPEND_LIT(w, b, "\r\n");
+        rc |= GH_H2_APPEND_LIT(&w->bufs, b, "Cookie: ");
+        rc |= gh_h2_append(&w->bufs, b, s->cookie.base + s->cookie.rd, gh_buf_len(&s->cookie));
+        rc |= GH_H2_APPEND_LIT(&w->bufs, b, "\r\n");
     }
     if (!end_stream && !s->has_cl) {
         s->chunked_in = 1;
-        rc |= APPEND_LIT(w, b, "Transfer-Encoding: chunked\r\n");
+        rc |= GH_H2_APPEND_LIT(&w->bufs, b, "Transfer-Encoding: chunked\r\n");
     }
-    rc |= APPEND_LIT(w, b, "\r\n");
+    rc |= GH_H2_APPEND_LIT(&w->bufs, b, "\r\n");
     gh_buf_put(&w->bufs, &s->hdrs);
     gh_buf_put(&w->bufs, &s->cookie);
     if (rc < 0)
@@ -263,8 +243,8 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t 
         if (!s->chunked_in || (nl && name[0] == ':'))
             return 0;
         s->trailers_in = 1;
-        int rc = append(w, &s->hdrs, name, nl) | APPEND_LIT(w, &s->hdrs, ": ") | append(w, &s->hdrs, value, vl) |
-                 APPEND_LIT(w, &s->hdrs, "\r\n");
+        int rc = gh_h2_append(&w->bufs, &s->hdrs, name, nl) | GH_H2_APPEND_LIT(&w->bufs, &s->hdrs, ": ") | gh_h2_append(&w->bufs, &s->hdrs, value, vl) |
+                 GH_H2_APPEND_LIT(&w->bufs, &s->hdrs, "\r\n");
         return rc < 0 ? NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE : 0;
     }
     if (nl && name[0] == ':') {
@@ -293,13 +273,13 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t 
         return 0;
     }
     if (nl == 6 && !memcmp(name, "cookie", 6)) {
-        int rc = (gh_buf_len(&s->cookie) ? APPEND_LIT(w, &s->cookie, "; ") : 0) | append(w, &s->cookie, value, vl);
+        int rc = (gh_buf_len(&s->cookie) ? GH_H2_APPEND_LIT(&w->bufs, &s->cookie, "; ") : 0) | gh_h2_append(&w->bufs, &s->cookie, value, vl);
         return rc < 0 ? NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE : 0;
     }
     if (nl == 14 && !memcmp(name, "content-length", 14))
         s->has_cl = 1;
-    int rc = append(w, &s->hdrs, name, nl) | APPEND_LIT(w, &s->hdrs, ": ") | append(w, &s->hdrs, value, vl) |
-             APPEND_LIT(w, &s->hdrs, "\r\n");
+    int rc = gh_h2_append(&w->bufs, &s->hdrs, name, nl) | GH_H2_APPEND_LIT(&w->bufs, &s->hdrs, ": ") | gh_h2_append(&w->bufs, &s->hdrs, value, vl) |
+             GH_H2_APPEND_LIT(&w->bufs, &s->hdrs, "\r\n");
     (void)flags;
     return rc < 0 ? NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE : 0;
 }
@@ -317,11 +297,11 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const u
     if (s->chunked_in && len) {
         char size[24];
         int n = snprintf(size, sizeof size, "%zx\r\n", len);
-        rc |= append(w, &s->in, size, (size_t)n);
+        rc |= gh_h2_append(&w->bufs, &s->in, size, (size_t)n);
     }
-    rc |= append(w, &s->in, data, len);
+    rc |= gh_h2_append(&w->bufs, &s->in, data, len);
     if (s->chunked_in && len)
-        rc |= APPEND_LIT(w, &s->in, "\r\n");
+        rc |= GH_H2_APPEND_LIT(&w->bufs, &s->in, "\r\n");
     if (rc < 0)
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     s->unconsumed += len;
@@ -348,10 +328,10 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
             gh_worker_t *w = h->c->w;
             int rc = 0;
             if (s->chunked_in) {
-                rc |= APPEND_LIT(w, &s->in, "0\r\n");
+                rc |= GH_H2_APPEND_LIT(&w->bufs, &s->in, "0\r\n");
                 if (gh_buf_len(&s->hdrs))
-                    rc |= append(w, &s->in, s->hdrs.base + s->hdrs.rd, gh_buf_len(&s->hdrs));
-                rc |= APPEND_LIT(w, &s->in, "\r\n");
+                    rc |= gh_h2_append(&w->bufs, &s->in, s->hdrs.base + s->hdrs.rd, gh_buf_len(&s->hdrs));
+                rc |= GH_H2_APPEND_LIT(&w->bufs, &s->in, "\r\n");
             }
             gh_buf_put(&w->bufs, &s->hdrs);
             s->in_ended = 1;
@@ -365,7 +345,7 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
         gh_h2stream_t *s = stream_of(h, f->hd.stream_id);
         if (s && (f->hd.flags & NGHTTP2_FLAG_END_STREAM) && !s->in_ended) {
             s->in_ended = 1;
-            if (s->chunked_in && s->sc && APPEND_LIT(h->c->w, &s->in, "0\r\n\r\n") < 0)
+            if (s->chunked_in && s->sc && GH_H2_APPEND_LIT(&h->c->w->bufs, &s->in, "0\r\n\r\n") < 0)
                 nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_INTERNAL_ERROR);
             if (s->sc) {
                 s->sc->readable = 1;
@@ -455,14 +435,8 @@ static ssize_t read_body(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t l
 {
     gh_h2conn_t *h = ud;
     gh_h2stream_t *s = src->ptr;
-    size_t n = gh_buf_len(&s->out);
-    if (n > len)
-        n = len;
+    size_t n = gh_h2_dequeue(&h->c->w->bufs, &s->out, buf, len);
     if (n) {
-        memcpy(buf, s->out.base + s->out.rd, n);
-        s->out.rd += (uint32_t)n;
-        if (s->out.rd == s->out.wr)
-            gh_buf_put(&h->c->w->bufs, &s->out);
         if (s->sc && !s->sc->writable && gh_buf_len(&s->out) < OUT_LOW) {
             s->sc->writable = 1;
             stream_ready(s);
@@ -538,16 +512,6 @@ ssize_t gh_h2_stream_recv(gh_client_t *sc, void *buf, size_t n)
     return (ssize_t)k;
 }
 
-static int is_hop(const char *n, size_t l)
-{
-    static const char *const hop[] = {"connection", "keep-alive", "proxy-connection", "transfer-encoding",
-                                      "upgrade", "te"};
-    for (size_t i = 0; i < sizeof hop / sizeof hop[0]; i++)
-        if (strlen(hop[i]) == l && !strncasecmp(hop[i], n, l))
-            return 1;
-    return 0;
-}
-
 /* The stream client's response head is complete in s->rhead: HEADERS. */
 static int submit_head(gh_h2stream_t *s, size_t *used)
 {
@@ -573,21 +537,9 @@ static int submit_head(gh_h2stream_t *s, size_t *used)
         return -1;
     }
     char status[4] = {(char)('0' + m.status / 100 % 10), (char)('0' + m.status / 10 % 10), (char)('0' + m.status % 10), 0};
-    size_t n = 0, off = 0;
+    size_t n = 0;
     nv[n++] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)status, 7, 3, NGHTTP2_NV_FLAG_NONE};
-    for (uint16_t i = 0; i < m.nheaders; i++) {
-        const gh_h1_header_t *hd = &m.headers[i];
-        if (is_hop(hd->name.p, hd->name.n))
-            continue;
-        char *lname = names + off;
-        for (size_t k = 0; k < hd->name.n; k++) {
-            char ch = hd->name.p[k];
-            lname[k] = ch >= 'A' && ch <= 'Z' ? (char)(ch + 32) : ch;
-        }
-        off += hd->name.n;
-        nv[n++] = (nghttp2_nv){(uint8_t *)lname, (uint8_t *)hd->value.p, hd->name.n, hd->value.n,
-                               NGHTTP2_NV_FLAG_NONE};
-    }
+    n += gh_h2_fields(m.headers, m.nheaders, 0, nv, n, names);
     s->resp_body = m.body;
     s->resp_left = m.content_length;
     if (m.body == GH_H1_BODY_CHUNKED && (s->trailers = malloc(TRAILERS_MAX))) {
@@ -610,54 +562,17 @@ static int submit_head(gh_h2stream_t *s, size_t *used)
 
 /* Body bytes of the response, framed as the head said: queued for DATA. Returns the
  * input bytes taken (0 when the queue is full), or -1. */
+/* Response body bytes, framed as the head said: queued for DATA. */
 static ssize_t take_body(gh_h2stream_t *s, const char *p, size_t n)
 {
-    gh_worker_t *w = s->conn->c->w;
-    size_t room = gh_buf_len(&s->out) < OUT_HIGH ? OUT_HIGH - gh_buf_len(&s->out) : 0;
-    if (!room)
-        return 0;
-    switch (s->resp_body) {
-    case GH_H1_BODY_LENGTH: {
-        size_t k = n < room ? n : room;
-        if (k > s->resp_left)
-            k = (size_t)s->resp_left;
-        if (k && append(w, &s->out, p, k) < 0)
-            return -1;
-        s->resp_left -= k;
-        if (!s->resp_left) {
-            s->rstate = RS_DONE;
-            s->out_ended = 1;
-        }
-        return (ssize_t)k;
+    int done = 0;
+    ssize_t k = gh_h2_queue_body(&s->conn->c->w->bufs, &s->out, OUT_HIGH, s->resp_body, &s->resp_left, &s->rchunk, p,
+                                 n, &done);
+    if (k >= 0 && done && s->resp_body != GH_H1_BODY_UNTIL_CLOSE) {
+        s->rstate = RS_DONE;
+        s->out_ended = 1;
     }
-    case GH_H1_BODY_CHUNKED: {
-        size_t taken = 0;
-        if (n > room)
-            n = room; /* data out <= bytes in */
-        while (taken < n && !s->rchunk.done) {
-            gh_str_t data;
-            long k = gh_h1_chunked_step(&s->rchunk, p + taken, n - taken, &data);
-            if (k < 0)
-                return -1;
-            if (k == 0)
-                break;
-            if (data.n && append(w, &s->out, data.p, data.n) < 0)
-                return -1;
-            taken += (size_t)k;
-        }
-        if (s->rchunk.done) {
-            s->rstate = RS_DONE;
-            s->out_ended = 1;
-        }
-        return (ssize_t)taken;
-    }
-    default: { /* until the stream client closes */
-        size_t k = n < room ? n : room;
-        if (k && append(w, &s->out, p, k) < 0)
-            return -1;
-        return (ssize_t)k;
-    }
-    }
+    return k;
 }
 
 ssize_t gh_h2_stream_writev(gh_client_t *sc, const struct iovec *iov, int n)
@@ -676,7 +591,7 @@ ssize_t gh_h2_stream_writev(gh_client_t *sc, const struct iovec *iov, int n)
             if (s->rstate == RS_HEAD) {
                 /* take the whole iovec into the head buffer, then give back what follows the head */
                 size_t before = gh_buf_len(&s->rhead);
-                if (append(w, &s->rhead, p + off, len - off) < 0)
+                if (gh_h2_append(&w->bufs, &s->rhead, p + off, len - off) < 0)
                     goto fail;
                 size_t used = 0;
                 int rc = submit_head(s, &used);
@@ -857,50 +772,15 @@ int gh_h2_start(gh_client_t *c)
     return 0;
 }
 
-/* Write what nghttp2 has to send; 0, or -1 when the socket failed. h->wrote says
- * whether bytes left. */
+static ssize_t sock_send(void *arg, const void *p, size_t n)
+{
+    return gh_client_sock_send(arg, p, n);
+}
+
+/* Write what nghttp2 has to send; 0, or -1 when the socket failed. */
 static int flush(gh_h2conn_t *h)
 {
-    gh_client_t *c = h->c;
-    gh_worker_t *w = c->w;
-    for (int rounds = 0; rounds < 256 && c->writable; rounds++) {
-        if (gh_buf_len(&h->out)) {
-            ssize_t k = gh_client_sock_send(c, h->out.base + h->out.rd, gh_buf_len(&h->out));
-            if (k < 0) {
-                if (errno == EAGAIN || errno == EINTR) {
-                    if (!c->ssl)
-                        c->writable = 0;
-                    return 0;
-                }
-                return -1;
-            }
-            if (k > 0)
-                h->wrote = 1;
-            h->out.rd += (uint32_t)k;
-            if (h->out.rd < h->out.wr) {
-                c->writable = 0;
-                return 0;
-            }
-            gh_buf_put(&w->bufs, &h->out);
-        }
-        const uint8_t *data;
-        ssize_t n = nghttp2_session_mem_send(h->ng, &data);
-        if (n < 0)
-            return -1;
-        if (n == 0)
-            return 0;
-        /* coalesce small frames into one write; a big one (DATA) goes at once */
-        if (append(w, &h->out, data, (size_t)n) < 0)
-            return -1;
-        while (gh_buf_len(&h->out) < READ_CHUNK) {
-            n = nghttp2_session_mem_send(h->ng, &data);
-            if (n <= 0)
-                break;
-            if (append(w, &h->out, data, (size_t)n) < 0)
-                return -1;
-        }
-    }
-    return 0;
+    return gh_h2_flush(h->ng, &h->c->w->bufs, &h->out, sock_send, h->c, &h->c->writable, &h->wrote);
 }
 
 /* Run the stream clients that have something to do. */

@@ -25,6 +25,7 @@
 
 #include "core/log.h"
 #include "http/h1.h"
+#include "proxy/h2util.h"
 #include "proxy/upstream.h"
 #include "tls/tls.h"
 
@@ -77,26 +78,6 @@ typedef struct gh_h2up {
 static void sess_run(gh_h2up_t *h);
 static void sess_fail(gh_h2up_t *h, const char *why);
 
-static int append(gh_worker_t *w, gh_buf_t *b, const void *p, size_t n)
-{
-    if (gh_buf_get(&w->bufs, b) < 0)
-        return -1;
-    if (gh_buf_room(b) < n) {
-        gh_buf_compact(b);
-        if (gh_buf_room(b) < n) {
-            uint32_t want = b->cap;
-            while (want - b->wr < n)
-                want *= 2;
-            if (gh_buf_grow(&w->bufs, b, want) < 0)
-                return -1;
-        }
-    }
-    memcpy(b->base + b->wr, p, n);
-    b->wr += (uint32_t)n;
-    return 0;
-}
-
-#define APPEND_LIT(w, b, lit) append(w, b, lit, sizeof(lit) - 1)
 
 static void st_ready(gh_h2upst_t *st)
 {
@@ -157,8 +138,8 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t 
     if (st->head_done)
         st->trailers = 1;
     gh_worker_t *w = h->w;
-    int rc = append(w, &st->rhdrs, name, nl) | APPEND_LIT(w, &st->rhdrs, ": ") | append(w, &st->rhdrs, value, vl) |
-             APPEND_LIT(w, &st->rhdrs, "\r\n");
+    int rc = gh_h2_append(&w->bufs, &st->rhdrs, name, nl) | GH_H2_APPEND_LIT(&w->bufs, &st->rhdrs, ": ") | gh_h2_append(&w->bufs, &st->rhdrs, value, vl) |
+             GH_H2_APPEND_LIT(&w->bufs, &st->rhdrs, "\r\n");
     (void)ng;
     (void)flags;
     return rc < 0 ? NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE : 0;
@@ -184,29 +165,29 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
         }
         char line[48];
         int n = snprintf(line, sizeof line, "HTTP/1.1 %d \r\n", st->status); /* HTTP/2 has no reason phrase */
-        rc |= append(w, &st->in, line, (size_t)n);
+        rc |= gh_h2_append(&w->bufs, &st->in, line, (size_t)n);
         if (gh_buf_len(&st->rhdrs))
-            rc |= append(w, &st->in, st->rhdrs.base + st->rhdrs.rd, gh_buf_len(&st->rhdrs));
+            rc |= gh_h2_append(&w->bufs, &st->in, st->rhdrs.base + st->rhdrs.rd, gh_buf_len(&st->rhdrs));
         gh_buf_put(&w->bufs, &st->rhdrs);
         if (!st->has_cl && !st->head_req) {
             if (end)
-                rc |= APPEND_LIT(w, &st->in, "Content-Length: 0\r\n");
+                rc |= GH_H2_APPEND_LIT(&w->bufs, &st->in, "Content-Length: 0\r\n");
             else {
                 st->chunked = 1;
-                rc |= APPEND_LIT(w, &st->in, "Transfer-Encoding: chunked\r\n");
+                rc |= GH_H2_APPEND_LIT(&w->bufs, &st->in, "Transfer-Encoding: chunked\r\n");
             }
         }
-        rc |= APPEND_LIT(w, &st->in, "\r\n");
+        rc |= GH_H2_APPEND_LIT(&w->bufs, &st->in, "\r\n");
         st->head_done = 1;
     } else if (f->hd.type == NGHTTP2_HEADERS && end && st->chunked) { /* trailers */
-        rc |= APPEND_LIT(w, &st->in, "0\r\n");
+        rc |= GH_H2_APPEND_LIT(&w->bufs, &st->in, "0\r\n");
         if (gh_buf_len(&st->rhdrs))
-            rc |= append(w, &st->in, st->rhdrs.base + st->rhdrs.rd, gh_buf_len(&st->rhdrs));
+            rc |= gh_h2_append(&w->bufs, &st->in, st->rhdrs.base + st->rhdrs.rd, gh_buf_len(&st->rhdrs));
         gh_buf_put(&w->bufs, &st->rhdrs);
-        rc |= APPEND_LIT(w, &st->in, "\r\n");
+        rc |= GH_H2_APPEND_LIT(&w->bufs, &st->in, "\r\n");
         st->in_ended = 1;
     } else if (f->hd.type == NGHTTP2_DATA && end && st->chunked && !st->in_ended) {
-        rc |= APPEND_LIT(w, &st->in, "0\r\n\r\n");
+        rc |= GH_H2_APPEND_LIT(&w->bufs, &st->in, "0\r\n\r\n");
         st->in_ended = 1;
     }
     if (end)
@@ -233,11 +214,11 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const u
     if (st->chunked && len) {
         char size[24];
         int n = snprintf(size, sizeof size, "%zx\r\n", len);
-        rc |= append(w, &st->in, size, (size_t)n);
+        rc |= gh_h2_append(&w->bufs, &st->in, size, (size_t)n);
     }
-    rc |= append(w, &st->in, data, len);
+    rc |= gh_h2_append(&w->bufs, &st->in, data, len);
     if (st->chunked && len)
-        rc |= APPEND_LIT(w, &st->in, "\r\n");
+        rc |= GH_H2_APPEND_LIT(&w->bufs, &st->in, "\r\n");
     if (rc < 0)
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     st->unconsumed += len;
@@ -274,14 +255,8 @@ static ssize_t read_body(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t l
 {
     gh_h2up_t *h = ud;
     gh_h2upst_t *st = src->ptr;
-    size_t n = gh_buf_len(&st->out);
-    if (n > len)
-        n = len;
+    size_t n = gh_h2_dequeue(&h->w->bufs, &st->out, buf, len);
     if (n) {
-        memcpy(buf, st->out.base + st->out.rd, n);
-        st->out.rd += (uint32_t)n;
-        if (st->out.rd == st->out.wr)
-            gh_buf_put(&h->w->bufs, &st->out);
         if (st->u && !st->u->writable && gh_buf_len(&st->out) < OUT_LOW) {
             st->u->writable = 1;
             st_ready(st);
@@ -301,16 +276,6 @@ static ssize_t read_body(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t l
 }
 
 /* ---- the request's side ---- */
-
-static int is_hop(const char *n, size_t l)
-{
-    static const char *const hop[] = {"connection", "keep-alive", "proxy-connection", "transfer-encoding",
-                                      "upgrade", "te", "host"};
-    for (size_t i = 0; i < sizeof hop / sizeof hop[0]; i++)
-        if (strlen(hop[i]) == l && !strncasecmp(hop[i], n, l))
-            return 1;
-    return 0;
-}
 
 /* The request head is complete in st->qhead: HEADERS. 0 more needed, >0 bytes used, -1. */
 static long submit_request(gh_h2upst_t *st)
@@ -334,25 +299,13 @@ static long submit_request(gh_h2upst_t *st)
         return -1;
     }
     const char *scheme = h->ssl ? "https" : "http";
-    size_t n = 0, off = 0;
+    size_t n = 0;
     nv[n++] = (nghttp2_nv){(uint8_t *)":method", (uint8_t *)m.method.p, 7, m.method.n, NGHTTP2_NV_FLAG_NONE};
     nv[n++] = (nghttp2_nv){(uint8_t *)":scheme", (uint8_t *)scheme, 7, strlen(scheme), NGHTTP2_NV_FLAG_NONE};
     nv[n++] = (nghttp2_nv){(uint8_t *)":authority", (uint8_t *)m.host.p, 10, m.host.n, NGHTTP2_NV_FLAG_NONE};
     nv[n++] = (nghttp2_nv){(uint8_t *)":path", (uint8_t *)m.target.p, 5, m.target.n, NGHTTP2_NV_FLAG_NONE};
     nv[n++] = (nghttp2_nv){(uint8_t *)"te", (uint8_t *)"trailers", 2, 8, NGHTTP2_NV_FLAG_NONE};
-    for (uint16_t i = 0; i < m.nheaders; i++) {
-        const gh_h1_header_t *hd = &m.headers[i];
-        if (is_hop(hd->name.p, hd->name.n))
-            continue;
-        char *lname = names + off;
-        for (size_t k = 0; k < hd->name.n; k++) {
-            char ch = hd->name.p[k];
-            lname[k] = ch >= 'A' && ch <= 'Z' ? (char)(ch + 32) : ch;
-        }
-        off += hd->name.n;
-        nv[n++] = (nghttp2_nv){(uint8_t *)lname, (uint8_t *)hd->value.p, hd->name.n, hd->value.n,
-                               NGHTTP2_NV_FLAG_NONE};
-    }
+    n += gh_h2_fields(m.headers, m.nheaders, 1, nv, n, names);
     st->qbody = m.body;
     st->qleft = m.content_length;
     st->head_req = m.method_id == GH_M_HEAD;
@@ -370,44 +323,18 @@ static long submit_request(gh_h2upst_t *st)
     return rc;
 }
 
+/* Request body bytes, framed as the head said: queued for DATA (request trailers of a
+ * chunked body are dropped). */
 static ssize_t take_body(gh_h2upst_t *st, const char *p, size_t n)
 {
-    gh_worker_t *w = st->sess->w;
-    size_t room = gh_buf_len(&st->out) < OUT_HIGH ? OUT_HIGH - gh_buf_len(&st->out) : 0;
-    if (!room)
-        return 0;
-    if (st->qbody == GH_H1_BODY_LENGTH) {
-        size_t k = n < room ? n : room;
-        if (k > st->qleft)
-            k = (size_t)st->qleft;
-        if (k && append(w, &st->out, p, k) < 0)
-            return -1;
-        st->qleft -= k;
-        if (!st->qleft) {
-            st->qstate = Q_DONE;
-            st->out_ended = 1;
-        }
-        return (ssize_t)k;
-    }
-    size_t taken = 0; /* chunked: de-chunked into DATA (request trailers are dropped) */
-    if (n > room)
-        n = room;
-    while (taken < n && !st->qchunk.done) {
-        gh_str_t data;
-        long k = gh_h1_chunked_step(&st->qchunk, p + taken, n - taken, &data);
-        if (k < 0)
-            return -1;
-        if (k == 0)
-            break;
-        if (data.n && append(w, &st->out, data.p, data.n) < 0)
-            return -1;
-        taken += (size_t)k;
-    }
-    if (st->qchunk.done) {
+    int done = 0;
+    ssize_t k = gh_h2_queue_body(&st->sess->w->bufs, &st->out, OUT_HIGH, st->qbody, &st->qleft, &st->qchunk, p, n,
+                                 &done);
+    if (k >= 0 && done) {
         st->qstate = Q_DONE;
         st->out_ended = 1;
     }
-    return (ssize_t)taken;
+    return k;
 }
 
 ssize_t gh_h2up_writev(gh_upconn_t *u, const struct iovec *iov, int n)
@@ -425,7 +352,7 @@ ssize_t gh_h2up_writev(gh_upconn_t *u, const struct iovec *iov, int n)
         while (off < len) {
             if (st->qstate == Q_HEAD) {
                 size_t before = gh_buf_len(&st->qhead);
-                if (append(h->w, &st->qhead, p + off, len - off) < 0)
+                if (gh_h2_append(&h->w->bufs, &st->qhead, p + off, len - off) < 0)
                     goto fail;
                 long used = submit_request(st);
                 if (used < 0)
@@ -631,41 +558,21 @@ static int sess_start(gh_h2up_t *h)
     return 0;
 }
 
+static ssize_t sock_send(void *arg, const void *p, size_t n)
+{
+    gh_h2up_t *h = arg;
+    if (!h->ssl)
+        return send(h->io.fd, p, n, MSG_NOSIGNAL);
+    ssize_t k = gh_tls_write(h->ssl, p, n);
+    if (k < 0)
+        errno = k == GH_EAGAIN ? EAGAIN : EIO;
+    return k < 0 ? -1 : k;
+}
+
 static int flush(gh_h2up_t *h)
 {
-    gh_worker_t *w = h->w;
-    for (int rounds = 0; rounds < 256 && h->writable; rounds++) {
-        if (gh_buf_len(&h->outbuf)) {
-            const char *p = h->outbuf.base + h->outbuf.rd;
-            size_t len = gh_buf_len(&h->outbuf);
-            ssize_t k = h->ssl ? gh_tls_write(h->ssl, p, len) : send(h->io.fd, p, len, MSG_NOSIGNAL);
-            if (k < 0) {
-                if (h->ssl ? k == GH_EAGAIN : (errno == EAGAIN || errno == EINTR)) {
-                    h->writable = 0;
-                    return 0;
-                }
-                return -1;
-            }
-            h->outbuf.rd += (uint32_t)k;
-            if (h->outbuf.rd < h->outbuf.wr) {
-                h->writable = 0;
-                return 0;
-            }
-            gh_buf_put(&w->bufs, &h->outbuf);
-        }
-        const uint8_t *data;
-        ssize_t n = nghttp2_session_mem_send(h->ng, &data);
-        if (n < 0)
-            return -1;
-        if (n == 0)
-            return 0;
-        if (append(w, &h->outbuf, data, (size_t)n) < 0)
-            return -1;
-        while (gh_buf_len(&h->outbuf) < 16384 && (n = nghttp2_session_mem_send(h->ng, &data)) > 0)
-            if (append(w, &h->outbuf, data, (size_t)n) < 0)
-                return -1;
-    }
-    return 0;
+    uint8_t wrote = 0;
+    return gh_h2_flush(h->ng, &h->w->bufs, &h->outbuf, sock_send, h, &h->writable, &wrote);
 }
 
 static void sess_run(gh_h2up_t *h)
