@@ -196,6 +196,8 @@ typedef struct {
     uint64_t total;
     uint64_t data_hash; /* over (offset, byte) of every data byte, in order */
     size_t ndata;
+    uint64_t trailer_hash; /* over the trailer section the decoder copied (HTTP/2 sends it as HEADERS) */
+    uint32_t trailers_len;
 } run_t;
 
 static uint32_t rng(uint32_t *s)
@@ -213,6 +215,9 @@ static run_t dechunk(const char *b, size_t n, int mode, uint32_t seed)
     memset(&o, 0, sizeof o);
     gh_h1_chunked_t c;
     memset(&c, 0, sizeof c);
+    char tb[100]; /* small: the copy must stop at its cap, never write past it */
+    c.trailers = tb;
+    c.trailers_cap = sizeof tb;
     uint64_t hsh = 1469598103934665603ull;
     size_t off = 0;
     uint32_t s = seed | 1;
@@ -250,6 +255,11 @@ static run_t dechunk(const char *b, size_t n, int mode, uint32_t seed)
         gh_str_t d;
         ASSERT(gh_h1_chunked_step(&c, b, n, &d) == 0);
     }
+    ASSERT(c.trailers_len <= c.trailers_cap && c.trailers_len <= c.trailer_len);
+    o.trailers_len = c.trailers_len;
+    o.trailer_hash = 1469598103934665603ull;
+    for (uint32_t i = 0; i < c.trailers_len; i++)
+        o.trailer_hash = (o.trailer_hash ^ (uint8_t)tb[i]) * 1099511628211ull;
     o.done = c.done;
     o.consumed = off;
     o.total = c.total;
@@ -261,6 +271,8 @@ static void same_run(const run_t *a, const run_t *b)
 {
     ASSERT(a->rc == b->rc && a->done == b->done && a->total == b->total &&
            a->ndata == b->ndata && a->data_hash == b->data_hash);
+    if (!a->rc)
+        ASSERT(a->trailers_len == b->trailers_len && a->trailer_hash == b->trailer_hash);
     ASSERT(a->total == a->ndata);
     if (!a->rc)
         ASSERT(a->consumed == b->consumed);
