@@ -1170,10 +1170,12 @@ static bool parse_listener_tls(ctx_t *x, gh_conf_listener_t *l, yaml_node_t *n)
     size_t before = x->nerrs;
     l->tls.min_version = TLS1_2_VERSION;
     l->tls.session_tickets = 1;
+    l->tls.alpn_h2 = l->tls.alpn_h1 = 1;
     if (is_scalar(n) && n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE) {
         get_bool(x, n, &l->tls.enabled);
     } else {
-        field_t f[] = {F("cert"), F("key"), F("min_version"), F("ciphers"), F("ciphersuites"), F("session_tickets")};
+        field_t f[] = {F("cert"), F("key"), F("min_version"), F("ciphers"), F("ciphersuites"), F("session_tickets"),
+                       F("alpn")};
         if (fields(x, n, f, GH_ARRAY_LEN(f))) {
             l->tls.enabled = 1;
             parse_cert_pair(x, n, &f[0], &f[1], &l->tls.cert, &l->tls.key);
@@ -1187,9 +1189,37 @@ static bool parse_listener_tls(ctx_t *x, gh_conf_listener_t *l, yaml_node_t *n)
                     err(x, f[2].val, "min_version must be \"1.2\" or \"1.3\", got %s", q(x, v, vl));
                 path_pop(x, o2);
             }
-            f_str(x, &f[3], &l->tls.ciphers, NULL, false);
-            f_str(x, &f[4], &l->tls.ciphersuites, NULL, false);
+            bool c3 = f_str(x, &f[3], &l->tls.ciphers, NULL, false);
+            bool c4 = f_str(x, &f[4], &l->tls.ciphersuites, NULL, false);
+            if (c3 || c4) {
+                char why[200];
+                if (gh_tls_check_settings(l->tls.ciphers, l->tls.ciphersuites, why, sizeof why) < 0) {
+                    int suites = strncmp(why, "ciphers ", 8) != 0;
+                    size_t o2 = path_key(x, suites ? "ciphersuites" : "ciphers");
+                    err(x, suites ? (f[4].val ? f[4].val : n) : (f[3].val ? f[3].val : n), "%s", why);
+                    path_pop(x, o2);
+                }
+            }
             f_bool(x, &f[5], &l->tls.session_tickets);
+            if (f[6].val) {
+                size_t o2 = path_key(x, "alpn");
+                if (want_seq(x, f[6].val, true)) {
+                    l->tls.alpn_h2 = l->tls.alpn_h1 = 0;
+                    for (size_t i = 0; i < seq_len(f[6].val); i++) {
+                        yaml_node_t *it = node(x, f[6].val->data.sequence.items.start[i]);
+                        size_t o3 = path_idx(x, i);
+                        if (is_scalar(it) && seq_eq(sv(it), sl(it), "h2"))
+                            l->tls.alpn_h2 = 1;
+                        else if (is_scalar(it) && seq_eq(sv(it), sl(it), "http/1.1"))
+                            l->tls.alpn_h1 = 1;
+                        else
+                            err(x, it, "unknown ALPN protocol %s (h2 or http/1.1)",
+                                is_scalar(it) ? q(x, sv(it), sl(it)) : kind(it));
+                        path_pop(x, o3);
+                    }
+                }
+                path_pop(x, o2);
+            }
         }
     }
     path_pop(x, o);
@@ -1200,6 +1230,7 @@ static void parse_listener(ctx_t *x, yaml_node_t *n, int role, size_t idx)
 {
     gh_conf_t *c = x->c;
     gh_conf_listener_t *l = &c->listeners[c->nlisteners];
+    memset(l, 0, sizeof *l); /* the slot of a listener that failed before may be reused */
     field_t f[] = {F("listen"), F("backlog"), F("name"), F("tls"), F("h2c")};
     size_t nf = role == GH_LISTEN_PROXY ? 5 : 2;
     if (!fields(x, n, f, nf))
@@ -1353,6 +1384,7 @@ static void parse_backend(ctx_t *x, yaml_node_t *n, gh_conf_upstream_t *u)
 {
     gh_conf_backend_t *b = &u->backends[u->nbackends];
     yaml_node_t *addr = n;
+    memset(b, 0, sizeof *b); /* a slot a failed entry used may be reused */
     b->weight = 1;
     size_t o = x->plen;
     if (n && n->type == YAML_MAPPING_NODE) {
@@ -2690,13 +2722,14 @@ static int build_tls(ctx_t *x)
             errat(x, 0, 0, path, "a TLS listener needs a certificate: set tls.cert and tls.key, or tls on a site");
             continue;
         }
-        static const char *const alpn[] = {"h2", "http/1.1"};
+        static const char *const both[] = {"h2", "http/1.1"}, *const h2[] = {"h2"}, *const h1[] = {"http/1.1"};
+        const char *const *alpn = l->tls.alpn_h2 && l->tls.alpn_h1 ? both : l->tls.alpn_h2 ? h2 : h1;
         gh_tls_server_conf_t sc = {
             .certs = certs,
             .ncerts = n,
             .default_cert = def == SIZE_MAX ? 0 : def,
             .alpn = alpn,
-            .nalpn = 2,
+            .nalpn = l->tls.alpn_h2 && l->tls.alpn_h1 ? 2 : 1,
             .min_version = l->tls.min_version,
             .ciphers = l->tls.ciphers,
             .ciphersuites = l->tls.ciphersuites,

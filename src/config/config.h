@@ -202,6 +202,7 @@ typedef struct {
         int min_version;        /* TLS1_2_VERSION (default) or TLS1_3_VERSION */
         char *ciphers, *ciphersuites; /* NULL: secure defaults (tls.h) */
         int session_tickets;    /* default 1 */
+        int alpn_h2, alpn_h1;   /* ALPN protocols offered (default both, h2 preferred) */
     } tls;
     void *tls_server; /* gh_tls_server_t built at compile, freed with the snapshot */
     int h2c;          /* cleartext HTTP/2 with prior knowledge is accepted (proxy listeners) */

@@ -1396,3 +1396,15 @@ int gh_tls_resumed(const SSL *ssl)
 {
     return SSL_session_reused(ssl) ? 1 : 0;
 }
+
+int gh_tls_check_settings(const char *ciphers, const char *suites, char *err, size_t errlen)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_method());
+    if (!ctx) {
+        set_err(err, errlen, "tls: out of memory");
+        return GH_ENOMEM;
+    }
+    int rc = ctx_common(ctx, 0, 0, ciphers, suites, err, errlen);
+    SSL_CTX_free(ctx);
+    return rc;
+}

@@ -194,6 +194,10 @@ void gh_tls_client_free(gh_tls_client_t *cl);
  * longer than 255 bytes). */
 SSL *gh_tls_client_ssl(gh_tls_client_t *cl, int fd, const char *name, const char *session_key);
 
+/* Whether a TLS 1.2 cipher list and TLS 1.3 suites (either NULL: the default) are
+ * usable, for configuration checks. 0, or GH_ECONFIG with the reason in err. */
+int gh_tls_check_settings(const char *ciphers, const char *suites, char *err, size_t errlen);
+
 /* ---- I/O on either side ------------------------------------------------------------ */
 
 enum { GH_TLS_WANT_READ = 1, GH_TLS_WANT_WRITE = 2 };

@@ -412,3 +412,24 @@ def test_upstream_tls_config_errors(tmp_path, pki):
                  "upstreams.b.tls: cert and key go together: set both",
                  "upstreams.c.tls.min_version: min_version must be \"1.2\" or \"1.3\", got \"1.0\""]:
         assert want in e, (want, e)
+
+
+def test_cipher_and_alpn_config_errors_and_alpn_choice(gatehouse, origin, tmp_path, pki):
+    from conftest import BIN
+    bad = tmp_path / "bad.yaml"
+    bad.write_text('listeners:\n'
+                   '  - {listen: "127.0.0.1:1", tls: {cert: "%s", key: "%s", ciphers: "NOPE", alpn: [h2, h3]}}\n'
+                   '  - {listen: "127.0.0.1:2", tls: {cert: "%s", key: "%s", ciphersuites: "TLS_FOO"}}\n'
+                   % (pki["a"][0], pki["a"][1], pki["a"][0], pki["a"][1]))
+    p = subprocess.run([BIN, "validate", "-c", str(bad)], capture_output=True, text=True, timeout=10)
+    assert p.returncode == 1
+    for want in ['listeners[0].tls.ciphers: ciphers "NOPE": no usable cipher',
+                 'listeners[0].tls.alpn[1]: unknown ALPN protocol "h3" (h2 or http/1.1)',
+                 'bad.yaml:3:', 'listeners[1].tls.ciphersuites: ciphersuites "TLS_FOO": no usable suite']:
+        assert want in p.stderr, (want, p.stderr)
+    # alpn: [http/1.1] turns HTTP/2 off on a listener
+    gh = start(gatehouse, origin, pki, extra_listener=", alpn: [http/1.1]")
+    c = ctx(pki, check_hostname=False)
+    c.set_alpn_protocols(["h2", "http/1.1"])
+    with c.wrap_socket(socket.create_connection(("127.0.0.1", gh.tls_port), timeout=5), server_hostname="a.test") as t:
+        assert t.selected_alpn_protocol() == "http/1.1"
