@@ -1990,12 +1990,38 @@ static void parse_header_match(ctx_t *x, yaml_node_t *n, gh_conf_route_t *r)
 
 static void parse_match(ctx_t *x, yaml_node_t *n, gh_conf_route_t *r)
 {
-    field_t f[] = {F("path"), F("methods"), F("headers")};
+    field_t f[] = {F("path"), F("methods"), F("headers"), F("tls_fingerprints")};
     if (!fields(x, n, f, GH_ARRAY_LEN(f)))
         return;
     if (f[0].val) {
         size_t o = path_key(x, "path");
         parse_path(x, f[0].val, r);
+        path_pop(x, o);
+    }
+    if (f[3].val) {
+        size_t o = path_key(x, "tls_fingerprints");
+        if (want_seq(x, f[3].val, true)) {
+            size_t cnt = seq_len(f[3].val);
+            r->ja4 = xalloc(x, cnt * sizeof *r->ja4);
+            for (size_t i = 0; i < cnt; i++) {
+                yaml_node_t *v = node(x, f[3].val->data.sequence.items.start[i]);
+                size_t o2 = path_idx(x, i);
+                char *fp = NULL;
+                size_t len = 0;
+                if (get_str(x, v, &fp, &len, false, false)) {
+                    /* JA4: a_b_c, 10 + 12 + 12 characters and two underscores; "prefix*" matches a family */
+                    bool star = fp[len - 1] == '*', bad = len > 36 || (!star && len != 36);
+                    for (size_t k = 0; k < len - star && !bad; k++)
+                        bad = !(fp[k] == '_' || (fp[k] >= '0' && fp[k] <= '9') || (fp[k] >= 'a' && fp[k] <= 'z'));
+                    if (bad)
+                        err(x, v, "expected a JA4 fingerprint like t13d1516h2_8daaf6152771_e5627efa2ab1 (or a prefix "
+                                  "ending in *), got %s", q(x, fp, len));
+                    else
+                        r->ja4[r->nja4++] = fp;
+                }
+                path_pop(x, o2);
+            }
+        }
         path_pop(x, o);
     }
     if (f[1].val) {

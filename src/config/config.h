@@ -146,6 +146,8 @@ typedef struct gh_conf_route {
     uint32_t methods; /* bit (1u << enum gh_h1_method); 0 = any; GH_M_OTHER bit = unknown methods */
     gh_conf_header_match_t *headers;
     uint32_t nheaders;
+    char **ja4;      /* TLS client fingerprints (JA4) that match, "...*" a prefix; NULL: any client */
+    uint32_t nja4;
     /* action: exactly one of upstream / respond */
     gh_conf_upstream_t *upstream;
     int has_respond;

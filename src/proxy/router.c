@@ -294,7 +294,20 @@ static bool header_ok(const gh_conf_header_match_t *m, const gh_h1_request_t *re
     return false;
 }
 
-const gh_conf_route_t *gh_router_route(const gh_conf_site_t *site, const gh_h1_request_t *req)
+/* A route's tls_fingerprints against the client's JA4 ("" without TLS). */
+static int ja4_ok(const gh_conf_route_t *r, const char *ja4)
+{
+    if (!ja4 || !ja4[0])
+        return 0;
+    for (uint32_t i = 0; i < r->nja4; i++) {
+        size_t n = strlen(r->ja4[i]);
+        if (r->ja4[i][n - 1] == '*' ? !strncmp(r->ja4[i], ja4, n - 1) : !strcmp(r->ja4[i], ja4))
+            return 1;
+    }
+    return 0;
+}
+
+const gh_conf_route_t *gh_router_route(const gh_conf_site_t *site, const gh_h1_request_t *req, const char *ja4)
 {
     if (!site || !req)
         return NULL;
@@ -321,6 +334,8 @@ const gh_conf_route_t *gh_router_route(const gh_conf_site_t *site, const gh_h1_r
             break;
         default: break;
         }
+        if (r->nja4 && !ja4_ok(r, ja4))
+            continue;
         uint32_t j = 0;
         while (j < r->nheaders && header_ok(&r->headers[j], req))
             j++;

@@ -1,4 +1,4 @@
-/* router.h: picks the tenant's site by Host and the route by path, method and headers.
+/* router.h: picks the tenant's site by Host and the route by path, method, headers and TLS client fingerprint (JA4).
  *
  * Sites are indexed when a snapshot is compiled (gh_router_build, called by the
  * config compiler): exact host names in a hash table, wildcard suffixes
@@ -22,6 +22,6 @@ void gh_router_free(gh_conf_t *c);
 const gh_conf_site_t *gh_router_site(const gh_conf_t *c, gh_str_t host);
 
 /* The first route of site matching req, or NULL. */
-const gh_conf_route_t *gh_router_route(const gh_conf_site_t *site, const gh_h1_request_t *req);
+const gh_conf_route_t *gh_router_route(const gh_conf_site_t *site, const gh_h1_request_t *req, const char *ja4);
 
 #endif

@@ -1657,7 +1657,7 @@ static void route_and_dispatch(gh_req_t *r, const gh_h1_request_t *m)
         https_redirect(r, m);
         return;
     }
-    const gh_conf_route_t *rt = gh_router_route(site, m);
+    const gh_conf_route_t *rt = gh_router_route(site, m, (c->parent ? c->parent : c)->ja4);
     if (!rt) {
         GH_COUNT(w->stats->no_route, 1);
         respond_error(r, 404, "no route");

@@ -433,3 +433,37 @@ def test_cipher_and_alpn_config_errors_and_alpn_choice(gatehouse, origin, tmp_pa
     c.set_alpn_protocols(["h2", "http/1.1"])
     with c.wrap_socket(socket.create_connection(("127.0.0.1", gh.tls_port), timeout=5), server_hostname="a.test") as t:
         assert t.selected_alpn_protocol() == "http/1.1"
+
+
+def test_routes_match_tls_fingerprints(gatehouse, origin, pki):
+    """A route can match the client's JA4: here TLS 1.2-only clients are sent to a
+    direct response, everyone else to the origin."""
+    port = free_port()
+    cfg = config(pki).replace(
+        "      - hosts: [c.test]\n        tls: {cert: \"{c_cert}\", key: \"{c_key}\"}\n        routes: [{upstream: app}]",
+        "      - hosts: [c.test]\n        tls: {cert: \"{c_cert}\", key: \"{c_key}\"}\n"
+        "        routes:\n"
+        "          - {match: {tls_fingerprints: [\"t12*\"]}, respond: {status: 403, body: \"old client\\n\"}}\n"
+        "          - {upstream: app}")
+    gh = gatehouse(cfg, tls_port=port, origin_port=origin.port, c_cert=pki["c"][0], c_key=pki["c"][1])
+    gh.tls_port = port
+    r, body = https_get(pki, port, "c.test")
+    assert r.status == 200, body
+    c12 = ctx(pki, check_hostname=False, maximum_version=ssl.TLSVersion.TLSv1_2)
+    conn = http.client.HTTPSConnection("127.0.0.1", port, context=c12, timeout=10)
+    conn.request("GET", "/echo", headers={"Host": "c.test"})
+    r = conn.getresponse()
+    assert r.status == 403 and r.read() == b"old client\n"
+    conn.close()
+    # over plain HTTP there is no fingerprint: the route does not match
+    with session() as s:
+        assert s.get(gh.url + "/echo", headers={"Host": "c.test"}, timeout=5).status_code == 200
+    # a bad fingerprint is a configuration error with its place
+    from conftest import BIN
+    bad = os.path.join(gh.dir, "bad.yaml")
+    open(bad, "w").write(cfg.replace('"t12*"', '"not-a-ja4"').replace("{tls_port}", "1").replace(
+        "{origin_port}", "2").replace("{c_cert}", pki["c"][0]).replace("{c_key}", pki["c"][1]).replace(
+        "{proxy_port}", "3").replace("{admin_port}", "4").replace("{workers}", "1").replace(
+        "{pid_file}", "/tmp/x.pid"))
+    p = subprocess.run([BIN, "validate", "-c", bad], capture_output=True, text=True, timeout=10)
+    assert p.returncode == 1 and "match.tls_fingerprints[0]: expected a JA4 fingerprint" in p.stderr, p.stderr

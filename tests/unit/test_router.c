@@ -137,7 +137,7 @@ static const char *route_of(int method, const char *path, const char *const *hv)
 {
     treq_t t;
     const gh_conf_site_t *s = gh_router_site(conf, GH_STR("example.com"));
-    const gh_conf_route_t *r = gh_router_route(s, mk(&t, method, path, hv));
+    const gh_conf_route_t *r = gh_router_route(s, mk(&t, method, path, hv), NULL);
     return r ? r->name : "(none)";
 }
 
@@ -202,13 +202,13 @@ static void test_route_order(void)
     /* "trace" comes before "purge" */
     CHECK_ROUTE(GH_M_OTHER, "/o", H("X-Trace", "1", "X-Debug", "1"), "trace");
     treq_t t;
-    CHECK(gh_router_route(NULL, mk(&t, GH_M_GET, "/", NULL)) == NULL);
+    CHECK(gh_router_route(NULL, mk(&t, GH_M_GET, "/", NULL), NULL) == NULL);
     /* a site without routes */
     const gh_conf_site_t *www = gh_router_site(conf, GH_STR("www.example.com"));
-    CHECK(www && gh_router_route(www, mk(&t, GH_M_GET, "/", NULL)) == NULL);
+    CHECK(www && gh_router_route(www, mk(&t, GH_M_GET, "/", NULL), NULL) == NULL);
     /* a route without match conditions takes everything */
     const gh_conf_site_t *wild = gh_router_site(conf, GH_STR("z.example.com"));
-    const gh_conf_route_t *r = gh_router_route(wild, mk(&t, GH_M_OTHER, "", NULL));
+    const gh_conf_route_t *r = gh_router_route(wild, mk(&t, GH_M_OTHER, "", NULL), NULL);
     CHECK(r && strcmp(r->name, "all") == 0);
 }
 
