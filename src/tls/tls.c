@@ -178,7 +178,11 @@ static int ticket_cb(SSL *ssl, unsigned char *name, unsigned char *iv, EVP_CIPHE
     OPENSSL_cleanse(&k, sizeof k);
     if (!ok)
         return -1;
-    return enc || which == 0 ? 1 : 2;
+    /* 2 on every decrypt: the ticket is good and a fresh one is issued. Clients use a
+     * TLS 1.3 ticket once (RFC 8446 C.4), so without a replacement every other
+     * connection would be a full handshake; for an old key it also moves the client on. */
+    (void)which;
+    return enc ? 1 : 2;
 }
 
 /* ---- errors ------------------------------------------------------------------------ */
@@ -578,6 +582,10 @@ static int ctx_common(SSL_CTX *ctx, int min, int max, const char *ciphers, const
         set_err(err, errlen, "groups: not supported by this OpenSSL");
         return GH_ECONFIG;
     }
+    /* Read-ahead: one read(2) takes the record header and body (and whatever follows)
+     * instead of two small reads per record. gh_tls_read drains until OpenSSL wants
+     * more from the socket, so nothing waits in its buffer unseen by the event loop. */
+    SSL_CTX_set_read_ahead(ctx, 1);
     /* Renegotiation is a DoS lever and HTTP/2 forbids it; compression is CRIME. */
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
     /* PARTIAL_WRITE + MOVING_WRITE_BUFFER: gh_tls_write() returns what was accepted and
