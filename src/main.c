@@ -133,8 +133,9 @@ static int dns_follow(const gh_conf_t *c)
 }
 
 /* Swap in a freshly loaded configuration n (consumes the caller's reference), or
- * refuse it; *cur follows the published one. what names the cause for the log. */
-static int publish(gh_conf_t **cur, gh_conf_t *n, const char *what)
+ * refuse it; *cur follows the published one. what names the cause for the log;
+ * rotate (an operator's reload) sends HTTP/2 connections a graceful GOAWAY. */
+static int publish(gh_conf_t **cur, gh_conf_t *n, const char *what, int rotate)
 {
     gh_conf_t *c = *cur;
     if (n->workers != c->workers)
@@ -150,7 +151,7 @@ static int publish(gh_conf_t **cur, gh_conf_t *n, const char *what)
         gh_conf_unref(n);
         return -1;
     }
-    gh_workers_publish(n);
+    gh_workers_publish(n, rotate);
     gh_health_publish(n);
     if (n->uses_dns) {
         gh_dns_prune(n->dns_gen);
@@ -208,7 +209,7 @@ static int serve(gh_conf_t *c, const char *path)
                 gh_metrics_reload(0);
                 continue;
             }
-            int ok = publish(&cur, n, "reload") == 0;
+            int ok = publish(&cur, n, "reload", 1) == 0;
             gh_metrics_reload(ok);
             if (ok)
                 gh_log(GH_LOG_INFO, "configuration reloaded from %s", path);
@@ -225,7 +226,7 @@ static int serve(gh_conf_t *c, const char *path)
                 gh_conf_errors_free(&errs);
                 continue;
             }
-            if (publish(&cur, n, "DNS update") == 0)
+            if (publish(&cur, n, "DNS update", 0) == 0)
                 gh_log(GH_LOG_INFO, "upstream addresses updated from DNS");
         } else {
             gh_log(GH_LOG_INFO, "%s: draining (up to %u ms)", sig == SIGTERM ? "SIGTERM" : "SIGINT",

@@ -2536,6 +2536,15 @@ void gh_session_accept(gh_worker_t *w, const gh_conf_listener_t *l, int fd, cons
     gh_timer_set(&w->loop, &c->timer, conf_of(w)->timeouts.client_header);
 }
 
+void gh_session_rotate(gh_worker_t *w)
+{
+    for (gh_client_t *c = w->conns, *n; c; c = n) {
+        n = c->next;
+        if (c->state == C_H2)
+            gh_h2_drain(c);
+    }
+}
+
 void gh_session_drain(gh_worker_t *w)
 {
     for (gh_client_t *c = w->conns, *n; c; c = n) {

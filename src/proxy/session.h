@@ -28,6 +28,9 @@ void gh_session_accept(gh_worker_t *w, const gh_conf_listener_t *l, int fd,
  * computes the connection's JA4 fingerprint. */
 struct ssl_st;
 void gh_session_tls_hello(struct ssl_st *ssl, void *arg);
+/* An operator's reload: HTTP/2 connections get a graceful GOAWAY (their streams
+ * finish; clients reconnect and meet the new configuration and certificates). */
+void gh_session_rotate(gh_worker_t *w);
 /* Draining: close idle connections now; active ones close after their response. */
 void gh_session_drain(gh_worker_t *w);
 

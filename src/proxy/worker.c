@@ -127,6 +127,8 @@ static void notify_cb(gh_io_t *io, uint32_t ev)
     gh_conf_t *c = __atomic_exchange_n(&w->mailbox, NULL, __ATOMIC_ACQ_REL);
     if (c)
         switch_conf(w, c);
+    if (__atomic_exchange_n(&w->rotate, 0, __ATOMIC_ACQ_REL))
+        gh_session_rotate(w);
     if (gh_workers_draining() && !w->draining) {
         w->draining = 1;
         close_listeners(w);
@@ -272,9 +274,11 @@ static void poke(gh_worker_t *w)
     (void)n;
 }
 
-void gh_workers_publish(gh_conf_t *c)
+void gh_workers_publish(gh_conf_t *c, int rotate)
 {
     for (uint32_t i = 0; i < nthreads; i++) {
+        if (rotate)
+            __atomic_store_n(&workers[i].rotate, 1, __ATOMIC_RELEASE);
         gh_conf_ref(c);
         gh_conf_t *old = __atomic_exchange_n(&workers[i].mailbox, c, __ATOMIC_ACQ_REL);
         if (old)

@@ -62,6 +62,7 @@ typedef struct gh_worker {
     gh_bufpool_t bufs;
     gh_io_t notify; /* eventfd: new configuration or drain */
     gh_conf_t *mailbox; /* next configuration, referenced; taken with an atomic exchange */
+    int rotate;         /* atomic: the next switch also sends GOAWAY to HTTP/2 connections */
     gh_gen_t *gen;      /* current */
     gh_gen_t *retired;
     gh_listener_t *listeners;
@@ -85,8 +86,10 @@ typedef struct gh_worker {
 
 /* Create listening sockets and threads for c (workers + admin). Errors are logged. */
 int gh_workers_start(gh_conf_t *c);
-/* Hand a new snapshot to every thread (takes its own references). */
-void gh_workers_publish(gh_conf_t *c);
+/* Hand a new snapshot to every thread (takes its own references). rotate: an
+ * operator's reload: HTTP/2 connections get a graceful GOAWAY so that clients move to
+ * new connections (and new certificates); DNS rebuilds leave connections alone. */
+void gh_workers_publish(gh_conf_t *c, int rotate);
 /* Stop accepting, finish in-flight requests up to timeout_ms, then return. */
 void gh_workers_drain(uint32_t timeout_ms);
 /* Whether the process is draining (readyz answers 503). */

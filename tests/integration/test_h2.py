@@ -473,17 +473,24 @@ def test_h2_drain_on_sigterm(gatehouse, origin, pki, sink):
     assert rc == 0, gh.stderr_text()
 
 
-def test_h2_reload_keeps_connections(gatehouse, origin, pki, sink):
-    # a reload is not a drain: open HTTP/2 connections get no GOAWAY and go on
+def test_h2_reload_rotates_connections_gracefully(gatehouse, origin, pki, sink):
+    # an operator's reload sends open HTTP/2 connections a graceful GOAWAY (NO_ERROR):
+    # the stream in flight finishes on the old connection, new requests go to new
+    # connections, which meet the new configuration (and certificates)
     gh = start(gatehouse, origin, pki, sink)
     with h2tls(gh) as t, h2c(gh) as c:
         assert t.get("/echo/1").status == 200 and c.get("/echo/1").status == 200
+        slow = t.request("GET", "/slow?before_ms=800")
         gh.reload()
         assert poll(lambda: "configuration reloaded" in gh.stderr_text(), timeout=5), gh.stderr_text()
-        assert t.get("/echo/2").status == 200 and c.get("/echo/2").status == 200
-        c.ping()
-        t.ping()
-        assert not t.goaways and not c.goaways, (t.goaways, c.goaways)
+        assert t.wait_goaway(5) and c.wait_goaway(5), (t.goaways, c.goaways)
+        assert all(g[0] == 0 for g in t.goaways + c.goaways), (t.goaways, c.goaways)  # NO_ERROR
+        assert t.response(slow, timeout=10).status == 200
+        assert t.wait_closed(5) and c.wait_closed(5)
+    with h2tls(gh) as t2:
+        assert t2.get("/echo/3").status == 200
+    # a reload is not a drain: the process goes on serving
+    assert gh.alive()
 
 
 # ---- 5. attacks ------------------------------------------------------------------------
