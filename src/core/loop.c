@@ -82,6 +82,15 @@ void gh_loop_del(gh_loop_t *l, gh_io_t *io)
         epoll_ctl(l->epfd, EPOLL_CTL_DEL, io->fd, NULL);
 }
 
+void gh_loop_close_fd(gh_loop_t *l, gh_io_t *io)
+{
+    (void)l;
+    if (io->fd >= 0) {
+        close(io->fd);
+        io->fd = -1;
+    }
+}
+
 void gh_task_post(gh_loop_t *l, gh_task_t *t)
 {
     if (t->prev)

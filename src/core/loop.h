@@ -61,6 +61,11 @@ int gh_loop_add(gh_loop_t *l, gh_io_t *io);
 /* Register a level-triggered reader (listeners, eventfds). */
 int gh_loop_add_reader(gh_loop_t *l, gh_io_t *io);
 void gh_loop_del(gh_loop_t *l, gh_io_t *io);
+/* Close io->fd (set to -1): closing the last descriptor of a socket removes it from
+ * the epoll set, so no EPOLL_CTL_DEL is needed (one syscall less per connection).
+ * Only for descriptors never dup'd; an event of this batch still pending for io
+ * sees fd == -1 (the io's memory must be freed with gh_loop_free_later). */
+void gh_loop_close_fd(gh_loop_t *l, gh_io_t *io);
 /* Wait for events up to max_wait_ms (and the next timer), dispatch them and fire timers. */
 void gh_loop_run_once(gh_loop_t *l, int max_wait_ms);
 static inline uint64_t gh_loop_now(const gh_loop_t *l) { return l->now; }

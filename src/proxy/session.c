@@ -2174,11 +2174,7 @@ static void client_close(gh_client_t *c)
         SSL_free(c->ssl);
         c->ssl = NULL;
     }
-    if (c->io.fd >= 0) {
-        gh_loop_del(&w->loop, &c->io);
-        close(c->io.fd);
-        c->io.fd = -1;
-    }
+    gh_loop_close_fd(&w->loop, &c->io);
     if (c->prev)
         c->prev->next = c->next;
     else

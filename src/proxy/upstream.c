@@ -178,11 +178,7 @@ void gh_upstream_close(gh_upconn_t *u)
         SSL_free(u->ssl);
         u->ssl = NULL;
     }
-    if (u->io.fd >= 0) {
-        gh_loop_del(&w->loop, &u->io);
-        close(u->io.fd);
-        u->io.fd = -1;
-    }
+    gh_loop_close_fd(&w->loop, &u->io);
     u->req = NULL;
     if (u->live) {
         __atomic_sub_fetch(u->live, 1, __ATOMIC_RELAXED);
