@@ -246,8 +246,33 @@ static int worker_init(gh_worker_t *w, uint32_t id, int is_admin, gh_conf_t *c)
     return 0;
 }
 
+/* SO_REUSEPORT would let us share a port another process listens on (and take half
+ * its connections): bind each address once without it first, so a port in use is
+ * an error at start, as it would be for nginx. */
+static int port_free(const gh_conf_listener_t *lc)
+{
+    int fd = socket(lc->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int one = 1, rc = 0;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (lc->addr.ss_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    if (bind(fd, (const struct sockaddr *)&lc->addr, lc->addrlen) < 0)
+        rc = -errno;
+    close(fd);
+    return rc;
+}
+
 int gh_workers_start(gh_conf_t *c)
 {
+    for (uint32_t i = 0; i < c->nlisteners; i++) {
+        int rc = port_free(&c->listeners[i]);
+        if (rc < 0) {
+            gh_log(GH_LOG_ERROR, "listener %s at %s: %s", c->listeners[i].name, c->listeners[i].listen, strerror(-rc));
+            return GH_EIO;
+        }
+    }
     int has_admin = 0;
     for (uint32_t i = 0; i < c->nlisteners; i++)
         has_admin |= c->listeners[i].role == GH_LISTEN_ADMIN;

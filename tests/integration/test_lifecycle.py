@@ -267,3 +267,14 @@ def test_reload_switching_upstream_under_load(gatehouse, origin_factory):
     # last config points at B: new requests go there
     assert poll(lambda: all(gh.get("/id").text == "B" for _ in range(4)), timeout=5)
     assert len(b.requests) > 0 and len(a.requests) > 0
+
+
+def test_a_port_in_use_is_refused_at_start(gatehouse, origin):
+    """SO_REUSEPORT must not let a second gatehouse (or anything) silently share a
+    port another process listens on: the start fails with the reason."""
+    first = gatehouse(CONFIG, origin_port=origin.port, body="one")
+    second = gatehouse(CONFIG, expect_fail=True, origin_port=origin.port, body="two",
+                       proxy_port=first.port)
+    assert second.wait(10) != 0
+    assert "Address already in use" in second.stderr_text(), second.stderr_text()
+    assert body_of(first) == "one\n"
