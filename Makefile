@@ -54,7 +54,7 @@ run: deps all
 
 # Every test: unit, fuzz (briefly), integration with the real binary. Prints "N passed, N failed".
 test: deps all unit fuzz
-	@BUILD=$(BUILD) sh tests/run.sh
+	@BUILD=$(BUILD) SAN="$(SAN)" sh tests/run.sh
 
 # The whole suite under ASan+UBSan.
 asan:

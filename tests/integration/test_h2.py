@@ -15,7 +15,7 @@ legitimate python-h2 client (LatencyProbe) requests /echo in a loop on its own c
 runs one worker there, so attacker and probe share one event loop. The probe's p99 is measured for
 about a second first (baseline), then during the attack, and must stay
     p99 during <= max(2 x baseline p99, baseline p99 + 20 ms).
-The 20 ms floor is there because the box is shared and has two CPUs: a baseline p99 of 1-3 ms
+The 20 ms floor (60 ms for the ASan+UBSan build of `make asan`) is there because the box is shared and has two CPUs: a baseline p99 of 1-3 ms
 doubles on scheduling noise alone, and single stalls of 20-70 ms show up now and then with no
 attack at all. The attacker runs under `nice -n 10` (in real life it does not share our CPUs; it
 still gets every idle cycle), and the attacks' origin (upstream `sink`, site attack.test) is a
@@ -542,7 +542,9 @@ def assert_latency_unharmed(m):
     assert len(m.during) >= 10, "only %d probe requests during the attack" % len(m.during)
     b99 = percentile([s[1] for s in m.base], 99)
     d99 = percentile([s[1] for s in m.during], 99)
-    limit = max(2 * b99, b99 + 0.020)
+    # an ASan+UBSan build (make asan) runs several times slower: its stalls are longer
+    floor = 0.060 if os.environ.get("GATEHOUSE_SANITIZED") else 0.020
+    limit = max(2 * b99, b99 + floor)
     assert d99 <= limit, "p99 %.1f ms during the attack (n=%d) > %.1f ms (baseline p99 %.1f ms, n=%d)" % (
         1000 * d99, len(m.during), 1000 * limit, 1000 * b99, len(m.base))
 
