@@ -671,8 +671,10 @@ void gh_h2_stream_closed(gh_client_t *sc)
         }
         gh_buf_put(&sc->w->bufs, &s->in);
     }
+    if (h->freeing) /* the connection is being closed: nothing to run, and never again */
+        return;
     gh_task_post(&sc->w->loop, &h->c->resume);
-    if (s->closed && !s->queued && !h->freeing)
+    if (s->closed && !s->queued)
         stream_free(h, s);
 }
 

@@ -2166,8 +2166,10 @@ static void client_close(gh_client_t *c)
         gh_loop_free_later(&w->loop, c);
         return;
     }
-    if (c->h2)
+    if (c->h2) {
         gh_h2_free(c); /* closes its stream clients first */
+        gh_task_cancel(&c->resume); /* nothing they posted may run on a freed client */
+    }
     if (c->ssl) {
         if (c->state == C_TLS)
             GH_COUNT(w->stats->tls_failed, 1);

@@ -741,3 +741,25 @@ def test_attack_too_many_concurrent_streams(gatehouse, origin, pki, sink):
     assert delta(m, "gatehouse_h2_protections_total", kind="refused_stream") >= len(m.runs)
     assert_latency_unharmed(m)
     assert_serving(gh)
+
+
+def test_client_dropping_connections_with_streams_in_flight(gatehouse, origin, pki, sink):
+    """A client that goes away with streams in flight (a closed tab, a cancelled call,
+    h2load -D) must not hurt the worker: it once ran a freed connection's task."""
+    import subprocess as sp
+    gh = start(gatehouse, origin, pki, sink)
+    for _ in range(6):
+        p = sp.run(["h2load", "-D", "1", "-c", "4", "-m", "50", "-t", "1",
+                    "http://127.0.0.1:%d/slow?before_ms=50" % gh.h2c_port],
+                   capture_output=True, text=True, timeout=30)
+        assert "requests:" in p.stdout, p.stdout + p.stderr
+        assert gh.alive(), gh.stderr_text()
+    for _ in range(20):  # by hand: open streams, then close the socket at once
+        with h2c(gh) as c:
+            for _ in range(30):
+                c.request("GET", "/slow?before_ms=300")
+            c.pump(0.05)
+    assert poll(lambda: gh.alive(), timeout=2)
+    with h2c(gh) as c:
+        assert c.get("/echo/after").status == 200
+    assert gh.alive()
