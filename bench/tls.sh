@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# bench/tls.sh: TLS termination (HTTP/1.1), gatehouse vs nginx vs HAProxy, in the same run.
+# bench/tls.sh: TLS termination (HTTP/1.1, and HTTP/2 in the h2 test), gatehouse vs nginx vs HAProxy,
+# in the same run.
 #
-#   bash bench/tls.sh            (~5.5 min on a quiet box, + at most NOISE_BUDGET s on a noisy one)
+#   bash bench/tls.sh            (~7 min on a quiet box, + at most NOISE_BUDGET s on a noisy one)
 #   bash bench/tls.sh report RAW.tsv IDLE-RAW.tsv   (the tables again, from a run's raw files)
 #
 # All three terminate TLS 1.3 with the same ECDSA P-256 certificate (made at start in the temp dir)
@@ -19,14 +20,21 @@
 #   reuse  the same, resuming: the newest ticket received is offered on every new connection
 #   single (not in the default TESTS) each ticket offered once, as browsers do (RFC 8446 C.4): the
 #          share of handshakes resumed shows whether the server replaces the tickets it consumes
+#   h2     HTTP/2 over TLS, many streams per connection: h2load -n N -c$H2_CONNS -m$H2_STREAMS -t1
+#          https://.../small, N = the warm-up's rate x DURATION (the warm-up: -n $H2_WARMUP); ALPN h2
+#          checked on every run; p50/p99 from h2load's --log-file. nginx gets `listen ... ssl http2` and
+#          HAProxy `alpn h2,http/1.1` for this test only (a config of its own); gatehouse offers h2 by
+#          default (the same config as the other tests). H2_BOUND=duration uses -D DURATION instead
+#          (streams in flight are cut at the end)
 # then, once per system: memory per idle TLS connection (bench/tlsconn idle: $IDLE_CONNS connections,
 # each completes the handshake and one keep-alive GET /small, then stays idle; RSS/Pss delta).
 #
-# Environment: DURATION (6) RUNS (3) CONNS (50) HS_CONNS (50) IDLE_CONNS (5000) SETTLE (1)
-# SYSTEMS ("gatehouse nginx haproxy") TESTS ("small big new reuse"; also "single") IDLE (1: run the idle part)
+# Environment: DURATION (6) RUNS (3) CONNS (50) HS_CONNS (50) H2_CONNS (4) H2_STREAMS (50) H2_BOUND (count)
+# H2_WARMUP (30000) IDLE_CONNS (5000) SETTLE (1) SYSTEMS ("gatehouse nginx haproxy")
+# TESTS ("small big new reuse h2"; also "single") IDLE (1: run the idle part)
 # CIPHERSUITE (TLS_AES_128_GCM_SHA256) BUSY_MAX (30) BUSY_WAIT (20) OTHER_MAX (10)
 # NOISY_RETRIES (1) NOISE_BUDGET (60) GATEHOUSE_BIN (./build/gatehouse) KEEP_TMP (keep temp dir).
-# Quick check: DURATION=2 RUNS=1 IDLE_CONNS=1000 bash bench/tls.sh (~1.5 min).
+# Quick check: DURATION=2 RUNS=1 IDLE_CONNS=1000 bash bench/tls.sh (~2 min).
 
 set -u -o pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -38,6 +46,8 @@ render_report() {
 import csv, statistics, sys
 
 res, idle_res, md_path, conns, hs_conns = sys.argv[1:6]
+h2_conns = sys.argv[6] if len(sys.argv) > 6 else "4"
+h2_streams = sys.argv[7] if len(sys.argv) > 7 else "50"
 rows = list(csv.DictReader(open(res), delimiter="\t"))
 irows = list(csv.DictReader(open(idle_res), delimiter="\t"))
 ORDER = ["gatehouse", "nginx", "haproxy"]
@@ -48,6 +58,7 @@ TEST_LABEL = {
     "new": f"new connection + full handshake per request (-c{hs_conns})",
     "reuse": f"new connection + resumed handshake per request (-c{hs_conns})",
     "single": f"new connection per request, each ticket used once (-c{hs_conns})",
+    "h2": f"HTTP/2, 100 B, {h2_conns} connections x {h2_streams} streams (h2load -c{h2_conns} -m{h2_streams})",
 }
 
 def f(v):
@@ -62,7 +73,7 @@ for r in rows:
     groups.setdefault((r["test"], r["system"]), []).append(r)
 summ = {}
 for key, rs in groups.items():
-    ok = [r for r in rs if "FAILED" not in r["flag"]]
+    ok = [r for r in rs if not any(x in r["flag"] for x in ("FAILED", "NOT_H2", "DIED"))]
     # BUSY alone (the machine was busy just before, the run itself was clean) is kept: what counts is
     # the other load measured during the run (NOISY) and a stable process tree.
     calm = [r for r in ok if not any(x in r["flag"] for x in ("NOISY", "PIDS_CHANGED"))]
@@ -93,7 +104,7 @@ for key, rs in groups.items():
         retried=sum(int(r["attempts"] or 1) - 1 for r in rs),
     )
 
-tests = [t for t in ["small", "big", "new", "reuse", "single"] if any(k[0] == t for k in summ)]
+tests = [t for t in ["small", "big", "new", "reuse", "single", "h2"] if any(k[0] == t for k in summ)]
 HDR = ["test", "system", "rate /s median (min..max)", "p50 ms", "p99 ms", "proxy CPU µs/op", "origin CPU µs/op",
        "client CPU µs/op", "core0 / core1 busy %", "resumed (client view)", "tickets per conn",
        "server count full / resumed", "runs kept", "other load % core0/core1"]
@@ -115,7 +126,7 @@ for t in tests:
 RHDR = ["test", "gatehouse vs", "rate ratio (>1 better)", "p99 ratio (<1 better)", "CPU/op ratio (<1 better)",
         "per-round rate ratios", "per-round CPU/op ratios"]
 def clean(r):
-    return not any(x in r["flag"] for x in ("FAILED", "NOISY", "PIDS_CHANGED"))
+    return not any(x in r["flag"] for x in ("FAILED", "NOISY", "PIDS_CHANGED", "NOT_H2", "DIED"))
 byround = {(r["test"], r["system"], r["round"]): r for r in rows}
 ratios = []
 for t in tests:
@@ -176,7 +187,9 @@ def text(h, rs):
     return "\n".join([fm(h), fm(["-" * k for k in w])] + [fm(x) for x in rs])
 
 legend = ("tests: " + "; ".join(f"{k} = {v}" for k, v in TEST_LABEL.items() if k in tests) +
-          ". op = request (small, big) or connection with its handshake and one request (new, reuse, single). "
+          ". op = request (small, big, h2) or connection with its handshake and one request (new, reuse, single). "
+          "p50/p99: wrk's (small, big), from connect to the end of the response (new, reuse, single), per stream from "
+          "h2load's --log-file (h2; the protocol negotiated by ALPN is the last field of 'negotiated'). "
           "core0 / core1 busy % = CPU used by origin+proxy on the server core / by the client on its core during the run "
           "(core1 near 100 % means the client was the limit, and the rate is the client's; compare CPU/op then). "
           "server count = the server's own TLS counters (gatehouse /metrics, HAProxy ssl_sess / ssl_reused_sess; nginx has none).")
@@ -210,7 +223,7 @@ PYEOF
 # bash bench/tls.sh report RAW.tsv IDLE-RAW.tsv: print the tables again from a run's raw files.
 if [ "${1:-}" = report ]; then
     [ $# -ge 3 ] || { echo "usage: $0 report tls-raw-STAMP.tsv tls-idle-raw-STAMP.tsv" >&2; exit 2; }
-    render_report "$2" "$3" /dev/null "${CONNS:-50}" "${HS_CONNS:-50}"
+    render_report "$2" "$3" /dev/null "${CONNS:-50}" "${HS_CONNS:-50}" "${H2_CONNS:-4}" "${H2_STREAMS:-50}"
     exit
 fi
 
@@ -221,10 +234,15 @@ DURATION=${DURATION:-6}
 RUNS=${RUNS:-3}
 CONNS=${CONNS:-50}
 HS_CONNS=${HS_CONNS:-50}
+H2_CONNS=${H2_CONNS:-4}
+H2_STREAMS=${H2_STREAMS:-50}
+H2_BOUND=${H2_BOUND:-count}
+H2_WARMUP=${H2_WARMUP:-30000}
+H2_N=$H2_WARMUP
 IDLE_CONNS=${IDLE_CONNS:-5000}
 SETTLE=${SETTLE:-1}
 SYSTEMS=${SYSTEMS:-gatehouse nginx haproxy}
-TESTS=${TESTS:-small big new reuse}
+TESTS=${TESTS:-small big new reuse h2}
 IDLE=${IDLE:-1}
 CIPHERSUITE=${CIPHERSUITE:-TLS_AES_128_GCM_SHA256}
 BUSY_MAX=${BUSY_MAX:-30}
@@ -237,6 +255,7 @@ NOISE_SPENT=0
 for t in nginx haproxy wrk curl taskset ss awk cc openssl /usr/bin/python3; do
     command -v "$t" >/dev/null || die "missing tool: $t"
 done
+[[ " $TESTS " != *" h2 "* ]] || command -v h2load >/dev/null || die "missing tool: h2load (Debian: nghttp2-client), needed by the h2 test"
 
 bench_init
 [ "$NOFILE" -ge $((IDLE_CONNS + 100)) ] || die "open-file limit $NOFILE is too low for $IDLE_CONNS connections"
@@ -279,10 +298,13 @@ ORIGIN_PID=$SERVER_PID
 
 # ---------------------------------------------------------------- proxy configs (TLS listener)
 
-# gen_tls_conf SYSTEM PORT MODE(bench|idle): prints the config path. The settings of lib.sh's
-# gen_proxy_conf (1 worker, logging off, upstream keep-alive) plus the TLS listener.
+# gen_tls_conf SYSTEM PORT MODE(bench|h2|idle): prints the config path. The settings of lib.sh's
+# gen_proxy_conf (1 worker, logging off, upstream keep-alive) plus the TLS listener. MODE h2 (the h2
+# test only) is bench plus HTTP/2 on the TLS listener: nginx `listen ... ssl http2`, HAProxy
+# `alpn h2,http/1.1`; gatehouse's listener offers h2 and http/1.1 by default, in every mode.
 gen_tls_conf() {
-    local sys=$1 port=$2 mode=$3 d f wc maxconn
+    local sys=$1 port=$2 mode=$3 d f wc maxconn ngx_h2="" hap_alpn=http/1.1
+    [ "$mode" = h2 ] && { ngx_h2=" http2"; hap_alpn=h2,http/1.1; }
     d=$TMPD/tls-$sys-$mode
     mkdir -p "$d"
     chmod 755 "$d"
@@ -335,7 +357,7 @@ http {
         keepalive_requests 1000000;
     }
     server {
-        listen 127.0.0.1:$port ssl reuseport backlog=4096;
+        listen 127.0.0.1:$port ssl$ngx_h2 reuseport backlog=4096;
         ssl_certificate $CERTD/cert.pem;
         ssl_certificate_key $CERTD/key.pem;
         ssl_protocols TLSv1.3;
@@ -373,7 +395,7 @@ defaults
     timeout http-keep-alive 300s
 
 frontend fe
-    bind 127.0.0.1:$port ssl crt $CERTD/haproxy.pem alpn http/1.1 backlog 4096
+    bind 127.0.0.1:$port ssl crt $CERTD/haproxy.pem alpn $hap_alpn backlog 4096
     default_backend be
 
 backend be
@@ -386,7 +408,7 @@ EOF
 }
 
 # wait_https URL TIMEOUT_S: 0 once URL answers 200 over HTTP/1.1 (gatehouse also offers h2 in ALPN,
-# nginx and HAProxy are configured for http/1.1 only; wrk and tlsconn speak HTTP/1.1 only).
+# nginx and HAProxy too in their h2-test config; wrk and tlsconn speak HTTP/1.1 only).
 wait_https() {
     local url=$1 t=$2 i
     for ((i = 0; i < t * 10; i++)); do
@@ -462,7 +484,25 @@ client_cmd() {
     case $test in
     small | big) echo wrk -t1 -c"$CONNS" -d"${d}s" --latency "https://127.0.0.1:$port/$test" ;;
     new | reuse | single) echo "$TLSCONN" rate 127.0.0.1 "$port" "$HS_CONNS" "$d" /small "$test" ;;
+    # -D: timed run; requests in flight when it ends are not counted. --log-file: one line per request
+    # (start µs, status, µs to the end of the response), for p50/p99.
+    # H2_BOUND=count (default): -n H2_N requests, H2_N sized by h2_size from the warm-up's rate so that the
+    # run lasts about DURATION s; the clients close once every stream has ended. H2_BOUND=duration: -D,
+    # which cuts the streams still in flight when the time is up.
+    h2)
+        local bound="-n $H2_N"
+        [ "$H2_BOUND" = duration ] && bound="-D $d"
+        echo h2load $bound -c"$H2_CONNS" -m"$H2_STREAMS" -t1 --tls13-ciphers="$CIPHERSUITE" \
+            --log-file="$TMPD/h2load.log" "https://127.0.0.1:$port/small" ;;
     esac
+}
+
+# h2_size: H2_N for the measured h2 run: the warm-up's rate (h2load's req/s) x DURATION, in thousands.
+h2_size() {
+    local r
+    r=$(awk '/^finished in / { print int($4) }' "$TMPD/warmup.txt" 2>/dev/null)
+    H2_N=$(((${r:-0} > 0 ? r : 10000) * DURATION / 1000 * 1000))
+    [ "$H2_N" -ge 1000 ] || H2_N=1000
 }
 
 # parse_out TEST FILE: "count rate p50 p99 errors resumed tickets negotiated"
@@ -490,6 +530,23 @@ parse_out() {
                 printf "%d %s %s %s %d %d %d %s/%s/%s\n", v["ok"], v["rate"], v["p50_ms"], v["p99_ms"], v["errors"],
                     v["resumed"], v["tickets"], v["version"], v["cipher"], v["group"]; f = 1 }
              END { if (!f) print "0 0 0 0 0 0 0 -" }' "$2" ;;
+    h2)
+        # count = 2xx responses; errors = failed + errored + timeout + non-2xx; negotiated ends with the
+        # ALPN protocol ("Application protocol: h2"). p50/p99 (nearest rank) from the per-request log.
+        local pct
+        pct=$(awk -F'\t' '$2 == 200 { print $3 }' "$TMPD/h2load.log" 2>/dev/null | sort -n | awk '
+            { v[NR] = $1 } END { if (!NR) { print "0 0"; exit }
+                i50 = int(0.50 * NR + 0.999999); i99 = int(0.99 * NR + 0.999999)
+                printf "%.3f %.3f %d\n", v[i50] / 1000, v[i99] / 1000, NR }')
+        awk -v pct="$pct" '
+            /^finished in / { rps = $4 }
+            /^requests: / { gsub(/,/, ""); err += $10 + $12 + $14 }
+            /^status codes: / { gsub(/,/, ""); ok = $3; err += $5 + $7 + $9 }
+            /^TLS Protocol: / { ver = $3 } /^Cipher: / { cip = $2 } /^Server Temp Key: / { grp = $4 }
+            /^Application protocol: / { proto = $3 }
+            END { split(pct, p, " ");
+                printf "%d %s %s %s %d - - %s/%s/%s/%s\n", ok, rps + 0, p[1] + 0, p[2] + 0, err,
+                    ver ? ver : "?", cip ? cip : "?", grp ? grp : "?", proto ? proto : "none" }' "$2" ;;
     esac
 }
 
@@ -502,6 +559,7 @@ run_one() {
     # shellcheck disable=SC2046
     for ((attempt = 1; attempt <= 1 + NOISY_RETRIES; attempt++)); do
         flag=ok waited=0
+        H2_N=$H2_WARMUP
         run_client "$TMPD/warmup.txt" $(client_cmd "$test" "$port" 1)
         while :; do
             busy=$(busy_sample 0.5)
@@ -511,14 +569,21 @@ run_one() {
             sleep 2; waited=$((waited + 2)); NOISE_SPENT=$((NOISE_SPENT + 2))
         done
         [ "$waited" -gt 0 ] && [ "$flag" = ok ] && run_client "$TMPD/warmup.txt" $(client_cmd "$test" "$port" 1)
+        [ "$test" = h2 ] && h2_size
         sc0=$(srv_counters "$sys" "$dir")
         read -r tp0 pp0 <<<"$(tree_ticks "$pid")"; read -r to0 po0 <<<"$(tree_ticks "$ORIGIN_PID")"
+        rm -f "$TMPD/h2load.log"   # h2load appends to its --log-file: keep only this run's requests
         c0=$(cpu_cores); t0=$(date +%s%N)
         run_client "$out" $(client_cmd "$test" "$port" "$DURATION")
         t1=$(date +%s%N); c1=$(cpu_cores)
         read -r tp1 pp1 <<<"$(tree_ticks "$pid")"; read -r to1 po1 <<<"$(tree_ticks "$ORIGIN_PID")"
         sc1=$(srv_counters "$sys" "$dir")
         ct=$(cat "$CLIENT_TICKS" 2>/dev/null || echo 0)
+        if ! kill -0 "$pid" 2>/dev/null; then
+            flag="$flag,DIED"
+            log "$sys (pid $pid) DIED during $test run $round: $(tail -n 1 "$dir/stdout.log" 2>/dev/null); kernel: last segfault line: $(dmesg 2>/dev/null | grep -E 'segfault|general protection' | tail -n 1)"
+            break
+        fi
         srv=$((tp1 - tp0 + to1 - to0))
         read -r o0 o1 steal <<<"$(other_load "$c0" "$c1" "$srv" "$ct")"
         if [ "$pp0" != "$pp1" ] || [ "$po0" != "$po1" ]; then
@@ -550,13 +615,20 @@ run_one() {
         log "no responses from $sys ($test):"; tail -n 5 "$out" >&2
     fi
     [ "${err:-0}" -gt 0 ] && flag="$flag,ERR"
+    if [ "$test" = h2 ] && [[ $neg != */h2 ]]; then
+        flag="$flag,NOT_H2"
+        log "WARNING: $sys/h2 run $round did not negotiate h2 (negotiated: $neg): left out of the medians"
+    fi
     flag=${flag#ok,}
     read -r -a b <<<"$busy"
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
         "$sys" "$test" "$round" "$count" "$rate" "$p50" "$p99" "$pus" "$ous" "$cus" "$spct" "$cpct" \
         "${b[0]}" "$o0" "$o1" "$steal" "$attempt" "$flag" "$err" "$res" "$tick" "$sf" "$sr" "$neg" >>"$RES"
     local extra=""
-    case $test in new | reuse | single) extra="  resumed $res/$count tickets $tick server full/resumed $sf/$sr" ;; esac
+    case $test in
+    new | reuse | single) extra="  resumed $res/$count tickets $tick server full/resumed $sf/$sr" ;;
+    h2) extra="  negotiated $neg" ;;
+    esac
     printf '  %-9s %-5s run %s: %8.0f /s  p50 %7.3f ms  p99 %7.3f ms  proxy %6s us  origin %5s us  client %6s us  core0 %3s%% core1 %3s%%  busy-before %s%%  other %s/%s%% %s%s\n' \
         "$sys" "$test" "$round" "$rate" "$p50" "$p99" "$pus" "$ous" "$cus" "$spct" "$cpct" "${b[0]}" "$o0" "$o1" \
         "$([ "$flag" = ok ] || echo "[$flag] ")" "$extra" >&2
@@ -588,6 +660,21 @@ for s in $SYSTEMS; do
     *"version=TLSv1.3 cipher=$CIPHERSUITE group=X25519"*) ;;
     *) log "WARNING: $s did not negotiate TLSv1.3/$CIPHERSUITE/X25519: the comparison is not like for like" ;;
     esac
+    if [[ " $TESTS " == *" h2 "* ]]; then
+        # the h2 test's config: does curl get HTTP/2 and the right body? (every h2 run checks ALPN again)
+        conf=$(gen_tls_conf "$s" "${PORT_OF[$s]}" h2)
+        if start_tls "$s" "$conf" "${PORT_OF[$s]}"; then
+            h2v=$(curl --http2 -s -o "$TMPD/h2probe.body" -w '%{http_version}' "https://127.0.0.1:${PORT_OF[$s]}/small")
+            stop_system "$SERVER_PID"
+            if [ "$h2v" = 2 ] && [ "$(cat "$TMPD/h2probe.body")" = "$BODY_SMALL" ]; then
+                log "$s (h2 config): curl got HTTP/2 and the 100 B body"
+            else
+                log "WARNING: $s (h2 config): curl got HTTP/$h2v, body $(wc -c <"$TMPD/h2probe.body") B: its h2 runs will be flagged NOT_H2"
+            fi
+        else
+            log "WARNING: $s did not start with its h2 config"
+        fi
+    fi
     ACTIVE+=("$s")
 done
 [ ${#ACTIVE[@]} -gt 0 ] || die "no system to measure"
@@ -605,7 +692,7 @@ for ((r = 1; r <= RUNS; r++)); do
     for ((i = 0; i < ${#ACTIVE[@]}; i++)); do order+=("${ACTIVE[$(((i + r - 1) % ${#ACTIVE[@]}))]}"); done
     for test in $TESTS; do
         for sys in "${order[@]}"; do
-            conf=$(gen_tls_conf "$sys" "${PORT_OF[$sys]}" bench)
+            conf=$(gen_tls_conf "$sys" "${PORT_OF[$sys]}" "$([ "$test" = h2 ] && echo h2 || echo bench)")
             if ! start_tls "$sys" "$conf" "${PORT_OF[$sys]}"; then
                 log "$sys did not start; no figures for $test in round $r"
                 continue
@@ -676,11 +763,12 @@ MD=$OUTDIR/tls-$STAMP.md
     versions
     echo "openssl: $(openssl version)"
     echo "method: TLS 1.3, $CIPHERSUITE, ECDSA P-256 certificate, X25519; servers pinned to core $SERVER_CPU, clients to core $CLIENT_CPU; 1 worker each"
-    echo "keep-alive: wrk -t1 -c$CONNS -d${DURATION}s --latency; handshakes: tlsconn rate, $HS_CONNS connections, ${DURATION}s; median of $RUNS runs, rounds interleaved; idle: $IDLE_CONNS connections"
+    echo "keep-alive: wrk -t1 -c$CONNS -d${DURATION}s --latency; handshakes: tlsconn rate, $HS_CONNS connections, ${DURATION}s; h2: h2load -D $DURATION -c$H2_CONNS -m$H2_STREAMS -t1 (nginx listen ssl http2, HAProxy alpn h2,http/1.1 in that test only); median of $RUNS runs, rounds interleaved; idle: $IDLE_CONNS connections"
+    echo "tests: $TESTS"
     echo '```'
     echo
 } >"$MD"
-render_report "$RES" "$IDLE_RES" "$MD" "$CONNS" "$HS_CONNS"
+render_report "$RES" "$IDLE_RES" "$MD" "$CONNS" "$HS_CONNS" "$H2_CONNS" "$H2_STREAMS"
 echo
 echo "markdown: $MD"
 echo "raw runs: $OUTDIR/tls-raw-$STAMP.tsv, $OUTDIR/tls-idle-raw-$STAMP.tsv"
