@@ -155,6 +155,9 @@ void gh_timer_set(gh_loop_t *l, gh_timer_t *t, uint64_t ms)
 static void fire_timers(gh_loop_t *l)
 {
     uint64_t end = l->now;
+    if (end < l->wheel_at) /* a second turn within the same millisecond: nothing new is due (and
+                            * end - wheel_at would wrap and rescan the whole wheel) */
+        return;
     if (end - l->wheel_at >= GH_WHEEL_SLOTS) /* slept longer than a round: visit each slot once */
         l->wheel_at = end - GH_WHEEL_SLOTS + 1;
     while (l->wheel_at <= end) {
