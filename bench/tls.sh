@@ -484,11 +484,10 @@ client_cmd() {
     case $test in
     small | big) echo wrk -t1 -c"$CONNS" -d"${d}s" --latency "https://127.0.0.1:$port/$test" ;;
     new | reuse | single) echo "$TLSCONN" rate 127.0.0.1 "$port" "$HS_CONNS" "$d" /small "$test" ;;
-    # -D: timed run; requests in flight when it ends are not counted. --log-file: one line per request
-    # (start µs, status, µs to the end of the response), for p50/p99.
     # H2_BOUND=count (default): -n H2_N requests, H2_N sized by h2_size from the warm-up's rate so that the
     # run lasts about DURATION s; the clients close once every stream has ended. H2_BOUND=duration: -D,
-    # which cuts the streams still in flight when the time is up.
+    # which closes the connections with the streams still in flight when the time is up (those are not
+    # counted). --log-file: one line per request (start µs, status, µs to the end of the response).
     h2)
         local bound="-n $H2_N"
         [ "$H2_BOUND" = duration ] && bound="-D $d"
@@ -580,8 +579,8 @@ run_one() {
         sc1=$(srv_counters "$sys" "$dir")
         ct=$(cat "$CLIENT_TICKS" 2>/dev/null || echo 0)
         if ! kill -0 "$pid" 2>/dev/null; then
-            flag="$flag,DIED"
-            log "$sys (pid $pid) DIED during $test run $round: $(tail -n 1 "$dir/stdout.log" 2>/dev/null); kernel: last segfault line: $(dmesg 2>/dev/null | grep -E 'segfault|general protection' | tail -n 1)"
+            flag="$flag,DIED" o0=0 o1=0 steal=0
+            log "$sys (pid $pid) DIED during $test run $round: $(tail -n 1 "$dir/stdout.log" 2>/dev/null); last kernel segfault line (may be older): $(dmesg 2>/dev/null | grep -E 'segfault|general protection' | tail -n 1)"
             break
         fi
         srv=$((tp1 - tp0 + to1 - to0))
@@ -669,7 +668,7 @@ for s in $SYSTEMS; do
             if [ "$h2v" = 2 ] && [ "$(cat "$TMPD/h2probe.body")" = "$BODY_SMALL" ]; then
                 log "$s (h2 config): curl got HTTP/2 and the 100 B body"
             else
-                log "WARNING: $s (h2 config): curl got HTTP/$h2v, body $(wc -c <"$TMPD/h2probe.body") B: its h2 runs will be flagged NOT_H2"
+                log "WARNING: $s (h2 config): curl got HTTP/$h2v, body $(wc -c <"$TMPD/h2probe.body") B (each h2 run checks h2load's ALPN: NOT_H2)"
             fi
         else
             log "WARNING: $s did not start with its h2 config"
