@@ -1134,6 +1134,23 @@ static void parse_trusted(ctx_t *x, yaml_node_t *n)
 }
 
 /* One listener mapping; role decides the default name and whether name is allowed. */
+/* min_version: "1.2" | "1.3" (listeners and upstreams). */
+static void f_tls_version(ctx_t *x, field_t *f, int *out)
+{
+    char *v = NULL;
+    size_t vl = 0;
+    if (!f_str(x, f, &v, &vl, false))
+        return;
+    size_t o = path_key(x, f->name);
+    if (!strcmp(v, "1.3"))
+        *out = TLS1_3_VERSION;
+    else if (!strcmp(v, "1.2"))
+        *out = TLS1_2_VERSION;
+    else
+        err(x, f->val, "min_version must be \"1.2\" or \"1.3\", got %s", q(x, v, vl));
+    path_pop(x, o);
+}
+
 /* Load a certificate and key now, to report a bad file at its place in the YAML
  * (the server built at compile loads them again). */
 static void check_cert(ctx_t *x, yaml_node_t *at, const char *cert, const char *key)
@@ -1179,16 +1196,7 @@ static bool parse_listener_tls(ctx_t *x, gh_conf_listener_t *l, yaml_node_t *n)
         if (fields(x, n, f, GH_ARRAY_LEN(f))) {
             l->tls.enabled = 1;
             parse_cert_pair(x, n, &f[0], &f[1], &l->tls.cert, &l->tls.key);
-            char *v = NULL;
-            size_t vl = 0;
-            if (f_str(x, &f[2], &v, &vl, false)) {
-                size_t o2 = path_key(x, "min_version");
-                if (!strcmp(v, "1.3"))
-                    l->tls.min_version = TLS1_3_VERSION;
-                else if (strcmp(v, "1.2"))
-                    err(x, f[2].val, "min_version must be \"1.2\" or \"1.3\", got %s", q(x, v, vl));
-                path_pop(x, o2);
-            }
+            f_tls_version(x, &f[2], &l->tls.min_version);
             bool c3 = f_str(x, &f[3], &l->tls.ciphers, NULL, false);
             bool c4 = f_str(x, &f[4], &l->tls.ciphersuites, NULL, false);
             if (c3 || c4) {
@@ -1534,7 +1542,6 @@ static void parse_upstream_tls(ctx_t *x, gh_conf_upstream_t *u, yaml_node_t *n)
         size_t before = x->nerrs;
         if (fields(x, n, f, GH_ARRAY_LEN(f))) {
             u->tls.enabled = 1;
-            char *v = NULL;
             size_t vl = 0;
             if (f_str(x, &f[0], &u->tls.server_name, &vl, false)) {
                 for (size_t i = 0; i < vl; i++) {
@@ -1555,14 +1562,7 @@ static void parse_upstream_tls(ctx_t *x, gh_conf_upstream_t *u, yaml_node_t *n)
             bool have_k = f_str(x, &f[4], &u->tls.key, NULL, false);
             if (have_c != have_k)
                 err(x, n, "cert and key go together: set both");
-            if (f_str(x, &f[5], &v, &vl, false)) {
-                size_t o2 = path_key(x, "min_version");
-                if (!strcmp(v, "1.3"))
-                    u->tls.min_version = TLS1_3_VERSION;
-                else if (strcmp(v, "1.2"))
-                    err(x, f[5].val, "min_version must be \"1.2\" or \"1.3\", got %s", q(x, v, vl));
-                path_pop(x, o2);
-            }
+            f_tls_version(x, &f[5], &u->tls.min_version);
             if (x->nerrs == before) {
                 /* load the files now, to report a bad one at its place */
                 gh_tls_client_conf_t cc = {.ca_file = u->tls.ca, .insecure = !u->tls.verify,
