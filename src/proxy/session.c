@@ -1846,6 +1846,8 @@ static int request_finish(gh_req_t *r)
         }
         r->u = NULL;
     }
+    /* the client asked to close and everything it sent was read: nothing to linger for */
+    int quiet = !r->keep_alive && r->body_done && !r->in_ready;
     if (r->body_done && !r->in_ready)
         c->in.rd = r->in_pos;
     else
@@ -1857,6 +1859,14 @@ static int request_finish(gh_req_t *r)
         return 0;
     }
     if (c->close_after || c->w->draining) {
+        if (quiet && !gh_buf_len(&c->in) && !(c->ssl && gh_tls_pending(c->ssl))) {
+            /* as nginx: a lingering close only where unread input could turn the close
+             * into a reset that destroys the response in flight */
+            if (c->ssl)
+                gh_tls_shutdown(c->ssl);
+            client_close(c);
+            return 0;
+        }
         c->state = C_LINGER;
         if (c->ssl)
             gh_tls_shutdown(c->ssl); /* close_notify, best effort */
@@ -2432,6 +2442,8 @@ static void client_cb(gh_io_t *io, uint32_t ev)
     gh_client_t *c = (gh_client_t *)io;
     if (io->fd < 0)
         return;
+    if (c->state == C_TLS && !(ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) && SSL_in_before(c->ssl))
+        return; /* the writable event that follows accept: no ClientHello to peek at yet */
     if (ev & EPOLLIN)
         c->readable = 1;
     if (ev & EPOLLOUT)

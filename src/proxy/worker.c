@@ -140,7 +140,9 @@ static void accept_cb(gh_io_t *io, uint32_t ev)
 {
     gh_listener_t *l = (gh_listener_t *)io;
     gh_worker_t *w = l->w;
-    for (int i = 0; i < 64 && io->fd >= 0; i++) {
+    /* One connection per readiness (nginx's default): the listener is level-triggered, so
+     * the next loop turn takes the next one, and a lone arrival costs no EAGAIN accept. */
+    {
         struct sockaddr_storage ss;
         socklen_t len = sizeof ss;
         int fd = accept4(io->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);

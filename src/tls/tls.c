@@ -616,6 +616,7 @@ struct gh_tls_server {
 #define ST_SEEN 0x1u       /* ClientHello handled */
 #define ST_MATCH_SHIFT 1   /* 2 bits: GH_TLS_SNI_* */
 #define ST_PLAIN 0x8u      /* first bytes were plain HTTP */
+#define ST_DRAINED 0x10u   /* the socket's last read returned less than it asked for */
 #define ST_CERT_SHIFT 8    /* certificate index */
 
 static uintptr_t state_get(const SSL *ssl)
@@ -630,6 +631,31 @@ static void state_set(SSL *ssl, uintptr_t w)
     if (!SSL_set_ex_data(ssl, g_state_idx, (void *)w))
         ERR_clear_error();
 }
+
+/* Watches the socket reads OpenSSL makes (read-ahead asks for all the room it has): a
+ * short read means the socket was empty, so gh_tls_read() can stop without a read that
+ * only returns EAGAIN (with edge-triggered readiness a new arrival is a new event). */
+static long bio_read_cb(BIO *b, int oper, const char *argp, size_t len, int argi, long argl, int ret,
+                        size_t *processed)
+{
+    if (oper == (BIO_CB_READ | BIO_CB_RETURN)) {
+        SSL *ssl = (SSL *)BIO_get_callback_arg(b);
+        uintptr_t st = state_get(ssl);
+        uintptr_t drained = (ret <= 0 || !processed || *processed < len) ? ST_DRAINED : 0;
+        if ((st & ST_DRAINED) != drained)
+            state_set(ssl, (st & ~(uintptr_t)ST_DRAINED) | drained);
+    }
+    return ret;
+}
+
+static void watch_reads(SSL *ssl)
+{
+    BIO *b = SSL_get_rbio(ssl);
+    BIO_set_callback_arg(b, (char *)ssl);
+    BIO_set_callback_ex(b, bio_read_cb);
+}
+
+int gh_tls_pending(const SSL *ssl) { return SSL_has_pending(ssl); }
 
 static void srv_ctx_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
                          void *argp)
@@ -917,6 +943,7 @@ SSL *gh_tls_server_ssl(gh_tls_server_t *srv, int fd)
         ERR_clear_error();
         return NULL;
     }
+    watch_reads(ssl);
     SSL_set_accept_state(ssl);
     return ssl;
 }
@@ -1169,6 +1196,7 @@ SSL *gh_tls_client_ssl(gh_tls_client_t *cl, int fd, const char *name, const char
     SSL *ssl = SSL_new(cl->ctx);
     if (!ssl || !SSL_set_fd(ssl, fd))
         goto fail;
+    watch_reads(ssl);
     SSL_set_connect_state(ssl);
     if (name && is_ip) {
         if (cl->verify && !X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host))
@@ -1312,12 +1340,17 @@ ssize_t gh_tls_read(SSL *ssl, void *buf, size_t n)
 {
     size_t total = 0;
     ERR_clear_error();
+    uintptr_t st = state_get(ssl);
+    if (st & ST_DRAINED) /* only a read made by this call tells that the socket is empty now */
+        state_set(ssl, st & ~(uintptr_t)ST_DRAINED);
     while (total < n) {
         size_t got = 0;
         errno = 0;
         int r = SSL_read_ex(ssl, (char *)buf + total, n - total, &got);
         if (r == 1) {
             total += got;
+            if ((state_get(ssl) & ST_DRAINED) && !SSL_has_pending(ssl))
+                break; /* the socket was empty at the last read: a short count, as read(2) */
             continue;
         }
         int rc = io_error(ssl, r);

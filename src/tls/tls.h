@@ -211,6 +211,9 @@ int gh_tls_handshake(SSL *ssl);
 /* After GH_EAGAIN (or a short count): GH_TLS_WANT_READ or GH_TLS_WANT_WRITE. */
 int gh_tls_want(const SSL *ssl);
 
+/* 1 when OpenSSL holds received bytes not yet returned by gh_tls_read(). */
+int gh_tls_pending(const SSL *ssl);
+
 /* Reads up to n > 0 bytes: as many as are there, record after record, so that a short
  * count means nothing more can be read now (the edge-triggered loop's rule for
  * read(2); as after GH_EAGAIN, gh_tls_want() says which readiness to wait for, and it
