@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -20,6 +21,7 @@
 #include "proxy/demo.h"
 #include "proxy/dns.h"
 #include "proxy/health.h"
+#include "protect/protect.h"
 #include "proxy/session.h"
 #include "proxy/worker.h"
 #include "tls/tls.h"
@@ -165,6 +167,8 @@ static int publish(gh_conf_t **cur, gh_conf_t *n, const char *what, int rotate)
 
 /* The main thread after start: reload on SIGHUP, rebuild on a DNS change (SIGUSR1),
  * drain on SIGTERM/SIGINT. Holds a reference to the configuration in force. */
+#define LIST_POLL_S 2 /* seconds between looks at the ip_lists files */
+
 static int serve(gh_conf_t *c, const char *path)
 {
     sigset_t set;
@@ -184,9 +188,32 @@ static int serve(gh_conf_t *c, const char *path)
         clock_gettime(CLOCK_MONOTONIC, &now);
         if (now.tv_sec < rotate_at.tv_sec)
             left.tv_sec = rotate_at.tv_sec - now.tv_sec;
+        if (cur->protect.nlists && left.tv_sec > LIST_POLL_S)
+            left.tv_sec = LIST_POLL_S; /* ip_lists files are watched */
         int sig = sigtimedwait(&set, NULL, &left);
+        int werr = errno;
+        if (sig < 0 && werr == EAGAIN && cur->protect.nlists && cur->source && gh_protect_lists_changed(cur)) {
+            gh_conf_t *n = NULL;
+            gh_conf_errors_t errs = {0};
+            if (gh_conf_load_string(cur->path, cur->source, cur->source_len, &n, &errs) < 0) {
+                for (uint32_t i = 0; i < errs.n; i++)
+                    gh_log(GH_LOG_ERROR, "ip list update rejected: %s", errs.msgs[i]);
+                gh_conf_errors_free(&errs);
+                /* do not retry every poll: the next change (or SIGHUP) tries again */
+                for (uint32_t i = 0; i < cur->protect.nlists; i++) {
+                    struct stat st;
+                    if (stat(cur->protect.lists[i].file, &st) == 0) {
+                        cur->protect.lists[i].mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+                        cur->protect.lists[i].size = (int64_t)st.st_size;
+                    }
+                }
+            } else if (publish(&cur, n, "ip list update", 0) == 0) {
+                gh_log(GH_LOG_INFO, "ip lists reloaded");
+            }
+        }
+        clock_gettime(CLOCK_MONOTONIC, &now);
         if (sig < 0) {
-            if (errno == EAGAIN) {
+            if (werr == EAGAIN && now.tv_sec >= rotate_at.tv_sec) {
                 if (gh_tls_ticket_rotate() < 0)
                     gh_log(GH_LOG_ERROR, "TLS session ticket key rotation failed");
                 else
@@ -264,7 +291,7 @@ static int start(gh_conf_t *c, const char *path)
             return 1;
         }
     }
-    if (gh_workers_start(c) < 0 || gh_health_start(c) < 0 || dns_follow(c) < 0) {
+    if (gh_protect_start(c) < 0 || gh_workers_start(c) < 0 || gh_health_start(c) < 0 || dns_follow(c) < 0) {
         gh_log(GH_LOG_ERROR, "could not start");
         return 1;
     }

@@ -1,4 +1,5 @@
 /* admin.c: see admin.h. */
+#include "protect/protect.h"
 #include "admin/admin.h"
 
 #include <stdio.h>
@@ -129,19 +130,31 @@ void gh_admin_handle(gh_req_t *r, const gh_req_view_t *v)
                             (unsigned long long)ds.queries, (unsigned long long)ds.failures,
                             (unsigned long long)ds.changes, ds.names);
         size_t dn = dlen > 0 && (size_t)dlen < sizeof dns ? (size_t)dlen : 0;
-        char *all = text && health ? realloc(text, len + hlen + dn) : NULL;
+        size_t pcap = 16384 + (size_t)v->w->gen->conf->ntenants * 4096;
+        char *prot = malloc(pcap);
+        size_t pn = prot ? gh_protect_metrics(v->w->gen->conf, prot, pcap) : 0;
+        char *all = text && health ? realloc(text, len + hlen + dn + pn) : NULL;
         if (!all) {
             free(text);
             free(health);
+            free(prot);
             gh_session_respond(r, 503, "text/plain", "out of memory\n", 14, NULL);
             return;
         }
         memcpy(all + len, health, hlen);
         memcpy(all + len + hlen, dns, dn);
+        if (pn)
+            memcpy(all + len + hlen + dn, prot, pn);
         free(health);
-        gh_session_respond(r, 200, "text/plain; version=0.0.4; charset=utf-8", all, len + hlen + dn,
+        free(prot);
+        gh_session_respond(r, 200, "text/plain; version=0.0.4; charset=utf-8", all, len + hlen + dn + pn,
                            "Cache-Control: no-store\r\n");
         free(all);
+    } else if (gh_str_eq(m->path, GH_STR("/protection/top"))) {
+        char *out = malloc(32768);
+        size_t n = out ? gh_protect_top_json(v->w->gen->conf, out, 32768) : 0;
+        gh_session_respond(r, out ? 200 : 503, "application/json", out ? out : "", n, "Cache-Control: no-store\r\n");
+        free(out);
     } else {
         gh_session_respond(r, 404, "text/plain", "not found\n", 10, NULL);
     }

@@ -16,6 +16,7 @@
 #include "proxy/dns.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -37,6 +38,8 @@
 #include "http/h1.h"
 #include "proxy/lb.h"
 #include "proxy/router.h"
+#include "protect/iptree.h"
+#include "protect/protect.h"
 #include "tls/tls.h"
 
 
@@ -848,39 +851,16 @@ static bool addr_conflict(const struct sockaddr_storage *a, const struct sockadd
 }
 
 /* "10.0.0.0/8", "::1/128", or a bare address (full-length prefix). */
-static const char *parse_cidr(const char *s, size_t n, gh_cidr_t *out)
+/* A CIDR or a bare address (iptree.h's strict parser): NULL, or why not (in msg). */
+static const char *parse_cidr(const char *s, size_t n, gh_cidr_t *out, char *msg, size_t msglen)
 {
-    char buf[INET6_ADDRSTRLEN + 8];
-    if (n == 0 || n >= sizeof buf)
-        return "bad CIDR";
-    memcpy(buf, s, n);
-    buf[n] = '\0';
-    char *slash = strchr(buf, '/');
-    if (slash)
-        *slash = '\0';
+    int fam = 0;
+    uint8_t prefix = 0;
     memset(out, 0, sizeof *out);
-    unsigned max;
-    if (inet_pton(AF_INET, buf, out->addr) == 1) {
-        out->family = AF_INET;
-        max = 32;
-    } else if (inet_pton(AF_INET6, buf, out->addr) == 1) {
-        out->family = AF_INET6;
-        max = 128;
-    } else {
-        return "bad address in CIDR";
-    }
-    out->prefix = (uint8_t)max;
-    if (slash) {
-        uint64_t p;
-        size_t used;
-        const char *ps = slash + 1;
-        if (!parse_digits(ps, strlen(ps), &used, &p) || ps[used] || p > max)
-            return max == 32 ? "bad prefix length (0..32)" : "bad prefix length (0..128)";
-        out->prefix = (uint8_t)p;
-    }
-    for (unsigned bit = out->prefix; bit < max; bit++)
-        if (out->addr[bit / 8] & (0x80u >> (bit % 8)))
-            return "address has bits set beyond the prefix length";
+    if (gh_cidr_parse_diag(s, n, &fam, out->addr, &prefix, NULL, msg, msglen) < 0)
+        return msg;
+    out->family = fam;
+    out->prefix = prefix;
     return NULL;
 }
 
@@ -1123,7 +1103,8 @@ static void parse_trusted(ctx_t *x, yaml_node_t *n)
         if (!is_scalar(v)) {
             err(x, v, "expected a CIDR or an address, got %s", kind(v));
         } else {
-            const char *why = parse_cidr(sv(v), sl(v), &c->trusted_proxies[c->ntrusted_proxies]);
+            char msg[96];
+            const char *why = parse_cidr(sv(v), sl(v), &c->trusted_proxies[c->ntrusted_proxies], msg, sizeof msg);
             if (why)
                 err(x, v, "%s: %s", why, q(x, sv(v), sl(v)));
             else
@@ -2126,12 +2107,575 @@ static void merge_timeouts(gh_conf_timeouts_t *t, const gh_conf_timeouts_t *glob
             *tmo_slot(t, i) = *tmo_slot((gh_conf_timeouts_t *)own, i);
 }
 
+/* ---------------------------------------------------------------- protection */
+
+static uint64_t tag_mix(uint64_t h, const char *s);
+
+/* "100/s", "600/m", "1000/h", "50000/d" */
+static bool f_rate(ctx_t *x, field_t *f, uint32_t *quota, uint32_t *period)
+{
+    if (!f->val)
+        return false;
+    size_t o = path_key(x, f->name);
+    bool ok = false;
+    if (!is_scalar(f->val)) {
+        err(x, f->val, "expected a rate like 100/s, got %s", kind(f->val));
+    } else {
+        const char *s = sv(f->val);
+        size_t n = sl(f->val), used = 0;
+        uint64_t v = 0;
+        if (parse_digits(s, n, &used, &v) && used < n && s[used] == '/' && v >= 1 && v <= 100000000) {
+            const char *u = s + used + 1;
+            size_t un = n - used - 1;
+            uint32_t per = seq_eq(u, un, "s") ? 1 : seq_eq(u, un, "m") ? 60 : seq_eq(u, un, "h") ? 3600
+                         : seq_eq(u, un, "d") ? 86400 : 0;
+            if (per) {
+                *quota = (uint32_t)v;
+                *period = per;
+                ok = true;
+            }
+        }
+        if (!ok)
+            err(x, f->val, "expected a rate like 100/s, 600/m, 1000/h or 50000/d (1..100000000 per unit), got %s",
+                q(x, s, n));
+    }
+    path_pop(x, o);
+    return ok;
+}
+
+/* A rate limit's key part: ip | ip_prefix[:V4/V6] | tenant | route | ja4 | header:NAME | cookie:NAME |
+ * query:NAME */
+static bool parse_rl_key(ctx_t *x, yaml_node_t *v, gh_conf_rlkey_t *k)
+{
+    if (!is_scalar(v)) {
+        err(x, v, "expected a key part such as ip or header:X-Api-Key, got %s", kind(v));
+        return false;
+    }
+    const char *s = sv(v);
+    size_t n = sl(v);
+    const char *colon = memchr(s, ':', n);
+    size_t head = colon ? (size_t)(colon - s) : n;
+    const char *arg = colon ? colon + 1 : NULL;
+    size_t alen = colon ? n - head - 1 : 0;
+    memset(k, 0, sizeof *k);
+    if (!colon && seq_eq(s, n, "ip"))
+        k->kind = GH_RLK_IP;
+    else if (!colon && seq_eq(s, n, "tenant"))
+        k->kind = GH_RLK_TENANT;
+    else if (!colon && seq_eq(s, n, "route"))
+        k->kind = GH_RLK_ROUTE;
+    else if (!colon && seq_eq(s, n, "ja4"))
+        k->kind = GH_RLK_JA4;
+    else if (seq_eq(s, head, "ip_prefix")) {
+        k->kind = GH_RLK_PREFIX;
+        k->prefix4 = 24;
+        k->prefix6 = 64;
+        if (colon) {
+            uint64_t a = 0, b = 0;
+            size_t u1 = 0, u2 = 0;
+            if (!parse_digits(arg, alen, &u1, &a) || u1 >= alen || arg[u1] != '/' ||
+                !parse_digits(arg + u1 + 1, alen - u1 - 1, &u2, &b) || u1 + 1 + u2 != alen || a < 1 || a > 32 ||
+                b < 1 || b > 128) {
+                err(x, v, "expected ip_prefix or ip_prefix:V4/V6 such as ip_prefix:16/48 (1..32 / 1..128), got %s",
+                    q(x, s, n));
+                return false;
+            }
+            k->prefix4 = (uint8_t)a;
+            k->prefix6 = (uint8_t)b;
+        }
+    } else if (colon && (seq_eq(s, head, "header") || seq_eq(s, head, "cookie") || seq_eq(s, head, "query"))) {
+        k->kind = s[0] == 'h' ? GH_RLK_HEADER : s[0] == 'c' ? GH_RLK_COOKIE : GH_RLK_QUERY;
+        bool good = alen > 0 && alen <= 128 && (k->kind == GH_RLK_QUERY ? printable(arg, alen) : is_token(arg, alen));
+        for (size_t i = 0; good && k->kind == GH_RLK_QUERY && i < alen; i++)
+            good = arg[i] != '&' && arg[i] != '=' && arg[i] != '#';
+        if (!good) {
+            err(x, v, "bad name in %s: a %s", q(x, s, n),
+                k->kind == GH_RLK_QUERY ? "query parameter name (no &, = or #)" : "token (RFC 9110)");
+            return false;
+        }
+        k->name = xstrndup(x, arg, alen);
+        k->name_len = alen;
+        if (k->kind == GH_RLK_HEADER)
+            for (size_t i = 0; i < alen; i++)
+                k->name[i] = (char)tolower((unsigned char)k->name[i]);
+    } else {
+        err(x, v, "unknown key part %s (ip, ip_prefix, tenant, route, ja4, header:NAME, cookie:NAME, query:NAME)",
+            q(x, s, n));
+        return false;
+    }
+    return true;
+}
+
+static void parse_rate_limit(ctx_t *x, yaml_node_t *n, gh_conf_ratelimit_t *rl, const char *where, size_t idx)
+{
+    field_t f[] = {F("name"), F("key"), F("rate"), F("burst"), F("action"), F("max_delay"), F("scope")};
+    if (!fields(x, n, f, GH_ARRAY_LEN(f)))
+        return;
+    if (!f_name(x, &f[0], &rl->name)) {
+        char nm[32];
+        snprintf(nm, sizeof nm, "limit%zu", idx);
+        rl->name = xstrndup(x, nm, strlen(nm));
+    }
+    rl->where = xstrndup(x, where, strlen(where));
+    if (f[1].val) {
+        size_t o = path_key(x, "key");
+        if (is_scalar(f[1].val)) {
+            if (parse_rl_key(x, f[1].val, &rl->keys[0]))
+                rl->nkeys = 1;
+        } else if (want_seq(x, f[1].val, true)) {
+            size_t cnt = seq_len(f[1].val);
+            if (cnt > GH_RL_MAX_KEYS)
+                err(x, f[1].val, "at most %d key parts", GH_RL_MAX_KEYS);
+            for (size_t i = 0; i < cnt && i < GH_RL_MAX_KEYS; i++) {
+                size_t o2 = path_idx(x, i);
+                if (parse_rl_key(x, node(x, f[1].val->data.sequence.items.start[i]), &rl->keys[rl->nkeys]))
+                    rl->nkeys++;
+                path_pop(x, o2);
+            }
+        }
+        path_pop(x, o);
+    } else {
+        rl->keys[0].kind = GH_RLK_IP;
+        rl->nkeys = 1;
+    }
+    if (!f[2].val)
+        missing(x, n, "rate");
+    f_rate(x, &f[2], &rl->quota, &rl->period_s);
+    rl->burst = rl->quota;
+    f_u32(x, &f[3], 0, 100000000, &rl->burst);
+    rl->action = GH_RLA_REJECT;
+    if (f[4].val) {
+        size_t o = path_key(x, "action");
+        yaml_node_t *v = f[4].val;
+        if (is_scalar(v) && seq_eq(sv(v), sl(v), "reject"))
+            rl->action = GH_RLA_REJECT;
+        else if (is_scalar(v) && seq_eq(sv(v), sl(v), "delay"))
+            rl->action = GH_RLA_DELAY;
+        else if (is_scalar(v) && seq_eq(sv(v), sl(v), "shadow"))
+            rl->action = GH_RLA_SHADOW;
+        else
+            err(x, v, "expected reject, delay or shadow");
+        path_pop(x, o);
+    }
+    rl->max_delay = 1000;
+    if (f_dur(x, &f[5], false, &rl->max_delay) && rl->action != GH_RLA_DELAY) {
+        size_t o = path_key(x, "max_delay");
+        err(x, f[5].val, "max_delay applies to action: delay only");
+        path_pop(x, o);
+    } else if (rl->max_delay > 60000) {
+        size_t o = path_key(x, "max_delay");
+        err(x, f[5].val, "max_delay is at most 60s (a delayed request holds its connection)");
+        path_pop(x, o);
+    }
+    if (f[6].val) {
+        size_t o = path_key(x, "scope");
+        yaml_node_t *v = f[6].val;
+        if (is_scalar(v) && seq_eq(sv(v), sl(v), "local"))
+            rl->global = 0;
+        else if (is_scalar(v) && seq_eq(sv(v), sl(v), "global")) {
+            rl->global = 1;
+            if (!x->c->protect.redis_host)
+                err(x, v, "scope: global needs protection.redis (the limit is shared through Redis)");
+            if (rl->action == GH_RLA_DELAY)
+                err(x, v, "a global limit cannot delay (action: reject or shadow)");
+        } else
+            err(x, v, "expected local or global");
+        path_pop(x, o);
+    }
+    uint64_t h = 0xcbf29ce484222325ull;
+    h = tag_mix(h, rl->where);
+    h = tag_mix(h, rl->name);
+    rl->id = h;
+}
+
+static uint32_t find_list(ctx_t *x, const char *name, size_t n)
+{
+    for (uint32_t i = 0; i < x->c->protect.nlists; i++)
+        if (seq_eq(name, n, x->c->protect.lists[i].name))
+            return i;
+    return UINT32_MAX;
+}
+
+/* allow: / deny: entries, CIDRs, addresses or list:NAME, into acl. */
+static void parse_acl(ctx_t *x, yaml_node_t *n, gh_conf_acl_t *acl, uint8_t tag, const char *k)
+{
+    size_t o = path_key(x, k);
+    if (want_seq(x, n, false)) {
+        size_t cnt = seq_len(n);
+        gh_cidr_t *nc = xalloc(x, (acl->ncidrs + cnt + 1) * sizeof *nc);
+        uint8_t *nt = xalloc(x, acl->ncidrs + cnt + 1);
+        uint32_t *nl = xalloc(x, (acl->nlists + cnt + 1) * sizeof *nl);
+        uint8_t *nlt = xalloc(x, acl->nlists + cnt + 1);
+        if (acl->ncidrs) {
+            memcpy(nc, acl->cidrs, acl->ncidrs * sizeof *nc);
+            memcpy(nt, acl->tags, acl->ncidrs);
+        }
+        if (acl->nlists) {
+            memcpy(nl, acl->list_idx, acl->nlists * sizeof *nl);
+            memcpy(nlt, acl->list_tags, acl->nlists);
+        }
+        acl->cidrs = nc, acl->tags = nt, acl->list_idx = nl, acl->list_tags = nlt;
+        for (size_t i = 0; i < cnt; i++) {
+            yaml_node_t *v = node(x, n->data.sequence.items.start[i]);
+            size_t o2 = path_idx(x, i);
+            if (!is_scalar(v)) {
+                err(x, v, "expected a CIDR, an address or list:NAME, got %s", kind(v));
+            } else if (sl(v) > 5 && !memcmp(sv(v), "list:", 5)) {
+                uint32_t li = find_list(x, sv(v) + 5, sl(v) - 5);
+                if (li == UINT32_MAX)
+                    err(x, v, "unknown list %s (declare it under protection.ip_lists)", q(x, sv(v) + 5, sl(v) - 5));
+                else {
+                    acl->list_idx[acl->nlists] = li;
+                    acl->list_tags[acl->nlists++] = tag;
+                }
+            } else {
+                char msg[96];
+                const char *why = parse_cidr(sv(v), sl(v), &acl->cidrs[acl->ncidrs], msg, sizeof msg);
+                if (why)
+                    err(x, v, "%s: %s", why, q(x, sv(v), sl(v)));
+                else
+                    acl->tags[acl->ncidrs++] = tag;
+            }
+            path_pop(x, o2);
+        }
+        if (tag == GH_ACL_ALLOW)
+            acl->has_allow = 1;
+    }
+    path_pop(x, o);
+}
+
+static void parse_countries(ctx_t *x, yaml_node_t *n, gh_conf_acl_t *acl)
+{
+    size_t o = path_key(x, "countries");
+    field_t f[] = {F("allow"), F("deny")};
+    if (fields(x, n, f, GH_ARRAY_LEN(f))) {
+        if (!x->c->protect.geoip)
+            err(x, n, "countries needs a country database (protection.geoip.database)");
+        for (int w = 0; w < 2; w++) {
+            if (!f[w].val)
+                continue;
+            size_t o2 = path_key(x, f[w].name);
+            if (want_seq(x, f[w].val, true)) {
+                size_t cnt = seq_len(f[w].val);
+                uint16_t *cc = xalloc(x, cnt * sizeof *cc);
+                uint32_t k = 0;
+                for (size_t i = 0; i < cnt; i++) {
+                    yaml_node_t *v = node(x, f[w].val->data.sequence.items.start[i]);
+                    size_t o3 = path_idx(x, i);
+                    if (!is_scalar(v) || sl(v) != 2 || !isupper((unsigned char)sv(v)[0]) ||
+                        !isupper((unsigned char)sv(v)[1]))
+                        err(x, v, "expected an ISO 3166 country code such as DE (two capital letters)");
+                    else
+                        cc[k++] = (uint16_t)((unsigned char)sv(v)[0] << 8 | (unsigned char)sv(v)[1]);
+                    path_pop(x, o3);
+                }
+                if (w == 0)
+                    acl->cc_allow = cc, acl->ncc_allow = k;
+                else
+                    acl->cc_deny = cc, acl->ncc_deny = k;
+            }
+            path_pop(x, o2);
+        }
+    }
+    path_pop(x, o);
+}
+
+static void parse_bots(ctx_t *x, yaml_node_t *n, gh_conf_bots_t *b)
+{
+    size_t o = path_key(x, "bots");
+    field_t f[] = {F("enabled"), F("window"),     F("log"),        F("challenge"),   F("tarpit"),
+                   F("block"),   F("difficulty"), F("cookie_ttl"), F("tarpit_delay")};
+    *b = (gh_conf_bots_t){.enabled = 1, .window = 60000, .challenge = 60, .block = 90, .difficulty = 16,
+                          .cookie_ttl = 3600, .tarpit_delay = 5000};
+    if (fields(x, n, f, GH_ARRAY_LEN(f))) {
+        f_bool(x, &f[0], &b->enabled);
+        f_dur(x, &f[1], false, &b->window);
+        f_u32(x, &f[2], 0, 100, &b->log);
+        f_u32(x, &f[3], 0, 100, &b->challenge);
+        f_u32(x, &f[4], 0, 100, &b->tarpit);
+        f_u32(x, &f[5], 0, 100, &b->block);
+        f_u32(x, &f[6], 1, 28, &b->difficulty);
+        uint32_t ttl_ms = b->cookie_ttl * 1000;
+        if (f_dur(x, &f[7], false, &ttl_ms))
+            b->cookie_ttl = GH_MAX(ttl_ms / 1000, 1u);
+        f_dur(x, &f[8], false, &b->tarpit_delay);
+        if (b->window > 3600000) {
+            size_t o2 = path_key(x, "window");
+            err(x, f[1].val, "window is at most 1h");
+            path_pop(x, o2);
+        }
+        if (b->tarpit_delay > 60000) {
+            size_t o2 = path_key(x, "tarpit_delay");
+            err(x, f[8].val, "tarpit_delay is at most 60s");
+            path_pop(x, o2);
+        }
+    }
+    path_pop(x, o);
+}
+
+/* The scope keys every level has: allow, deny, countries, rate_limits, bots. f holds them first. */
+#define SCOPE_FIELDS F("allow"), F("deny"), F("countries"), F("rate_limits"), F("bots")
+enum { SC_ALLOW, SC_DENY, SC_COUNTRIES, SC_LIMITS, SC_BOTS, SC_N };
+
+static gh_conf_protect_t *parse_scope(ctx_t *x, field_t *f, const char *where)
+{
+    gh_conf_protect_t *p = xalloc(x, sizeof *p);
+    memset(p, 0, sizeof *p);
+    if (f[SC_ALLOW].val)
+        parse_acl(x, f[SC_ALLOW].val, &p->acl, GH_ACL_ALLOW, "allow");
+    if (f[SC_DENY].val)
+        parse_acl(x, f[SC_DENY].val, &p->acl, GH_ACL_DENY, "deny");
+    if (f[SC_COUNTRIES].val)
+        parse_countries(x, f[SC_COUNTRIES].val, &p->acl);
+    if (f[SC_LIMITS].val) {
+        size_t o = path_key(x, "rate_limits");
+        yaml_node_t *ln = f[SC_LIMITS].val;
+        if (want_seq(x, ln, false)) {
+            size_t cnt = seq_len(ln);
+            if (cnt > 16)
+                err(x, ln, "at most 16 rate limits per scope");
+            p->limits = xalloc(x, (cnt ? cnt : 1) * sizeof *p->limits);
+            memset(p->limits, 0, (cnt ? cnt : 1) * sizeof *p->limits);
+            for (size_t i = 0; i < cnt && i < 16; i++) {
+                size_t o2 = path_idx(x, i);
+                gh_conf_ratelimit_t *rl = &p->limits[p->nlimits];
+                parse_rate_limit(x, node(x, ln->data.sequence.items.start[i]), rl, where, i);
+                for (uint32_t j = 0; j < p->nlimits; j++)
+                    if (!strcmp(p->limits[j].name, rl->name)) {
+                        err(x, node(x, ln->data.sequence.items.start[i]), "rate limit name \"%s\" is used twice here",
+                            rl->name);
+                        break;
+                    }
+                p->nlimits++;
+                path_pop(x, o2);
+            }
+        }
+        path_pop(x, o);
+    }
+    if (f[SC_BOTS].val)
+        parse_bots(x, f[SC_BOTS].val, &p->bots);
+    x->c->protect.used = 1;
+    return p;
+}
+
+/* A site's or a route's protection: the scope keys only. */
+static gh_conf_protect_t *parse_protection(ctx_t *x, yaml_node_t *n, const char *where)
+{
+    size_t o = path_key(x, "protection");
+    field_t f[] = {SCOPE_FIELDS};
+    gh_conf_protect_t *p = fields(x, n, f, GH_ARRAY_LEN(f)) ? parse_scope(x, f, where) : NULL;
+    path_pop(x, o);
+    return p;
+}
+
+/* A tenant's protection: the scope keys, its quotas, concurrency cap and flood mode. */
+static void parse_tenant_protection(ctx_t *x, yaml_node_t *n, gh_conf_tenant_t *t)
+{
+    size_t o = path_key(x, "protection");
+    field_t f[] = {SCOPE_FIELDS, F("max_concurrent"), F("quota"), F("flood")};
+    if (fields(x, n, f, GH_ARRAY_LEN(f))) {
+        t->prot = parse_scope(x, f, t->name);
+        f_u32(x, &f[SC_N], 0, 10000000, &t->max_concurrent);
+        if (f[SC_N + 1].val) {
+            size_t o2 = path_key(x, "quota");
+            field_t g[] = {F("per_minute"), F("per_day")};
+            if (fields(x, f[SC_N + 1].val, g, GH_ARRAY_LEN(g))) {
+                uint64_t v;
+                if (g[0].val) {
+                    size_t o3 = path_key(x, "per_minute");
+                    if (get_uint(x, g[0].val, 0, 1000000000, &v))
+                        t->quota_minute = v;
+                    path_pop(x, o3);
+                }
+                if (g[1].val) {
+                    size_t o3 = path_key(x, "per_day");
+                    if (get_uint(x, g[1].val, 0, 100000000000ull, &v))
+                        t->quota_day = v;
+                    path_pop(x, o3);
+                }
+            }
+            path_pop(x, o2);
+        }
+        if (f[SC_N + 2].val) {
+            size_t o2 = path_key(x, "flood");
+            field_t g[] = {F("enabled"), F("multiple"), F("min_rate"), F("concurrency"), F("latency"), F("hold"),
+                           F("per_ip")};
+            t->flood.enabled = 1;
+            t->flood.multiple = 4;
+            t->flood.min_rate = 50;
+            t->flood.hold = 10000;
+            t->flood.per_ip_quota = 10;
+            t->flood.per_ip_period = 1;
+            if (fields(x, f[SC_N + 2].val, g, GH_ARRAY_LEN(g))) {
+                f_bool(x, &g[0], &t->flood.enabled);
+                f_num(x, &g[1], 1.5, 1000, &t->flood.multiple);
+                f_num(x, &g[2], 1, 10000000, &t->flood.min_rate);
+                f_u32(x, &g[3], 0, 10000000, &t->flood.concurrency);
+                f_dur(x, &g[4], true, &t->flood.latency);
+                f_dur(x, &g[5], false, &t->flood.hold);
+                f_rate(x, &g[6], &t->flood.per_ip_quota, &t->flood.per_ip_period);
+            }
+            path_pop(x, o2);
+        }
+    }
+    path_pop(x, o);
+}
+
+static bool hexval(char ch, uint8_t *v)
+{
+    if (ch >= '0' && ch <= '9')
+        return *v = (uint8_t)(ch - '0'), true;
+    if (ch >= 'a' && ch <= 'f')
+        return *v = (uint8_t)(ch - 'a' + 10), true;
+    if (ch >= 'A' && ch <= 'F')
+        return *v = (uint8_t)(ch - 'A' + 10), true;
+    return false;
+}
+
+/* protection: at the top: the process-wide settings and the named lists. */
+static void parse_protection_root(ctx_t *x, yaml_node_t *n)
+{
+    gh_conf_t *c = x->c;
+    size_t o = path_key(x, "protection");
+    field_t f[] = {F("max_keys"), F("secret"), F("connections"), F("redis"), F("geoip"), F("ip_lists"),
+                   F("good_bots")};
+    if (!fields(x, n, f, GH_ARRAY_LEN(f))) {
+        path_pop(x, o);
+        return;
+    }
+    f_u32(x, &f[0], 1000, 100000000, &c->protect.max_keys);
+    if (f[1].val) {
+        size_t o2 = path_key(x, "secret");
+        yaml_node_t *v = f[1].val;
+        /* 64 hex digits (32 bytes) or more: the HMAC key, the same on every node */
+        bool ok = is_scalar(v) && sl(v) >= 64 && sl(v) <= 128 && sl(v) % 2 == 0;
+        for (size_t i = 0; ok && i < sl(v); i += 2) {
+            uint8_t a, b;
+            ok = hexval(sv(v)[i], &a) && hexval(sv(v)[i + 1], &b);
+            if (ok)
+                c->protect.secret[i / 2] = (uint8_t)(a << 4 | b);
+        }
+        if (ok)
+            c->protect.secret_len = (uint32_t)sl(v) / 2;
+        else
+            err(x, v, "expected 64 to 128 hex digits (32 to 64 random bytes, e.g. from `openssl rand -hex 32`)");
+        path_pop(x, o2);
+    }
+    if (f[2].val) {
+        size_t o2 = path_key(x, "connections");
+        field_t g[] = {F("per_ip"), F("max_requests")};
+        if (fields(x, f[2].val, g, GH_ARRAY_LEN(g))) {
+            f_u32(x, &g[0], 0, 1000000, &c->protect.per_ip_conns);
+            f_u32(x, &g[1], 0, 100000000, &c->protect.max_requests);
+            if (c->protect.per_ip_conns)
+                c->protect.used = 1;
+        }
+        path_pop(x, o2);
+    }
+    if (f[3].val) {
+        size_t o2 = path_key(x, "redis");
+        field_t g[] = {F("address"), F("sync_interval"), F("on_failure")};
+        if (fields(x, f[3].val, g, GH_ARRAY_LEN(g))) {
+            char *addr;
+            if (!g[0].val)
+                missing(x, f[3].val, "address");
+            else if (f_str(x, &g[0], &addr, NULL, false)) {
+                char host[HOST_MAX];
+                uint16_t port = 0;
+                int br = 0;
+                const char *why = split_hostport(addr, host, &port, &br);
+                if (why || !host[0]) {
+                    size_t o3 = path_key(x, "address");
+                    err(x, g[0].val, "expected host:port, %s", why ? why : "the host is missing");
+                    path_pop(x, o3);
+                } else {
+                    c->protect.redis_host = xstrndup(x, host, strlen(host));
+                    c->protect.redis_port = port;
+                }
+            }
+            f_dur(x, &g[1], false, &c->protect.redis_sync);
+            if (g[2].val) {
+                size_t o3 = path_key(x, "on_failure");
+                yaml_node_t *v = g[2].val;
+                if (is_scalar(v) && seq_eq(sv(v), sl(v), "open"))
+                    c->protect.redis_fail_open = 1;
+                else if (is_scalar(v) && seq_eq(sv(v), sl(v), "closed"))
+                    c->protect.redis_fail_open = 0;
+                else
+                    err(x, v, "expected open (admit while Redis is unreachable) or closed (refuse)");
+                path_pop(x, o3);
+            }
+        }
+        path_pop(x, o2);
+    }
+    if (f[4].val) {
+        size_t o2 = path_key(x, "geoip");
+        field_t g[] = {F("database")};
+        if (fields(x, f[4].val, g, GH_ARRAY_LEN(g))) {
+            if (!g[0].val)
+                missing(x, f[4].val, "database");
+            f_str(x, &g[0], &c->protect.geoip, NULL, false);
+        }
+        path_pop(x, o2);
+    }
+    if (f[5].val) {
+        size_t o2 = path_key(x, "ip_lists");
+        yaml_node_t *ln = f[5].val;
+        if (want_map(x, ln)) {
+            size_t cnt = (size_t)(ln->data.mapping.pairs.top - ln->data.mapping.pairs.start);
+            c->protect.lists = xalloc(x, (cnt ? cnt : 1) * sizeof *c->protect.lists);
+            for (yaml_node_pair_t *p = ln->data.mapping.pairs.start; p < ln->data.mapping.pairs.top; p++) {
+                yaml_node_t *k = node(x, p->key), *v = node(x, p->value);
+                struct gh_conf_iplist *l = &c->protect.lists[c->protect.nlists];
+                memset(l, 0, sizeof *l);
+                if (!get_name(x, k, &l->name))
+                    continue;
+                size_t o3 = path_key(x, l->name);
+                field_t g[] = {F("file")};
+                if (find_list(x, l->name, strlen(l->name)) != UINT32_MAX)
+                    err(x, k, "list %s is declared twice", q(x, l->name, strlen(l->name)));
+                else if (fields(x, v, g, GH_ARRAY_LEN(g))) {
+                    if (!g[0].val)
+                        missing(x, v, "file");
+                    else if (f_str(x, &g[0], &l->file, NULL, false))
+                        c->protect.nlists++;
+                }
+                path_pop(x, o3);
+            }
+        }
+        path_pop(x, o2);
+    }
+    if (f[6].val) {
+        size_t o2 = path_key(x, "good_bots");
+        yaml_node_t *gn = f[6].val;
+        if (want_seq(x, gn, false)) {
+            size_t cnt = seq_len(gn);
+            c->protect.good_bots = xalloc(x, (cnt ? cnt : 1) * sizeof *c->protect.good_bots);
+            for (size_t i = 0; i < cnt; i++) {
+                yaml_node_t *v = node(x, gn->data.sequence.items.start[i]);
+                size_t o3 = path_idx(x, i);
+                char msg[96];
+                const char *why = is_scalar(v) ? parse_cidr(sv(v), sl(v), &c->protect.good_bots[c->protect.ngood_bots],
+                                                            msg, sizeof msg)
+                                               : "expected a CIDR";
+                if (why)
+                    err(x, v, "%s", why);
+                else
+                    c->protect.ngood_bots++;
+                path_pop(x, o3);
+            }
+        }
+        path_pop(x, o2);
+    }
+    path_pop(x, o);
+}
+
 static void parse_route(ctx_t *x, yaml_node_t *n, gh_conf_tenant_t *t, gh_conf_site_t *s,
                         uint32_t tenant_route_idx)
 {
     gh_conf_t *c = x->c;
     gh_conf_route_t *r = &s->routes[s->nroutes];
-    field_t f[] = {F("name"), F("match"), F("upstream"), F("respond"), F("limits"), F("timeouts")};
+    field_t f[] = {F("name"), F("match"), F("upstream"), F("respond"), F("limits"), F("timeouts"), F("protection")};
     if (!fields(x, n, f, GH_ARRAY_LEN(f)))
         return;
     r->site = s;
@@ -2141,6 +2685,18 @@ static void parse_route(ctx_t *x, yaml_node_t *n, gh_conf_tenant_t *t, gh_conf_s
         snprintf(nm, sizeof nm, "route%u", tenant_route_idx);
         r->name = xstrndup(x, nm, strlen(nm));
     }
+    r->prot[0] = t->prot;
+    r->prot[1] = s->prot;
+    if (f[6].val) {
+        char where[3 * 130];
+        snprintf(where, sizeof where, "%s/%s/%s", t->name, s->name ? s->name : "", r->name);
+        r->prot[2] = parse_protection(x, f[6].val, where);
+    }
+    for (int i = 0; i < 3; i++)
+        if (r->prot[i] && r->prot[i]->bots.enabled)
+            r->bots = &r->prot[i]->bots;
+        else if (r->prot[i] && r->prot[i]->bots.window) /* declared, enabled: false */
+            r->bots = NULL;
     if (f[1].val) {
         size_t o = path_key(x, "match");
         parse_match(x, f[1].val, r);
@@ -2211,7 +2767,7 @@ static void parse_site(ctx_t *x, yaml_node_t *n, gh_conf_tenant_t *t, uint32_t t
                        uint32_t *route_counter)
 {
     gh_conf_site_t *s = &t->sites[t->nsites];
-    field_t f[] = {F("name"), F("hosts"), F("routes"), F("tls"), F("https_redirect"), F("hsts")};
+    field_t f[] = {F("name"), F("hosts"), F("routes"), F("tls"), F("https_redirect"), F("hsts"), F("protection")};
     if (!fields(x, n, f, GH_ARRAY_LEN(f)))
         return;
     s->tenant = t;
@@ -2303,6 +2859,11 @@ static void parse_site(ctx_t *x, yaml_node_t *n, gh_conf_tenant_t *t, uint32_t t
             path_pop(x, o);
             break;
         }
+    if (f[6].val) {
+        char where[2 * 130];
+        snprintf(where, sizeof where, "%s/%s", t->name, s->name);
+        s->prot = parse_protection(x, f[6].val, where);
+    }
     if (f[2].val) {
         size_t o = path_key(x, "routes");
         yaml_node_t *rn = f[2].val;
@@ -2331,7 +2892,7 @@ static void parse_tenants(ctx_t *x, yaml_node_t *n)
         yaml_node_t *tn = node(x, n->data.sequence.items.start[i]);
         gh_conf_tenant_t *t = &c->tenants[c->ntenants];
         size_t o = path_idx(x, i);
-        field_t f[] = {F("name"), F("sites")};
+        field_t f[] = {F("name"), F("sites"), F("protection")};
         if (fields(x, tn, f, GH_ARRAY_LEN(f))) {
             if (!f[0].val)
                 missing(x, tn, "name");
@@ -2347,6 +2908,8 @@ static void parse_tenants(ctx_t *x, yaml_node_t *n)
             } else {
                 t->name = "(unnamed)";
             }
+            if (f[2].val)
+                parse_tenant_protection(x, f[2].val, t);
             if (f[1].val) {
                 size_t o2 = path_key(x, "sites");
                 yaml_node_t *sn = f[1].val;
@@ -2393,6 +2956,9 @@ static void set_defaults(gh_conf_t *c)
     c->resolver.timeout = 2000;
     c->resolver.min_ttl = 1000;
     c->resolver.max_ttl = 300000;
+    c->protect.max_keys = 1000000;
+    c->protect.redis_sync = 50;
+    c->protect.redis_fail_open = 1;
 }
 
 /* resolver: {nameservers: ["127.0.0.1:53", ...], timeout, min_ttl, max_ttl} (discovery: dns) */
@@ -2449,11 +3015,11 @@ static void parse_root(ctx_t *x, yaml_node_t *root)
 {
     gh_conf_t *c = x->c;
     enum { WORKERS, PID, DRAIN, VIA, LIMITS, TIMEOUTS, TRUSTED, ALOG, ADMIN, DEMO, LISTENERS, UPSTREAMS, TENANTS,
-           RESOLVER, HTTP2, NF };
+           RESOLVER, HTTP2, PROTECTION, NF };
     field_t f[NF] = {F("workers"),   F("pid_file"),        F("drain_timeout"), F("via"),
                      F("limits"),    F("timeouts"),        F("trusted_proxies"), F("access_log"),
                      F("admin"),     F("demo_origin"),     F("listeners"),     F("upstreams"),
-                     F("tenants"),   F("resolver"),        F("http2")};
+                     F("tenants"),   F("resolver"),        F("http2"),         F("protection")};
     if (!root || root->type != YAML_MAPPING_NODE) {
         err(x, root, "the configuration must be a mapping, got %s", kind(root));
         return;
@@ -2544,6 +3110,8 @@ static void parse_root(ctx_t *x, yaml_node_t *root)
         parse_upstreams(x, f[UPSTREAMS].val);
         path_pop(x, o);
     }
+    if (f[PROTECTION].val)
+        parse_protection_root(x, f[PROTECTION].val);
     if (f[TENANTS].val) {
         o = path_key(x, "tenants");
         parse_tenants(x, f[TENANTS].val);
@@ -2787,6 +3355,12 @@ static int compile(ctx_t *x, gh_conf_errors_t *errs)
         return rc;
     }
     if ((rc = build_tls(x)) != 0 || (rc = build_upstream_tls(x)) != 0) {
+        free_tls(c);
+        gh_router_free(c);
+        return rc;
+    }
+    if ((rc = gh_protect_build(c, errs)) != 0) {
+        gh_protect_free(c);
         free_tls(c);
         gh_router_free(c);
         return rc;
@@ -3052,6 +3626,7 @@ void gh_conf_unref(gh_conf_t *c)
     if (!c || __atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) != 0)
         return;
     arena_t *a = c->arena; /* c itself lives in the arena */
+    gh_protect_free(c);
     free_tls(c);
     gh_router_free(c);
     arena_destroy(a);

@@ -134,6 +134,73 @@ typedef struct {
 struct gh_conf_tenant;
 struct gh_conf_site;
 
+/* ---- traffic protection (applied by src/protect/protect.c) ---- */
+
+/* What a rate limit counts by; a limit's key is the combination of its parts. */
+enum { GH_RLK_IP = 1, GH_RLK_PREFIX, GH_RLK_TENANT, GH_RLK_ROUTE, GH_RLK_HEADER, GH_RLK_COOKIE, GH_RLK_QUERY,
+       GH_RLK_JA4 };
+enum { GH_RLA_REJECT = 0, GH_RLA_DELAY, GH_RLA_SHADOW };
+
+typedef struct {
+    int kind;     /* GH_RLK_* */
+    char *name;   /* header (lowercased), cookie or query parameter name */
+    size_t name_len;
+    uint8_t prefix4, prefix6; /* GH_RLK_PREFIX: leading bits kept (24 / 64) */
+} gh_conf_rlkey_t;
+
+#define GH_RL_MAX_KEYS 6
+typedef struct {
+    char *name;
+    char *where;   /* "tenant", "tenant/site" or "tenant/site/route": where it is declared */
+    uint64_t id;   /* hash of where and name: a limit keeps its state across reloads */
+    gh_conf_rlkey_t keys[GH_RL_MAX_KEYS];
+    uint32_t nkeys;
+    uint32_t quota;    /* requests per period, as written ("100/s": 100) */
+    uint32_t period_s; /* 1, 60 or 3600 */
+    uint32_t burst;    /* requests above the steady rate allowed at once */
+    int action;        /* GH_RLA_* */
+    uint32_t max_delay;/* ms: the longest a delayed request waits (delay) */
+    int global;        /* shared by every node through Redis (protection.redis) */
+    uint64_t interval_ns, tolerance_ns; /* GCRA emission interval and tolerance */
+} gh_conf_ratelimit_t;
+
+enum { GH_ACL_ALLOW = 1, GH_ACL_DENY = 2 };
+typedef struct {
+    int family; /* AF_INET or AF_INET6 */
+    uint8_t addr[16];
+    uint8_t prefix;
+} gh_cidr_t;
+
+typedef struct {
+    gh_cidr_t *cidrs;   /* inline entries as written ... */
+    uint8_t *tags;      /* ... each GH_ACL_ALLOW or GH_ACL_DENY */
+    uint32_t ncidrs;
+    uint32_t *list_idx; /* named lists referenced ("list:NAME"): index into protect.lists ... */
+    uint8_t *list_tags; /* ... and whether each allows or denies */
+    uint32_t nlists;
+    void *tree;         /* gh_iptree_t of the inline entries, built at compile; NULL: none */
+    int has_allow;      /* an address that no allow entry matches is refused */
+    uint16_t *cc_allow, *cc_deny; /* countries ('D' << 8 | 'E'); cc_allow: only these */
+    uint32_t ncc_allow, ncc_deny;
+} gh_conf_acl_t;
+
+typedef struct {
+    int enabled;
+    uint32_t window;     /* ms of behaviour the score looks at (60 s) */
+    uint32_t log, challenge, tarpit, block; /* score thresholds 1..100; 0 = that action off */
+    uint32_t difficulty; /* proof-of-work bits of the challenge (16) */
+    uint32_t cookie_ttl; /* s a solved challenge's pass cookie lasts (3600) */
+    uint32_t tarpit_delay; /* ms a tarpitted request is held before its answer (5 s) */
+} gh_conf_bots_t;
+
+/* One scope's protection (a tenant's, a site's or a route's). */
+typedef struct {
+    gh_conf_acl_t acl;
+    gh_conf_ratelimit_t *limits;
+    uint32_t nlimits;
+    gh_conf_bots_t bots; /* the most specific scope with bots: decides */
+} gh_conf_protect_t;
+
 typedef struct gh_conf_route {
     char *name; /* default "route<N>" */
     struct gh_conf_site *site;
@@ -158,6 +225,9 @@ typedef struct gh_conf_route {
         gh_conf_kv_t *headers;
         uint32_t nheaders;
     } respond;
+    /* protection in force: tenant's, site's, own (NULL where a scope declares none) */
+    const gh_conf_protect_t *prot[3];
+    const gh_conf_bots_t *bots; /* the most specific scope's bot defence, or NULL */
     /* merged settings */
     uint64_t max_body_size;
     gh_conf_timeouts_t timeouts;
@@ -181,12 +251,27 @@ typedef struct gh_conf_site {
     char *tls_cert, *tls_key; /* PEM files of this site's certificate (its hosts are its SNI names) */
     int https_redirect;       /* a request over plain HTTP gets 308 to https:// */
     char *hsts;               /* Strict-Transport-Security value added over TLS, or NULL */
+    gh_conf_protect_t *prot;  /* NULL: none declared */
 } gh_conf_site_t;
 
 typedef struct gh_conf_tenant {
     char *name;
     gh_conf_site_t *sites;
     uint32_t nsites;
+    gh_conf_protect_t *prot;  /* NULL: none declared */
+    uint32_t max_concurrent;  /* requests in flight (0 = no cap) */
+    uint64_t quota_minute, quota_day; /* requests per minute / per day (0 = none) */
+    struct {
+        int enabled;
+        double multiple;      /* enter when the rate exceeds multiple x baseline (4) ... */
+        double min_rate;      /* ... and at least this (req/s, 50) */
+        uint32_t concurrency; /* or when this many requests are in flight (0 = not used) */
+        uint32_t latency;     /* or when upstream latency (EWMA) exceeds this, ms (0 = not used) */
+        uint32_t hold;        /* ms at least in flood mode; left after hold below the bound (10 s) */
+        uint32_t per_ip_quota, per_ip_period; /* per-IP limit in flood mode ("10/s") */
+        uint64_t per_ip_interval_ns, per_ip_tolerance_ns;
+    } flood;
+    void *state; /* protect.c's lasting per-tenant state (counters, flood mode), bound at load */
 } gh_conf_tenant_t;
 
 enum { GH_LISTEN_PROXY = 1, GH_LISTEN_ADMIN, GH_LISTEN_DEMO };
@@ -209,12 +294,6 @@ typedef struct {
     void *tls_server; /* gh_tls_server_t built at compile, freed with the snapshot */
     int h2c;          /* cleartext HTTP/2 with prior knowledge is accepted (proxy listeners) */
 } gh_conf_listener_t;
-
-typedef struct {
-    int family; /* AF_INET or AF_INET6 */
-    uint8_t addr[16];
-    uint8_t prefix;
-} gh_cidr_t;
 
 typedef struct gh_conf {
     int refs; /* atomic; gh_conf_ref/unref */
@@ -253,6 +332,30 @@ typedef struct gh_conf {
     uint32_t nupstreams;
     gh_conf_tenant_t *tenants;
     uint32_t ntenants;
+    struct {
+        uint32_t max_keys;      /* rate-limit state table (1,000,000; takes effect at start) */
+        uint8_t secret[64];     /* HMAC key of challenge tokens and pass cookies */
+        uint32_t secret_len;    /* 0: random per process start (set by protect.c) */
+        uint32_t per_ip_conns;  /* concurrent connections per client address (0 = no cap) */
+        uint32_t max_requests;  /* requests per connection (0 = no cap) */
+        char *redis_host;       /* global limits: Redis at host:port, or NULL */
+        int redis_port;
+        uint32_t redis_sync;    /* ms between syncs (50) */
+        int redis_fail_open;    /* Redis unreachable: admit (1, default) or refuse (0) */
+        char *geoip;            /* MaxMind country database, or NULL */
+        void *geoip_db;         /* gh_geoip_t opened at load */
+        struct gh_conf_iplist {
+            char *name, *file;
+            void *tree;         /* gh_iptree_t loaded at compile */
+            int64_t mtime_ns;   /* the file as loaded: a change reloads it (gh_protect_lists_changed) */
+            int64_t size;
+        } *lists;
+        uint32_t nlists;
+        gh_cidr_t *good_bots;   /* verified good bots' ranges (not scored, never challenged) */
+        uint32_t ngood_bots;
+        void *good_bots_tree;   /* gh_iptree_t built at compile, or NULL */
+        int used;               /* some scope declares protection */
+    } protect;
     void *router; /* host index, built at compile (router.c) */
     void *arena;  /* owns everything above */
 } gh_conf_t;

@@ -201,6 +201,11 @@ size_t gh_accesslog_format(char *buf, size_t cap, const gh_access_rec_t *r)
         put_key_str(&o, ",\"tls\":", r->tls, 16);
         put_key_str(&o, ",\"ja4\":", r->ja4, 40);
     }
+    if (r->protect_reason.n) {
+        put_key_str(&o, ",\"protect_reason\":", r->protect_reason, 32);
+        put_key_str(&o, ",\"protect_action\":", r->protect_action, 32);
+        put_key_str(&o, ",\"protect_detail\":", r->protect_detail, 96);
+    }
     o.cap = cap;
     put_fmt(&o, ",\"total_time_ms\":%.3f}\n", (double)r->total_us / 1000.0);
     return o.n;

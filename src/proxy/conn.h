@@ -33,6 +33,8 @@ typedef struct gh_client {
     const gh_conf_listener_t *listener;
     SSL *ssl; /* TLS listeners: the connection's TLS state; NULL over plain TCP */
     uint8_t state, readable, writable, rdhup, close_after;
+    uint8_t conn_counted; /* counted against protection's per-address connection cap */
+    uint32_t nrequests;   /* requests started on this connection */
     char ja4[37]; /* TLS client fingerprint, "" when none */
     struct gh_h2conn *h2;     /* C_H2: the HTTP/2 connection */
     struct gh_h2stream *h2s;  /* a stream client: its stream (io.fd is -1) */

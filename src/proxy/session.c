@@ -34,10 +34,11 @@
 #include "proxy/health.h"
 #include "proxy/lb.h"
 #include "proxy/router.h"
+#include "protect/protect.h"
 #include "tls/ja4.h"
 #include "tls/tls.h"
 
-enum { P_CONNECT = 1, P_PROXY, P_TUNNEL, P_DIRECT, P_BACKOFF };
+enum { P_CONNECT = 1, P_PROXY, P_TUNNEL, P_DIRECT, P_BACKOFF, P_HOLD };
 
 /* pump results below zero: what went wrong */
 enum {
@@ -96,6 +97,10 @@ struct gh_req {
     uint8_t reqid_len;
     uint8_t is_error;
     uint8_t accounted; /* metrics and access log written */
+    /* protection: the decision that marked the request (protect.h), held answer */
+    uint8_t prot_reason, prot_action, prot_counted;
+    uint16_t hold_status;
+    const char *prot_detail;
 };
 
 static gh_handler_fn role_handlers[8];
@@ -115,6 +120,8 @@ static int retry_allowed(gh_req_t *r, uint32_t cond);
 static int replayable(const gh_req_t *r);
 static int pick_backend(gh_req_t *r);
 static void retry_start(gh_req_t *r);
+static void dispatch(gh_req_t *r);
+static int protect_request(gh_req_t *r, const gh_h1_request_t *m, uint32_t *hold_ms);
 
 static uint64_t now_us(void)
 {
@@ -377,6 +384,9 @@ static void req_account(gh_req_t *r)
         return;
     r->accounted = 1;
     uint64_t dur = now_us() - r->t_start_us;
+    if (r->prot_counted || (r->route && r->route->tenant->flood.latency && r->up_us > 0))
+        gh_protect_done(r->route, r->prot_counted, r->up_us > 0 ? (uint64_t)r->up_us : 0);
+    r->prot_counted = 0;
     if (r->route)
         gh_metrics_request(r->route->stats, w->id, r->status, dur, r->bytes_in, r->bytes_out);
     if (!gh_accesslog_enabled() || r->c->listener->role != GH_LISTEN_PROXY)
@@ -409,6 +419,13 @@ static void req_account(gh_req_t *r)
         rec.ja4 = gh_str(conn->ja4, strlen(conn->ja4));
     }
     rec.proto = r->c->h2s ? GH_STR("HTTP/2") : r->minor ? GH_STR("HTTP/1.1") : GH_STR("HTTP/1.0");
+    if (r->prot_reason) {
+        const char *rs = gh_protect_reason_name(r->prot_reason), *as = gh_protect_action_name(r->prot_action);
+        rec.protect_reason = gh_str(rs, strlen(rs));
+        rec.protect_action = gh_str(as, strlen(as));
+        if (r->prot_detail)
+            rec.protect_detail = gh_str(r->prot_detail, strlen(r->prot_detail));
+    }
     if (gh_accesslog_log(w->id, &rec) < 0)
         GH_COUNT(w->stats->access_log_dropped, 1);
 }
@@ -1668,6 +1685,9 @@ static void route_and_dispatch(gh_req_t *r, const gh_h1_request_t *m)
         respond_error(r, 405, "CONNECT is not allowed");
         return;
     }
+    uint32_t hold_ms = 0;
+    if (conf->protect.used && protect_request(r, m, &hold_ms))
+        return;
     if (rt->max_body_size && m->body == GH_H1_BODY_LENGTH && m->content_length > rt->max_body_size) {
         respond_error(r, 413, "request body too large");
         return;
@@ -1715,11 +1735,75 @@ static void route_and_dispatch(gh_req_t *r, const gh_h1_request_t *m)
     }
     if (r->ups->balance == GH_BALANCE_HASH)
         r->hash_key = hash_key(r, m);
+    if (hold_ms) { /* a rate limit's delay: wait, then go on (req_timeout) */
+        r->phase = P_HOLD;
+        r->phase_start = gh_loop_now(&w->loop) + hold_ms;
+        return;
+    }
+    dispatch(r);
+}
+
+static void dispatch(gh_req_t *r)
+{
     if (pick_backend(r) < 0) {
         respond_error(r, 503, "no backend available");
         return;
     }
     upstream_start(r, 0);
+}
+
+/* Traffic protection for a routed request: 1 when it was answered (or held for a
+ * tarpit's answer); 0 to go on, after *hold_ms when a limit delays it. */
+static int protect_request(gh_req_t *r, const gh_h1_request_t *m, uint32_t *hold_ms)
+{
+    gh_client_t *c = r->c, *conn = c->parent ? c->parent : c;
+    const gh_conf_t *conf = r->gen->conf;
+    struct sockaddr_storage client;
+    gh_protect_client(conf, &c->peer.sa, m->headers, m->nheaders, &client);
+    gh_protect_req_t in = {
+        .conf = conf,
+        .route = r->route,
+        .client = (const struct sockaddr *)&client,
+        .headers = m->headers,
+        .nheaders = m->nheaders,
+        .method = m->method,
+        .path = m->path,
+        .query = m->query,
+        .ja4 = gh_str(conn->ja4, strlen(conn->ja4)),
+        .tls = gh_client_tls(c) != NULL,
+        .h2 = c->h2s != NULL,
+        .worker = r->w->id,
+    };
+    gh_protect_verdict_t v;
+    gh_protect_check(&in, &v);
+    r->prot_reason = (uint8_t)v.reason;
+    r->prot_action = (uint8_t)v.action;
+    r->prot_detail = v.detail;
+    r->prot_counted = v.counted;
+    if (v.verdict == GH_PV_PASS) {
+        *hold_ms = v.delay_ms;
+        return 0;
+    }
+    if (v.delay_ms) { /* tarpit: hold the answer */
+        r->hold_status = (uint16_t)v.status;
+        r->phase = P_HOLD;
+        r->phase_start = gh_loop_now(&r->w->loop) + v.delay_ms;
+        free(v.body);
+        return 1;
+    }
+    v.headers[GH_MIN(v.headers_len, sizeof v.headers - 1)] = 0;
+    if (v.body) {
+        respond(r, v.status, v.ctype, v.body, v.body_len, v.headers_len ? v.headers : NULL, 0);
+        free(v.body);
+    } else {
+        char body[160];
+        int n = snprintf(body, sizeof body, "%d %s: %s\n", v.status, reason_of(v.status),
+                         v.reason == GH_PR_RATE ? "rate limit exceeded" : v.reason == GH_PR_CHALLENGE && v.status == 303
+                                                                             ? "challenge passed"
+                                                                             : gh_protect_reason_name(v.reason));
+        respond(r, v.status, "text/plain; charset=utf-8", body, (size_t)n, v.headers_len ? v.headers : NULL, 0);
+    }
+    return 1;
 }
 
 /* The client's address as text (inet_ntop goes through sprintf: too slow per request). */
@@ -1793,6 +1877,10 @@ static void request_start(gh_client_t *c, const gh_h1_request_t *m)
     r->host = m->host;
     r->minor = (uint8_t)m->minor;
     r->keep_alive = m->keep_alive;
+    c->nrequests++;
+    uint32_t maxreq = r->gen->conf->protect.max_requests;
+    if (maxreq && c->nrequests >= maxreq && !c->h2s)
+        c->close_after = 1; /* the last one this connection serves: answered with Connection: close */
     r->head_only = m->method_id == GH_M_HEAD;
     r->head_len = m->head_len;
     r->bytes_in = m->head_len;
@@ -2109,6 +2197,14 @@ static void req_timeout(gh_timer_t *t)
         else
             upstream_start(r, 0);
         break;
+    case P_HOLD:
+        if (gh_loop_now(&r->w->loop) < r->phase_start)
+            respond_error(r, 504, "request timed out");
+        else if (r->hold_status)
+            respond_error(r, r->hold_status, "too many requests");
+        else
+            dispatch(r);
+        break;
     default: /* tunnel idle, or a client that does not read */
         req_account(r);
         client_close(c);
@@ -2143,6 +2239,7 @@ static void req_timer_arm(gh_req_t *r)
         deadline = now + (output_pending(r) && !c->writable ? to->client_send : to->upstream_idle);
         break;
     case P_BACKOFF:
+    case P_HOLD:
         deadline = r->phase_start;
         break;
     default:
@@ -2185,6 +2282,10 @@ static void client_close(gh_client_t *c)
             GH_COUNT(w->stats->tls_failed, 1);
         SSL_free(c->ssl);
         c->ssl = NULL;
+    }
+    if (c->conn_counted) {
+        gh_protect_conn_close(&c->peer.sa);
+        c->conn_counted = 0;
     }
     gh_loop_close_fd(&w->loop, &c->io);
     if (c->prev)
@@ -2513,6 +2614,16 @@ void gh_session_accept(gh_worker_t *w, const gh_conf_listener_t *l, int fd, cons
     c->resume.cb = client_resume;
     c->state = C_IDLE;
     memcpy(&c->peer, peer, GH_MIN((size_t)peerlen, sizeof c->peer));
+    if (conf_of(w)->protect.per_ip_conns) {
+        int rc = gh_protect_conn_open(conf_of(w), &c->peer.sa);
+        if (rc < 0) { /* over the per-address cap: closed at once (counted) */
+            GH_COUNT(w->stats->conns_rejected, 1);
+            close(fd);
+            free(c);
+            return;
+        }
+        c->conn_counted = rc == 1;
+    }
     if (l->tls.enabled) {
         /* the certificates of the configuration in force (a reload may have changed them) */
         const gh_conf_t *cur = conf_of(w);
@@ -2521,6 +2632,8 @@ void gh_session_accept(gh_worker_t *w, const gh_conf_listener_t *l, int fd, cons
             if (!strcmp(cur->listeners[i].name, l->name))
                 ts = cur->listeners[i].tls_server;
         if (!ts || !(c->ssl = gh_tls_server_ssl(ts, fd))) {
+            if (c->conn_counted)
+                gh_protect_conn_close(&c->peer.sa);
             close(fd);
             free(c);
             return;
@@ -2531,6 +2644,8 @@ void gh_session_accept(gh_worker_t *w, const gh_conf_listener_t *l, int fd, cons
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     if (gh_loop_add(&w->loop, &c->io) < 0) {
+        if (c->conn_counted)
+            gh_protect_conn_close(&c->peer.sa);
         SSL_free(c->ssl);
         close(fd);
         free(c);

@@ -224,13 +224,13 @@ static void test_err_addresses(void)
     EXPECT_ERR(LISTEN "upstreams:\n  u: {keepalive: 1}\n",
                "t.yaml:3:6: upstreams.u.backends: required key is missing");
     EXPECT_ERR(LISTEN "trusted_proxies: [10.0.0.0/40]\n",
-               "t.yaml:2:19: trusted_proxies[0]: bad prefix length (0..32)");
+               "t.yaml:2:19: trusted_proxies[0]: prefix length > 32: \"10.0.0.0/40\"");
     EXPECT_ERR(LISTEN "trusted_proxies: [\"10.0.0.1/8\"]\n",
-               "t.yaml:2:19: trusted_proxies[0]: address has bits set beyond the prefix length");
+               "t.yaml:2:19: trusted_proxies[0]: host bits set beyond /8 (10.0.0.0/8?): \"10.0.0.1/8\"");
     EXPECT_ERR(LISTEN "trusted_proxies: [example.com]\n",
-               "t.yaml:2:19: trusted_proxies[0]: bad address in CIDR");
+               "t.yaml:2:19: trusted_proxies[0]: unexpected character 'e': \"example.com\"");
     EXPECT_ERR(LISTEN "trusted_proxies: [\"::1/129\"]\n",
-               "t.yaml:2:19: trusted_proxies[0]: bad prefix length (0..128)");
+               "t.yaml:2:19: trusted_proxies[0]: prefix length > 128: \"::1/129\"");
 }
 
 static void test_err_duplicate_keys(void)
