@@ -2563,10 +2563,15 @@ static void parse_protection_root(ctx_t *x, yaml_node_t *n)
     }
     if (f[2].val) {
         size_t o2 = path_key(x, "connections");
-        field_t g[] = {F("per_ip"), F("max_requests")};
+        field_t g[] = {F("per_ip"), F("max_requests"), F("body_min_rate"), F("send_min_rate")};
         if (fields(x, f[2].val, g, GH_ARRAY_LEN(g))) {
             f_u32(x, &g[0], 0, 1000000, &c->protect.per_ip_conns);
             f_u32(x, &g[1], 0, 100000000, &c->protect.max_requests);
+            uint64_t v;
+            if (f_size(x, &g[2], 0, 1u << 30, &v))
+                c->protect.body_min_rate = (uint32_t)v;
+            if (f_size(x, &g[3], 0, 1u << 30, &v))
+                c->protect.send_min_rate = (uint32_t)v;
             if (c->protect.per_ip_conns)
                 c->protect.used = 1;
         }

@@ -338,6 +338,8 @@ typedef struct gh_conf {
         uint32_t secret_len;    /* 0: random per process start (set by protect.c) */
         uint32_t per_ip_conns;  /* concurrent connections per client address (0 = no cap) */
         uint32_t max_requests;  /* requests per connection (0 = no cap) */
+        uint32_t body_min_rate; /* bytes/s a request body must average after 5 s (0 = off) */
+        uint32_t send_min_rate; /* bytes/s a client must read a response at, after 5 s (0 = off) */
         char *redis_host;       /* global limits: Redis at host:port, or NULL */
         int redis_port;
         uint32_t redis_sync;    /* ms between syncs (50) */

@@ -99,6 +99,8 @@ static void count(const gh_conf_route_t *rt, int reason, int action)
         __atomic_add_fetch(&t->decisions[reason][action], 1, __ATOMIC_RELAXED);
 }
 
+void gh_protect_count(const gh_conf_route_t *rt, int reason, int action) { count(rt, reason, action); }
+
 /* ---- snapshots ---- */
 
 static void conf_err(gh_conf_errors_t *errs, const char *fmt, const char *a, const char *b)
@@ -370,7 +372,7 @@ void gh_protect_conn_close(const struct sockaddr *peer)
 const char *gh_protect_reason_name(int reason)
 {
     static const char *const n[GH_PR__N] = {"none", "deny", "country", "quota", "concurrency", "flood",
-                                            "bot", "rate_limit", "challenge"};
+                                            "bot", "rate_limit", "challenge", "slow_client"};
     return reason >= 0 && reason < GH_PR__N ? n[reason] : "?";
 }
 

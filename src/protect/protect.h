@@ -82,6 +82,7 @@ enum {
     GH_PR_BOT,         /* behaviour score */
     GH_PR_RATE,        /* a rate limit */
     GH_PR_CHALLENGE,   /* challenge verification (passed or failed) */
+    GH_PR_SLOW,        /* a request body or a response read under the minimum data rate */
     GH_PR__N
 };
 enum { GH_PA_BLOCK = 0, GH_PA_CHALLENGE, GH_PA_TARPIT, GH_PA_DELAY, GH_PA_SHADOW, GH_PA_LOG, GH_PA_PASS, GH_PA__N };
@@ -114,6 +115,8 @@ void gh_protect_client(const gh_conf_t *c, const struct sockaddr *peer, const gh
                        struct sockaddr_storage *out);
 
 const char *gh_protect_reason_name(int reason);
+/* Counts a decision taken elsewhere (the session's minimum data rates). */
+void gh_protect_count(const gh_conf_route_t *rt, int reason, int action);
 const char *gh_protect_action_name(int action);
 
 /* ---- operators (admin.c) ---- */

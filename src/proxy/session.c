@@ -18,11 +18,13 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <linux/sockios.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -101,6 +103,8 @@ struct gh_req {
     uint8_t prot_reason, prot_action, prot_counted;
     uint16_t hold_status;
     const char *prot_detail;
+    uint64_t slow_deadline; /* ms: the minimum-rate deadline armed, earlier than ... (0: none) */
+    uint64_t gap_deadline;  /* ... the plain timeout's */
 };
 
 static gh_handler_fn role_handlers[8];
@@ -2146,6 +2150,8 @@ static int req_run(gh_req_t *r)
     return 0;
 }
 
+static int slow_client(gh_req_t *r);
+
 static void req_timeout(gh_timer_t *t)
 {
     gh_req_t *r = (gh_req_t *)((char *)t - offsetof(gh_req_t, timer));
@@ -2170,6 +2176,9 @@ static void req_timeout(gh_timer_t *t)
             respond_error(r, 504, "upstream connect timed out");
         break;
     case P_PROXY:
+        /* under the minimum data rate (a slow POST or a slow reader): the answer below */
+        if (r->slow_deadline && r->route && !slow_client(r))
+            return;
         if (!r->head_done) {
             if (!r->body_done && !c->readable) {
                 respond_error(r, 408, "request body timed out");
@@ -2185,8 +2194,16 @@ static void req_timeout(gh_timer_t *t)
                 else
                     respond_error(r, 504, "upstream timed out");
             }
+        } else if (output_pending(r) && !c->writable) {
+            /* the client does not read (or too slowly): reset, so that the kernel drops what
+             * it still holds for it instead of trickling it out after the close */
+            struct linger lg = {1, 0};
+            setsockopt(c->io.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+            req_account(r);
+            client_close(c);
+            return;
         } else {
-            if (st && !(output_pending(r) && !c->writable))
+            if (st)
                 GH_COUNT(st->slot[r->w->id].timeouts, 1);
             respond_error(r, 504, "upstream timed out");
         }
@@ -2213,25 +2230,68 @@ static void req_timeout(gh_timer_t *t)
     client_run(c);
 }
 
+/* Slow clients (slow POST, slow read): with a minimum rate configured, the moment at which
+ * the bytes moved so far stop averaging that rate (after a 5 s grace) if no more come. */
+static uint64_t min_rate_deadline(gh_req_t *r, uint64_t gap_deadline, int body)
+{
+    const gh_conf_t *conf = r->gen->conf;
+    uint32_t rate = body ? conf->protect.body_min_rate : conf->protect.send_min_rate;
+    if (!rate || r->c->h2s) /* HTTP/2 streams share a connection: its own flow control rules */
+        return gap_deadline;
+    uint64_t t0 = body ? r->t_start_us / 1000 : (r->t_up_us + (uint64_t)GH_MAX(r->up_us, 0)) / 1000;
+    uint64_t bytes = body ? r->bytes_in - r->head_len : r->bytes_out;
+    if (!body) { /* what the client took, not what sits in our socket's send queue */
+        int queued = 0;
+        if (ioctl(r->c->io.fd, SIOCOUTQ, &queued) == 0 && queued > 0)
+            bytes = bytes > (uint64_t)queued ? bytes - (uint64_t)queued : 0;
+    }
+    uint64_t d = t0 + GH_MAX(5000u, bytes * 1000 / rate);
+    r->gap_deadline = gap_deadline;
+    r->slow_deadline = d < gap_deadline ? d : 0;
+    return GH_MIN(d, gap_deadline);
+}
+
+/* The minimum-rate deadline fired: 1 when the client is really under the rate (else the
+ * timer is armed again for the moment it would be). */
+static int slow_client(gh_req_t *r)
+{
+    uint64_t now = gh_loop_now(&r->w->loop), gap = r->gap_deadline;
+    int body = !(output_pending(r) && !r->c->writable);
+    uint64_t d = min_rate_deadline(r, gap, body);
+    if (d > now) {
+        gh_timer_set(&r->w->loop, &r->timer, d - now);
+        return 0;
+    }
+    r->slow_deadline = 0;
+    if (now >= gap)
+        return 0; /* the plain gap timeout */
+    r->prot_reason = GH_PR_SLOW;
+    r->prot_action = GH_PA_BLOCK;
+    r->prot_detail = body ? "body_min_rate" : "send_min_rate";
+    gh_protect_count(r->route, GH_PR_SLOW, GH_PA_BLOCK);
+    return 1;
+}
+
 static void req_timer_arm(gh_req_t *r)
 {
     gh_worker_t *w = r->w;
     gh_client_t *c = r->c;
     const gh_conf_timeouts_t *to = r->route ? &r->route->timeouts : &conf_of(w)->timeouts;
     uint64_t now = gh_loop_now(&w->loop), deadline;
+    r->slow_deadline = 0;
     switch (r->phase) {
     case P_CONNECT:
         deadline = r->phase_start + to->upstream_connect;
         break;
     case P_PROXY:
         if (output_pending(r) && !c->writable)
-            deadline = now + to->client_send;
+            deadline = min_rate_deadline(r, now + to->client_send, 0);
         else if (!r->head_done && r->sent_done)
             deadline = r->phase_start + (r->ups && r->ups->retry.per_try_timeout
                                              ? GH_MIN(r->ups->retry.per_try_timeout, to->upstream_response)
                                              : to->upstream_response);
         else if (!r->body_done && !c->readable)
-            deadline = now + to->client_body;
+            deadline = min_rate_deadline(r, now + to->client_body, 1);
         else
             deadline = now + to->upstream_idle;
         break;

@@ -521,3 +521,69 @@ def test_global_limit_shared_by_two_nodes_through_redis(gatehouse, origin, tmp_p
     finally:
         redis.kill()
         redis.wait()
+
+
+# ---------------------------------------------------------------- slow clients
+
+
+def test_slow_post_is_cut_at_the_minimum_body_rate(gatehouse, origin):
+    gh = gatehouse(config(root_prot="""  connections: {body_min_rate: 1000}
+""", route_prot="""              rate_limits: [{name: r, rate: 1000/s}]
+"""), origin_port=origin.port)
+    t0 = time.monotonic()
+    with RawConn(gh.port, source="127.0.90.1", timeout=20) as c:
+        c.send(b"POST /upload HTTP/1.1\r\nHost: example.com\r\nContent-Length: 100000\r\n\r\n")
+        got = None
+        for _ in range(40):  # 10 bytes every 0.25 s: 40 B/s, far under 1000 B/s
+            try:
+                c.send(b"x" * 10)
+            except OSError:
+                break
+            c.sock.settimeout(0.25)
+            try:
+                got = c.read_response()
+                break
+            except (socket.timeout, Exception):
+                pass
+        took = time.monotonic() - t0
+    assert got is not None and got.status == 408, got
+    assert 4.5 <= took <= 8, took  # the 5 s grace, not the 60 s body timeout
+    assert decisions(gh, tenant="shop", reason="slow_client", action="block") == 1
+    # a normal upload is not affected
+    with RawConn(gh.port, source="127.0.90.2") as c:
+        c.send(request_bytes("POST", "/upload", body=b"y" * 200000))
+        assert c.read_response().status == 200
+
+
+def test_slow_reader_is_cut_at_the_minimum_send_rate(gatehouse, origin):
+    gh = gatehouse(config(root_prot="""  connections: {send_min_rate: 200000}
+""", route_prot="""              rate_limits: [{name: r, rate: 1000/s}]
+"""), origin_port=origin.port)
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.bind(("127.0.91.1", 0))
+    s.connect(("127.0.0.1", gh.port))
+    s.sendall(request_bytes("GET", "/download?n=200000000"))
+    t0 = time.monotonic()
+    got = 0
+    s.settimeout(1)
+    closed = False
+    while time.monotonic() - t0 < 20:
+        try:
+            d = s.recv(1024)  # about 10 KB/s
+        except socket.timeout:
+            continue
+        except OSError:
+            closed = True
+            break
+        if not d:
+            closed = True
+            break
+        got += len(d)
+        time.sleep(0.1)
+    took = time.monotonic() - t0
+    s.close()
+    assert closed and took < 15, (closed, took, got)
+    assert decisions(gh, tenant="shop", reason="slow_client", action="block") == 1
+    lines = [ln for ln in gh.log_lines() if ln.get("protect_reason") == "slow_client"]
+    assert poll(lambda: any(ln.get("protect_detail") == "send_min_rate" for ln in gh.log_lines()))
