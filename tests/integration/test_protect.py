@@ -587,3 +587,23 @@ def test_slow_reader_is_cut_at_the_minimum_send_rate(gatehouse, origin):
     assert decisions(gh, tenant="shop", reason="slow_client", action="block") == 1
     lines = [ln for ln in gh.log_lines() if ln.get("protect_reason") == "slow_client"]
     assert poll(lambda: any(ln.get("protect_detail") == "send_min_rate" for ln in gh.log_lines()))
+
+
+def test_headless_chromium_solves_the_challenge(gatehouse, origin):
+    """A real browser: the page's JavaScript finds the proof of work, the verify step sets the
+    pass cookie and redirects back, and the browser ends on the origin's answer."""
+    import shutil
+    exe = shutil.which("chromium")
+    if not exe:
+        pytest.skip("chromium is not installed (make deps installs it)")
+    gh = gatehouse(config(tenant_prot="""      bots: {challenge: 50, block: 95, difficulty: 12}
+"""), origin_port=origin.port, workers=1)
+    # HeadlessChrome names itself in its User-Agent: an automation UA, challenged at once
+    p = subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=15000",
+                        "--user-data-dir=%s" % os.path.join(gh.dir, "chromium"), "--dump-dom",
+                        gh.url + "/echo/after-challenge?x=1"],
+                       capture_output=True, text=True, timeout=90)
+    assert "/echo/after-challenge" in p.stdout and "noscript" not in p.stdout, p.stdout[:2000]
+    assert decisions(gh, tenant="shop", reason="bot", action="challenge") >= 1
+    assert decisions(gh, tenant="shop", reason="challenge", action="pass") == 1
+    assert any(path.startswith("/echo/after-challenge") for path in origin.paths_seen()), origin.paths_seen()
