@@ -638,7 +638,7 @@ static void flood_tick(const gh_conf_tenant_t *ct, tstate_t *t, uint64_t ms)
                        (!ct->flood.latency || t->lat_ewma_us < 0.8 * ct->flood.latency * 1000.0);
             if (!t->flood && hot) {
                 __atomic_store_n(&t->flood, 1, __ATOMIC_RELAXED);
-                t->flood_since_ms = ms;
+                __atomic_store_n(&t->flood_since_ms, ms, __ATOMIC_RELAXED);
                 t->calm_since_ms = 0;
                 t->flood_entered++;
                 gh_log(GH_LOG_WARN, "protection: tenant %s enters flood mode (%.0f req/s, baseline %.1f, %u in flight, "
@@ -780,9 +780,16 @@ static void verify(const gh_protect_req_t *in, gh_protect_verdict_t *out, const 
     add_header(out, "Location: %s\r\nCache-Control: no-store\r\n", back);
 }
 
+/* Seconds (mod 65535, plus one: 0 = unset) a client was first seen, kept in the behaviour
+ * state's spare field: the reputation flood mode relies on. */
+#define FIRST_SEEN_MOD 65535u
+#define ESTABLISHED_S 3 /* seen this long before a flood began: not part of it */
+#define FLOOD_TARPIT_MS 1000 /* how long flood mode holds a refusal */
+
 static int bot_check(const gh_protect_req_t *in, gh_protect_verdict_t *out, const gh_conf_bots_t *b, int has_pass,
-                     gh_str_t ua, uint64_t ms)
+                     gh_str_t ua, uint64_t ms, uint64_t flood_since_ms, int *established)
 {
+    *established = 0;
     if (in->conf->protect.good_bots_tree) {
         uint32_t tag;
         if (gh_iptree_lookup_sa(in->conf->protect.good_bots_tree, in->client, &tag) == 1)
@@ -831,8 +838,16 @@ static int bot_check(const gh_protect_req_t *in, gh_protect_verdict_t *out, cons
     int score = 0;
     gh_bot_state_t *st = gh_shtab_lock(G.bots, hi, lo, 1, &created, &ref, &ms);
     if (st) {
+        if (!st->reserved)
+            st->reserved = (uint16_t)((ms / 1000) % FIRST_SEEN_MOD + 1);
+        uint32_t first = st->reserved - 1u;
         score = gh_bot_observe(st, &bc, &o, &reasons);
         gh_shtab_unlock(G.bots, &ref);
+        if (flood_since_ms) {
+            uint32_t age = (uint32_t)((flood_since_ms / 1000 + FIRST_SEEN_MOD - first) % FIRST_SEEN_MOD);
+            uint32_t cut = b->challenge ? b->challenge : 50;
+            *established = age >= ESTABLISHED_S && age < FIRST_SEEN_MOD - 600 && score < (int)cut;
+        }
     }
     out->score = (uint8_t)score;
     const char *why = reasons ? gh_bot_reason_name(reasons & (~reasons + 1)) : "score";
@@ -940,6 +955,7 @@ void gh_protect_check(const gh_protect_req_t *in, gh_protect_verdict_t *out)
         return;
     uint64_t ns = now_ns(), ms = ns / 1000000;
     const gh_conf_bots_t *bots = rt->bots;
+    int flooding = 0, established = 0, has_pass = -1; /* has_pass: -1 not checked yet */
 
     if (bots && in->path.n == sizeof CHALLENGE_PATH - 1 && !memcmp(in->path.p, CHALLENGE_PATH, in->path.n)) {
         verify(in, out, bots);
@@ -961,11 +977,20 @@ void gh_protect_check(const gh_protect_req_t *in, gh_protect_verdict_t *out)
     }
     gh_str_t ua;
     ua_of(in, &ua);
-    int has_pass = -1; /* checked when needed */
-    if (ct->flood.enabled && __atomic_load_n(&ts->flood, __ATOMIC_RELAXED)) {
-        /* flood mode: a stricter per-address limit; clients without a pass cookie are challenged
-         * (when the tenant has bot defence) and shed first when the upstream is busy */
+    flooding = ct->flood.enabled && __atomic_load_n(&ts->flood, __ATOMIC_RELAXED);
+    if (bots) {
         has_pass = pass_cookie_ok(in, ua);
+        if (bot_check(in, out, bots, has_pass, ua, ms, flooding ? __atomic_load_n(&ts->flood_since_ms, __ATOMIC_RELAXED) : 0,
+                      &established))
+            goto done;
+    }
+    if (flooding) {
+        /* flood mode: a stricter per-address limit; clients without a reputation (a pass cookie,
+         * or a well-behaved history from before the flood) are shed first when the upstream is
+         * busy and challenged (when the tenant has bot defence) */
+        if (has_pass < 0)
+            has_pass = pass_cookie_ok(in, ua);
+        int reputed = has_pass || established;
         uint64_t hi, lo;
         addr_key(in->client, ct->flood.per_ip_interval_ns ^ 0xf1, &hi, &lo);
         gh_gcra_t g = {.interval_ns = ct->flood.per_ip_interval_ns, .tolerance_ns = ct->flood.per_ip_tolerance_ns};
@@ -979,21 +1004,15 @@ void gh_protect_check(const gh_protect_req_t *in, gh_protect_verdict_t *out)
         }
         uint32_t inflight = __atomic_load_n(&ts->inflight, __ATOMIC_RELAXED);
         uint32_t cap = ct->max_concurrent ? ct->max_concurrent : ct->flood.concurrency;
-        if (!has_pass && cap && inflight >= cap / 2) {
+        if (!reputed && cap && inflight >= cap / 2) {
             answer(out, 503, GH_PR_FLOOD, GH_PA_BLOCK, "shed: no reputation");
             add_header(out, "Retry-After: 5\r\n");
             goto done;
         }
-        if (!has_pass && bots && bots->challenge) {
+        if (!reputed && bots && bots->challenge) {
             challenge(in, out, ua, bots->difficulty, GH_PR_FLOOD);
             goto done;
         }
-    }
-    if (bots) {
-        if (has_pass < 0)
-            has_pass = pass_cookie_ok(in, ua);
-        if (bot_check(in, out, bots, has_pass, ua, ms))
-            goto done;
     }
     for (int i = 0; i < 3; i++)
         if (rt->prot[i] && rt->prot[i]->nlimits && rate_limits(in, out, rt->prot[i], ns))
@@ -1009,6 +1028,11 @@ void gh_protect_check(const gh_protect_req_t *in, gh_protect_verdict_t *out)
         out->counted = 1;
     }
 done:
+    if (flooding && out->verdict == GH_PV_ANSWER && out->action == GH_PA_BLOCK && !out->body && !established &&
+        has_pass != 1 && out->delay_ms < FLOOD_TARPIT_MS)
+        /* in flood mode a refusal is held a moment: the attacker's connection sends nothing more
+         * meanwhile (each waits for its answer), so a flood costs a fraction of the CPU */
+        out->delay_ms = FLOOD_TARPIT_MS;
     if (out->verdict == GH_PV_ANSWER || (out->reason != GH_PR_NONE && out->action == GH_PA_LOG))
         count(rt, out->reason, out->action);
 }
