@@ -45,6 +45,7 @@ typedef struct tstate {
     double baseline;      /* learned rate (EWMA over quiet seconds) */
     double lat_ewma_us;   /* upstream latency EWMA */
     int flood;            /* atomic: in flood mode */
+    uint64_t enter_at;    /* atomic: a count within one second that enters flood mode (0: not yet known) */
     uint64_t flood_since_ms, calm_since_ms;
     uint64_t flood_entered, flood_left; /* counts */
 } tstate_t;
@@ -619,9 +620,25 @@ static int acl_refuses(const gh_protect_req_t *in, const gh_conf_acl_t *acl, int
 static void flood_tick(const gh_conf_tenant_t *ct, tstate_t *t, uint64_t ms)
 {
     uint64_t sec = ms / 1000;
-    __atomic_add_fetch(&t->sec_count, 1, __ATOMIC_RELAXED);
-    if (__atomic_load_n(&t->sec_id, __ATOMIC_RELAXED) == sec)
+    uint64_t now_count = __atomic_add_fetch(&t->sec_count, 1, __ATOMIC_RELAXED);
+    if (__atomic_load_n(&t->sec_id, __ATOMIC_RELAXED) == sec) {
+        /* a surge is seen as it passes the bound, not a second later */
+        uint64_t at = __atomic_load_n(&t->enter_at, __ATOMIC_RELAXED);
+        if (!at || now_count <= at || __atomic_load_n(&t->flood, __ATOMIC_RELAXED))
+            return;
+        pthread_mutex_lock(&t->mu);
+        if (!t->flood && t->enter_at && t->sec_id == sec) {
+            __atomic_store_n(&t->flood, 1, __ATOMIC_RELAXED);
+            __atomic_store_n(&t->flood_since_ms, ms, __ATOMIC_RELAXED);
+            t->calm_since_ms = 0;
+            t->flood_entered++;
+            gh_log(GH_LOG_WARN, "protection: tenant %s enters flood mode (%llu requests %llu ms into this second, "
+                   "baseline %.1f req/s)", ct->name, (unsigned long long)now_count,
+                   (unsigned long long)(ms % 1000), t->baseline);
+        }
+        pthread_mutex_unlock(&t->mu);
         return;
+    }
     pthread_mutex_lock(&t->mu);
     if (t->sec_id != sec) {
         uint64_t n = __atomic_exchange_n(&t->sec_count, 1, __ATOMIC_RELAXED) - 1;
@@ -658,6 +675,9 @@ static void flood_tick(const gh_conf_tenant_t *ct, tstate_t *t, uint64_t ms)
             /* the baseline learns only from ordinary seconds: an attack does not teach it */
             if (!t->flood)
                 t->baseline = t->baseline ? t->baseline + (rate - t->baseline) / 60.0 : rate;
+            /* the count within the next second that enters flood mode at once */
+            __atomic_store_n(&t->enter_at, (uint64_t)(ct->flood.multiple * GH_MAX(t->baseline, ct->flood.min_rate)),
+                             __ATOMIC_RELAXED);
         }
     }
     pthread_mutex_unlock(&t->mu);
