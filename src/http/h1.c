@@ -253,6 +253,33 @@ const gh_h1_header_t *gh_h1_find(const gh_h1_header_t *h, size_t n, gh_str_t nam
     return NULL;
 }
 
+gh_str_t gh_h1_cookie(const gh_h1_header_t *h, size_t n, gh_str_t name)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (h[i].name.n != 6 || !ascii_caseeq(h[i].name.p, "cookie", 6))
+            continue;
+        /* Cookie: a=1; b=2 */
+        const char *p = h[i].value.p, *end = p + h[i].value.n;
+        while (p < end) {
+            while (p < end && (*p == ' ' || *p == ';'))
+                p++;
+            const char *eq = memchr(p, '=', (size_t)(end - p));
+            const char *semi = memchr(p, ';', (size_t)(end - p));
+            if (!semi)
+                semi = end;
+            if (eq && eq < semi && (size_t)(eq - p) == name.n && !memcmp(p, name.p, name.n)) {
+                const char *v = eq + 1;
+                size_t vn = (size_t)(semi - v);
+                if (vn >= 2 && v[0] == '"' && v[vn - 1] == '"')
+                    v++, vn -= 2;
+                return gh_str(v, vn);
+            }
+            p = semi;
+        }
+    }
+    return GH_STR_NULL;
+}
+
 /* ---- Host ------------------------------------------------------------------ */
 
 /* uri-host [ ":" port ] (see the file comment); need_port for CONNECT targets. */

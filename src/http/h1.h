@@ -107,6 +107,10 @@ int gh_h1_parse_response(const char *buf, size_t len, const gh_h1_limits_t *lim,
 /* Find a header by name (case-insensitive); NULL if absent. */
 const gh_h1_header_t *gh_h1_find(const gh_h1_header_t *h, size_t n, gh_str_t name);
 
+/* The value of cookie name (case-sensitive, as RFC 6265) across the Cookie fields; a
+ * DQUOTE-wrapped value without its quotes. p is NULL when absent (an empty value has p set). */
+gh_str_t gh_h1_cookie(const gh_h1_header_t *h, size_t n, gh_str_t name);
+
 /* Whether a comma-separated field value contains token tok (case-insensitive). */
 int gh_h1_has_token(gh_str_t value, gh_str_t tok);
 

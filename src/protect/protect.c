@@ -392,33 +392,6 @@ static const gh_h1_header_t *hdr(const gh_protect_req_t *in, const char *name, s
 }
 #define HDR(in, lit) hdr((in), (lit), sizeof(lit) - 1)
 
-/* The value of cookie name in the Cookie header(s), or an empty view. */
-static gh_str_t cookie(const gh_protect_req_t *in, const char *name, size_t nlen)
-{
-    for (size_t i = 0; i < in->nheaders; i++) {
-        if (!gh_str_caseeq_lit(in->headers[i].name, "cookie"))
-            continue;
-        const char *p = in->headers[i].value.p, *end = p + in->headers[i].value.n;
-        while (p < end) {
-            while (p < end && (*p == ' ' || *p == ';'))
-                p++;
-            const char *eq = memchr(p, '=', (size_t)(end - p));
-            const char *semi = memchr(p, ';', (size_t)(end - p));
-            if (!semi)
-                semi = end;
-            if (eq && eq < semi && (size_t)(eq - p) == nlen && !memcmp(p, name, nlen)) {
-                const char *v = eq + 1;
-                size_t vn = (size_t)(semi - v);
-                if (vn >= 2 && v[0] == '"' && v[vn - 1] == '"')
-                    v++, vn -= 2;
-                return gh_str(v, vn);
-            }
-            p = semi;
-        }
-    }
-    return GH_STR_NULL;
-}
-
 static gh_str_t query_param(gh_str_t q, const char *name, size_t nlen)
 {
     const char *p = q.p, *end = q.p + q.n;
@@ -496,7 +469,7 @@ static int limit_key(const gh_protect_req_t *in, const gh_conf_ratelimit_t *rl, 
             break;
         }
         case GH_RLK_COOKIE:
-            v = cookie(in, kp->name, kp->name_len);
+            v = gh_h1_cookie(in->headers, in->nheaders, gh_str(kp->name, kp->name_len));
             if (!v.p)
                 return 0;
             break;
@@ -715,7 +688,7 @@ static void ua_of(const gh_protect_req_t *in, gh_str_t *ua)
 
 static int pass_cookie_ok(const gh_protect_req_t *in, gh_str_t ua)
 {
-    gh_str_t v = cookie(in, PASS_COOKIE, sizeof PASS_COOKIE - 1);
+    gh_str_t v = gh_h1_cookie(in->headers, in->nheaders, GH_STR(PASS_COOKIE));
     return v.p && v.n && gh_chal_cookie_check(G.secret, G.secret_len, in->client, ua, v, wall_s()) == 1;
 }
 

@@ -1057,28 +1057,12 @@ static uint64_t hash_key(gh_req_t *r, const gh_h1_request_t *m)
         v = m->path;
     } else if (up->hash_source != GH_HASH_CLIENT_IP) {
         gh_str_t want = gh_str(up->hash_name, up->hash_name_len);
-        for (uint16_t i = 0; i < m->nheaders && !v.p; i++) {
-            const gh_h1_header_t *h = &m->headers[i];
-            if (up->hash_source == GH_HASH_HEADER) {
-                if (gh_str_caseeq(h->name, want))
-                    v = h->value;
-                continue;
-            }
-            if (!gh_str_caseeq_lit(h->name, "cookie"))
-                continue;
-            /* Cookie: a=1; b=2 */
-            const char *p = h->value.p, *end = p + h->value.n;
-            while (p < end && !v.p) {
-                while (p < end && (*p == ' ' || *p == ';'))
-                    p++;
-                const char *eq = memchr(p, '=', (size_t)(end - p));
-                const char *semi = memchr(p, ';', (size_t)(end - p));
-                if (!semi)
-                    semi = end;
-                if (eq && eq < semi && gh_str_eq(gh_str(p, (size_t)(eq - p)), want))
-                    v = gh_str(eq + 1, (size_t)(semi - eq - 1));
-                p = semi;
-            }
+        if (up->hash_source == GH_HASH_HEADER) {
+            const gh_h1_header_t *h = gh_h1_find(m->headers, m->nheaders, want);
+            if (h)
+                v = h->value;
+        } else {
+            v = gh_h1_cookie(m->headers, m->nheaders, want);
         }
     }
     if (v.p)

@@ -894,6 +894,24 @@ static void test_chunked_invalid(void)
     CHECK_INT(gh_h1_chunked_step(&c, "0\r\n\r\n", 5, &d), GH_EH1_CHUNK);
 }
 
+static void test_cookie(void)
+{
+    gh_h1_header_t h[3] = {
+        {GH_STR("Accept"), GH_STR("*/*")},
+        {GH_STR("cookie"), GH_STR("a=1; sid=abc;theme=\"dark\"; empty=")},
+        {GH_STR("Cookie"), GH_STR("later=2")},
+    };
+    CHECK_STR(gh_h1_cookie(h, 3, GH_STR("sid")), "abc");
+    CHECK_STR(gh_h1_cookie(h, 3, GH_STR("a")), "1");
+    CHECK_STR(gh_h1_cookie(h, 3, GH_STR("theme")), "dark"); /* DQUOTEs removed */
+    CHECK_STR(gh_h1_cookie(h, 3, GH_STR("later")), "2");    /* a second Cookie field */
+    gh_str_t e = gh_h1_cookie(h, 3, GH_STR("empty"));
+    CHECK(e.p != NULL && e.n == 0); /* present, empty */
+    CHECK(gh_h1_cookie(h, 3, GH_STR("SID")).p == NULL); /* names are case-sensitive */
+    CHECK(gh_h1_cookie(h, 3, GH_STR("si")).p == NULL);
+    CHECK(gh_h1_cookie(h, 1, GH_STR("sid")).p == NULL);
+}
+
 int main(void)
 {
     RUN(test_get);
@@ -916,5 +934,6 @@ int main(void)
     RUN(test_response_reject);
     RUN(test_chunked_valid);
     RUN(test_chunked_invalid);
+    RUN(test_cookie);
     return t_done("test_h1");
 }
