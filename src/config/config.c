@@ -2579,7 +2579,7 @@ static void parse_protection_root(ctx_t *x, yaml_node_t *n)
     }
     if (f[3].val) {
         size_t o2 = path_key(x, "redis");
-        field_t g[] = {F("address"), F("sync_interval"), F("on_failure")};
+        field_t g[] = {F("address"), F("sync_interval"), F("on_failure"), F("password")};
         if (fields(x, f[3].val, g, GH_ARRAY_LEN(g))) {
             char *addr;
             if (!g[0].val)
@@ -2599,6 +2599,7 @@ static void parse_protection_root(ctx_t *x, yaml_node_t *n)
                 }
             }
             f_dur(x, &g[1], false, &c->protect.redis_sync);
+            f_str(x, &g[3], &c->protect.redis_password, NULL, false);
             if (g[2].val) {
                 size_t o3 = path_key(x, "on_failure");
                 yaml_node_t *v = g[2].val;

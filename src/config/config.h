@@ -342,6 +342,7 @@ typedef struct gh_conf {
         uint32_t send_min_rate; /* bytes/s a client must read a response at, after 5 s (0 = off) */
         char *redis_host;       /* global limits: Redis at host:port, or NULL */
         int redis_port;
+        char *redis_password;   /* AUTH, or NULL (kept out of logs) */
         uint32_t redis_sync;    /* ms between syncs (50) */
         int redis_fail_open;    /* Redis unreachable: admit (1, default) or refuse (0) */
         char *geoip;            /* MaxMind country database, or NULL */

@@ -288,7 +288,7 @@ int gh_protect_start(const gh_conf_t *c)
     for (int i = 0; i < MAX_TOPK_WORKERS; i++)
         G.topk[i] = gh_topk_new(32);
     if (c->protect.redis_host) {
-        G.glimit = gh_glimit_new(c->protect.redis_host, c->protect.redis_port, NULL,
+        G.glimit = gh_glimit_new(c->protect.redis_host, c->protect.redis_port, c->protect.redis_password,
                                  c->protect.redis_sync ? c->protect.redis_sync : 50, 1000, c->protect.redis_fail_open);
         if (!G.glimit) {
             gh_log(GH_LOG_ERROR, "protection: cannot start the Redis syncer");

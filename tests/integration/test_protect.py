@@ -471,23 +471,25 @@ def test_flood_mode_enters_on_a_surge_and_leaves_with_hysteresis(gatehouse, orig
 # ---------------------------------------------------------------- global limits (Redis)
 
 
-def start_redis(tmp_path):
+def start_redis(tmp_path, password=None):
     import shutil
     exe = shutil.which("redis-server")
     if not exe:
         pytest.skip("redis-server is not installed (make deps installs it)")
     from helpers import free_port, port_accepts
     port = free_port()
-    p = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                          "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    argv = [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)]
+    if password:
+        argv += ["--requirepass", password]
+    p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     assert poll(lambda: port_accepts(port), timeout=10)
     return p, port
 
 
 def test_global_limit_shared_by_two_nodes_through_redis(gatehouse, origin, tmp_path):
-    redis, port = start_redis(tmp_path)
+    redis, port = start_redis(tmp_path, password="s3cret-redis-pass")
     try:
-        cfg = config(root_prot="""  redis: {address: "127.0.0.1:%d", sync_interval: 50ms}
+        cfg = config(root_prot="""  redis: {address: "127.0.0.1:%d", password: "s3cret-redis-pass", sync_interval: 50ms}
 """ % port, route_prot="""              rate_limits:
                 - {name: global, key: [tenant], rate: 50/s, burst: 10, scope: global}
 """)
@@ -520,6 +522,8 @@ def test_global_limit_shared_by_two_nodes_through_redis(gatehouse, origin, tmp_p
         assert ok_at[0] and ok_at[1], [len(x) for x in ok_at]
         assert abs(total - want) <= 0.1 * want, (total, want, [len(x) for x in ok_at])
         assert metric_value(a.metrics(), "gatehouse_protection_redis_up") == 1
+        for gh in (a, b):  # the password never reaches the logs
+            assert "s3cret-redis-pass" not in gh.stdout_text() + gh.stderr_text()
     finally:
         redis.kill()
         redis.wait()
