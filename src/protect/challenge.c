@@ -213,6 +213,21 @@ static int token_parse(gh_str_t t, token_t *o)
     return 1;
 }
 
+/* buf[0, len) is a signed text's fields ending in '.': appends the MAC of the fields under
+ * label and copies the whole to out (NUL-terminated). Its length, GH_EIO or GH_ELIMIT. */
+static int sign_out(const uint8_t *secret, size_t secret_len, const char *label, char *buf, size_t len,
+                    const struct sockaddr *peer, gh_str_t ua, char *out, size_t cap)
+{
+    if (mac_text(secret, secret_len, label, buf, len - 1, peer, ua, buf + len) != 0)
+        return GH_EIO;
+    len += MAC_B64;
+    if (len + 1 > cap)
+        return GH_ELIMIT;
+    memcpy(out, buf, len);
+    out[len] = 0;
+    return (int)len;
+}
+
 int gh_chal_token(const uint8_t *secret, size_t secret_len, const struct sockaddr *peer,
                   gh_str_t ua, uint64_t now_s, unsigned difficulty, char *out, size_t cap)
 {
@@ -226,14 +241,7 @@ int gh_chal_token(const uint8_t *secret, size_t secret_len, const struct sockadd
     size_t len = (size_t)n;
     len += b64url_encode(nonce, sizeof(nonce), buf + len);
     buf[len++] = '.';
-    if (mac_text(secret, secret_len, LABEL_CHAL, buf, len - 1, peer, ua, buf + len) != 0)
-        return GH_EIO;
-    len += MAC_B64;
-    if (len + 1 > cap)
-        return GH_ELIMIT;
-    memcpy(out, buf, len);
-    out[len] = 0;
-    return (int)len;
+    return sign_out(secret, secret_len, LABEL_CHAL, buf, len, peer, ua, out, cap);
 }
 
 unsigned gh_chal_pow_bits(gh_str_t token, gh_str_t n)
@@ -289,14 +297,7 @@ int gh_chal_cookie(const uint8_t *secret, size_t secret_len, const struct sockad
         return GH_EINVAL;
     char buf[GH_CHAL_COOKIE_MAX];
     size_t len = (size_t)snprintf(buf, sizeof(buf), "v1.%llu.", (unsigned long long)expires_s);
-    if (mac_text(secret, secret_len, LABEL_PASS, buf, len - 1, peer, ua, buf + len) != 0)
-        return GH_EIO;
-    len += MAC_B64;
-    if (len + 1 > cap)
-        return GH_ELIMIT;
-    memcpy(out, buf, len);
-    out[len] = 0;
-    return (int)len;
+    return sign_out(secret, secret_len, LABEL_PASS, buf, len, peer, ua, out, cap);
 }
 
 int gh_chal_cookie_check(const uint8_t *secret, size_t secret_len, const struct sockaddr *peer,

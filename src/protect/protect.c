@@ -383,14 +383,6 @@ const char *gh_protect_action_name(int action)
     return action >= 0 && action < GH_PA__N ? n[action] : "?";
 }
 
-static const gh_h1_header_t *hdr(const gh_protect_req_t *in, const char *name, size_t n)
-{
-    for (size_t i = 0; i < in->nheaders; i++)
-        if (in->headers[i].name.n == n && !strncasecmp(in->headers[i].name.p, name, n))
-            return &in->headers[i];
-    return NULL;
-}
-#define HDR(in, lit) hdr((in), (lit), sizeof(lit) - 1)
 
 static gh_str_t query_param(gh_str_t q, const char *name, size_t nlen)
 {
@@ -462,7 +454,7 @@ static int limit_key(const gh_protect_req_t *in, const gh_conf_ratelimit_t *rl, 
                 return 0;
             break;
         case GH_RLK_HEADER: {
-            const gh_h1_header_t *h = hdr(in, kp->name, kp->name_len);
+            const gh_h1_header_t *h = gh_h1_find(in->headers, in->nheaders, gh_str(kp->name, kp->name_len));
             if (!h)
                 return 0;
             v = h->value;
@@ -682,7 +674,7 @@ static int quota_over(const gh_conf_tenant_t *ct, tstate_t *t, uint64_t now_s)
 
 static void ua_of(const gh_protect_req_t *in, gh_str_t *ua)
 {
-    const gh_h1_header_t *h = HDR(in, "user-agent");
+    const gh_h1_header_t *h = gh_h1_find(in->headers, in->nheaders, GH_STR("user-agent"));
     *ua = h ? h->value : GH_STR("");
 }
 

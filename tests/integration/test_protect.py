@@ -108,6 +108,22 @@ upstreams: {app: {backends: ["127.0.0.1:2"]}}
     p = subprocess.run([BIN, "validate", "-c", str(bad)], capture_output=True, text=True, timeout=10)
     assert p.returncode == 1
     assert "%s:3:11: octet > 255 (protection.ip_lists.bad)" % lst in p.stderr, p.stderr
+    # files that are not there: named, with the key that wants them
+    gone = tmp_path / "nope.txt"
+    bad.write_text('''listeners: [{listen: "127.0.0.1:1"}]
+protection: {ip_lists: {bad: {file: "%s"}}, geoip: {database: "%s.mmdb"}}
+upstreams: {app: {backends: ["127.0.0.1:2"]}}
+''' % (gone, gone))
+    p = subprocess.run([BIN, "validate", "-c", str(bad)], capture_output=True, text=True, timeout=10)
+    assert p.returncode == 1
+    assert str(gone) + ": No such file or directory (protection.ip_lists.bad)" in p.stderr, p.stderr
+    bad.write_text('''listeners: [{listen: "127.0.0.1:1"}]
+protection: {geoip: {database: "%s.mmdb"}}
+upstreams: {app: {backends: ["127.0.0.1:2"]}}
+''' % gone)
+    p = subprocess.run([BIN, "validate", "-c", str(bad)], capture_output=True, text=True, timeout=10)
+    assert p.returncode == 1
+    assert "No such file or directory (protection.geoip.database: %s.mmdb)" % gone in p.stderr, p.stderr
 
 
 # ---------------------------------------------------------------- rate limits
