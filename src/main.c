@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "admin/admin.h"
+#include "cache/cache.h"
 #include "config/config.h"
 #include "core/log.h"
 #include "obs/accesslog.h"
@@ -148,7 +149,8 @@ static int publish(gh_conf_t **cur, gh_conf_t *n, const char *what, int rotate)
         same = !strcmp(n->listeners[i].listen, c->listeners[i].listen) && n->listeners[i].role == c->listeners[i].role;
     if (!same)
         gh_log(GH_LOG_WARN, "%s: listener changes take effect on restart", what);
-    if (gh_metrics_bind(n) < 0 || gh_health_bind(n) < 0) {
+    if (gh_metrics_bind(n) < 0 || gh_health_bind(n) < 0 ||
+        (n->cache.used && gh_cache_setup(n->cache.memory, n->cache.max_object) < 0)) {
         gh_log(GH_LOG_ERROR, "%s rejected: out of memory", what);
         gh_conf_unref(n);
         return -1;
@@ -290,6 +292,11 @@ static int start(gh_conf_t *c, const char *path)
             gh_log(GH_LOG_ERROR, "access log %s: %s", c->access_log.path, strerror(-rc));
             return 1;
         }
+    }
+    gh_cache_set_waker(gh_worker_cache_poke);
+    if (c->cache.used && gh_cache_setup(c->cache.memory, c->cache.max_object) < 0) {
+        gh_log(GH_LOG_ERROR, "cache: out of memory");
+        return 1;
     }
     if (gh_protect_start(c) < 0 || gh_workers_start(c) < 0 || gh_health_start(c) < 0 || dns_follow(c) < 0) {
         gh_log(GH_LOG_ERROR, "could not start");

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "cache/cache.h"
 #include "proxy/dns.h"
 #include "proxy/health.h"
 
@@ -91,9 +92,160 @@ static void drain_request(gh_req_t *r, const gh_h1_request_t *m)
     gh_session_respond(r, 200, "text/plain", drain ? "drained\n" : "undrained\n", drain ? 8 : 10, NULL);
 }
 
+static int hexv(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* Percent-decode (and '+' as space) into out; -1 on a bad escape or when it does not fit. */
+static int pct_decode(gh_str_t v, char *out, size_t cap)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < v.n; i++) {
+        char ch = v.p[i];
+        if (ch == '%') {
+            if (i + 2 >= v.n)
+                return -1;
+            int a = hexv(v.p[i + 1]), b = hexv(v.p[i + 2]);
+            if (a < 0 || b < 0)
+                return -1;
+            ch = (char)(a * 16 + b);
+            i += 2;
+        } else if (ch == '+') {
+            ch = ' ';
+        }
+        if (n + 1 >= cap)
+            return -1;
+        out[n++] = ch;
+    }
+    out[n] = 0;
+    return (int)n;
+}
+
+static void problem(gh_req_t *r, int status, const char *title, const char *detail)
+{
+    char body[512];
+    int n = snprintf(body, sizeof body, "{\"type\":\"about:blank\",\"title\":\"%s\",\"status\":%d,\"detail\":\"%s\"}\n",
+                     title, status, detail);
+    gh_session_respond(r, status, "application/problem+json", body, (size_t)n, "Cache-Control: no-store\r\n");
+}
+
+/* "http://host/path?q" or "host/path?q" -> "host/path?q" (the store's URL form). */
+static gh_str_t url_form(const char *u, size_t n)
+{
+    if (n > 7 && !strncasecmp(u, "http://", 7))
+        return gh_str(u + 7, n - 7);
+    if (n > 8 && !strncasecmp(u, "https://", 8))
+        return gh_str(u + 8, n - 8);
+    if (n > 2 && u[0] == '/' && u[1] == '/')
+        return gh_str(u + 2, n - 2);
+    return gh_str(u, n);
+}
+
+/* POST /cache/purge?tenant=T&(tag=A[&tag=B..] | url=U | prefix=U | all=1)[&soft=1] */
+static void purge_request(gh_req_t *r, const gh_h1_request_t *m)
+{
+    char tenant[256] = "", val[16][1024], tmp[1024];
+    int kind = -1, nval = 0, soft = 0;
+    const char *p = m->query.p, *end = m->query.p + m->query.n;
+    while (p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        gh_str_t kv = gh_str(p, (size_t)((amp ? amp : end) - p));
+        p = amp ? amp + 1 : end;
+        const char *eq = memchr(kv.p, '=', kv.n);
+        if (!eq)
+            continue;
+        gh_str_t k = gh_str(kv.p, (size_t)(eq - kv.p)), v = gh_str(eq + 1, kv.n - k.n - 1);
+        int l = pct_decode(v, tmp, sizeof tmp);
+        if (l < 0) {
+            problem(r, 400, "Bad Request", "a parameter is badly percent-encoded or too long");
+            return;
+        }
+        int k2 = gh_str_eq(k, GH_STR("tag")) ? GH_PURGE_TAG : gh_str_eq(k, GH_STR("url")) ? GH_PURGE_URL
+                 : gh_str_eq(k, GH_STR("prefix")) ? GH_PURGE_PREFIX : gh_str_eq(k, GH_STR("all")) ? GH_PURGE_ALL : -1;
+        if (gh_str_eq(k, GH_STR("tenant"))) {
+            if ((size_t)l >= sizeof tenant) {
+                problem(r, 400, "Bad Request", "tenant name too long");
+                return;
+            }
+            memcpy(tenant, tmp, (size_t)l + 1);
+        } else if (gh_str_eq(k, GH_STR("soft"))) {
+            soft = tmp[0] == '1' || !strcmp(tmp, "true");
+        } else if (k2 >= 0) {
+            if ((kind >= 0 && kind != k2) || nval == 16) {
+                problem(r, 400, "Bad Request", "give one kind of purge (tag, url, prefix or all), at most 16 values");
+                return;
+            }
+            kind = k2;
+            memcpy(val[nval++], tmp, (size_t)l + 1);
+        } else {
+            problem(r, 400, "Bad Request", "unknown parameter (use tenant, tag, url, prefix, all, soft)");
+            return;
+        }
+    }
+    if (!tenant[0] || kind < 0) {
+        problem(r, 400, "Bad Request", "use POST /cache/purge?tenant=T and one of tag=, url=, prefix=, all=1 (and soft=1)");
+        return;
+    }
+    uint64_t n = 0;
+    for (int i = 0; i < nval; i++) {
+        gh_str_t v = kind == GH_PURGE_URL || kind == GH_PURGE_PREFIX ? url_form(val[i], strlen(val[i]))
+                                                                      : gh_str(val[i], strlen(val[i]));
+        n += gh_cache_purge(gh_str(tenant, strlen(tenant)), kind, v, soft);
+    }
+    char body[96];
+    int bl = snprintf(body, sizeof body, "{\"purged\":%llu,\"soft\":%s}\n", (unsigned long long)n, soft ? "true" : "false");
+    gh_session_respond(r, 200, "application/json", body, (size_t)bl, "Cache-Control: no-store\r\n");
+}
+
+/* GET /cache: the store's state. */
+static void cache_json(gh_req_t *r)
+{
+    gh_cache_stats_t st;
+    gh_cache_stats(&st);
+    char body[512];
+    int n = snprintf(body, sizeof body,
+                     "{\"enabled\":%s,\"memory\":%llu,\"max_object\":%llu,\"used\":%llu,\"objects\":%llu,"
+                     "\"inserts\":%llu,\"evictions\":%llu,\"purged\":%llu,\"eviction\":\"s3-fifo\"}\n",
+                     gh_cache_enabled() ? "true" : "false", (unsigned long long)st.cap,
+                     (unsigned long long)st.max_object, (unsigned long long)st.used, (unsigned long long)st.objects,
+                     (unsigned long long)st.inserts, (unsigned long long)st.evictions, (unsigned long long)st.purged);
+    gh_session_respond(r, 200, "application/json", body, (size_t)n, "Cache-Control: no-store\r\n");
+}
+
+/* The store's gauges and counters for /metrics. */
+static size_t cache_metrics(char *out, size_t cap)
+{
+    if (!gh_cache_enabled())
+        return 0;
+    gh_cache_stats_t st;
+    gh_cache_stats(&st);
+    int n = snprintf(out, cap,
+                     "# HELP gatehouse_cache_bytes Bytes held by the HTTP cache.\n# TYPE gatehouse_cache_bytes gauge\n"
+                     "gatehouse_cache_bytes %llu\n"
+                     "# HELP gatehouse_cache_memory_limit_bytes The HTTP cache's memory cap.\n"
+                     "# TYPE gatehouse_cache_memory_limit_bytes gauge\ngatehouse_cache_memory_limit_bytes %llu\n"
+                     "# HELP gatehouse_cache_objects Responses stored.\n# TYPE gatehouse_cache_objects gauge\n"
+                     "gatehouse_cache_objects %llu\n"
+                     "# HELP gatehouse_cache_evictions_total Objects evicted to stay under the cap.\n"
+                     "# TYPE gatehouse_cache_evictions_total counter\ngatehouse_cache_evictions_total %llu\n"
+                     "# HELP gatehouse_cache_purged_total Objects purged (or soft-purged) through the admin API.\n"
+                     "# TYPE gatehouse_cache_purged_total counter\ngatehouse_cache_purged_total %llu\n",
+                     (unsigned long long)st.used, (unsigned long long)st.cap, (unsigned long long)st.objects,
+                     (unsigned long long)st.evictions, (unsigned long long)st.purged);
+    return n > 0 && (size_t)n < cap ? (size_t)n : 0;
+}
+
 void gh_admin_handle(gh_req_t *r, const gh_req_view_t *v)
 {
     const gh_h1_request_t *m = v->msg;
+    if (gh_str_eq(m->path, GH_STR("/cache/purge"))) {
+        if (m->method_id != GH_M_POST)
+            gh_session_respond(r, 405, "text/plain", "method not allowed\n", 19, "Allow: POST\r\n");
+        else
+            purge_request(r, m);
+        return;
+    }
     if (m->method_id == GH_M_POST && m->path.n > 11 && !memcmp(m->path.p, "/upstreams/", 11)) {
         drain_request(r, m);
         return;
@@ -133,6 +285,8 @@ void gh_admin_handle(gh_req_t *r, const gh_req_view_t *v)
         size_t pcap = 16384 + (size_t)v->w->gen->conf->ntenants * 4096;
         char *prot = malloc(pcap);
         size_t pn = prot ? gh_protect_metrics(v->w->gen->conf, prot, pcap) : 0;
+        if (prot && pn < pcap)
+            pn += cache_metrics(prot + pn, pcap - pn);
         char *all = text && health ? realloc(text, len + hlen + dn + pn) : NULL;
         if (!all) {
             free(text);
@@ -150,6 +304,8 @@ void gh_admin_handle(gh_req_t *r, const gh_req_view_t *v)
         gh_session_respond(r, 200, "text/plain; version=0.0.4; charset=utf-8", all, len + hlen + dn + pn,
                            "Cache-Control: no-store\r\n");
         free(all);
+    } else if (gh_str_eq(m->path, GH_STR("/cache"))) {
+        cache_json(r);
     } else if (gh_str_eq(m->path, GH_STR("/protection/top"))) {
         char *out = malloc(32768);
         size_t n = out ? gh_protect_top_json(v->w->gen->conf, out, 32768) : 0;

@@ -623,6 +623,8 @@ static int parse_duration(const char *s, size_t n, uint32_t *out)
         mul = 60000;
     else if (seq_eq(u, ul, "h"))
         mul = 3600000;
+    else if (seq_eq(u, ul, "d"))
+        mul = 86400000;
     else
         return -1;
     if (v > UINT32_MAX / mul)
@@ -640,7 +642,7 @@ static bool get_dur(ctx_t *x, yaml_node_t *v, bool allow0, uint32_t *out)
     }
     int rc = parse_duration(sv(v), sl(v), &ms);
     if (rc == -1) {
-        err(x, v, "bad duration %s: use e.g. 500ms, 10s, 2m, 1h (a bare number means seconds)",
+        err(x, v, "bad duration %s: use e.g. 500ms, 10s, 2m, 1h, 1d (a bare number means seconds)",
             q(x, sv(v), sl(v)));
         return false;
     }
@@ -2676,16 +2678,107 @@ static void parse_protection_root(ctx_t *x, yaml_node_t *n)
     path_pop(x, o);
 }
 
+/* A list of header names / parameter names (tokens; a trailing * allowed when star). */
+static void parse_names(ctx_t *x, field_t *f, bool star, char ***out, uint32_t *nout)
+{
+    if (!f->val)
+        return;
+    size_t o = path_key(x, f->name);
+    if (want_seq(x, f->val, false)) {
+        size_t cnt = seq_len(f->val);
+        *out = xalloc(x, (cnt ? cnt : 1) * sizeof **out);
+        for (size_t i = 0; i < cnt; i++) {
+            yaml_node_t *v = node(x, f->val->data.sequence.items.start[i]);
+            size_t o2 = path_idx(x, i);
+            char *name = NULL;
+            size_t len = 0;
+            if (get_str(x, v, &name, &len, false, false)) {
+                size_t tl = star && name[len - 1] == '*' ? len - 1 : len;
+                if (!is_token(name, tl) && !(star && tl == 0 && len == 1))
+                    err(x, v, "expected a name (a token%s), got %s", star ? ", or a prefix ending in *" : "",
+                        q(x, name, len));
+                else
+                    (*out)[(*nout)++] = name;
+            }
+            path_pop(x, o2);
+        }
+    }
+    path_pop(x, o);
+}
+
+static void parse_route_cache(ctx_t *x, yaml_node_t *n, gh_conf_route_t *r)
+{
+    field_t f[] = {F("enabled"), F("default_ttl"), F("max_ttl"), F("lock_timeout"), F("set_cookie"), F("key")};
+    if (!fields(x, n, f, GH_ARRAY_LEN(f)))
+        return;
+    int enabled = 1;
+    f_bool(x, &f[0], &enabled);
+    gh_conf_cache_t *cc = xalloc(x, sizeof *cc);
+    cc->lock_timeout = 5000;
+    cc->key_host = 1;
+    uint32_t ms;
+    if (f_dur(x, &f[1], true, &ms))
+        cc->default_ttl = ms / 1000;
+    if (f_dur(x, &f[2], true, &ms))
+        cc->max_ttl = ms / 1000;
+    f_dur(x, &f[3], true, &cc->lock_timeout);
+    if (f[4].val) {
+        size_t o = path_key(x, "set_cookie");
+        if (is_scalar(f[4].val) && seq_eq(sv(f[4].val), sl(f[4].val), "strip"))
+            cc->strip_set_cookie = 1;
+        else if (!is_scalar(f[4].val) || !seq_eq(sv(f[4].val), sl(f[4].val), "bypass"))
+            err(x, f[4].val, "expected bypass (a response with Set-Cookie is not stored) or strip (stored without it)");
+        path_pop(x, o);
+    }
+    if (f[5].val) {
+        size_t o = path_key(x, "key");
+        field_t g[] = {F("host"), F("query"), F("query_keep"), F("query_drop"), F("headers"), F("cookies")};
+        if (fields(x, f[5].val, g, GH_ARRAY_LEN(g))) {
+            f_bool(x, &g[0], &cc->key_host);
+            if (g[1].val) {
+                size_t o2 = path_key(x, "query");
+                yaml_node_t *v = g[1].val;
+                if (is_scalar(v) && seq_eq(sv(v), sl(v), "sorted"))
+                    cc->query = GH_CQ_SORTED;
+                else if (is_scalar(v) && seq_eq(sv(v), sl(v), "as_is"))
+                    cc->query = GH_CQ_AS_IS;
+                else if (is_scalar(v) && seq_eq(sv(v), sl(v), "ignore"))
+                    cc->query = GH_CQ_IGNORE;
+                else
+                    err(x, v, "expected sorted, as_is or ignore");
+                path_pop(x, o2);
+            }
+            parse_names(x, &g[2], true, &cc->query_keep, &cc->nquery_keep);
+            parse_names(x, &g[3], true, &cc->query_drop, &cc->nquery_drop);
+            if (g[2].val && g[3].val)
+                err_key(x, g[3].key, "query_drop", "use query_keep or query_drop, not both");
+            parse_names(x, &g[4], false, &cc->key_headers, &cc->nkey_headers);
+            parse_names(x, &g[5], true, &cc->key_cookies, &cc->nkey_cookies);
+        }
+        path_pop(x, o);
+    }
+    if (enabled) {
+        r->cache = cc;
+        x->c->cache.used = 1;
+    }
+}
+
 static void parse_route(ctx_t *x, yaml_node_t *n, gh_conf_tenant_t *t, gh_conf_site_t *s,
                         uint32_t tenant_route_idx)
 {
     gh_conf_t *c = x->c;
     gh_conf_route_t *r = &s->routes[s->nroutes];
-    field_t f[] = {F("name"), F("match"), F("upstream"), F("respond"), F("limits"), F("timeouts"), F("protection")};
+    field_t f[] = {F("name"), F("match"), F("upstream"), F("respond"), F("limits"), F("timeouts"), F("protection"),
+                   F("cache")};
     if (!fields(x, n, f, GH_ARRAY_LEN(f)))
         return;
     r->site = s;
     r->tenant = t;
+    if (f[7].val) {
+        size_t o = path_key(x, "cache");
+        parse_route_cache(x, f[7].val, r);
+        path_pop(x, o);
+    }
     if (!f_name(x, &f[0], &r->name)) {
         char nm[32];
         snprintf(nm, sizeof nm, "route%u", tenant_route_idx);
@@ -2898,8 +2991,25 @@ static void parse_tenants(ctx_t *x, yaml_node_t *n)
         yaml_node_t *tn = node(x, n->data.sequence.items.start[i]);
         gh_conf_tenant_t *t = &c->tenants[c->ntenants];
         size_t o = path_idx(x, i);
-        field_t f[] = {F("name"), F("sites"), F("protection")};
+        field_t f[] = {F("name"), F("sites"), F("protection"), F("cache")};
         if (fields(x, tn, f, GH_ARRAY_LEN(f))) {
+            if (f[3].val) {
+                size_t o2 = path_key(x, "cache");
+                field_t g[] = {F("targeted_header")};
+                if (fields(x, f[3].val, g, 1) && g[0].val) {
+                    size_t o3 = path_key(x, "targeted_header");
+                    char *h = NULL;
+                    size_t hl = 0;
+                    if (get_str(x, g[0].val, &h, &hl, false, false)) {
+                        if (!is_token(h, hl))
+                            err(x, g[0].val, "expected a header field name, got %s", q(x, h, hl));
+                        else
+                            t->cache_targeted = h;
+                    }
+                    path_pop(x, o3);
+                }
+                path_pop(x, o2);
+            }
             if (!f[0].val)
                 missing(x, tn, "name");
             if (f_name(x, &f[0], &t->name)) {
@@ -2965,6 +3075,7 @@ static void set_defaults(gh_conf_t *c)
     c->protect.max_keys = 1000000;
     c->protect.redis_sync = 50;
     c->protect.redis_fail_open = 1;
+    c->cache.memory = 256ull << 20;
 }
 
 /* resolver: {nameservers: ["127.0.0.1:53", ...], timeout, min_ttl, max_ttl} (discovery: dns) */
@@ -3021,11 +3132,12 @@ static void parse_root(ctx_t *x, yaml_node_t *root)
 {
     gh_conf_t *c = x->c;
     enum { WORKERS, PID, DRAIN, VIA, LIMITS, TIMEOUTS, TRUSTED, ALOG, ADMIN, DEMO, LISTENERS, UPSTREAMS, TENANTS,
-           RESOLVER, HTTP2, PROTECTION, NF };
+           RESOLVER, HTTP2, PROTECTION, CACHE, NF };
     field_t f[NF] = {F("workers"),   F("pid_file"),        F("drain_timeout"), F("via"),
                      F("limits"),    F("timeouts"),        F("trusted_proxies"), F("access_log"),
                      F("admin"),     F("demo_origin"),     F("listeners"),     F("upstreams"),
-                     F("tenants"),   F("resolver"),        F("http2"),         F("protection")};
+                     F("tenants"),   F("resolver"),        F("http2"),         F("protection"),
+                     F("cache")};
     if (!root || root->type != YAML_MAPPING_NODE) {
         err(x, root, "the configuration must be a mapping, got %s", kind(root));
         return;
@@ -3118,6 +3230,17 @@ static void parse_root(ctx_t *x, yaml_node_t *root)
     }
     if (f[PROTECTION].val)
         parse_protection_root(x, f[PROTECTION].val);
+    if (f[CACHE].val) {
+        o = path_key(x, "cache");
+        field_t g[] = {F("memory"), F("max_object")};
+        if (fields(x, f[CACHE].val, g, GH_ARRAY_LEN(g))) {
+            f_size(x, &g[0], 1u << 20, 1ull << 40, &c->cache.memory);
+            f_size(x, &g[1], 1, 1ull << 32, &c->cache.max_object);
+        }
+        path_pop(x, o);
+    }
+    if (!c->cache.max_object)
+        c->cache.max_object = GH_MIN(16ull << 20, c->cache.memory / 8);
     if (f[TENANTS].val) {
         o = path_key(x, "tenants");
         parse_tenants(x, f[TENANTS].val);

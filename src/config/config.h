@@ -201,6 +201,20 @@ typedef struct {
     gh_conf_bots_t bots; /* the most specific scope with bots: decides */
 } gh_conf_protect_t;
 
+/* A route's HTTP cache policy (src/cache). */
+enum { GH_CQ_SORTED = 0, GH_CQ_AS_IS, GH_CQ_IGNORE };
+typedef struct {
+    uint32_t default_ttl, max_ttl; /* seconds; 0 = RFC heuristic only / no cap */
+    uint32_t lock_timeout;         /* ms a miss waits for another's fetch of the key (5 s) */
+    int strip_set_cookie;          /* 0: a response with Set-Cookie is not stored (bypass) */
+    int key_host;                  /* Host in the key (1) */
+    int query;                     /* GH_CQ_* */
+    char **query_keep, **query_drop; /* parameter names; "utm_*" a prefix */
+    uint32_t nquery_keep, nquery_drop;
+    char **key_headers, **key_cookies;
+    uint32_t nkey_headers, nkey_cookies;
+} gh_conf_cache_t;
+
 typedef struct gh_conf_route {
     char *name; /* default "route<N>" */
     struct gh_conf_site *site;
@@ -228,6 +242,7 @@ typedef struct gh_conf_route {
     /* protection in force: tenant's, site's, own (NULL where a scope declares none) */
     const gh_conf_protect_t *prot[3];
     const gh_conf_bots_t *bots; /* the most specific scope's bot defence, or NULL */
+    gh_conf_cache_t *cache;     /* caching on: its policy; NULL: off */
     /* merged settings */
     uint64_t max_body_size;
     gh_conf_timeouts_t timeouts;
@@ -260,6 +275,7 @@ typedef struct gh_conf_tenant {
     uint32_t nsites;
     gh_conf_protect_t *prot;  /* NULL: none declared */
     uint32_t max_concurrent;  /* requests in flight (0 = no cap) */
+    char *cache_targeted;     /* the tenant's targeted cache field (RFC 9213), e.g. Acme-Cache-Control, or NULL */
     uint64_t quota_minute, quota_day; /* requests per minute / per day (0 = none) */
     struct {
         int enabled;
@@ -359,6 +375,11 @@ typedef struct gh_conf {
         void *good_bots_tree;   /* gh_iptree_t built at compile, or NULL */
         int used;               /* some scope declares protection */
     } protect;
+    struct {
+        uint64_t memory;     /* cap on stored bytes (256 MiB) */
+        uint64_t max_object; /* largest body stored (min(16 MiB, memory / 8)) */
+        int used;            /* some route caches */
+    } cache;
     void *router; /* host index, built at compile (router.c) */
     void *arena;  /* owns everything above */
 } gh_conf_t;

@@ -206,6 +206,8 @@ size_t gh_accesslog_format(char *buf, size_t cap, const gh_access_rec_t *r)
         put_key_str(&o, ",\"protect_action\":", r->protect_action, 32);
         put_key_str(&o, ",\"protect_detail\":", r->protect_detail, 96);
     }
+    if (r->cache.n)
+        put_key_str(&o, ",\"cache\":", r->cache, 16);
     o.cap = cap;
     put_fmt(&o, ",\"total_time_ms\":%.3f}\n", (double)r->total_us / 1000.0);
     return o.n;

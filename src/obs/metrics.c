@@ -120,6 +120,14 @@ void gh_metrics_request(gh_route_stats_t *s, uint32_t slot, int status, uint64_t
     GH_COUNT(x->bytes_out, bytes_out);
 }
 
+const char *const gh_cache_result_names[7] = {"", "hit", "stale", "miss", "revalidated", "bypass", "error"};
+
+void gh_metrics_cache(gh_route_stats_t *s, uint32_t slot, int result)
+{
+    if (s && result > 0 && result < 7)
+        GH_COUNT(s->slot[slot].cache[result], 1);
+}
+
 void gh_metrics_reload(int ok)
 {
     __atomic_add_fetch(ok ? &reloads_ok : &reloads_failed, 1, __ATOMIC_RELAXED);
@@ -228,6 +236,25 @@ char *gh_metrics_render(size_t *len)
                   (unsigned long long)in);
         sb_printf(&b, "gatehouse_request_bytes_total{tenant=\"%s\",route=\"%s\",direction=\"out\"} %llu\n", t1, t2,
                   (unsigned long long)out);
+    }
+
+    sb_printf(&b, "# HELP gatehouse_cache_requests_total Requests on caching routes, by cache result.\n"
+                  "# TYPE gatehouse_cache_requests_total counter\n");
+    for (gh_route_stats_t *s = routes; s; s = s->next) {
+        uint64_t any = 0;
+        for (int k = 1; k < 7; k++) {
+            SUM(v, s->slot[i_].cache[k]);
+            any |= v;
+        }
+        if (!any)
+            continue;
+        esc(s->tenant, t1, sizeof t1);
+        esc(s->route, t2, sizeof t2);
+        for (int k = 1; k < 7; k++) {
+            SUM(v, s->slot[i_].cache[k]);
+            sb_printf(&b, "gatehouse_cache_requests_total{tenant=\"%s\",route=\"%s\",result=\"%s\"} %llu\n", t1, t2,
+                      gh_cache_result_names[k], (unsigned long long)v);
+        }
     }
 
     static const struct {

@@ -25,7 +25,12 @@ typedef struct {
     uint64_t hist[GH_HIST_BUCKETS];   /* request duration, cumulative on render */
     uint64_t sum_us;
     uint64_t bytes_in, bytes_out;
+    uint64_t cache[7];                /* cache results (GH_CR_*), on routes that cache */
 } __attribute__((aligned(GH_CACHELINE))) gh_route_slot_t;
+
+/* Cache results (gatehouse_cache_requests_total, the access log's "cache"). */
+enum { GH_CR_NONE = 0, GH_CR_HIT, GH_CR_STALE, GH_CR_MISS, GH_CR_REVALIDATED, GH_CR_BYPASS, GH_CR_ERROR };
+extern const char *const gh_cache_result_names[7];
 
 typedef struct gh_route_stats {
     struct gh_route_stats *next;
@@ -120,6 +125,8 @@ uint32_t gh_metrics_nslots(void);
 /* Record one finished request on a route. */
 void gh_metrics_request(gh_route_stats_t *s, uint32_t slot, int status, uint64_t dur_us,
                         uint64_t bytes_in, uint64_t bytes_out);
+/* Record a cache result (GH_CR_*) on a route. */
+void gh_metrics_cache(gh_route_stats_t *s, uint32_t slot, int result);
 /* Process-wide counters bumped by the main thread. */
 void gh_metrics_reload(int ok);
 /* Render everything as Prometheus text (malloc'd, *len set). NULL on ENOMEM. */

@@ -34,6 +34,7 @@ typedef struct gh_client {
     SSL *ssl; /* TLS listeners: the connection's TLS state; NULL over plain TCP */
     uint8_t state, readable, writable, rdhup, close_after;
     uint8_t conn_counted; /* counted against protection's per-address connection cap */
+    uint8_t bg;           /* a background client (1, or 2 for https): the cache's refresh (no socket, answers discarded) */
     uint32_t nrequests;   /* requests started on this connection */
     char ja4[37]; /* TLS client fingerprint, "" when none */
     struct gh_h2conn *h2;     /* C_H2: the HTTP/2 connection */

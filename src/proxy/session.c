@@ -30,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cache/http.h"
 #include "core/log.h"
 #include "obs/accesslog.h"
 #include "proxy/conn.h"
@@ -40,7 +41,12 @@
 #include "tls/ja4.h"
 #include "tls/tls.h"
 
-enum { P_CONNECT = 1, P_PROXY, P_TUNNEL, P_DIRECT, P_BACKOFF, P_HOLD };
+enum { P_CONNECT = 1, P_PROXY, P_TUNNEL, P_DIRECT, P_BACKOFF, P_HOLD, P_CWAIT };
+
+/* the cache's part in a request (src/cache) */
+enum { CS_NONE = 0, CS_BYPASS, CS_UNSAFE, CS_MISS, CS_REVAL, CS_BG };
+enum { CF_URI_MISS = 1, CF_VARY_MISS, CF_REQUEST, CF_STALE, CF_BYPASS };
+enum { CD_SWR = 1, CD_SIE, CD_OIC, CD_REVAL };
 
 /* pump results below zero: what went wrong */
 enum {
@@ -105,6 +111,18 @@ struct gh_req {
     const char *prot_detail;
     uint64_t slow_deadline; /* ms: the minimum-rate deadline armed, earlier than ... (0: none) */
     uint64_t gap_deadline;  /* ... the plain timeout's */
+    /* cache: state (CS_*), how it went forward (CF_*), result (GH_CR_*), detail (CD_*) */
+    uint8_t cstate, cfwd, cresult, cdetail, cserve, ccollapsed, cleader;
+    uint64_t khash, cseq;
+    int64_t creq_time;       /* wall seconds when the fetch started */
+    char *ckey;
+    uint32_t ckey_len;
+    gh_req_facts_t creq;
+    gh_cobj_t *cobj;         /* served, or the stale one being revalidated (referenced) */
+    gh_cobj_t *cnew;         /* the response being stored */
+    gh_cfetch_t *cfetch;     /* coalescing: the fetch led or waited on */
+    uint64_t cbody_off, cbody_end; /* cserve: the part of cobj's body still to send */
+    struct gh_req *cw_next, *cw_prev; /* P_CWAIT: the worker's waiting list */
 };
 
 static gh_handler_fn role_handlers[8];
@@ -126,6 +144,15 @@ static int pick_backend(gh_req_t *r);
 static void retry_start(gh_req_t *r);
 static void dispatch(gh_req_t *r);
 static int protect_request(gh_req_t *r, const gh_h1_request_t *m, uint32_t *hold_ms);
+static int cache_response(gh_req_t *r, const gh_h1_response_t *m, uint32_t head_len);
+static int cache_stale_on_error(gh_req_t *r, int status);
+static void cache_capture(gh_req_t *r, const char *p, size_t n);
+static void cache_store(gh_req_t *r);
+static void cache_req_free(gh_req_t *r);
+static int put_cache_status_fwd(gh_req_t *r, gh_buf_t *b, int status);
+static void cache_wait_end(gh_req_t *r, int woken);
+static int cache_lookup(gh_req_t *r, const gh_h1_request_t *m);
+static void forward(gh_req_t *r, const gh_h1_request_t *m, uint32_t hold_ms);
 
 static uint64_t now_us(void)
 {
@@ -171,6 +198,8 @@ ssize_t gh_client_sock_recv(gh_client_t *c, void *buf, size_t n)
 
 static ssize_t client_recv(gh_client_t *c, void *buf, size_t n)
 {
+    if (c->bg) /* a background client: its head is all it ever sends */
+        return 0;
     return c->h2s ? gh_h2_stream_recv(c, buf, n) : gh_client_sock_recv(c, buf, n);
 }
 
@@ -195,6 +224,12 @@ static ssize_t tls_writev(SSL *ssl, const struct iovec *iov, int n)
 /* A short count means the socket (or the stream's response buffer) is full. */
 static ssize_t client_writev(gh_client_t *c, const struct iovec *iov, int n)
 {
+    if (c->bg) { /* a background client: the answer is not wanted */
+        size_t all = 0;
+        for (int i = 0; i < n; i++)
+            all += iov[i].iov_len;
+        return (ssize_t)all;
+    }
     if (c->h2s)
         return gh_h2_stream_writev(c, iov, n);
     if (!c->ssl)
@@ -252,7 +287,7 @@ static ssize_t up_writev(gh_upconn_t *u, const struct iovec *iov, int n)
 /* Best effort, for the few bytes of an interim response (100 Continue). */
 static void client_send_small(gh_client_t *c, const char *p, size_t n)
 {
-    if (c->h2s) /* HTTP/2 has no interim 100: the client sends its body within flow control */
+    if (c->h2s || c->bg) /* HTTP/2 has no interim 100: the client sends its body within flow control */
         return;
     if (c->ssl) {
         struct iovec iov = {(void *)p, n};
@@ -305,7 +340,10 @@ static const char *reason_of(int status)
 {
     switch (status) {
     case 200: return "OK";
+    case 203: return "Non-Authoritative Information";
     case 204: return "No Content";
+    case 206: return "Partial Content";
+    case 300: return "Multiple Choices";
     case 301: return "Moved Permanently";
     case 302: return "Found";
     case 304: return "Not Modified";
@@ -317,6 +355,8 @@ static const char *reason_of(int status)
     case 408: return "Request Timeout";
     case 413: return "Content Too Large";
     case 414: return "URI Too Long";
+    case 410: return "Gone";
+    case 416: return "Range Not Satisfiable";
     case 417: return "Expectation Failed";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
@@ -363,6 +403,7 @@ static void req_free(gh_req_t *r)
     if (r->breaker_pending)
         pending_done(r);
     gh_timer_stop(&w->loop, &r->timer);
+    cache_req_free(r);
     gh_buf_put(&w->bufs, &r->uhead);
     gh_buf_put(&w->bufs, &r->resp);
     gh_buf_put(&w->bufs, &r->chead);
@@ -391,8 +432,11 @@ static void req_account(gh_req_t *r)
     if (r->prot_counted || (r->route && r->route->tenant->flood.latency && r->up_us > 0))
         gh_protect_done(r->route, r->prot_counted, r->up_us > 0 ? (uint64_t)r->up_us : 0);
     r->prot_counted = 0;
-    if (r->route)
+    if (r->route && !r->c->bg) {
         gh_metrics_request(r->route->stats, w->id, r->status, dur, r->bytes_in, r->bytes_out);
+        if (r->cresult)
+            gh_metrics_cache(r->route->stats, w->id, r->cresult);
+    }
     if (!gh_accesslog_enabled() || r->c->listener->role != GH_LISTEN_PROXY)
         return;
     gh_access_rec_t rec = {
@@ -429,6 +473,10 @@ static void req_account(gh_req_t *r)
         rec.protect_action = gh_str(as, strlen(as));
         if (r->prot_detail)
             rec.protect_detail = gh_str(r->prot_detail, strlen(r->prot_detail));
+    }
+    if (r->cresult) {
+        const char *cr = r->c->bg ? "refresh" : gh_cache_result_names[r->cresult];
+        rec.cache = gh_str(cr, strlen(cr));
     }
     if (gh_accesslog_log(w->id, &rec) < 0)
         GH_COUNT(w->stats->access_log_dropped, 1);
@@ -528,6 +576,8 @@ void gh_session_respond(gh_req_t *r, int status, const char *ctype, const char *
 static void respond_error(gh_req_t *r, int status, const char *msg)
 {
     gh_client_t *c = r->c;
+    if (status >= 500 && r->cobj && cache_stale_on_error(r, status))
+        return;
     if (r->resp_started) { /* the client has part of another response: cut it */
         r->status = r->status ? r->status : status;
         c->close_after = 1;
@@ -747,6 +797,8 @@ static int build_client_head(gh_req_t *r, const gh_h1_response_t *m)
         rc |= PUTL(w, b, "Transfer-Encoding: chunked\r\n");
     if (!has_hsts)
         rc |= put_hsts(r, b);
+    if (r->cstate)
+        rc |= put_cache_status_fwd(r, b, m->status);
     if (m->upgrade)
         rc |= PUTL(w, b, "Connection: upgrade\r\n");
     else if (close)
@@ -806,6 +858,8 @@ static int response_head(gh_req_t *r)
             retry_start(r);
             return 2;
         }
+        if (r->cstate && cache_response(r, &m, (uint32_t)rc))
+            return 2; /* answered from the cache: r is P_DIRECT now */
         r->resp.rd += (uint32_t)rc;
         r->scan = r->ready_end = r->resp.rd;
         r->resp_body = (uint8_t)m.body;
@@ -844,6 +898,8 @@ static int response_body(gh_req_t *r)
     switch (r->resp_body) {
     case GH_H1_BODY_LENGTH: {
         uint32_t take = (uint32_t)GH_MIN((uint64_t)avail, r->resp_left);
+        if (r->cnew)
+            cache_capture(r, b->base + r->scan, take);
         r->scan += take;
         r->ready_end = r->scan;
         r->resp_left -= take;
@@ -863,6 +919,8 @@ static int response_body(gh_req_t *r)
                 return E_BADRESP;
             if (n == 0)
                 break;
+            if (r->cnew && data.n)
+                cache_capture(r, data.p, data.n);
             if (r->dechunk) {
                 if (data.n)
                     memmove(b->base + r->ready_end, data.p, data.n);
@@ -881,6 +939,8 @@ static int response_body(gh_req_t *r)
         }
         return 1;
     default: /* until close */
+        if (r->cnew)
+            cache_capture(r, b->base + r->scan, b->wr - r->scan);
         r->scan = r->ready_end = b->wr;
         return 1;
     }
@@ -964,6 +1024,8 @@ static int client_write(gh_req_t *r)
     uint32_t ready = r->resp.base && r->ready_end > r->resp.rd ? r->ready_end - r->resp.rd : 0;
     if (ready && !r->head_only)
         iov[n++] = (struct iovec){r->resp.base + r->resp.rd, ready};
+    else if (r->cserve && r->cbody_off < r->cbody_end) /* a stored body, sent from the store */
+        iov[n++] = (struct iovec){r->cobj->body + r->cbody_off, (size_t)GH_MIN(r->cbody_end - r->cbody_off, 1u << 30)};
     if (!n)
         return 0;
     ssize_t k = client_writev(c, iov, n);
@@ -983,6 +1045,10 @@ static int client_write(gh_req_t *r)
     size_t h = GH_MIN(left, (size_t)gh_buf_len(&r->chead));
     r->chead.rd += (uint32_t)h;
     left -= h;
+    if (r->cserve) {
+        r->cbody_off += left;
+        return 1;
+    }
     r->resp.rd += (uint32_t)left;
     if (r->resp.base && r->resp.rd == r->ready_end) {
         r->resp.rd = r->ready_end = r->scan; /* skip what de-chunking left behind */
@@ -994,7 +1060,8 @@ static int client_write(gh_req_t *r)
 
 static int output_pending(const gh_req_t *r)
 {
-    return gh_buf_len(&r->chead) || (r->resp.base && r->ready_end > r->resp.rd && !r->head_only);
+    return gh_buf_len(&r->chead) || (r->resp.base && r->ready_end > r->resp.rd && !r->head_only) ||
+           (r->cserve && r->cbody_off < r->cbody_end);
 }
 
 /* ---- choosing a backend and connecting ---- */
@@ -1460,6 +1527,20 @@ static int valid_request_id(gh_str_t v)
     return 1;
 }
 
+/* Fields of the client's request that a fetch for the cache does not forward: a
+ * Range (the whole response is fetched, stored, and the range served from it) and,
+ * when validating a stored response, the client's own preconditions (ours replace them). */
+static int cache_drops_field(const gh_req_t *r, gh_str_t n)
+{
+    if (r->method_id != GH_M_GET)
+        return 0;
+    if (gh_str_caseeq_lit(n, "range") || gh_str_caseeq_lit(n, "if-range"))
+        return 1;
+    return r->cstate >= CS_REVAL && r->cobj &&
+           (gh_str_caseeq_lit(n, "if-none-match") || gh_str_caseeq_lit(n, "if-modified-since") ||
+            gh_str_caseeq_lit(n, "if-match") || gh_str_caseeq_lit(n, "if-unmodified-since"));
+}
+
 static int build_upstream_head(gh_req_t *r, const gh_h1_request_t *m)
 {
     gh_worker_t *w = r->w;
@@ -1548,10 +1629,24 @@ static int build_upstream_head(gh_req_t *r, const gh_h1_request_t *m)
         }
         if (has_conn && named_in_connection(m->headers, m->nheaders, n))
             continue;
+        if (r->cstate >= CS_MISS && cache_drops_field(r, n))
+            continue;
         rc |= PUTS(w, b, n);
         rc |= PUTL(w, b, ": ");
         rc |= PUTS(w, b, h->value);
         rc |= PUTL(w, b, "\r\n");
+    }
+    if (r->cobj && r->cstate >= CS_REVAL) { /* validate the stored response (RFC 9111 4.3.1) */
+        if (r->cobj->etag.n) {
+            rc |= PUTL(w, b, "If-None-Match: ");
+            rc |= PUTS(w, b, r->cobj->etag);
+            rc |= PUTL(w, b, "\r\n");
+        }
+        if (r->cobj->last_modified.n) {
+            rc |= PUTL(w, b, "If-Modified-Since: ");
+            rc |= PUTS(w, b, r->cobj->last_modified);
+            rc |= PUTL(w, b, "\r\n");
+        }
     }
     gh_str_t peer = gh_str(r->peer, strlen(r->peer));
     rc |= PUTL(w, b, "X-Forwarded-For: ");
@@ -1674,7 +1769,7 @@ static void route_and_dispatch(gh_req_t *r, const gh_h1_request_t *m)
         return;
     }
     uint32_t hold_ms = 0;
-    if (conf->protect.used && protect_request(r, m, &hold_ms))
+    if (conf->protect.used && !c->bg && protect_request(r, m, &hold_ms))
         return;
     if (rt->max_body_size && m->body == GH_H1_BODY_LENGTH && m->content_length > rt->max_body_size) {
         respond_error(r, 413, "request body too large");
@@ -1691,6 +1786,18 @@ static void route_and_dispatch(gh_req_t *r, const gh_h1_request_t *m)
                    rt->respond.nheaders);
         return;
     }
+    if (rt->cache && gh_cache_enabled() && cache_lookup(r, m))
+        return;
+    forward(r, m, hold_ms);
+}
+
+/* To the upstream: the request head, 100-continue, the circuit breaker, then the
+ * backend (after a protection delay of hold_ms). */
+static void forward(gh_req_t *r, const gh_h1_request_t *m, uint32_t hold_ms)
+{
+    gh_worker_t *w = r->w;
+    gh_client_t *c = r->c;
+    const gh_conf_route_t *rt = r->route;
     r->ups = rt->upstream;
     if (!r->ups || !r->ups->nbackends) {
         respond_error(r, 503, "no backend");
@@ -1792,6 +1899,608 @@ static int protect_request(gh_req_t *r, const gh_h1_request_t *m, uint32_t *hold
         respond(r, v.status, "text/plain; charset=utf-8", body, (size_t)n, v.headers_len ? v.headers : NULL, 0);
     }
     return 1;
+}
+
+/* ---- the cache (src/cache): lookup, serving stored responses, storing, coalescing ---- */
+
+static int64_t wall_sec(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+    return (int64_t)ts.tv_sec;
+}
+
+/* The request head again (it stays at c->in.rd for the request's life), parsed into
+ * this thread's second header array: the cache needs the request's fields after the
+ * parse scratch has been reused for the response. */
+static int reparse(gh_req_t *r, gh_h1_request_t *m)
+{
+    static __thread gh_h1_header_t *hdrs;
+    if (!hdrs && !(hdrs = malloc(GH_MAX_HEADERS * sizeof *hdrs)))
+        return GH_ENOMEM;
+    gh_client_t *c = r->c;
+    gh_h1_limits_t lim = {UINT32_MAX, UINT32_MAX, GH_MAX_HEADERS};
+    int rc = gh_h1_parse_request(c->in.base + c->in.rd, r->head_len, &lim, m, hdrs, GH_MAX_HEADERS, NULL);
+    return rc > 0 ? 0 : GH_EINVAL;
+}
+
+static void cache_count(gh_req_t *r, int result)
+{
+    if (!r->cresult)
+        r->cresult = (uint8_t)result;
+}
+
+/* "Cache-Status: ..." (RFC 9211) for a forwarded response. */
+static int put_cache_status_fwd(gh_req_t *r, gh_buf_t *b, int status)
+{
+    static const char *const fwd[] = {"", "uri-miss", "vary-miss", "request", "stale", "bypass"};
+    gh_worker_t *w = r->w;
+    int rc = PUTL(w, b, "Cache-Status: gatehouse; fwd=");
+    const char *f = fwd[r->cfwd < 6 ? r->cfwd : 0];
+    rc |= put(w, b, f, strlen(f));
+    if (r->cfwd == CF_STALE || r->cfwd == CF_REQUEST) {
+        rc |= PUTL(w, b, "; fwd-status=");
+        rc |= put_u64(w, b, (uint64_t)status);
+    }
+    if (r->cnew)
+        rc |= PUTL(w, b, "; stored");
+    return rc | PUTL(w, b, "\r\n");
+}
+
+static int head_has(const gh_cobj_t *o, const char *name)
+{
+    size_t n = strlen(name);
+    const char *p = o->head, *end = o->head + o->head_len;
+    while (p < end) {
+        if ((size_t)(end - p) > n && p[n] == ':' && !strncasecmp(p, name, n))
+            return 1;
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        if (!eol)
+            break;
+        p = eol + 1;
+    }
+    return 0;
+}
+
+/* Answer from stored object o (its reference passes to r): 200 (or 206 for a Range,
+ * 304 when the client's own conditional matches, 416), with Age and Cache-Status. */
+static void serve_object(gh_req_t *r, const gh_h1_request_t *m, gh_cobj_t *o)
+{
+    gh_worker_t *w = r->w;
+    gh_client_t *c = r->c;
+    int64_t now = wall_sec();
+    if (r->u) {
+        gh_upstream_close(r->u);
+        r->u = NULL;
+    }
+    gh_buf_put(&w->bufs, &r->resp);
+    r->ready_end = r->scan = 0;
+    gh_buf_put(&w->bufs, &r->chead);
+    if (r->cobj && r->cobj != o)
+        gh_cache_release(r->cobj);
+    r->cobj = o;
+    gh_stored_facts_t f = o->facts;
+    if (__atomic_load_n(&o->soft, __ATOMIC_RELAXED))
+        f.lifetime = 0;
+    int64_t age = gh_current_age(&f, now);
+    int64_t ttl = f.lifetime - age;
+    char cs[160];
+    int csn;
+    if (r->cdetail == CD_SIE)
+        csn = snprintf(cs, sizeof cs, "Cache-Status: gatehouse; fwd=stale; fwd-status=%d; detail=stale-if-error\r\n",
+                       r->status ? r->status : 502);
+    else if (r->cdetail == CD_REVAL) /* validated by a 304 just now */
+        csn = snprintf(cs, sizeof cs, "Cache-Status: gatehouse; fwd=%s; fwd-status=304; ttl=%lld; stored\r\n",
+                       r->cfwd == CF_REQUEST ? "request" : "stale", (long long)ttl);
+    else
+        csn = snprintf(cs, sizeof cs, "Cache-Status: gatehouse; hit; ttl=%lld%s%s\r\n", (long long)ttl,
+                       r->cdetail == CD_SWR ? "; detail=stale-while-revalidate" : "",
+                       r->ccollapsed ? "; collapsed" : "");
+    uint64_t off = 0, cnt = o->body_len;
+    int status = o->status, range = 0;
+    if (gh_cache_not_modified(m->headers, m->nheaders, o)) {
+        status = 304;
+        cnt = 0;
+    } else {
+        range = gh_cache_range(m->headers, m->nheaders, o, o->body_len, &off, &cnt);
+        if (range > 0)
+            status = 206;
+    }
+    if (range < 0) { /* unsatisfiable: a small answer of our own */
+        char extra[256];
+        snprintf(extra, sizeof extra, "Content-Range: bytes */%llu\r\n%.*s", (unsigned long long)o->body_len,
+                 csn, cs);
+        static const char body[] = "416 Range Not Satisfiable\n";
+        r->cobj = NULL;
+        gh_cache_release(o);
+        respond(r, 416, "text/plain; charset=utf-8", body, sizeof body - 1, extra, 0);
+        return;
+    }
+    r->status = status;
+    r->phase = P_DIRECT;
+    r->cserve = 1;
+    r->resp_done = 1;
+    if (!r->body_done || w->draining)
+        c->close_after = 1;
+    gh_buf_t *b = &r->chead;
+    int rc = PUTL(w, b, "HTTP/1.1 ");
+    rc |= put_u64(w, b, (uint64_t)status);
+    rc |= PUTL(w, b, " ");
+    const char *reason = reason_of(status);
+    rc |= put(w, b, reason, strlen(reason));
+    rc |= PUTL(w, b, "\r\n");
+    rc |= put(w, b, o->head, o->head_len);
+    rc |= PUTL(w, b, "Age: ");
+    rc |= put_u64(w, b, (uint64_t)(age > 0 ? age : 0));
+    rc |= PUTL(w, b, "\r\n");
+    rc |= put(w, b, cs, (size_t)csn);
+    if (status == 206) {
+        char cr[96];
+        int n = snprintf(cr, sizeof cr, "Content-Range: bytes %llu-%llu/%llu\r\n", (unsigned long long)off,
+                         (unsigned long long)(off + cnt - 1), (unsigned long long)o->body_len);
+        rc |= put(w, b, cr, (size_t)n);
+    }
+    if (status != 304 && status != 204) {
+        rc |= PUTL(w, b, "Content-Length: ");
+        rc |= put_u64(w, b, cnt);
+        rc |= PUTL(w, b, "\r\n");
+    }
+    if (!head_has(o, "strict-transport-security"))
+        rc |= put_hsts(r, b);
+    if (c->close_after)
+        rc |= PUTL(w, b, "Connection: close\r\n");
+    else if (r->minor == 0)
+        rc |= PUTL(w, b, "Connection: keep-alive\r\n");
+    rc |= PUTL(w, b, "\r\n");
+    if (rc < 0) {
+        gh_buf_put(&w->bufs, b);
+        c->close_after = 1;
+    }
+    r->cbody_off = off;
+    r->cbody_end = (r->head_only || status == 304 || status == 204) ? off : off + cnt;
+}
+
+static void cache_waiting_unlink(gh_req_t *r)
+{
+    gh_worker_t *w = r->w;
+    if (r->cw_prev)
+        r->cw_prev->cw_next = r->cw_next;
+    else if (w->cache_waiters == r)
+        w->cache_waiters = r->cw_next;
+    if (r->cw_next)
+        r->cw_next->cw_prev = r->cw_prev;
+    r->cw_next = r->cw_prev = NULL;
+}
+
+static void background_refresh(gh_req_t *r);
+
+/* Look the key up and act on what is stored: 1 when the request was answered (or
+ * parked to wait for another's fetch), 0 to go to the upstream. */
+static int cache_decide(gh_req_t *r, const gh_h1_request_t *m, int may_wait)
+{
+    int uri_found = 0;
+    int64_t now = wall_sec();
+    gh_cobj_t *o = gh_cache_lookup(r->khash, gh_str(r->ckey, r->ckey_len), m->headers, m->nheaders, &uri_found);
+    if (r->c->bg) { /* a background refresh: always to the origin, validating what is stored */
+        r->cstate = CS_BG;
+        r->cobj = o;
+        r->cfwd = CF_STALE;
+        return 0;
+    }
+    if (o) {
+        gh_stored_facts_t f = o->facts;
+        if (__atomic_load_n(&o->soft, __ATOMIC_RELAXED))
+            f.lifetime = 0;
+        int use = gh_cache_usable(&r->creq, &f, now);
+        if (use != GH_USE_REVALIDATE) {
+            if (use == GH_USE_STALE_SWR) {
+                r->cdetail = CD_SWR;
+                if (!__atomic_exchange_n(&o->revalidating, 1, __ATOMIC_ACQ_REL))
+                    background_refresh(r);
+            }
+            cache_count(r, use == GH_USE_FRESH ? GH_CR_HIT : GH_CR_STALE);
+            serve_object(r, m, o);
+            return 1;
+        }
+        if (r->creq.cc.flags & GH_CC_ONLY_IF_CACHED) {
+            gh_cache_release(o);
+            goto only_if_cached;
+        }
+        r->cstate = CS_REVAL;
+        r->cobj = o;
+        r->cfwd = f.lifetime > gh_current_age(&f, now) ? CF_REQUEST : CF_STALE;
+        return 0;
+    }
+    if (r->creq.cc.flags & GH_CC_ONLY_IF_CACHED)
+        goto only_if_cached;
+    r->cstate = CS_MISS;
+    r->cfwd = uri_found ? CF_VARY_MISS : CF_URI_MISS;
+    if (m->method_id == GH_M_GET && may_wait) {
+        int leader = 1;
+        gh_cfetch_t *f = gh_cache_fetch_join(r->khash, gh_str(r->ckey, r->ckey_len), r->w->id, &leader);
+        r->cfetch = f;
+        r->cleader = (uint8_t)leader;
+        if (f && !leader) { /* another request fetches it: wait (bounded) */
+            gh_worker_t *w = r->w;
+            r->cw_next = w->cache_waiters;
+            r->cw_prev = NULL;
+            if (r->cw_next)
+                r->cw_next->cw_prev = r;
+            w->cache_waiters = r;
+            r->phase = P_CWAIT;
+            r->phase_start = gh_loop_now(&w->loop) + r->route->cache->lock_timeout;
+            return 1;
+        }
+    }
+    return 0;
+only_if_cached:
+    cache_count(r, GH_CR_ERROR);
+    respond(r, 504, "text/plain; charset=utf-8", "504 Gateway Timeout: not in cache (only-if-cached)\n", 51,
+            "Cache-Status: gatehouse; fwd=miss; detail=only-if-cached\r\n", 0);
+    return 1;
+}
+
+/* The cache's look at a routed request: 1 when answered from the cache (or waiting). */
+static int cache_lookup(gh_req_t *r, const gh_h1_request_t *m)
+{
+    int mid = m->method_id;
+    if (mid != GH_M_GET && mid != GH_M_HEAD) {
+        /* unsafe methods invalidate what they change (RFC 9111 4.4) */
+        r->cstate = mid == GH_M_OPTIONS || mid == GH_M_TRACE ? CS_BYPASS : CS_UNSAFE;
+        r->cfwd = CF_BYPASS;
+        cache_count(r, GH_CR_BYPASS);
+        return 0;
+    }
+    char key[GH_CACHE_KEY_MAX];
+    int kl = gh_cache_key(r->route, m, gh_client_tls(r->c) != NULL || r->c->bg == 2, key, sizeof key);
+    if (kl < 0 || m->upgrade_websocket || !(r->ckey = malloc((size_t)kl))) {
+        r->cstate = CS_BYPASS;
+        r->cfwd = CF_BYPASS;
+        cache_count(r, GH_CR_BYPASS);
+        return 0;
+    }
+    memcpy(r->ckey, key, (size_t)kl);
+    r->ckey_len = (uint32_t)kl;
+    r->khash = gh_cache_hash(key, (size_t)kl);
+    gh_cache_req_facts(m->headers, m->nheaders, mid, &r->creq);
+    r->cseq = gh_cache_seq();
+    r->creq_time = wall_sec();
+    return cache_decide(r, m, 1);
+}
+
+static void forward(gh_req_t *r, const gh_h1_request_t *m, uint32_t hold_ms);
+
+/* A waiting request goes on: its fetch is done (woken) or the wait is over. */
+static void cache_wait_end(gh_req_t *r, int woken)
+{
+    cache_waiting_unlink(r);
+    if (r->cfetch) {
+        gh_cache_fetch_put(r->cfetch);
+        r->cfetch = NULL;
+    }
+    gh_h1_request_t m;
+    if (reparse(r, &m) < 0) {
+        respond_error(r, 500, "out of memory");
+        return;
+    }
+    r->phase = 0;
+    r->ccollapsed = (uint8_t)woken;
+    if (cache_decide(r, &m, 0))
+        return;
+    r->ccollapsed = 0;
+    forward(r, &m, 0);
+}
+
+void gh_session_cache_wake(gh_worker_t *w)
+{
+    gh_req_t *r = w->cache_waiters, *next;
+    for (; r; r = next) {
+        next = r->cw_next;
+        if (r->cfetch && gh_cache_fetch_is_done(r->cfetch)) {
+            gh_client_t *c = r->c;
+            cache_wait_end(r, 1);
+            client_run(c);
+            next = w->cache_waiters; /* the list may have changed: start over (done ones are gone) */
+        }
+    }
+}
+
+/* Invalidate the URL a path (or an absolute URI of the same host) names. */
+static void invalidate_uri(gh_req_t *r, gh_str_t v)
+{
+    gh_str_t tenant = gh_str(r->route->tenant->name, strlen(r->route->tenant->name));
+    if (v.n > 8 && (!strncasecmp(v.p, "http://", 7) || !strncasecmp(v.p, "https://", 8))) {
+        size_t skip = v.p[4] == ':' ? 7 : 8;
+        gh_str_t rest = gh_str(v.p + skip, v.n - skip);
+        const char *slash = memchr(rest.p, '/', rest.n);
+        gh_str_t host = gh_str(rest.p, slash ? (size_t)(slash - rest.p) : rest.n);
+        if (!gh_str_caseeq(host, r->host))
+            return; /* another origin: not ours to invalidate (4.4) */
+        v = slash ? gh_str(slash, rest.n - host.n) : GH_STR("/");
+    }
+    if (!v.n || v.p[0] != '/')
+        return;
+    const char *qm = memchr(v.p, '?', v.n);
+    gh_cache_invalidate(tenant, r->host, gh_str(v.p, qm ? (size_t)(qm - v.p) : v.n));
+}
+
+/* Build the object that a storable response will fill (r->cnew), or nothing. */
+static void cache_begin_store(gh_req_t *r, const gh_h1_response_t *m, const gh_resp_facts_t *rf, gh_str_t vary,
+                              int64_t now)
+{
+    const gh_conf_cache_t *cc = r->route->cache;
+    gh_h1_request_t q;
+    if (reparse(r, &q) < 0)
+        return;
+    if (rf->status == 304 || (m->body == GH_H1_BODY_LENGTH && m->content_length > gh_cache_max_object()))
+        return;
+    if (!cc->strip_set_cookie && gh_h1_find(m->headers, m->nheaders, GH_STR("set-cookie")))
+        return;
+    int heur = 0;
+    int64_t life = gh_fresh_lifetime(rf, now, cc->default_ttl, cc->max_ttl, &heur);
+    int validators = gh_h1_find(m->headers, m->nheaders, GH_STR("etag")) ||
+                     gh_h1_find(m->headers, m->nheaders, GH_STR("last-modified"));
+    if (life <= 0 && !validators && rf->cc.swr <= 0 && rf->cc.sie <= 0)
+        return; /* nothing it could ever be used for */
+    size_t hcap = m->head_len + 128;
+    char *head = malloc(hcap), vvals[4096], tags[4096], path[8192];
+    if (!head)
+        return;
+    int hl = gh_cache_stored_head(m->headers, m->nheaders, &rf->cc, cc->strip_set_cookie, now, head, hcap);
+    int vl = vary.n ? gh_cache_vary_values(vary, q.headers, q.nheaders, vvals, sizeof vvals) : 0;
+    int tl = gh_cache_tags(m->headers, m->nheaders, tags, sizeof tags);
+    int pl = snprintf(path, sizeof path, "%.*s%s%.*s", (int)r->path.n, r->path.p, r->query.n ? "?" : "",
+                      (int)r->query.n, r->query.p);
+    const char *tn = r->route->tenant->name;
+    if (hl < 0 || vl < 0 || pl < 0 || (size_t)pl >= sizeof path) {
+        free(head);
+        return;
+    }
+    gh_cobj_parts_t parts = {
+        .key = gh_str(r->ckey, r->ckey_len),
+        .tenant = gh_str(tn, strlen(tn)),
+        .host = r->host,
+        .path = gh_str(path, (size_t)pl),
+        .vary = vary,
+        .vvals = gh_str(vvals, (size_t)vl),
+        .tags = gh_str(tags, (size_t)tl),
+        .head = gh_str(head, (size_t)hl),
+    };
+    gh_cobj_t *o = gh_cobj_new(&parts);
+    free(head);
+    if (!o)
+        return;
+    o->khash = r->khash;
+    o->uhash = gh_cache_url_hash(parts.tenant, r->host, r->path);
+    o->seq = r->cseq;
+    o->status = m->status;
+    o->facts.lifetime = life;
+    o->facts.initial_age = gh_initial_age(rf, r->creq_time, now);
+    o->facts.response_time = now;
+    o->facts.cc = rf->cc;
+    o->facts.cc.private_fields = GH_STR_NULL; /* a view into the response: gone after this */
+    r->cnew = o;
+}
+
+/* A 304 validated the stored r->cobj: a new object with the stored body and the
+ * updated header fields (RFC 9111 3.2, 4.3.4). NULL when out of memory. */
+static gh_cobj_t *cache_updated(gh_req_t *r, const gh_h1_response_t *m, int64_t now)
+{
+    gh_cobj_t *old = r->cobj;
+    const gh_conf_cache_t *cc = r->route->cache;
+    size_t cap = old->head_len + m->head_len + 64;
+    char *head = malloc(cap);
+    gh_h1_header_t *hs = malloc(GH_MAX_HEADERS * sizeof *hs);
+    gh_cobj_t *o = NULL;
+    int hl = head && hs ? gh_cache_updated_head(gh_str(old->head, old->head_len), m->headers, m->nheaders, head, cap)
+                        : -1;
+    if (hl >= 0) {
+        /* the updated fields as a header list, for the new facts */
+        size_t n = 0;
+        const char *p = head, *end = head + hl;
+        while (p < end && n < GH_MAX_HEADERS) {
+            const char *eol = memchr(p, '\r', (size_t)(end - p));
+            const char *colon = eol ? memchr(p, ':', (size_t)(eol - p)) : NULL;
+            if (!colon)
+                break;
+            const char *v = colon + 1;
+            while (v < eol && *v == ' ')
+                v++;
+            hs[n].name = gh_str(p, (size_t)(colon - p));
+            hs[n].value = gh_str(v, (size_t)(eol - v));
+            n++;
+            p = eol + 2;
+        }
+        gh_resp_facts_t rf;
+        char vb[1024];
+        int vl;
+        gh_cache_resp_facts(hs, n, old->status, r->route->tenant->cache_targeted, &rf, vb, sizeof vb, &vl);
+        gh_cobj_parts_t parts = {
+            .key = gh_str(old->key, old->key_len),
+            .tenant = gh_str(old->tenant, old->tenant_len),
+            .host = gh_str(old->host, old->host_len),
+            .path = gh_str(old->path, old->path_len),
+            .vary = gh_str(old->vary, old->vary_len),
+            .vvals = gh_str(old->vvals, old->vvals_len),
+            .tags = gh_str(old->tags, old->tags_len),
+            .head = gh_str(head, (size_t)hl),
+        };
+        o = gh_cobj_new(&parts);
+        if (o && gh_cobj_append(o, old->body, old->body_len) < 0) {
+            gh_cobj_free(o);
+            o = NULL;
+        }
+        if (o) {
+            o->khash = old->khash;
+            o->uhash = old->uhash;
+            o->seq = r->cseq;
+            o->status = old->status;
+            o->facts.lifetime = gh_fresh_lifetime(&rf, now, cc->default_ttl, cc->max_ttl, NULL);
+            o->facts.initial_age = gh_initial_age(&rf, r->creq_time, now);
+            o->facts.response_time = now;
+            o->facts.cc = rf.cc;
+            o->facts.cc.private_fields = GH_STR_NULL;
+        }
+    }
+    free(head);
+    free(hs);
+    return o;
+}
+
+/* Serve the stale r->cobj because the origin failed (stale-if-error); 1 when done. */
+static int cache_stale_on_error(gh_req_t *r, int status)
+{
+    if (r->cstate != CS_REVAL || !r->cobj || r->resp_started ||
+        !gh_cache_stale_if_error(&r->creq, &r->cobj->facts, wall_sec()))
+        return 0;
+    gh_h1_request_t q;
+    if (reparse(r, &q) < 0)
+        return 0;
+    gh_cobj_t *o = r->cobj;
+    r->status = status;
+    r->cdetail = CD_SIE;
+    cache_count(r, GH_CR_STALE);
+    serve_object(r, &q, o);
+    return 1;
+}
+
+/* The upstream's response head, seen by the cache. 1 when the response is replaced by
+ * one from the cache (a 304 that validated it, stale-if-error): the upstream response
+ * is over and r is now P_DIRECT. */
+static int cache_response(gh_req_t *r, const gh_h1_response_t *m, uint32_t head_len)
+{
+    if (r->cstate == CS_UNSAFE) {
+        if (m->status >= 200 && m->status < 400) {
+            invalidate_uri(r, r->path);
+            const gh_h1_header_t *h = gh_h1_find(m->headers, m->nheaders, GH_STR("location"));
+            if (h)
+                invalidate_uri(r, h->value);
+            if ((h = gh_h1_find(m->headers, m->nheaders, GH_STR("content-location"))))
+                invalidate_uri(r, h->value);
+        }
+        return 0;
+    }
+    if (r->cstate < CS_MISS)
+        return 0;
+    int64_t now = wall_sec();
+    if (r->cobj && m->status == 304) {
+        gh_cobj_t *o = cache_updated(r, m, now);
+        if (o && gh_cache_insert(o) < 0) {
+            gh_cobj_free(o);
+            o = NULL;
+        }
+        cache_count(r, GH_CR_REVALIDATED);
+        if (r->cstate == CS_BG) {
+            if (o)
+                gh_cache_release(o);
+            return 0; /* the refresh's own answer is discarded */
+        }
+        /* the 304 has no body: the connection goes back to the pool */
+        r->resp.rd += head_len;
+        r->resp_done = 1;
+        r->head_done = 1;
+        if (m->keep_alive && r->sent_done && gh_buf_len(&r->resp) == 0 && !r->u->hup)
+            gh_upstream_release(r->u, r->ups->keepalive, r->ups->keepalive_timeout);
+        else
+            gh_upstream_close(r->u);
+        r->u = NULL;
+        try_end(r);
+        gh_h1_request_t q;
+        if (reparse(r, &q) < 0) {
+            if (o)
+                gh_cache_release(o);
+            respond_error(r, 500, "out of memory");
+            return 1;
+        }
+        r->status = 304;
+        r->cdetail = CD_REVAL;
+        serve_object(r, &q, o ? o : (gh_cache_ref(r->cobj), r->cobj));
+        return 1;
+    }
+    if (m->status >= 500 && cache_stale_on_error(r, m->status))
+        return 1;
+    cache_count(r, r->cobj ? GH_CR_REVALIDATED : GH_CR_MISS);
+    if (r->method_id != GH_M_GET)
+        return 0;
+    gh_resp_facts_t rf;
+    char vb[1024];
+    int vl;
+    gh_cache_resp_facts(m->headers, m->nheaders, m->status, r->route->tenant->cache_targeted, &rf, vb, sizeof vb, &vl);
+    if (vl >= 0 && gh_cache_storable(&r->creq, &rf))
+        cache_begin_store(r, m, &rf, gh_str(vb, (size_t)vl), now);
+    return 0;
+}
+
+/* Body bytes of a response being stored. */
+static void cache_capture(gh_req_t *r, const char *p, size_t n)
+{
+    if (r->cnew && gh_cobj_append(r->cnew, p, n) < 0) { /* over max_object, or no memory: not stored */
+        gh_cobj_free(r->cnew);
+        r->cnew = NULL;
+    }
+}
+
+/* A complete response: store it. */
+static void cache_store(gh_req_t *r)
+{
+    gh_cobj_t *o = r->cnew;
+    r->cnew = NULL;
+    if (gh_cache_insert(o) < 0) {
+        gh_cobj_free(o);
+        return;
+    }
+    gh_cache_release(o);
+}
+
+/* The cache's part of releasing a request. */
+static void cache_req_free(gh_req_t *r)
+{
+    if (r->phase == P_CWAIT || r->cw_prev || r->cw_next || r->w->cache_waiters == r)
+        cache_waiting_unlink(r);
+    if (r->cfetch) {
+        if (r->cleader)
+            gh_cache_fetch_done(r->cfetch);
+        else
+            gh_cache_fetch_put(r->cfetch);
+        r->cfetch = NULL;
+    }
+    if (r->cnew) {
+        gh_cobj_free(r->cnew);
+        r->cnew = NULL;
+    }
+    if (r->cobj) {
+        if (r->cstate == CS_BG)
+            __atomic_store_n(&r->cobj->revalidating, 0, __ATOMIC_RELEASE);
+        gh_cache_release(r->cobj);
+        r->cobj = NULL;
+    }
+    free(r->ckey);
+    r->ckey = NULL;
+}
+
+/* stale-while-revalidate: a request of its own, on a client with no socket, fetches
+ * the key again (with the stored validators); what it answers is discarded. */
+static void background_refresh(gh_req_t *r)
+{
+    gh_client_t *c = r->c, *bc = calloc(1, sizeof(*bc));
+    gh_worker_t *w = r->w;
+    if (!bc)
+        return;
+    bc->io.fd = -1;
+    bc->w = w;
+    bc->listener = c->listener;
+    bc->timer.cb = client_timeout;
+    bc->resume.cb = client_resume;
+    bc->state = C_IDLE;
+    bc->readable = bc->writable = 1;
+    bc->bg = gh_client_tls(c) || c->bg == 2 ? 2 : 1;
+    bc->peer = c->peer;
+    if (put(w, &bc->in, c->in.base + c->in.rd, r->head_len) < 0) {
+        gh_buf_put(&w->bufs, &bc->in);
+        free(bc);
+        return;
+    }
+    gh_task_post(&w->loop, &bc->resume); /* runs next turn, as a request of its own */
 }
 
 /* The client's address as text (inet_ntop goes through sprintf: too slow per request). */
@@ -1911,6 +2620,8 @@ static void req_timer_arm(gh_req_t *r);
 static int request_finish(gh_req_t *r)
 {
     gh_client_t *c = r->c;
+    if (r->cnew && r->resp_done && r->phase == P_PROXY)
+        cache_store(r);
     req_account(r);
     if (r->u) {
         int reusable = r->up_keepalive && r->sent_done && r->resp_done && !r->up_extra && !r->u->hup &&
@@ -1930,7 +2641,7 @@ static int request_finish(gh_req_t *r)
         c->close_after = 1;
     req_free(r);
     c->req = NULL;
-    if (c->h2s) { /* one request per stream */
+    if (c->h2s || c->bg) { /* one request per stream (or background refresh) */
         client_close(c);
         return 0;
     }
@@ -2082,6 +2793,8 @@ static int req_run(gh_req_t *r)
                 }
             }
             break;
+        case P_CWAIT: /* waiting for another request's fetch: woken by gh_session_cache_wake */
+            break;
         case P_DIRECT:
             if ((rc = client_write(r)) < 0) {
                 client_gone(r);
@@ -2198,6 +2911,17 @@ static void req_timeout(gh_timer_t *t)
         else
             upstream_start(r, 0);
         break;
+    case P_CWAIT: /* the fetch waited on takes too long: fetch alone */
+        cache_waiting_unlink(r);
+        if (r->cfetch) {
+            gh_cache_fetch_put(r->cfetch);
+            r->cfetch = NULL;
+        }
+        if (gh_loop_now(&r->w->loop) < r->phase_start) /* the request's own deadline came first */
+            respond_error(r, 504, "request timed out");
+        else
+            cache_wait_end(r, 0);
+        break;
     case P_HOLD:
         if (gh_loop_now(&r->w->loop) < r->phase_start)
             respond_error(r, 504, "request timed out");
@@ -2284,6 +3008,7 @@ static void req_timer_arm(gh_req_t *r)
         break;
     case P_BACKOFF:
     case P_HOLD:
+    case P_CWAIT:
         deadline = r->phase_start;
         break;
     default:
@@ -2312,8 +3037,9 @@ static void client_close(gh_client_t *c)
     gh_timer_stop(&w->loop, &c->timer);
     gh_task_cancel(&c->resume);
     gh_buf_put(&w->bufs, &c->in);
-    if (c->h2s) { /* a stream client: no socket, not in the connection list */
-        gh_h2_stream_closed(c);
+    if (c->h2s || c->bg) { /* a stream or background client: no socket, not in the connection list */
+        if (c->h2s)
+            gh_h2_stream_closed(c);
         gh_loop_free_later(&w->loop, c);
         return;
     }
@@ -2609,7 +3335,7 @@ static void client_cb(gh_io_t *io, uint32_t ev)
 static void client_resume(gh_task_t *t)
 {
     gh_client_t *c = (gh_client_t *)((char *)t - offsetof(gh_client_t, resume));
-    if (c->io.fd >= 0 || c->h2s)
+    if (c->io.fd >= 0 || c->h2s || c->bg)
         client_run(c);
 }
 

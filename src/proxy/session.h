@@ -31,6 +31,8 @@ void gh_session_tls_hello(struct ssl_st *ssl, void *arg);
 /* An operator's reload: HTTP/2 connections get a graceful GOAWAY (their streams
  * finish; clients reconnect and meet the new configuration and certificates). */
 void gh_session_rotate(gh_worker_t *w);
+/* Requests of w waiting for another request's cache fetch: those whose fetch is done go on. */
+void gh_session_cache_wake(gh_worker_t *w);
 /* Draining: close idle connections now; active ones close after their response. */
 void gh_session_drain(gh_worker_t *w);
 

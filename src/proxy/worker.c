@@ -129,6 +129,8 @@ static void notify_cb(gh_io_t *io, uint32_t ev)
         switch_conf(w, c);
     if (__atomic_exchange_n(&w->rotate, 0, __ATOMIC_ACQ_REL))
         gh_session_rotate(w);
+    if (__atomic_exchange_n(&w->cache_wake, 0, __ATOMIC_ACQ_REL))
+        gh_session_cache_wake(w);
     if (gh_workers_draining() && !w->draining) {
         w->draining = 1;
         close_listeners(w);
@@ -299,6 +301,14 @@ static void poke(gh_worker_t *w)
     uint64_t one = 1;
     ssize_t n = write(w->notify.fd, &one, sizeof one);
     (void)n;
+}
+
+void gh_worker_cache_poke(uint32_t id)
+{
+    if (id >= nthreads)
+        return;
+    __atomic_store_n(&workers[id].cache_wake, 1, __ATOMIC_RELEASE);
+    poke(&workers[id]);
 }
 
 void gh_workers_publish(gh_conf_t *c, int rotate)

@@ -80,6 +80,8 @@ typedef struct gh_worker {
     uint64_t date_sec;
     int draining;
     int exited;
+    int cache_wake;      /* atomic: a fetch some request here waits on is done */
+    void *cache_waiters; /* requests waiting for another's fetch (session.c) */
 } gh_worker_t;
 
 #define GH_MAX_HEADERS 1000
@@ -105,6 +107,8 @@ void gh_gen_release(gh_worker_t *w, gh_gen_t *g);
 
 /* Random 64 bits from the worker's generator (xorshift128+, seeded by getrandom). */
 uint64_t gh_worker_rand(gh_worker_t *w);
+/* Wake worker id: a cache fetch its requests wait on is done (any thread). */
+void gh_worker_cache_poke(uint32_t id);
 /* "Date: <IMF-fixdate>\r\n", refreshed once a second. */
 const char *gh_worker_date(gh_worker_t *w);
 
