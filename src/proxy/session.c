@@ -149,6 +149,7 @@ static int cache_stale_on_error(gh_req_t *r, int status);
 static void cache_capture(gh_req_t *r, const char *p, size_t n);
 static void cache_store(gh_req_t *r);
 static void cache_req_free(gh_req_t *r);
+static void cache_fetched(gh_req_t *r);
 static int put_cache_status_fwd(gh_req_t *r, gh_buf_t *b, int status);
 static void cache_wait_end(gh_req_t *r, int woken);
 static int cache_lookup(gh_req_t *r, const gh_h1_request_t *m);
@@ -797,7 +798,7 @@ static int build_client_head(gh_req_t *r, const gh_h1_response_t *m)
         rc |= PUTL(w, b, "Transfer-Encoding: chunked\r\n");
     if (!has_hsts)
         rc |= put_hsts(r, b);
-    if (r->cstate)
+    if (r->cstate && r->route->cache)
         rc |= put_cache_status_fwd(r, b, m->status);
     if (m->upgrade)
         rc |= PUTL(w, b, "Connection: upgrade\r\n");
@@ -1786,8 +1787,15 @@ static void route_and_dispatch(gh_req_t *r, const gh_h1_request_t *m)
                    rt->respond.nheaders);
         return;
     }
-    if (rt->cache && gh_cache_enabled() && cache_lookup(r, m))
-        return;
+    if (gh_cache_enabled()) {
+        if (rt->cache) {
+            if (cache_lookup(r, m))
+                return;
+        } else if (m->method_id != GH_M_GET && m->method_id != GH_M_HEAD && m->method_id != GH_M_OPTIONS &&
+                   m->method_id != GH_M_TRACE) {
+            r->cstate = CS_UNSAFE; /* invalidates what another route of the tenant may have stored */
+        }
+    }
     forward(r, m, hold_ms);
 }
 
@@ -2452,6 +2460,17 @@ static void cache_store(gh_req_t *r)
     gh_cache_release(o);
 }
 
+/* The whole response is in: store it, and let the requests waiting for it go on. */
+static void cache_fetched(gh_req_t *r)
+{
+    if (r->cnew)
+        cache_store(r);
+    if (r->cfetch && r->cleader) {
+        gh_cache_fetch_done(r->cfetch);
+        r->cfetch = NULL;
+    }
+}
+
 /* The cache's part of releasing a request. */
 static void cache_req_free(gh_req_t *r)
 {
@@ -2759,6 +2778,8 @@ static int req_run(gh_req_t *r)
             if ((rc = upstream_read(r)) < 0)
                 goto fail;
             progress |= rc;
+            if (r->resp_done && r->phase == P_PROXY && (r->cnew || r->cfetch))
+                cache_fetched(r); /* stored as soon as it is all here, not when the client has it */
             if ((rc = client_write(r)) < 0)
                 goto fail;
             progress |= rc;
