@@ -387,20 +387,20 @@ gh_cobj_t *gh_cache_lookup(uint64_t khash, gh_str_t key, const gh_h1_header_t *h
     return best;
 }
 
-static void evict_until_fits(shard_t *own)
+/* Evict until room more bytes fit under the cap: from shard own first, then the others. */
+static void evict_for(shard_t *own, uint64_t room)
 {
     uint32_t start = (uint32_t)(own - C.shards);
-    for (uint32_t k = 0; k < GH_CACHE_SHARDS * 4; k++) {
-        if (__atomic_load_n(&C.used, __ATOMIC_RELAXED) <= __atomic_load_n(&C.cap, __ATOMIC_RELAXED))
+    for (uint32_t k = 0; k < GH_CACHE_SHARDS; k++) {
+        uint64_t cap = __atomic_load_n(&C.cap, __ATOMIC_RELAXED);
+        uint64_t limit = cap > room ? cap - room : 0;
+        if (__atomic_load_n(&C.used, __ATOMIC_RELAXED) <= limit)
             return;
-        shard_t *s = &C.shards[(start + k / 4) % GH_CACHE_SHARDS];
+        shard_t *s = &C.shards[(start + k) % GH_CACHE_SHARDS];
         pthread_mutex_lock(&s->mu);
-        int freed = 0;
-        while (__atomic_load_n(&C.used, __ATOMIC_RELAXED) > C.cap && evict_one(s))
-            freed = 1;
+        while (__atomic_load_n(&C.used, __ATOMIC_RELAXED) > limit && evict_one(s))
+            ;
         pthread_mutex_unlock(&s->mu);
-        if (!freed)
-            k |= 3; /* this shard is empty: the next one */
     }
 }
 
@@ -419,6 +419,7 @@ int gh_cache_insert(gh_cobj_t *o)
     if (o->size > C.cap)
         return GH_ELIMIT;
     shard_t *s = shard_of(o->khash);
+    evict_for(s, o->size); /* room first, so that the new object is not its own victim */
     pthread_mutex_lock(&s->mu);
     /* a variant with the same selecting values is replaced */
     gh_cobj_t **pp = &s->buckets[(uint32_t)o->khash & s->mask];
@@ -452,7 +453,7 @@ int gh_cache_insert(gh_cobj_t *o)
     __atomic_add_fetch(&C.used, o->size, __ATOMIC_RELAXED);
     __atomic_add_fetch(&C.nobj, 1, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&s->mu);
-    evict_until_fits(s);
+    evict_for(s, 0); /* other inserts raced this one over the cap */
     return 0;
 }
 

@@ -277,30 +277,52 @@ int gh_cache_stored_head(const gh_h1_header_t *h, size_t n, const gh_cc_t *cc, i
     return (int)len;
 }
 
+/* Whether a 304's field may update a stored response (RFC 9111 3.2): not the fields a
+ * cache never stores (hop-by-hop, those the 304's Connection names, its private="..."
+ * fields), not framing or Age, not Set-Cookie (a 304 is answered to one client; the
+ * stored response is shared), not Content-Encoding or Content-Range (they describe the
+ * stored body, which the 304 does not carry). */
+static int updates(const gh_h1_header_t *h, size_t n, const gh_cc_t *cc, gh_str_t nm)
+{
+    if (hop_by_hop(nm) || (nm.n == 14 && is_name(nm, "content-length")) || (nm.n == 3 && is_name(nm, "age")) ||
+        (nm.n == 16 && is_name(nm, "content-encoding")) || (nm.n == 13 && is_name(nm, "content-range")) ||
+        (nm.n == 10 && is_name(nm, "set-cookie")))
+        return 0;
+    if ((cc->flags & GH_CC_PRIVATE_FIELDS) && listed(cc->private_fields, nm))
+        return 0;
+    for (size_t k = 0; k < n; k++)
+        if (h[k].name.n == 10 && is_name(h[k].name, "connection") && gh_h1_has_token(h[k].value, nm))
+            return 0;
+    return 1;
+}
+
 int gh_cache_updated_head(gh_str_t stored, const gh_h1_header_t *h, size_t n, char *out, size_t cap)
 {
     size_t len = 0;
+    gh_cc_t cc;
+    gh_cc_init(&cc);
+    for (size_t i = 0; i < n; i++)
+        if (h[i].name.n == 13 && is_name(h[i].name, "cache-control"))
+            gh_cc_parse(&cc, h[i].value);
     const char *p = stored.p, *end = stored.p + stored.n;
-    /* stored lines whose field the 304 does not carry */
+    /* stored lines whose field the 304 does not update */
     while (p < end) {
         const char *eol = memchr(p, '\r', (size_t)(end - p));
-        if (!eol)
+        if (!eol || eol + 1 >= end || eol[1] != '\n')
             break;
         const char *colon = memchr(p, ':', (size_t)(eol - p));
         gh_str_t nm = gh_str(p, colon ? (size_t)(colon - p) : 0);
         int replaced = 0;
         for (size_t i = 0; i < n && !replaced; i++)
-            replaced = gh_str_caseeq(h[i].name, nm);
+            replaced = gh_str_caseeq(h[i].name, nm) && updates(h, n, &cc, nm);
         if (!replaced)
             APPEND(p, (size_t)(eol + 2 - p));
         p = eol + 2;
     }
     for (size_t i = 0; i < n; i++) {
-        gh_str_t nm = h[i].name;
-        if (hop_by_hop(nm) || (nm.n == 14 && is_name(nm, "content-length")) || (nm.n == 3 && is_name(nm, "age")) ||
-            (nm.n == 16 && is_name(nm, "content-encoding")) || (nm.n == 13 && is_name(nm, "content-range")))
+        if (!updates(h, n, &cc, h[i].name))
             continue;
-        APPEND(nm.p, nm.n);
+        APPEND(h[i].name.p, h[i].name.n);
         APPEND(": ", 2);
         APPEND(h[i].value.p, h[i].value.n);
         APPEND("\r\n", 2);
@@ -358,8 +380,8 @@ int gh_cache_not_modified(const gh_h1_header_t *h, size_t n, const gh_cobj_t *o)
             while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
                 p++;
             const char *s = p;
-            if (p < end && *p == '*')
-                return o->etag.n > 0;
+            if (p < end && *p == '*') /* any current representation: the stored one */
+                return 1;
             if (p + 1 < end && p[0] == 'W' && p[1] == '/')
                 p += 2;
             if (p < end && *p == '"') {
