@@ -5,7 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "cache/cache.h"
+#include "cache/http.h"
+#include "proxy/router.h"
 #include "proxy/dns.h"
 #include "proxy/health.h"
 
@@ -142,8 +143,51 @@ static gh_str_t url_form(const char *u, size_t n)
     return gh_str(u, n);
 }
 
+/* A URL ("host/path?query") as the store's URL purge compares it: the part of the key after
+ * the tenant and scheme lines, built by the route that would cache a GET of it (its query
+ * rules; no header or cookie values), or with the default rules when none does. -1 when
+ * it does not fit. */
+static int url_key(const gh_conf_t *c, gh_str_t tenant, gh_str_t url, char *out, size_t cap)
+{
+    const char *slash = memchr(url.p, '/', url.n);
+    gh_str_t host = gh_str(url.p, slash ? (size_t)(slash - url.p) : url.n);
+    gh_str_t target = slash ? gh_str(slash, url.n - host.n) : GH_STR("/");
+    const char *qm = memchr(target.p, '?', target.n);
+    gh_h1_request_t m;
+    memset(&m, 0, sizeof m);
+    m.method = GH_STR("GET");
+    m.method_id = GH_M_GET;
+    m.minor = 1;
+    m.target = target;
+    m.path = gh_str(target.p, qm ? (size_t)(qm - target.p) : target.n);
+    m.query = qm ? gh_str(qm + 1, target.n - m.path.n - 1) : GH_STR("");
+    m.host = host;
+    const gh_conf_site_t *site = gh_router_site(c, host);
+    const gh_conf_route_t *rt = site ? gh_router_route(site, &m, "") : NULL;
+    gh_conf_tenant_t t = {.name = (char *)"-"};
+    gh_conf_cache_t dflt = {.key_host = 1, .query = GH_CQ_SORTED};
+    gh_conf_route_t tmp = {.tenant = &t, .cache = &dflt};
+    if (!rt || !rt->cache || !gh_str_eq(gh_str(rt->tenant->name, strlen(rt->tenant->name)), tenant))
+        rt = &tmp;
+    char key[GH_CACHE_KEY_MAX];
+    int n = gh_cache_key(rt, &m, 0, key, sizeof key);
+    if (n < 0)
+        return -1;
+    /* skip "tenant\nscheme\n", keep "host\npath\nquery\n" */
+    const char *p = key, *end = key + n;
+    for (int i = 0; i < 2 && p; i++)
+        p = memchr(p, '\n', (size_t)(end - p)), p = p ? p + 1 : NULL;
+    const char *q = p;
+    for (int i = 0; i < 3 && q; i++)
+        q = memchr(q, '\n', (size_t)(end - q)), q = q ? q + 1 : NULL;
+    if (!p || !q || (size_t)(q - p) > cap)
+        return -1;
+    memcpy(out, p, (size_t)(q - p));
+    return (int)(q - p);
+}
+
 /* POST /cache/purge?tenant=T&(tag=A[&tag=B..] | url=U | prefix=U | all=1)[&soft=1] */
-static void purge_request(gh_req_t *r, const gh_h1_request_t *m)
+static void purge_request(gh_req_t *r, const gh_h1_request_t *m, const gh_conf_t *conf)
 {
     char tenant[256] = "", val[16][1024], tmp[1024];
     int kind = -1, nval = 0, soft = 0;
@@ -188,10 +232,27 @@ static void purge_request(gh_req_t *r, const gh_h1_request_t *m)
         return;
     }
     uint64_t n = 0;
+    gh_str_t tn = gh_str(tenant, strlen(tenant));
+    int known = 0;
+    for (uint32_t i = 0; i < conf->ntenants && !known; i++)
+        known = !strcmp(conf->tenants[i].name, tenant);
+    if (!known) {
+        problem(r, 404, "Not Found", "no such tenant");
+        return;
+    }
     for (int i = 0; i < nval; i++) {
         gh_str_t v = kind == GH_PURGE_URL || kind == GH_PURGE_PREFIX ? url_form(val[i], strlen(val[i]))
                                                                       : gh_str(val[i], strlen(val[i]));
-        n += gh_cache_purge(gh_str(tenant, strlen(tenant)), kind, v, soft);
+        char uk[GH_CACHE_KEY_MAX];
+        if (kind == GH_PURGE_URL) {
+            int l = url_key(conf, tn, v, uk, sizeof uk);
+            if (l < 0) {
+                problem(r, 400, "Bad Request", "URL too long");
+                return;
+            }
+            v = gh_str(uk, (size_t)l);
+        }
+        n += gh_cache_purge(tn, kind, v, soft);
     }
     char body[96];
     int bl = snprintf(body, sizeof body, "{\"purged\":%llu,\"soft\":%s}\n", (unsigned long long)n, soft ? "true" : "false");
@@ -243,7 +304,7 @@ void gh_admin_handle(gh_req_t *r, const gh_req_view_t *v)
         if (m->method_id != GH_M_POST)
             gh_session_respond(r, 405, "text/plain", "method not allowed\n", 19, "Allow: POST\r\n");
         else
-            purge_request(r, m);
+            purge_request(r, m, v->w->gen->conf);
         return;
     }
     if (m->method_id == GH_M_POST && m->path.n > 11 && !memcmp(m->path.p, "/upstreams/", 11)) {

@@ -40,6 +40,7 @@ static struct {
     int ready;
     uint64_t cap, max_object;
     uint64_t used;  /* atomic */
+    uint64_t small; /* atomic: bytes in the small queues (S3-FIFO's S, 10% of the cap) */
     uint64_t nobj;  /* atomic */
     uint64_t seq;   /* atomic */
     uint64_t k0, k1;
@@ -198,6 +199,8 @@ static shard_t *shard_of(uint64_t khash) { return &C.shards[(khash >> 56) % GH_C
 
 static void q_push(queue_t *q, gh_cobj_t *o) /* at the head */
 {
+    if (!o->queue)
+        __atomic_add_fetch(&C.small, o->size, __ATOMIC_RELAXED);
     o->qprev = NULL;
     o->qnext = q->head;
     if (q->head)
@@ -210,6 +213,8 @@ static void q_push(queue_t *q, gh_cobj_t *o) /* at the head */
 
 static void q_del(queue_t *q, gh_cobj_t *o)
 {
+    if (!o->queue)
+        __atomic_sub_fetch(&C.small, o->size, __ATOMIC_RELAXED);
     if (o->qprev)
         o->qprev->qnext = o->qnext;
     else
@@ -262,13 +267,19 @@ static int tombstoned(const gh_cobj_t *o)
     return __atomic_load_n(&C.tomb[o->uhash % TOMB_SLOTS], __ATOMIC_RELAXED) >= o->seq;
 }
 
-/* One S3-FIFO eviction step: frees one object (1) or finds nothing to free (0). */
-static int evict_one(shard_t *s)
+/* One S3-FIFO eviction step in shard s: frees one object (1) or nothing (0). Which
+ * queue is decided for the whole store (S is kept at 10% of the cap); strict: a shard
+ * without an object in that queue frees nothing (another shard will), rather than
+ * eating into the other queue. */
+static int evict_one(shard_t *s, int strict)
 {
     for (;;) {
         if (!s->small.tail && !s->main.tail)
             return 0;
-        int from_small = s->small.tail && (s->small.bytes * 10 >= s->small.bytes + s->main.bytes || !s->main.tail);
+        int want_small = __atomic_load_n(&C.small, __ATOMIC_RELAXED) * 10 >= __atomic_load_n(&C.cap, __ATOMIC_RELAXED);
+        if (strict && (want_small ? !s->small.tail : !s->main.tail))
+            return 0;
+        int from_small = s->small.tail && (want_small || !s->main.tail);
         if (from_small) {
             gh_cobj_t *o = s->small.tail;
             if (o->freq >= 1) { /* hit while in the probation queue: promote */
@@ -391,14 +402,14 @@ gh_cobj_t *gh_cache_lookup(uint64_t khash, gh_str_t key, const gh_h1_header_t *h
 static void evict_for(shard_t *own, uint64_t room)
 {
     uint32_t start = (uint32_t)(own - C.shards);
-    for (uint32_t k = 0; k < GH_CACHE_SHARDS; k++) {
+    for (uint32_t k = 0; k < 2 * GH_CACHE_SHARDS; k++) { /* a strict round, then a lenient one */
         uint64_t cap = __atomic_load_n(&C.cap, __ATOMIC_RELAXED);
         uint64_t limit = cap > room ? cap - room : 0;
         if (__atomic_load_n(&C.used, __ATOMIC_RELAXED) <= limit)
             return;
         shard_t *s = &C.shards[(start + k) % GH_CACHE_SHARDS];
         pthread_mutex_lock(&s->mu);
-        while (__atomic_load_n(&C.used, __ATOMIC_RELAXED) > limit && evict_one(s))
+        while (__atomic_load_n(&C.used, __ATOMIC_RELAXED) > limit && evict_one(s, k < GH_CACHE_SHARDS))
             ;
         pthread_mutex_unlock(&s->mu);
     }
@@ -511,12 +522,18 @@ static int matches(const gh_cobj_t *o, int kind, gh_str_t v)
         return has_tag(o, v);
     case GH_PURGE_ALL:
         return 1;
-    default: { /* "host/path?query" (URL) or "host/path" (prefix) */
+    case GH_PURGE_URL: { /* the key's "host\npath\nquery\n" (any scheme, any selected headers) */
+        const char *p = memchr(o->key, '\n', o->key_len);
+        p = p ? memchr(p + 1, '\n', o->key_len - (size_t)(p + 1 - o->key)) : NULL;
+        if (!p)
+            return 0;
+        size_t left = o->key_len - (size_t)(p + 1 - o->key);
+        return v.n && v.n <= left && !memcmp(p + 1, v.p, v.n);
+    }
+    default: { /* prefix: "host/path" */
         if (v.n < o->host_len || strncasecmp(v.p, o->host, o->host_len))
             return 0;
         gh_str_t rest = gh_str(v.p + o->host_len, v.n - o->host_len);
-        if (kind == GH_PURGE_URL)
-            return rest.n == o->path_len && !memcmp(rest.p, o->path, rest.n);
         return rest.n <= o->path_len && !memcmp(rest.p, o->path, rest.n);
     }
     }

@@ -123,9 +123,11 @@ void gh_cache_invalidate(gh_str_t tenant, gh_str_t host, gh_str_t path);
 uint64_t gh_cache_url_hash(gh_str_t tenant, gh_str_t host, gh_str_t path);
 
 enum { GH_PURGE_TAG, GH_PURGE_URL, GH_PURGE_PREFIX, GH_PURGE_ALL };
-/* Purge the tenant's objects matching value (a tag; "host/path?query" for URL; "host/path"
- * for a prefix; ignored for ALL). soft: mark stale instead of removing. Returns the
- * number of objects purged (or marked). */
+/* Purge the tenant's objects matching value: a tag; for URL, the part of the key after
+ * its tenant and scheme lines up to its query line ("host\npath\nquery\n", as
+ * gh_cache_url_key builds it), so every scheme and every selected header or cookie
+ * value goes; for a prefix, "host/path" against the host and path as requested; ignored
+ * for ALL. soft: mark stale instead of removing. Returns the number purged (or marked). */
 uint64_t gh_cache_purge(gh_str_t tenant, int kind, gh_str_t value, int soft);
 
 /* Coalescing of misses. */

@@ -2323,6 +2323,8 @@ static gh_cobj_t *cache_updated(gh_req_t *r, const gh_h1_response_t *m, int64_t 
         char vb[1024];
         int vl;
         gh_cache_resp_facts(hs, n, old->status, r->route->tenant->cache_targeted, &rf, vb, sizeof vb, &vl);
+        const gh_h1_header_t *age = gh_h1_find(m->headers, m->nheaders, GH_STR("age"));
+        rf.age = age ? gh_delta_seconds(age->value) : -1; /* the 304's own Age (not stored as a field) */
         gh_cobj_parts_t parts = {
             .key = gh_str(old->key, old->key_len),
             .tenant = gh_str(old->tenant, old->tenant_len),
