@@ -4,7 +4,7 @@
 set -eu
 PKGS="build-essential pkg-config libyaml-dev libpcre2-dev libc-ares-dev libssl-dev openssl dnsmasq-base libnghttp2-dev nghttp2-client python3-h2 python3-grpcio
       curl python3 python3-pytest python3-requests
-      nginx haproxy wrk clang libclang-rt-14-dev
+      nginx haproxy varnish wrk clang libclang-rt-14-dev
       libhiredis-dev redis-server libmaxminddb-dev mmdb-bin slowhttptest chromium"
 missing=""
 for p in $PKGS; do
