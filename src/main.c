@@ -149,6 +149,11 @@ static int publish(gh_conf_t **cur, gh_conf_t *n, const char *what, int rotate)
         same = !strcmp(n->listeners[i].listen, c->listeners[i].listen) && n->listeners[i].role == c->listeners[i].role;
     if (!same)
         gh_log(GH_LOG_WARN, "%s: listener changes take effect on restart", what);
+    if (n->protect.used && gh_protect_start(n) < 0) {
+        gh_log(GH_LOG_ERROR, "%s rejected: protection could not start", what);
+        gh_conf_unref(n);
+        return -1;
+    }
     if (gh_metrics_bind(n) < 0 || gh_health_bind(n) < 0 ||
         (n->cache.used && gh_cache_setup(n->cache.memory, n->cache.max_object) < 0)) {
         gh_log(GH_LOG_ERROR, "%s rejected: out of memory", what);
@@ -298,7 +303,9 @@ static int start(gh_conf_t *c, const char *path)
         gh_log(GH_LOG_ERROR, "cache: out of memory");
         return 1;
     }
-    if (gh_protect_start(c) < 0 || gh_workers_start(c) < 0 || gh_health_start(c) < 0 || dns_follow(c) < 0) {
+    /* protection's state tables (~110 MB at the default max_keys, committed at once) only
+     * when something uses them; a reload that turns protection on starts them then */
+    if ((c->protect.used && gh_protect_start(c) < 0) || gh_workers_start(c) < 0 || gh_health_start(c) < 0 || dns_follow(c) < 0) {
         gh_log(GH_LOG_ERROR, "could not start");
         return 1;
     }

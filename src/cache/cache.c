@@ -107,6 +107,20 @@ gh_cobj_t *gh_cobj_new(const gh_cobj_parts_t *p)
     return o;
 }
 
+int gh_cobj_reserve(gh_cobj_t *o, uint64_t n)
+{
+    if (n > C.max_object)
+        return GH_ELIMIT;
+    if (n <= o->body_cap)
+        return 0;
+    char *b = realloc(o->body, n ? n : 1);
+    if (!b)
+        return GH_ENOMEM;
+    o->body = b;
+    o->body_cap = n;
+    return 0;
+}
+
 int gh_cobj_append(gh_cobj_t *o, const void *p, size_t n)
 {
     if (!n)
@@ -421,7 +435,7 @@ int gh_cache_insert(gh_cobj_t *o)
         return GH_EINVAL;
     if (o->body_len > C.max_object)
         return GH_ELIMIT;
-    if (o->body && o->body_len) { /* trim the growth slack */
+    if (o->body && o->body_len && o->body_cap != o->body_len) { /* trim the growth slack */
         char *b = realloc(o->body, o->body_len);
         if (b)
             o->body = b;

@@ -99,6 +99,9 @@ typedef struct {
     gh_str_t key, tenant, host, path, vary, vvals, tags, head;
 } gh_cobj_parts_t;
 gh_cobj_t *gh_cobj_new(const gh_cobj_parts_t *p);
+/* Allocate the body at its final size when it is known (Content-Length): no growth,
+ * no slack left in the allocator. 0, GH_ELIMIT past max_object, or GH_ENOMEM. */
+int gh_cobj_reserve(gh_cobj_t *o, uint64_t n);
 /* Append body bytes (grows; fails with GH_ELIMIT past max_object, GH_ENOMEM). */
 int gh_cobj_append(gh_cobj_t *o, const void *p, size_t n);
 /* Free an object never inserted. */

@@ -2278,6 +2278,10 @@ static void cache_begin_store(gh_req_t *r, const gh_h1_response_t *m, const gh_r
     free(head);
     if (!o)
         return;
+    if (m->body == GH_H1_BODY_LENGTH && gh_cobj_reserve(o, m->content_length) < 0) {
+        gh_cobj_free(o);
+        return;
+    }
     o->khash = r->khash;
     o->uhash = gh_cache_url_hash(parts.tenant, r->host, r->path);
     o->seq = r->cseq;

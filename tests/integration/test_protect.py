@@ -228,6 +228,26 @@ def test_limit_state_survives_a_reload(gatehouse, origin):
     assert get(gh, "/", "127.0.13.1").status == 429
 
 
+def test_protection_turned_on_by_a_reload(gatehouse, origin):
+    # without protection the state tables are not allocated at start (no ~110 MB committed
+    # for nothing); a reload that declares a limit starts them, and the limit holds
+    gh = gatehouse(config(), origin_port=origin.port)
+    with open("/proc/%d/status" % gh.pid) as f:
+        rss_kb = int(next(ln for ln in f if ln.startswith("VmRSS:")).split()[1])
+    assert rss_kb < 60 * 1024, rss_kb
+    assert statuses(gh, 4, "127.0.14.1") == [200] * 4
+    gh.write_config(config(route_prot="""              rate_limits:
+                - {name: per-ip, rate: 3/m, burst: 2}
+"""))
+    gh.reload()
+    addrs = iter(range(10, 250))  # a fresh address per try: a try that straddles the reload spends nothing later
+
+    def limited():
+        return statuses(gh, 4, "127.0.14.%d" % next(addrs)) == [200, 200, 200, 429]
+    assert poll(limited, timeout=5, interval=0.1)
+    assert decisions(gh, tenant="shop", reason="rate_limit", action="block") >= 1
+
+
 # ---------------------------------------------------------------- lists
 
 
