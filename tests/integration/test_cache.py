@@ -11,6 +11,7 @@ are made stale on arrival with an origin Age larger than max-age (or max-age=0)
 instead of sleeping."""
 
 import json
+import os
 import socket
 import threading
 import time
@@ -1305,7 +1306,8 @@ def test_memory_cap_under_many_large_objects(gatehouse, org):
     info = gh.admin_get("/cache").json()
     assert info["memory"] == cap and info["used"] <= cap, info
     grew = rss_bytes(gh.pid) - rss0
-    assert grew < 40 * 1024 * 1024, "RSS grew by %d MiB" % (grew >> 20)
+    if not os.environ.get("GATEHOUSE_SANITIZED"):  # ASan keeps freed memory in quarantine (256 MiB)
+        assert grew < 40 * 1024 * 1024, "RSS grew by %d MiB" % (grew >> 20)
     # default max_object = min(16m, memory/8) = 1 MiB: a 1.5 MiB body is not stored
     get(gh, "/huge")
     get(gh, "/huge")
