@@ -147,37 +147,14 @@ gen_cache_origin_conf() {
     : >"$d/zipf.log"
     chmod -R a+rX "$d"
     chmod a+w "$d/zipf.log"
-    cat >"$d/nginx.conf" <<EOF
-worker_processes 1;
-worker_rlimit_nofile $NOFILE;
-daemon off;
-pid $d/nginx.pid;
-error_log $d/error.log notice;
-events { worker_connections $((NOFILE > 20000 ? 20000 : NOFILE)); }
-http {
-    access_log off;
-    log_format zbytes '\$body_bytes_sent';
-    keepalive_requests 1000000;
-    keepalive_timeout 300s;
-    sendfile on;
-    default_type application/octet-stream;
-    client_body_temp_path $d/client_body;
-    proxy_temp_path $d/proxy_temp;
-    fastcgi_temp_path $d/fastcgi_temp;
-    uwsgi_temp_path $d/uwsgi_temp;
-    scgi_temp_path $d/scgi_temp;
-    server {
-        listen 127.0.0.1:$OPORT backlog=4096;
-        root $d/www;
-        add_header Cache-Control "max-age=3600" always;
-        location = /health { default_type text/plain; return 200 "ok\n"; }
+    origin_nginx_conf "$d" "$OPORT" "    log_format zbytes '\$body_bytes_sent';" \
+        "        root $d/www;
+        add_header Cache-Control \"max-age=3600\" always;
+        location = /health { default_type text/plain; return 200 \"ok\\n\"; }
         location = /status { stub_status; }
         location ~ ^/h/s/[0-9]+\$ { try_files /hot-small =404; }
         location ~ ^/h/l/[0-9]+\$ { try_files /hot-large =404; }
-        location ~ ^/z/[0-9]+/([0-9]+k)\$ { access_log $d/zipf.log zbytes; try_files /z/\$1 =404; }
-    }
-}
-EOF
+        location ~ ^/z/[0-9]+/([0-9]+k)\$ { access_log $d/zipf.log zbytes; try_files /z/\$1 =404; }"
 }
 
 # origin_count: the origin's request counter (stub_status "requests"; this read itself counts as one).

@@ -151,11 +151,11 @@ busy_sample() {
 
 # ---------------------------------------------------------------- configs
 
-gen_origin_conf() {   # gen_origin_conf PORT
-    local d=$TMPD/origin
-    mkdir -p "$d/www"
-    head -c 65536 /dev/urandom >"$d/www/big"
-    chmod -R a+rX "$d"
+# origin_nginx_conf DIR PORT HTTP_EXTRA SERVER_BODY: the origin nginx's configuration (one worker,
+# keep-alive without limit, sendfile, temp paths in DIR) into DIR/nginx.conf; HTTP_EXTRA goes into the
+# http block, SERVER_BODY into the server block after its listen line.
+origin_nginx_conf() {
+    local d=$1 port=$2 extra=$3 body=$4
     cat >"$d/nginx.conf" <<EOF
 worker_processes 1;
 worker_rlimit_nofile $NOFILE;
@@ -165,6 +165,7 @@ error_log $d/error.log notice;
 events { worker_connections $((NOFILE > 20000 ? 20000 : NOFILE)); }
 http {
     access_log off;
+$extra
     keepalive_requests 1000000;
     keepalive_timeout 300s;
     sendfile on;
@@ -175,12 +176,20 @@ http {
     uwsgi_temp_path $d/uwsgi_temp;
     scgi_temp_path $d/scgi_temp;
     server {
-        listen 127.0.0.1:$1 backlog=4096;
-        location = /small { default_type text/plain; return 200 "$BODY_SMALL"; }
-        location = /big { root $d/www; }
+        listen 127.0.0.1:$port backlog=4096;
+$body
     }
 }
 EOF
+}
+
+gen_origin_conf() {   # gen_origin_conf PORT
+    local d=$TMPD/origin
+    mkdir -p "$d/www"
+    head -c 65536 /dev/urandom >"$d/www/big"
+    chmod -R a+rX "$d"
+    origin_nginx_conf "$d" "$1" "" "        location = /small { default_type text/plain; return 200 \"$BODY_SMALL\"; }
+        location = /big { root $d/www; }"
 }
 
 # gen_proxy_conf SYSTEM WORKERS PORT ORIGIN_PORT MODE(bench|idle): prints config path.

@@ -370,6 +370,28 @@ static const char *reason_of(int status)
     }
 }
 
+/* "HTTP/1.1 STATUS REASON\r\n" */
+static int put_status_line(gh_worker_t *w, gh_buf_t *b, int status)
+{
+    int rc = PUTL(w, b, "HTTP/1.1 ");
+    rc |= put_u64(w, b, (uint64_t)status);
+    rc |= PUTL(w, b, " ");
+    const char *reason = reason_of(status);
+    rc |= put(w, b, reason, strlen(reason));
+    return rc | PUTL(w, b, "\r\n");
+}
+
+/* The connection field of an answer made here, and the end of the head. */
+static int put_head_end(gh_worker_t *w, gh_buf_t *b, const gh_client_t *c, int minor)
+{
+    int rc = 0;
+    if (c->close_after)
+        rc |= PUTL(w, b, "Connection: close\r\n");
+    else if (minor == 0)
+        rc |= PUTL(w, b, "Connection: keep-alive\r\n");
+    return rc | PUTL(w, b, "\r\n");
+}
+
 /* ---- requests: allocation, accounting, release ---- */
 
 static gh_req_t *req_new(gh_client_t *c)
@@ -514,12 +536,7 @@ static void respond_full(gh_req_t *r, int status, const char *ctype, const char 
     if (!r->body_done || close || w->draining)
         c->close_after = 1;
     gh_buf_t *b = &r->chead;
-    int rc = PUTL(w, b, "HTTP/1.1 ");
-    rc |= put_u64(w, b, (uint64_t)status);
-    rc |= PUTL(w, b, " ");
-    const char *reason = reason_of(status);
-    rc |= put(w, b, reason, strlen(reason));
-    rc |= PUTL(w, b, "\r\n");
+    int rc = put_status_line(w, b, status);
     const char *date = gh_worker_date(w);
     rc |= put(w, b, date, strlen(date));
     if (ctype) {
@@ -541,11 +558,7 @@ static void respond_full(gh_req_t *r, int status, const char *ctype, const char 
         rc |= put(w, b, kv[i].value, kv[i].value_len);
         rc |= PUTL(w, b, "\r\n");
     }
-    if (c->close_after)
-        rc |= PUTL(w, b, "Connection: close\r\n");
-    else if (r->minor == 0)
-        rc |= PUTL(w, b, "Connection: keep-alive\r\n");
-    rc |= PUTL(w, b, "\r\n");
+    rc |= put_head_end(w, b, c, r->minor);
     if (len && !r->head_only && status >= 200 && status != 204 && status != 304)
         rc |= put(w, b, body, len);
     if (rc < 0) { /* out of memory: nothing sensible to send */
@@ -2031,12 +2044,7 @@ static void serve_object(gh_req_t *r, const gh_h1_request_t *m, gh_cobj_t *o)
     if (!r->body_done || w->draining)
         c->close_after = 1;
     gh_buf_t *b = &r->chead;
-    int rc = PUTL(w, b, "HTTP/1.1 ");
-    rc |= put_u64(w, b, (uint64_t)status);
-    rc |= PUTL(w, b, " ");
-    const char *reason = reason_of(status);
-    rc |= put(w, b, reason, strlen(reason));
-    rc |= PUTL(w, b, "\r\n");
+    int rc = put_status_line(w, b, status);
     rc |= put(w, b, o->head, o->head_len);
     rc |= PUTL(w, b, "Age: ");
     rc |= put_u64(w, b, (uint64_t)(age > 0 ? age : 0));
@@ -2055,11 +2063,7 @@ static void serve_object(gh_req_t *r, const gh_h1_request_t *m, gh_cobj_t *o)
     }
     if (!head_has(o, "strict-transport-security"))
         rc |= put_hsts(r, b);
-    if (c->close_after)
-        rc |= PUTL(w, b, "Connection: close\r\n");
-    else if (r->minor == 0)
-        rc |= PUTL(w, b, "Connection: keep-alive\r\n");
-    rc |= PUTL(w, b, "\r\n");
+    rc |= put_head_end(w, b, c, r->minor);
     if (rc < 0) {
         gh_buf_put(&w->bufs, b);
         c->close_after = 1;
