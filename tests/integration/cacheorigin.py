@@ -27,6 +27,8 @@ import threading
 import time
 import urllib.parse
 
+from origin import close_sockets
+
 
 def http_date(t=None):
     return email.utils.formatdate(time.time() if t is None else t, usegmt=True)
@@ -159,21 +161,9 @@ class CacheOrigin:
 
     def stop(self):
         self.stopping.set()
-        try:
-            self.lsock.close()
-        except OSError:
-            pass
         with self.lock:
             socks = list(self.socks)
-        for s in socks:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            try:
-                s.close()
-            except OSError:
-                pass
+        close_sockets(self.lsock, socks)
 
     # -- server ----------------------------------------------------------------
     def _accept_loop(self):

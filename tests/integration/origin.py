@@ -79,6 +79,23 @@ def _pattern_digest(n):
     return _digest_cache[n]
 
 
+
+def close_sockets(lsock, conns):
+    """Stop a test server: close its listening socket, then shut and close every connection."""
+    try:
+        lsock.close()
+    except OSError:
+        pass
+    for s in conns:
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        try:
+            s.close()
+        except OSError:
+            pass
+
 class BadRequest(Exception):
     pass
 
@@ -186,21 +203,9 @@ class Origin:
     # ---- server ------------------------------------------------------------
     def stop(self):
         self.stopping.set()
-        try:
-            self.lsock.close()
-        except OSError:
-            pass
         with self.lock:
             conns = list(self.conns)
-        for s in conns:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            try:
-                s.close()
-            except OSError:
-                pass
+        close_sockets(self.lsock, conns)
         self.thread.join(timeout=5)
 
     def _accept_loop(self):
