@@ -35,6 +35,15 @@ static size_t json_str(char *out, size_t n, size_t cap, gh_str_t s)
     return n;
 }
 
+/* A cheap checksum of the body, so that a client can check it arrived whole. */
+static uint64_t body_sum(const char *p, size_t n)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (uint8_t)p[i]) * 1099511628211ull;
+    return h;
+}
+
 void gh_demo_handle(gh_req_t *r, const gh_req_view_t *v)
 {
     const gh_h1_request_t *m = v->msg;
@@ -61,7 +70,8 @@ void gh_demo_handle(gh_req_t *r, const gh_req_view_t *v)
             out[n++] = ':';
             n = json_str(out, n, cap, m->headers[i].value);
         }
-        n += (size_t)snprintf(out + n, cap - n, "}}\n");
+        n += (size_t)snprintf(out + n, cap - n, "},\"body_bytes\":%zu,\"body_sum\":%llu}\n", v->body_len,
+                              (unsigned long long)body_sum(v->body, v->body_len));
         if (n > cap)
             n = cap;
         gh_session_respond(r, 200, "application/json", out, n, NULL);

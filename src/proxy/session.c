@@ -41,7 +41,7 @@
 #include "tls/ja4.h"
 #include "tls/tls.h"
 
-enum { P_CONNECT = 1, P_PROXY, P_TUNNEL, P_DIRECT, P_BACKOFF, P_HOLD, P_CWAIT };
+enum { P_CONNECT = 1, P_PROXY, P_TUNNEL, P_DIRECT, P_BACKOFF, P_HOLD, P_CWAIT, P_BODY };
 
 /* the cache's part in a request (src/cache) */
 enum { CS_NONE = 0, CS_BYPASS, CS_UNSAFE, CS_MISS, CS_REVAL, CS_BG };
@@ -2592,7 +2592,6 @@ static void new_request_id(gh_req_t *r)
 /* A complete head at c->in.rd: start the request. */
 static void request_start(gh_client_t *c, const gh_h1_request_t *m)
 {
-    gh_worker_t *w = c->w;
     gh_req_t *r = request_begin(c);
     if (!r)
         return;
@@ -2626,15 +2625,11 @@ static void request_start(gh_client_t *c, const gh_h1_request_t *m)
     if (role == GH_LISTEN_PROXY) {
         route_and_dispatch(r, m);
     } else if (role_handlers[role]) {
-        body_validate(r);
-        if (r->body_done) {
-            r->in_pos += r->in_ready;
-            r->in_ready = 0;
+        if (m->body == GH_H1_BODY_LENGTH && m->content_length > GH_HANDLER_BODY_MAX) {
+            respond_error(r, 413, "request body too large");
+            return;
         }
-        gh_req_view_t v = {m, w, r->peer};
-        role_handlers[role](r, &v);
-        if (r->phase != P_DIRECT)
-            respond_error(r, 500, "handler gave no answer");
+        r->phase = P_BODY; /* the handler runs once the whole body is here (req_run) */
     } else {
         respond_error(r, 404, "nothing here");
     }
@@ -2643,6 +2638,77 @@ static void request_start(gh_client_t *c, const gh_h1_request_t *m)
 /* ---- the pump ---- */
 
 static void req_timer_arm(gh_req_t *r);
+
+/* P_BODY: read the request body of a handler's request into c->in (grown as needed, up to
+ * GH_HANDLER_BODY_MAX). 1 when it is complete, 0 to wait, or an E_* code. */
+static int handler_body(gh_req_t *r)
+{
+    gh_client_t *c = r->c;
+    for (;;) {
+        int rc = client_read_body(r, 0);
+        if (rc < 0)
+            return rc;
+        if (r->body_done)
+            return 1;
+        if (r->bytes_in - r->head_len > GH_HANDLER_BODY_MAX)
+            return E_TOOLARGE;
+        if (gh_buf_room(&c->in)) {
+            if (!rc)
+                return 0;
+            continue;
+        }
+        uint32_t want = c->in.cap * 2;
+        if (want > r->head_len + GH_HANDLER_BODY_MAX + 65536)
+            want = r->head_len + GH_HANDLER_BODY_MAX + 65536;
+        if (want <= c->in.cap || gh_buf_grow(&r->w->bufs, &c->in, want) < 0)
+            return E_TOOLARGE;
+    }
+}
+
+/* P_BODY done: give the handler the request and its body (de-chunked). */
+static void handler_call(gh_req_t *r)
+{
+    gh_client_t *c = r->c;
+    gh_h1_request_t m;
+    if (reparse(r, &m) < 0) {
+        respond_error(r, 500, "out of memory");
+        return;
+    }
+    const char *body = c->in.base + c->in.rd + r->head_len;
+    size_t len = r->in_ready;
+    char *dechunked = NULL;
+    if (r->body == GH_H1_BODY_CHUNKED) {
+        gh_h1_chunked_t ck;
+        memset(&ck, 0, sizeof ck);
+        dechunked = malloc(len ? len : 1);
+        size_t n = 0, off = 0;
+        while (dechunked && off < len && !ck.done) {
+            gh_str_t data;
+            long k = gh_h1_chunked_step(&ck, body + off, len - off, &data);
+            if (k <= 0)
+                break;
+            memcpy(dechunked + n, data.p, data.n);
+            n += data.n;
+            off += (size_t)k;
+        }
+        if (!dechunked) {
+            respond_error(r, 500, "out of memory");
+            return;
+        }
+        body = dechunked;
+        len = n;
+    } else if (r->body == GH_H1_BODY_NONE) {
+        len = 0;
+    }
+    r->in_pos += r->in_ready; /* consumed */
+    r->in_ready = 0;
+    r->phase = 0;
+    gh_req_view_t v = {&m, r->w, r->peer, body, len};
+    role_handlers[c->listener->role](r, &v);
+    free(dechunked);
+    if (r->phase != P_DIRECT)
+        respond_error(r, 500, "handler gave no answer");
+}
 
 /* Finish the request: account, give connections back, go on with the client.
  * Returns 1 if the client connection continues, 0 if it was closed. */
@@ -2826,6 +2892,14 @@ static int req_run(gh_req_t *r)
             break;
         case P_CWAIT: /* waiting for another request's fetch: woken by gh_session_cache_wake */
             break;
+        case P_BODY:
+            if ((rc = handler_body(r)) < 0)
+                goto fail;
+            if (rc > 0) {
+                handler_call(r);
+                progress = 1;
+            }
+            break;
         case P_DIRECT:
             if ((rc = client_write(r)) < 0) {
                 client_gone(r);
@@ -2942,6 +3016,9 @@ static void req_timeout(gh_timer_t *t)
         else
             upstream_start(r, 0);
         break;
+    case P_BODY:
+        respond_error(r, 408, "request body timed out");
+        break;
     case P_CWAIT: /* the fetch waited on takes too long: fetch alone */
         cache_waiting_unlink(r);
         if (r->cfetch) {
@@ -3041,6 +3118,9 @@ static void req_timer_arm(gh_req_t *r)
     case P_HOLD:
     case P_CWAIT:
         deadline = r->phase_start;
+        break;
+    case P_BODY:
+        deadline = now + to->client_body;
         break;
     default:
         deadline = now + to->client_send;

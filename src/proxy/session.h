@@ -46,7 +46,12 @@ typedef struct {
     const gh_h1_request_t *msg;
     gh_worker_t *w;
     const char *peer; /* client address as text */
+    const char *body; /* the whole request body (de-chunked), at most GH_HANDLER_BODY_MAX bytes */
+    size_t body_len;
 } gh_req_view_t;
+
+/* Largest request body a handler is given (a larger one is answered 413). */
+#define GH_HANDLER_BODY_MAX (1u << 20)
 
 typedef void (*gh_handler_fn)(gh_req_t *r, const gh_req_view_t *v);
 

@@ -210,3 +210,44 @@ def test_reload_without_running_gatehouse_fails(tmp_path):
     p = run_cli("reload", "-c", path)  # no pid file: nothing to signal
     assert p.returncode != 0
     assert p.stderr.strip()
+
+
+def _fnv1a(data):
+    h = 1469598103934665603
+    for b in data:
+        h = ((h ^ b) * 1099511628211) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def test_handlers_get_the_whole_body(gatehouse):
+    # a handler (here the demo origin, as admin ones will) runs once its whole body is in: a
+    # large body sent slowly in pieces, and a chunked one, arrive whole; over 1 MiB is 413
+    import socket
+    import time
+    g = gatehouse(DEMO)
+    body = bytes((i * 7) & 0xFF for i in range(300000))
+    s = socket.create_connection(("127.0.0.1", g.values["demo_port"]), timeout=10)
+    s.sendall(b"POST /echo HTTP/1.1\r\nHost: d\r\nContent-Length: %d\r\n\r\n" % len(body))
+    for i in range(0, len(body), 60000):
+        s.sendall(body[i:i + 60000])
+        time.sleep(0.05)
+    f = s.makefile("rb")
+    assert f.readline().startswith(b"HTTP/1.1 200")
+    clen = 0
+    while True:
+        ln = f.readline()
+        if ln == b"\r\n":
+            break
+        if ln.lower().startswith(b"content-length:"):
+            clen = int(ln.split(b":")[1])
+    import json
+    doc = json.loads(f.read(clen))
+    assert doc["body_bytes"] == len(body) and doc["body_sum"] == _fnv1a(body), doc
+    s.close()
+    chunks = [b"hello ", b"chunked ", b"world"]
+    r = get("http://127.0.0.1:%d/echo" % g.values["demo_port"], headers={"Host": "d"},
+            data=iter(chunks))  # requests sends an iterator chunked
+    doc = r.json()
+    assert doc["body_bytes"] == len(b"".join(chunks)) and doc["body_sum"] == _fnv1a(b"".join(chunks)), doc
+    r = get("http://127.0.0.1:%d/echo" % g.values["demo_port"], headers={"Host": "d"}, data=b"x" * (1024 * 1024 + 1))
+    assert r.status_code == 413
