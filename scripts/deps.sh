@@ -11,6 +11,14 @@ for p in $PKGS; do
     st=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
     [ "$st" = "installed" ] || missing="$missing $p"
 done
+# node and npm run the real OpenFeature clients of the tests (tests/js): any node that is there,
+# else Debian's
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    for p in nodejs npm; do
+        st=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+        [ "$st" = "installed" ] || missing="$missing $p"
+    done
+fi
 [ -z "$missing" ] && exit 0
 echo "make deps: installing:$missing"
 if [ "$(id -u)" != 0 ]; then

@@ -16,6 +16,7 @@
 #include "admin/admin.h"
 #include "cache/cache.h"
 #include "config/config.h"
+#include "flags/ofrep.h"
 #include "core/log.h"
 #include "obs/accesslog.h"
 #include "obs/metrics.h"
@@ -37,6 +38,8 @@ static const char usage_main[] =
     "  validate -c FILE   check a configuration; print every error as FILE:LINE:COL: key.path: message\n"
     "  proxy --from ADDR --to ADDR [--to ADDR ...]\n"
     "                     a one-line reverse proxy (round-robin over the --to backends)\n"
+    "  flags --file FILE [--ofrep ADDR]\n"
+    "                     serve a flagd flag definition over OFREP only (a drop-in for flagd)\n"
     "  reload -c FILE     ask the running gateway (pid_file of FILE) to reload its configuration\n"
     "  version            print the version\n"
     "\n"
@@ -57,6 +60,11 @@ static const char usage_proxy[] =
     "usage: gatehouse proxy --from ADDR --to ADDR [--to ADDR ...] [--workers N] [--access-log]\n"
     "  A reverse proxy from ADDR (e.g. :8080 or 127.0.0.1:8080) to one or more backends,\n"
     "  round-robin, with the defaults of the configuration file.\n";
+
+static const char usage_flags[] =
+    "usage: gatehouse flags --file FILE [--ofrep ADDR] [--workers N]\n"
+    "  Serves the flagd definition FILE (JSON; watched and reloaded when it changes) over OFREP\n"
+    "  (POST /ofrep/v1/evaluate/flags[/KEY]) on ADDR, default 127.0.0.1:8016, without credentials.\n";
 
 static const char usage_reload[] =
     "usage: gatehouse reload -c FILE\n"
@@ -195,18 +203,28 @@ static int serve(gh_conf_t *c, const char *path)
         clock_gettime(CLOCK_MONOTONIC, &now);
         if (now.tv_sec < rotate_at.tv_sec)
             left.tv_sec = rotate_at.tv_sec - now.tv_sec;
-        if (cur->protect.nlists && left.tv_sec > LIST_POLL_S)
-            left.tv_sec = LIST_POLL_S; /* ip_lists files are watched */
+        int watched = cur->protect.nlists || cur->nflag_files;
+        if (watched && left.tv_sec > LIST_POLL_S)
+            left.tv_sec = LIST_POLL_S; /* ip_lists and flag definition files are watched */
         int sig = sigtimedwait(&set, NULL, &left);
         int werr = errno;
-        if (sig < 0 && werr == EAGAIN && cur->protect.nlists && cur->source && gh_protect_lists_changed(cur)) {
+        if (sig < 0 && werr == EAGAIN && watched && cur->source &&
+            (gh_protect_lists_changed(cur) || gh_conf_flag_files_changed(cur))) {
             gh_conf_t *n = NULL;
             gh_conf_errors_t errs = {0};
             if (gh_conf_load_string(cur->path, cur->source, cur->source_len, &n, &errs) < 0) {
                 for (uint32_t i = 0; i < errs.n; i++)
-                    gh_log(GH_LOG_ERROR, "ip list update rejected: %s", errs.msgs[i]);
+                    gh_log(GH_LOG_ERROR, "watched file update rejected (the previous contents stay): %s", errs.msgs[i]);
                 gh_conf_errors_free(&errs);
                 /* do not retry every poll: the next change (or SIGHUP) tries again */
+                for (uint32_t i = 0; i < cur->ntenants; i++) {
+                    struct stat st;
+                    gh_conf_tenant_t *t = &cur->tenants[i];
+                    if (t->flags.file && stat(t->flags.file, &st) == 0) {
+                        t->flags.mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+                        t->flags.size = (int64_t)st.st_size;
+                    }
+                }
                 for (uint32_t i = 0; i < cur->protect.nlists; i++) {
                     struct stat st;
                     if (stat(cur->protect.lists[i].file, &st) == 0) {
@@ -214,8 +232,8 @@ static int serve(gh_conf_t *c, const char *path)
                         cur->protect.lists[i].size = (int64_t)st.st_size;
                     }
                 }
-            } else if (publish(&cur, n, "ip list update", 0) == 0) {
-                gh_log(GH_LOG_INFO, "ip lists reloaded");
+            } else if (publish(&cur, n, "watched file update", 0) == 0) {
+                gh_log(GH_LOG_INFO, "watched files (ip lists, flag definitions) reloaded");
             }
         }
         clock_gettime(CLOCK_MONOTONIC, &now);
@@ -291,6 +309,7 @@ static int start(gh_conf_t *c, const char *path)
     }
     gh_session_set_handler(GH_LISTEN_ADMIN, gh_admin_handle);
     gh_session_set_handler(GH_LISTEN_DEMO, gh_demo_handle);
+    gh_session_set_handler(GH_LISTEN_OFREP, gh_ofrep_handle);
     if (c->access_log.enabled) {
         int rc = gh_accesslog_start(c->access_log.path, c->workers + 1);
         if (rc < 0) {
@@ -415,6 +434,53 @@ static int cmd_proxy(int argc, char **argv)
     return start(c, NULL);
 }
 
+/* Flags only: a configuration with the OFREP listener and one tenant whose flags are FILE. */
+static int cmd_flags(int argc, char **argv)
+{
+    if (wants_help(argc, argv)) {
+        fputs(usage_flags, stdout);
+        return 0;
+    }
+    const char *file = NULL, *ofrep = "127.0.0.1:8016";
+    int workers = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--file") && i + 1 < argc)
+            file = argv[++i];
+        else if (!strcmp(argv[i], "--ofrep") && i + 1 < argc)
+            ofrep = argv[++i];
+        else if (!strcmp(argv[i], "--workers") && i + 1 < argc)
+            workers = atoi(argv[++i]);
+        else {
+            fprintf(stderr, "gatehouse flags: unexpected argument '%s'\n%s", argv[i], usage_flags);
+            return 2;
+        }
+    }
+    if (!file || strpbrk(file, "\"\\\n") || strpbrk(ofrep, "\"\\\n")) {
+        fputs(usage_flags, stderr);
+        return 2;
+    }
+    char yaml[8192];
+    int n = snprintf(yaml, sizeof yaml,
+                     "access_log: {enabled: false}\n"
+                     "ofrep: {listen: \"%s\"}\n"
+                     "tenants:\n  - name: flags\n    flags: {file: \"%s\"}\n    sites: []\n",
+                     ofrep, file);
+    if (n < 0 || (size_t)n >= sizeof yaml) {
+        fputs(usage_flags, stderr);
+        return 2;
+    }
+    gh_conf_t *c = NULL;
+    gh_conf_errors_t errs = {0};
+    if (gh_conf_load_string("gatehouse flags", yaml, (size_t)n, &c, &errs) < 0) {
+        print_errors(&errs);
+        gh_conf_errors_free(&errs);
+        return 1;
+    }
+    if (workers > 0 && workers <= 256)
+        c->workers = (uint32_t)workers;
+    return start(c, NULL);
+}
+
 /* SIGHUP to the pid in pid_file (of the configuration at path). */
 static int signal_pid_file(const char *pid_file, const char *path)
 {
@@ -477,6 +543,8 @@ int main(int argc, char **argv)
         return cmd_proxy(argc - 1, argv + 1);
     if (!strcmp(cmd, "reload"))
         return cmd_reload(argc - 1, argv + 1);
+    if (!strcmp(cmd, "flags"))
+        return cmd_flags(argc - 1, argv + 1);
     if (!strcmp(cmd, "version") && wants_help(argc - 1, argv + 1)) {
         fputs("usage: gatehouse version\n  Prints the version.\n", stdout);
         return 0;

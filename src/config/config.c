@@ -13,6 +13,7 @@
  * the router (gh_router_build) once a snapshot validates. */
 #define _GNU_SOURCE
 #include "config/config.h"
+#include "flags/flags.h"
 #include "proxy/dns.h"
 
 #include <arpa/inet.h>
@@ -1233,6 +1234,8 @@ static void parse_listener(ctx_t *x, yaml_node_t *n, int role, size_t idx)
         l->name = "admin";
     else if (role == GH_LISTEN_DEMO)
         l->name = "demo";
+    else if (role == GH_LISTEN_OFREP)
+        l->name = "ofrep";
     else if (!f_name(x, &f[2], &l->name)) {
         if (f[2].val)
             ok = false;
@@ -2037,6 +2040,43 @@ static bool valid_field_value(const char *s, size_t n)
     return true;
 }
 
+/* A mapping of header fields (name -> value) to send, in the order written. */
+static void parse_header_map(ctx_t *x, yaml_node_t *h, gh_conf_kv_t **out, uint32_t *nout)
+{
+    if (!want_map(x, h))
+        return;
+    size_t cnt = (size_t)(h->data.mapping.pairs.top - h->data.mapping.pairs.start);
+    *out = xalloc(x, (cnt ? cnt : 1) * sizeof **out);
+    for (yaml_node_pair_t *p = h->data.mapping.pairs.start; p < h->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = node(x, p->key), *v = node(x, p->value);
+        if (!is_scalar(k)) {
+            err(x, k, "header names must be strings, got %s", kind(k));
+            continue;
+        }
+        if (dup_key(x, h, p, k))
+            continue;
+        if (!is_token(sv(k), sl(k))) {
+            err_key(x, k, q(x, sv(k), sl(k)), "bad header name");
+            continue;
+        }
+        if (gh_str_caseeq_lit(gh_str(sv(k), sl(k)), "content-length") ||
+            gh_str_caseeq_lit(gh_str(sv(k), sl(k)), "transfer-encoding")) {
+            err_key(x, k, sv(k), "is set by gatehouse and cannot be configured");
+            continue;
+        }
+        gh_conf_kv_t *kv = &(*out)[*nout];
+        size_t o2 = path_key(x, sv(k));
+        if (is_scalar(v) && !valid_field_value(sv(v), sl(v))) {
+            err(x, v, "header value must not contain control characters");
+        } else if (get_str(x, v, &kv->value, &kv->value_len, true, false)) {
+            kv->name = xstrndup(x, sv(k), sl(k));
+            kv->name_len = sl(k);
+            (*nout)++;
+        }
+        path_pop(x, o2);
+    }
+}
+
 static void parse_respond(ctx_t *x, yaml_node_t *n, gh_conf_route_t *r)
 {
     field_t f[] = {F("status"), F("body"), F("headers")};
@@ -2053,43 +2093,11 @@ static void parse_respond(ctx_t *x, yaml_node_t *n, gh_conf_route_t *r)
         get_str(x, f[1].val, &r->respond.body, &r->respond.body_len, true, true);
         path_pop(x, o);
     }
-    if (!f[2].val)
-        return;
-    yaml_node_t *h = f[2].val;
-    size_t o = path_key(x, "headers");
-    if (want_map(x, h)) {
-        size_t cnt = (size_t)(h->data.mapping.pairs.top - h->data.mapping.pairs.start);
-        r->respond.headers = xalloc(x, (cnt ? cnt : 1) * sizeof *r->respond.headers);
-        for (yaml_node_pair_t *p = h->data.mapping.pairs.start; p < h->data.mapping.pairs.top; p++) {
-            yaml_node_t *k = node(x, p->key), *v = node(x, p->value);
-            if (!is_scalar(k)) {
-                err(x, k, "header names must be strings, got %s", kind(k));
-                continue;
-            }
-            if (dup_key(x, h, p, k))
-                continue;
-            if (!is_token(sv(k), sl(k))) {
-                err_key(x, k, q(x, sv(k), sl(k)), "bad header name");
-                continue;
-            }
-            if (gh_str_caseeq_lit(gh_str(sv(k), sl(k)), "content-length") ||
-                gh_str_caseeq_lit(gh_str(sv(k), sl(k)), "transfer-encoding")) {
-                err_key(x, k, sv(k), "is set by gatehouse and cannot be configured");
-                continue;
-            }
-            gh_conf_kv_t *kv = &r->respond.headers[r->respond.nheaders];
-            size_t o2 = path_key(x, sv(k));
-            if (is_scalar(v) && !valid_field_value(sv(v), sl(v))) {
-                err(x, v, "header value must not contain control characters");
-            } else if (get_str(x, v, &kv->value, &kv->value_len, true, false)) {
-                kv->name = xstrndup(x, sv(k), sl(k));
-                kv->name_len = sl(k);
-                r->respond.nheaders++;
-            }
-            path_pop(x, o2);
-        }
+    if (f[2].val) {
+        size_t o = path_key(x, "headers");
+        parse_header_map(x, f[2].val, &r->respond.headers, &r->respond.nheaders);
+        path_pop(x, o);
     }
-    path_pop(x, o);
 }
 
 static void merge_timeouts(gh_conf_timeouts_t *t, const gh_conf_timeouts_t *global,
@@ -2763,13 +2771,122 @@ static void parse_route_cache(ctx_t *x, yaml_node_t *n, gh_conf_route_t *r)
     }
 }
 
+static bool parse_rl_key(ctx_t *x, yaml_node_t *v, gh_conf_rlkey_t *k);
+
+/* route flag: {key, unit, cookie_max_age, variant_header, exposure, variants: {NAME: {upstream,
+ * path_prefix, request_headers, response_headers}}} */
+static void parse_route_flag(ctx_t *x, yaml_node_t *n, gh_conf_route_t *r, gh_conf_tenant_t *t)
+{
+    gh_conf_t *c = x->c;
+    field_t f[] = {F("key"), F("unit"), F("cookie_max_age"), F("variant_header"), F("exposure"), F("variants")};
+    if (!fields(x, n, f, GH_ARRAY_LEN(f)))
+        return;
+    gh_conf_routeflag_t *rf = xalloc(x, sizeof *rf);
+    rf->cookie_max_age = 365 * 86400;
+    rf->variant_header = "X-Gatehouse-Variant";
+    rf->exposure = 1;
+    if (!f[0].val)
+        missing(x, n, "key");
+    else if (f_str(x, &f[0], &rf->key, NULL, false)) {
+        int found = 0;
+        const gh_flagset_t *set = t->flags.set;
+        for (uint32_t i = 0; set && i < gh_flags_count(set) && !found; i++)
+            found = !strcmp(gh_flags_key(set, i), rf->key);
+        if (!found) {
+            size_t o = path_key(x, "key");
+            err(x, f[0].val, "tenant \"%s\" has no flag %s%s", t->name, q(x, rf->key, strlen(rf->key)),
+                t->flags.set ? "" : " (it declares no flags)");
+            path_pop(x, o);
+        }
+    }
+    if (f[1].val) {
+        size_t o = path_key(x, "unit");
+        if (parse_rl_key(x, f[1].val, &rf->unit) && rf->unit.kind != GH_RLK_IP && rf->unit.kind != GH_RLK_HEADER &&
+            rf->unit.kind != GH_RLK_COOKIE && rf->unit.kind != GH_RLK_QUERY)
+            err(x, f[1].val, "the unit is one of cookie:NAME, header:NAME, query:NAME or ip");
+        path_pop(x, o);
+    } else {
+        rf->unit.kind = GH_RLK_COOKIE;
+        rf->unit.name = "gh_uid";
+        rf->unit.name_len = 6;
+    }
+    uint32_t ms;
+    if (f_dur(x, &f[2], false, &ms))
+        rf->cookie_max_age = ms / 1000 ? ms / 1000 : 1;
+    if (f[3].val) {
+        size_t o = path_key(x, "variant_header");
+        char *h = NULL;
+        size_t hl = 0;
+        if (get_str(x, f[3].val, &h, &hl, true, false)) {
+            if (hl && !is_token(h, hl))
+                err(x, f[3].val, "expected a header field name (or \"\" for none)");
+            rf->variant_header = hl ? h : NULL;
+        }
+        path_pop(x, o);
+    }
+    f_bool(x, &f[4], &rf->exposure);
+    if (f[5].val) {
+        size_t o = path_key(x, "variants");
+        yaml_node_t *vm = f[5].val;
+        if (want_map(x, vm)) {
+            size_t cnt = (size_t)(vm->data.mapping.pairs.top - vm->data.mapping.pairs.start);
+            rf->variants = xalloc(x, (cnt ? cnt : 1) * sizeof *rf->variants);
+            for (yaml_node_pair_t *p = vm->data.mapping.pairs.start; p < vm->data.mapping.pairs.top; p++) {
+                yaml_node_t *k = node(x, p->key), *v = node(x, p->value);
+                if (!is_scalar(k) || dup_key(x, vm, p, k))
+                    continue;
+                gh_conf_flagvariant_t *fv = &rf->variants[rf->nvariants];
+                fv->name = xstrndup(x, sv(k), sl(k));
+                size_t o2 = path_key(x, fv->name);
+                field_t g[] = {F("upstream"), F("path_prefix"), F("request_headers"), F("response_headers")};
+                if (fields(x, v, g, GH_ARRAY_LEN(g))) {
+                    char *name = NULL;
+                    if (g[0].val) {
+                        size_t o3 = path_key(x, "upstream");
+                        if (get_str(x, g[0].val, &name, NULL, false, false)) {
+                            for (uint32_t i = 0; i < c->nupstreams; i++)
+                                if (!strcmp(c->upstreams[i].name, name))
+                                    fv->upstream = &c->upstreams[i];
+                            if (!fv->upstream)
+                                err(x, g[0].val, "unknown upstream %s", q(x, name, strlen(name)));
+                        }
+                        path_pop(x, o3);
+                    }
+                    if (g[1].val) {
+                        size_t o3 = path_key(x, "path_prefix");
+                        if (get_str(x, g[1].val, &fv->path_prefix, &fv->path_prefix_len, false, false) &&
+                            (fv->path_prefix[0] != '/' || fv->path_prefix[fv->path_prefix_len - 1] == '/' ||
+                             !printable(fv->path_prefix, fv->path_prefix_len)))
+                            err(x, g[1].val, "a path prefix starts with / and does not end with / (e.g. /v2)");
+                        path_pop(x, o3);
+                    }
+                    if (g[2].val) {
+                        size_t o3 = path_key(x, "request_headers");
+                        parse_header_map(x, g[2].val, &fv->req_headers, &fv->nreq_headers);
+                        path_pop(x, o3);
+                    }
+                    if (g[3].val) {
+                        size_t o3 = path_key(x, "response_headers");
+                        parse_header_map(x, g[3].val, &fv->resp_headers, &fv->nresp_headers);
+                        path_pop(x, o3);
+                    }
+                    rf->nvariants++;
+                }
+                path_pop(x, o2);
+            }
+        }
+        path_pop(x, o);
+    }
+    r->flag = rf;
+}
+
 static void parse_route(ctx_t *x, yaml_node_t *n, gh_conf_tenant_t *t, gh_conf_site_t *s,
                         uint32_t tenant_route_idx)
 {
     gh_conf_t *c = x->c;
     gh_conf_route_t *r = &s->routes[s->nroutes];
     field_t f[] = {F("name"), F("match"), F("upstream"), F("respond"), F("limits"), F("timeouts"), F("protection"),
-                   F("cache")};
+                   F("cache"), F("flag")};
     if (!fields(x, n, f, GH_ARRAY_LEN(f)))
         return;
     r->site = s;
@@ -2777,6 +2894,11 @@ static void parse_route(ctx_t *x, yaml_node_t *n, gh_conf_tenant_t *t, gh_conf_s
     if (f[7].val) {
         size_t o = path_key(x, "cache");
         parse_route_cache(x, f[7].val, r);
+        path_pop(x, o);
+    }
+    if (f[8].val) {
+        size_t o = path_key(x, "flag");
+        parse_route_flag(x, f[8].val, r, t);
         path_pop(x, o);
     }
     if (!f_name(x, &f[0], &r->name)) {
@@ -2980,6 +3102,161 @@ static void parse_site(ctx_t *x, yaml_node_t *n, gh_conf_tenant_t *t, uint32_t t
     t->nsites++;
 }
 
+/* A YAML node as JSON (flag definitions written inline): plain scalars typed as YAML 1.2's
+ * core schema does (true/false, null/~, numbers), quoted ones strings. NULL after an error. */
+static json_t *yaml_to_json(ctx_t *x, yaml_node_t *n, int depth)
+{
+    if (!n || depth > 64) {
+        err(x, n, "nested too deeply (or empty)");
+        return NULL;
+    }
+    if (n->type == YAML_SCALAR_NODE) {
+        const char *v = sv(n);
+        size_t l = sl(n);
+        if (n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE) {
+            if (seq_eq(v, l, "true"))
+                return json_true();
+            if (seq_eq(v, l, "false"))
+                return json_false();
+            if (!l || seq_eq(v, l, "null") || seq_eq(v, l, "~"))
+                return json_null();
+            char buf[64], *end;
+            if (l < sizeof buf) {
+                memcpy(buf, v, l);
+                buf[l] = 0;
+                long long i = strtoll(buf, &end, 10);
+                if (*end == 0 && (buf[0] == '-' || (buf[0] >= '0' && buf[0] <= '9')))
+                    return json_integer(i);
+                double d = strtod(buf, &end);
+                if (*end == 0 && (buf[0] == '-' || buf[0] == '.' || (buf[0] >= '0' && buf[0] <= '9')))
+                    return json_real(d);
+            }
+        }
+        return json_stringn(v, l);
+    }
+    if (n->type == YAML_SEQUENCE_NODE) {
+        json_t *a = json_array();
+        for (yaml_node_item_t *it = n->data.sequence.items.start; a && it < n->data.sequence.items.top; it++) {
+            json_t *e = yaml_to_json(x, node(x, *it), depth + 1);
+            if (!e || json_array_append_new(a, e) < 0) {
+                json_decref(a);
+                return NULL;
+            }
+        }
+        return a;
+    }
+    if (n->type == YAML_MAPPING_NODE) {
+        json_t *o = json_object();
+        for (yaml_node_pair_t *p = n->data.mapping.pairs.start; o && p < n->data.mapping.pairs.top; p++) {
+            yaml_node_t *k = node(x, p->key);
+            if (!k || k->type != YAML_SCALAR_NODE) {
+                err(x, k, "keys must be strings");
+                json_decref(o);
+                return NULL;
+            }
+            json_t *e = yaml_to_json(x, node(x, p->value), depth + 1);
+            if (!e || json_object_setn_new(o, sv(k), sl(k), e) < 0) {
+                json_decref(e);
+                json_decref(o);
+                return NULL;
+            }
+        }
+        return o;
+    }
+    err(x, n, "unsupported YAML node");
+    return NULL;
+}
+
+/* tenant flags: {file: PATH | definition: {...flagd...}, api_keys: [...]} */
+static void parse_tenant_flags(ctx_t *x, yaml_node_t *n, gh_conf_tenant_t *t)
+{
+    field_t f[] = {F("file"), F("definition"), F("api_keys")};
+    if (!fields(x, n, f, GH_ARRAY_LEN(f)))
+        return;
+    if (!!f[0].val == !!f[1].val) {
+        err(x, n, "give one of file (a flagd definition, JSON) or definition (the same, inline)");
+        return;
+    }
+    gh_flags_errors_t fe = {0};
+    gh_flagset_t *set = NULL;
+    yaml_node_t *at = f[0].val ? f[0].val : f[1].val;
+    if (f[0].val) {
+        size_t o = path_key(x, "file");
+        char *file = NULL;
+        if (get_str(x, f[0].val, &file, NULL, false, false)) {
+            FILE *fp = fopen(file, "rb");
+            struct stat st;
+            if (!fp || fstat(fileno(fp), &st) < 0 || st.st_size > (64 << 20)) {
+                err(x, f[0].val, "cannot read %s: %s", q(x, file, strlen(file)), fp ? "over 64 MiB" : strerror(errno));
+            } else {
+                char *text = malloc((size_t)st.st_size + 1);
+                size_t got = text ? fread(text, 1, (size_t)st.st_size, fp) : 0;
+                if (text && got == (size_t)st.st_size) {
+                    gh_flags_load(file, text, got, &set, &fe);
+                    t->flags.file = file;
+                    t->flags.mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+                    t->flags.size = (int64_t)st.st_size;
+                    x->c->nflag_files++;
+                } else {
+                    err(x, f[0].val, "cannot read %s", q(x, file, strlen(file)));
+                }
+                free(text);
+            }
+            if (fp)
+                fclose(fp);
+        }
+        path_pop(x, o);
+    } else {
+        size_t o = path_key(x, "definition");
+        json_t *doc = yaml_to_json(x, f[1].val, 0);
+        if (doc) {
+            gh_flags_load_json("definition", doc, &set, &fe);
+            json_decref(doc);
+        }
+        path_pop(x, o);
+    }
+    size_t o = path_key(x, f[0].val ? "file" : "definition");
+    for (uint32_t i = 0; i < fe.n; i++)
+        err(x, at, "%s", fe.msgs[i]);
+    path_pop(x, o);
+    gh_flags_errors_free(&fe);
+    t->flags.set = set;
+    if (f[2].val) {
+        size_t o2 = path_key(x, "api_keys");
+        if (want_seq(x, f[2].val, false)) {
+            size_t cnt = seq_len(f[2].val);
+            t->flags.api_keys = xalloc(x, (cnt ? cnt : 1) * sizeof *t->flags.api_keys);
+            for (size_t i = 0; i < cnt; i++) {
+                size_t o3 = path_idx(x, i);
+                char *k = NULL;
+                size_t kl = 0;
+                if (get_str(x, node(x, f[2].val->data.sequence.items.start[i]), &k, &kl, false, false)) {
+                    if (kl < 16)
+                        err(x, node(x, f[2].val->data.sequence.items.start[i]), "an API key needs at least 16 characters");
+                    else
+                        t->flags.api_keys[t->flags.napi_keys++] = k;
+                }
+                path_pop(x, o3);
+            }
+        }
+        path_pop(x, o2);
+    }
+}
+
+int gh_conf_flag_files_changed(const gh_conf_t *c)
+{
+    for (uint32_t i = 0; i < c->ntenants; i++) {
+        const gh_conf_tenant_t *t = &c->tenants[i];
+        struct stat st;
+        if (!t->flags.file || stat(t->flags.file, &st) < 0)
+            continue; /* gone for a moment (replaced): keep the loaded one */
+        if ((int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec != t->flags.mtime_ns ||
+            st.st_size != t->flags.size)
+            return 1;
+    }
+    return 0;
+}
+
 static void parse_tenants(ctx_t *x, yaml_node_t *n)
 {
     gh_conf_t *c = x->c;
@@ -2991,8 +3268,13 @@ static void parse_tenants(ctx_t *x, yaml_node_t *n)
         yaml_node_t *tn = node(x, n->data.sequence.items.start[i]);
         gh_conf_tenant_t *t = &c->tenants[c->ntenants];
         size_t o = path_idx(x, i);
-        field_t f[] = {F("name"), F("sites"), F("protection"), F("cache")};
+        field_t f[] = {F("name"), F("sites"), F("protection"), F("cache"), F("flags")};
         if (fields(x, tn, f, GH_ARRAY_LEN(f))) {
+            if (f[4].val) {
+                size_t o2 = path_key(x, "flags");
+                parse_tenant_flags(x, f[4].val, t);
+                path_pop(x, o2);
+            }
             if (f[3].val) {
                 size_t o2 = path_key(x, "cache");
                 field_t g[] = {F("targeted_header")};
@@ -3132,12 +3414,12 @@ static void parse_root(ctx_t *x, yaml_node_t *root)
 {
     gh_conf_t *c = x->c;
     enum { WORKERS, PID, DRAIN, VIA, LIMITS, TIMEOUTS, TRUSTED, ALOG, ADMIN, DEMO, LISTENERS, UPSTREAMS, TENANTS,
-           RESOLVER, HTTP2, PROTECTION, CACHE, NF };
+           RESOLVER, HTTP2, PROTECTION, CACHE, OFREP, NF };
     field_t f[NF] = {F("workers"),   F("pid_file"),        F("drain_timeout"), F("via"),
                      F("limits"),    F("timeouts"),        F("trusted_proxies"), F("access_log"),
                      F("admin"),     F("demo_origin"),     F("listeners"),     F("upstreams"),
                      F("tenants"),   F("resolver"),        F("http2"),         F("protection"),
-                     F("cache")};
+                     F("cache"),     F("ofrep")};
     if (!root || root->type != YAML_MAPPING_NODE) {
         err(x, root, "the configuration must be a mapping, got %s", kind(root));
         return;
@@ -3171,16 +3453,17 @@ static void parse_root(ctx_t *x, yaml_node_t *root)
 
     /* listeners: proxy ones first, then admin, then demo */
     yaml_node_t *ln = f[LISTENERS].val;
-    size_t nl = (ln && ln->type == YAML_SEQUENCE_NODE ? seq_len(ln) : 0) + 2;
+    size_t nl = (ln && ln->type == YAML_SEQUENCE_NODE ? seq_len(ln) : 0) + 3;
     c->listeners = xalloc(x, nl * sizeof *c->listeners);
     x->lnodes = talloc(x, nl * sizeof *x->lnodes);
     x->lpaths = talloc(x, nl * sizeof *x->lpaths);
     if (!ln) {
-        missing(x, root, "listeners");
+        if (!f[OFREP].val) /* a flags-only gateway (gatehouse flags) needs no proxy listener */
+            missing(x, root, "listeners");
     } else {
         o = path_key(x, "listeners");
         if (want_seq(x, ln, false)) {
-            if (seq_len(ln) == 0)
+            if (seq_len(ln) == 0 && !f[OFREP].val)
                 err(x, ln, "at least one proxy listener is required");
             for (size_t i = 0; i < seq_len(ln); i++) {
                 size_t o2 = path_idx(x, i);
@@ -3198,6 +3481,11 @@ static void parse_root(ctx_t *x, yaml_node_t *root)
     if (f[DEMO].val) {
         o = path_key(x, "demo_origin");
         parse_listener(x, f[DEMO].val, GH_LISTEN_DEMO, 0);
+        path_pop(x, o);
+    }
+    if (f[OFREP].val) {
+        o = path_key(x, "ofrep");
+        parse_listener(x, f[OFREP].val, GH_LISTEN_OFREP, 0);
         path_pop(x, o);
     }
     check_listeners(x);
@@ -3755,6 +4043,8 @@ void gh_conf_unref(gh_conf_t *c)
     if (!c || __atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) != 0)
         return;
     arena_t *a = c->arena; /* c itself lives in the arena */
+    for (uint32_t i = 0; i < c->ntenants; i++)
+        gh_flags_free(c->tenants[i].flags.set);
     gh_protect_free(c);
     free_tls(c);
     gh_router_free(c);

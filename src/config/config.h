@@ -215,6 +215,27 @@ typedef struct {
     uint32_t nkey_headers, nkey_cookies;
 } gh_conf_cache_t;
 
+/* A route's flag: evaluated per request, its variant steering the request (src/flags). */
+typedef struct {
+    char *name;                        /* the variant */
+    struct gh_conf_upstream *upstream; /* NULL: the route's */
+    char *path_prefix;                 /* prepended to the path sent upstream, or NULL */
+    size_t path_prefix_len;
+    gh_conf_kv_t *req_headers, *resp_headers;
+    uint32_t nreq_headers, nresp_headers;
+} gh_conf_flagvariant_t;
+
+typedef struct {
+    char *key;              /* the tenant's flag */
+    gh_conf_rlkey_t unit;   /* where the unit (targetingKey) comes from: cookie (generated when
+                             * missing), header, query parameter or client address */
+    uint32_t cookie_max_age; /* s, for a generated unit cookie (1 year) */
+    char *variant_header;   /* sent upstream and to the client with the variant, or NULL */
+    int exposure;           /* log the exposure (flag, variant) in the access log (1) */
+    gh_conf_flagvariant_t *variants;
+    uint32_t nvariants;
+} gh_conf_routeflag_t;
+
 typedef struct gh_conf_route {
     char *name; /* default "route<N>" */
     struct gh_conf_site *site;
@@ -243,6 +264,7 @@ typedef struct gh_conf_route {
     const gh_conf_protect_t *prot[3];
     const gh_conf_bots_t *bots; /* the most specific scope's bot defence, or NULL */
     gh_conf_cache_t *cache;     /* caching on: its policy; NULL: off */
+    gh_conf_routeflag_t *flag;  /* a flag splitting this route's traffic, or NULL */
     /* merged settings */
     uint64_t max_body_size;
     gh_conf_timeouts_t timeouts;
@@ -276,6 +298,13 @@ typedef struct gh_conf_tenant {
     gh_conf_protect_t *prot;  /* NULL: none declared */
     uint32_t max_concurrent;  /* requests in flight (0 = no cap) */
     char *cache_targeted;     /* the tenant's targeted cache field (RFC 9213), e.g. Acme-Cache-Control, or NULL */
+    struct {
+        void *set;            /* gh_flagset_t compiled at load (src/flags), or NULL: no flags */
+        char *file;           /* the flagd definition it came from (watched), or NULL: inline */
+        int64_t mtime_ns, size; /* the file as loaded */
+        char **api_keys;      /* OFREP keys that map to this tenant */
+        uint32_t napi_keys;
+    } flags;
     uint64_t quota_minute, quota_day; /* requests per minute / per day (0 = none) */
     struct {
         int enabled;
@@ -290,7 +319,7 @@ typedef struct gh_conf_tenant {
     void *state; /* protect.c's lasting per-tenant state (counters, flood mode), bound at load */
 } gh_conf_tenant_t;
 
-enum { GH_LISTEN_PROXY = 1, GH_LISTEN_ADMIN, GH_LISTEN_DEMO };
+enum { GH_LISTEN_PROXY = 1, GH_LISTEN_ADMIN, GH_LISTEN_DEMO, GH_LISTEN_OFREP };
 
 typedef struct {
     char *name;
@@ -380,6 +409,7 @@ typedef struct gh_conf {
         uint64_t max_object; /* largest body stored (min(16 MiB, memory / 8)) */
         int used;            /* some route caches */
     } cache;
+    uint32_t nflag_files; /* tenants whose flags come from a file (watched) */
     void *router; /* host index, built at compile (router.c) */
     void *arena;  /* owns everything above */
 } gh_conf_t;
@@ -389,6 +419,9 @@ typedef struct {
     char **msgs;
     uint32_t n;
 } gh_conf_errors_t;
+
+/* Whether a watched file (ip lists are protect.c's; flag definitions) changed since c was built. */
+int gh_conf_flag_files_changed(const gh_conf_t *c);
 
 /* Load, validate and compile a YAML file. 0 and *out on success (refs = 1);
  * GH_ECONFIG with every error found in errs otherwise. */

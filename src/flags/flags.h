@@ -6,16 +6,32 @@
  * set's "metadata". It is compiled once (gh_flags_load) into an immutable set that any
  * number of threads evaluate at once; a reload builds a new set and swaps it in.
  *
- * Evaluation (gh_flags_eval) follows flagd: a flag not in the set is FLAG_NOT_FOUND; a
- * DISABLED flag is reason DISABLED with the caller's default (error FLAG_NOT_FOUND, as
- * flagd answers for disabled flags over OFREP and gRPC); without targeting, the default
- * variant with reason STATIC; with targeting, the rule's result: a string naming a
- * variant (a boolean true/false names the variant "true"/"false") gives that variant with
- * reason TARGETING_MATCH (SPLIT when it came from fractional), null or a name that is no
- * variant gives the default variant with reason DEFAULT; a rule that fails to evaluate
- * is ERROR/GENERAL with the caller's default. defaultVariant null means the caller's default
- * (reason DEFAULT, no variant). The value's JSON type must match what the caller asked for
- * (boolean, string, integer, float, object, or any) or the result is ERROR/TYPE_MISMATCH. */
+ * Evaluation (gh_flags_eval) follows flagd (its Go core, core/pkg/evaluator/json.go, and
+ * @openfeature/flagd-core 4.x, FeatureFlag.evaluate / FlagdCore.resolve; where they differ,
+ * flagd-core, which the issue's cross-check compares against):
+ *  - a flag not in the set: ERROR/FLAG_NOT_FOUND, with the set's metadata;
+ *  - a DISABLED flag: reason DISABLED with the caller's default and no variant, as flagd-core
+ *    and flagd-testbed disabled.feature answer; error is FLAG_NOT_FOUND because flagd's
+ *    servers still answer FLAG_DISABLED, which OFREP turns into 404 FLAG_NOT_FOUND and gRPC
+ *    into NotFound (protocol layers decide whether to surface it, in-process callers should
+ *    treat DISABLED as success);
+ *  - no targeting (absent, null or {}): the default variant with reason STATIC;
+ *  - targeting: null gives the default variant with reason DEFAULT; any other result names
+ *    a variant by JavaScript's String() of it ("true"/"false" for booleans, 1 -> "1",
+ *    arrays joined with ","): that variant with reason TARGETING_MATCH (flagd never answers
+ *    SPLIT, fractional included, so neither does this; GH_FR_SPLIT is for callers); a name
+ *    that is no variant is ERROR/GENERAL (flagd-core; flagd's Go core says PARSE_ERROR),
+ *    not a fallback to the default; a rule that fails to evaluate (including a full arena)
+ *    is ERROR/GENERAL;
+ *  - defaultVariant null or absent (flagd ADR support-code-default) where the default is
+ *    due: reason DEFAULT with the caller's default, no variant, no type check;
+ *  - the value's JSON type must match what the caller asked for (boolean, string, integer,
+ *    float, object, or any) or the result is ERROR/TYPE_MISMATCH; JSON numbers satisfy both
+ *    integer and float (flagd resolves both through float64; converting is the caller's);
+ *  - a context that is not an object (nor NULL) is ERROR/INVALID_CONTEXT.
+ * Every result but FLAG_NOT_FOUND carries the flag's metadata merged over the set's (flag
+ * keys win, as flagd-core and flagd-testbed metadata.feature). Evaluation allocates nothing
+ * and takes no lock; lookup is one hash probe sequence. */
 #ifndef GH_FLAGS_FLAGS_H
 #define GH_FLAGS_FLAGS_H
 
@@ -54,9 +70,20 @@ typedef struct {
 void gh_flags_errors_free(gh_flags_errors_t *e);
 
 /* Compile a definition (JSON text). source names it in messages (a file name). 0 and
- * *out, or GH_ECONFIG with every problem found in errs (the whole set is rejected). */
+ * *out, or GH_ECONFIG with every problem found in errs (the whole set is rejected; at most
+ * 100 messages, the last one counting the rest). errs is overwritten: free it first.
+ * Checked: "flags" (an object, at most 100,000 flags, keys 1..256 bytes); per flag "state"
+ * ENABLED|DISABLED (required), "variants" (required, 1..1024 non-empty names, values all
+ * booleans, all strings, all numbers (integers within +-(2^53-1)) or all objects),
+ * "defaultVariant" (a variant name, null or absent), "targeting" (a JsonLogic object,
+ * compiled), "metadata" (string/number/boolean values), no other property (a typo such as
+ * "defaultvariant" would silently change what is served); "$evaluators" (objects, each
+ * compiled once on its own); "metadata" (flagSetId and version strings); "$schema" a
+ * string; other top-level properties are ignored, as flagd does. Duplicate keys and texts
+ * over 64 MiB are rejected. */
 int gh_flags_load(const char *source, const char *text, size_t len, gh_flagset_t **out, gh_flags_errors_t *errs);
-/* The same from a parsed document (e.g. YAML converted to JSON by the caller). */
+/* The same from a parsed document (e.g. YAML converted to JSON by the caller); the set
+ * keeps a deep copy, so doc stays the caller's. */
 int gh_flags_load_json(const char *source, const json_t *doc, gh_flagset_t **out, gh_flags_errors_t *errs);
 void gh_flags_free(gh_flagset_t *s);
 

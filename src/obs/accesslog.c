@@ -208,6 +208,10 @@ size_t gh_accesslog_format(char *buf, size_t cap, const gh_access_rec_t *r)
     }
     if (r->cache.n)
         put_key_str(&o, ",\"cache\":", r->cache, 16);
+    if (r->flag.n) {
+        put_key_str(&o, ",\"flag\":", r->flag, 128);
+        put_key_str(&o, ",\"variant\":", r->variant, 128);
+    }
     o.cap = cap;
     put_fmt(&o, ",\"total_time_ms\":%.3f}\n", (double)r->total_us / 1000.0);
     return o.n;

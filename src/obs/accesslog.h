@@ -19,6 +19,7 @@ typedef struct {
     gh_str_t tls, ja4; /* TLS version and client fingerprint; empty over plain HTTP */
     gh_str_t proto;    /* "HTTP/1.1", "HTTP/2" */
     gh_str_t protect_reason, protect_action, protect_detail; /* a protection decision, or empty */
+    gh_str_t flag, variant; /* a route's flag and the variant served (an exposure), or empty */
     gh_str_t cache; /* the cache's result (hit, stale, miss, revalidated, bypass, error, refresh), or empty */
     int status;
     uint64_t bytes_in, bytes_out;

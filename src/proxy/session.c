@@ -32,6 +32,7 @@
 
 #include "cache/http.h"
 #include "core/log.h"
+#include "flags/flags.h"
 #include "obs/accesslog.h"
 #include "proxy/conn.h"
 #include "proxy/health.h"
@@ -123,6 +124,10 @@ struct gh_req {
     gh_cfetch_t *cfetch;     /* coalescing: the fetch led or waited on */
     uint64_t cbody_off, cbody_end; /* cserve: the part of cobj's body still to send */
     struct gh_req *cw_next, *cw_prev; /* P_CWAIT: the worker's waiting list */
+    /* the route's flag: the variant this request got (names owned by the snapshot) */
+    const char *fvariant;
+    const gh_conf_flagvariant_t *fv;
+    char funit_new[36]; /* a unit generated here, set as a cookie; "" none */
 };
 
 static gh_handler_fn role_handlers[8];
@@ -154,6 +159,8 @@ static int put_cache_status_fwd(gh_req_t *r, gh_buf_t *b, int status);
 static void cache_wait_end(gh_req_t *r, int woken);
 static int cache_lookup(gh_req_t *r, const gh_h1_request_t *m);
 static void forward(gh_req_t *r, const gh_h1_request_t *m, uint32_t hold_ms);
+static void route_flag(gh_req_t *r, const gh_h1_request_t *m);
+static int put_flag_headers(gh_req_t *r, gh_buf_t *b);
 
 static uint64_t now_us(void)
 {
@@ -497,6 +504,11 @@ static void req_account(gh_req_t *r)
         if (r->prot_detail)
             rec.protect_detail = gh_str(r->prot_detail, strlen(r->prot_detail));
     }
+    if (r->route && r->route->flag && r->route->flag->exposure) { /* an exposure: who saw which variant */
+        rec.flag = gh_str(r->route->flag->key, strlen(r->route->flag->key));
+        if (r->fvariant)
+            rec.variant = gh_str(r->fvariant, strlen(r->fvariant));
+    }
     if (r->cresult) {
         const char *cr = r->c->bg ? "refresh" : gh_cache_result_names[r->cresult];
         rec.cache = gh_str(cr, strlen(cr));
@@ -813,6 +825,8 @@ static int build_client_head(gh_req_t *r, const gh_h1_response_t *m)
         rc |= put_hsts(r, b);
     if (r->cstate && r->route->cache)
         rc |= put_cache_status_fwd(r, b, m->status);
+    if (r->route && r->route->flag)
+        rc |= put_flag_headers(r, b);
     if (m->upgrade)
         rc |= PUTL(w, b, "Connection: upgrade\r\n");
     else if (close)
@@ -1566,6 +1580,8 @@ static int build_upstream_head(gh_req_t *r, const gh_h1_request_t *m)
         return GH_ENOMEM;
     int rc = PUTS(w, b, m->method);
     rc |= PUTL(w, b, " ");
+    if (r->fv && r->fv->path_prefix && (m->path.n && m->path.p[0] == '/'))
+        rc |= put(w, b, r->fv->path_prefix, r->fv->path_prefix_len); /* the variant's path */
     if (m->target.n && m->target.p[0] != '/' && !(m->target.n == 1 && m->target.p[0] == '*')) {
         rc |= PUTS(w, b, m->path); /* absolute-form: send origin-form */
         if (m->query.n) {
@@ -1693,6 +1709,21 @@ static int build_upstream_head(gh_req_t *r, const gh_h1_request_t *m)
     rc |= PUTL(w, b, "X-Request-Id: ");
     rc |= put(w, b, r->reqid, r->reqid_len);
     rc |= PUTL(w, b, "\r\n");
+    if (r->route && r->route->flag) {
+        const gh_conf_routeflag_t *rf = r->route->flag;
+        if (rf->variant_header && r->fvariant) {
+            rc |= put(w, b, rf->variant_header, strlen(rf->variant_header));
+            rc |= PUTL(w, b, ": ");
+            rc |= put(w, b, r->fvariant, strlen(r->fvariant));
+            rc |= PUTL(w, b, "\r\n");
+        }
+        for (uint32_t i = 0; r->fv && i < r->fv->nreq_headers; i++) {
+            rc |= put(w, b, r->fv->req_headers[i].name, r->fv->req_headers[i].name_len);
+            rc |= PUTL(w, b, ": ");
+            rc |= put(w, b, r->fv->req_headers[i].value, r->fv->req_headers[i].value_len);
+            rc |= PUTL(w, b, "\r\n");
+        }
+    }
     if (m->body == GH_H1_BODY_LENGTH) {
         rc |= PUTL(w, b, "Content-Length: ");
         rc |= put_u64(w, b, m->content_length);
@@ -1800,6 +1831,8 @@ static void route_and_dispatch(gh_req_t *r, const gh_h1_request_t *m)
                    rt->respond.nheaders);
         return;
     }
+    if (rt->flag)
+        route_flag(r, m);
     if (gh_cache_enabled()) {
         if (rt->cache) {
             if (cache_lookup(r, m))
@@ -1819,7 +1852,7 @@ static void forward(gh_req_t *r, const gh_h1_request_t *m, uint32_t hold_ms)
     gh_worker_t *w = r->w;
     gh_client_t *c = r->c;
     const gh_conf_route_t *rt = r->route;
-    r->ups = rt->upstream;
+    r->ups = r->fv && r->fv->upstream ? r->fv->upstream : rt->upstream;
     if (!r->ups || !r->ups->nbackends) {
         respond_error(r, 503, "no backend");
         return;
@@ -2063,6 +2096,8 @@ static void serve_object(gh_req_t *r, const gh_h1_request_t *m, gh_cobj_t *o)
     }
     if (!head_has(o, "strict-transport-security"))
         rc |= put_hsts(r, b);
+    if (r->route && r->route->flag)
+        rc |= put_flag_headers(r, b);
     rc |= put_head_end(w, b, c, r->minor);
     if (rc < 0) {
         gh_buf_put(&w->bufs, b);
@@ -2173,6 +2208,18 @@ static int cache_lookup(gh_req_t *r, const gh_h1_request_t *m)
     }
     memcpy(r->ckey, key, (size_t)kl);
     r->ckey_len = (uint32_t)kl;
+    if (r->route->flag) { /* each variant is its own representation */
+        const char *v = r->fvariant ? r->fvariant : "";
+        size_t vl = strlen(v);
+        char *k2 = realloc(r->ckey, (size_t)kl + vl + 3);
+        if (k2) {
+            r->ckey = k2;
+            memcpy(k2 + kl, "v:", 2);
+            memcpy(k2 + kl + 2, v, vl);
+            k2[kl + 2 + vl] = '\n';
+            r->ckey_len = (uint32_t)(kl + vl + 3);
+        }
+    }
     r->khash = gh_cache_hash(key, (size_t)kl);
     gh_cache_req_facts(m->headers, m->nheaders, mid, &r->creq);
     r->cseq = gh_cache_seq();
@@ -2530,6 +2577,110 @@ static void background_refresh(gh_req_t *r)
         return;
     }
     gh_task_post(&w->loop, &bc->resume); /* runs next turn, as a request of its own */
+}
+
+/* ---- the route's flag (src/flags): evaluated per request, its variant steers the request ---- */
+
+static gh_str_t query_param(gh_str_t q, gh_str_t name)
+{
+    const char *p = q.p, *end = q.p + q.n;
+    while (p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        gh_str_t kv = gh_str(p, (size_t)((amp ? amp : end) - p));
+        p = amp ? amp + 1 : end;
+        if (kv.n > name.n && kv.p[name.n] == '=' && !memcmp(kv.p, name.p, name.n))
+            return gh_str(kv.p + name.n + 1, kv.n - name.n - 1);
+    }
+    return GH_STR_NULL;
+}
+
+static void route_flag(gh_req_t *r, const gh_h1_request_t *m)
+{
+    static __thread char *arena_mem;
+    const gh_conf_routeflag_t *rf = r->route->flag;
+    const gh_flagset_t *set = r->route->tenant->flags.set;
+    if (!set || (!arena_mem && !(arena_mem = malloc(64 << 10))))
+        return;
+    gh_str_t unit = GH_STR_NULL, name = gh_str(rf->unit.name, rf->unit.name_len);
+    switch (rf->unit.kind) {
+    case GH_RLK_COOKIE:
+        unit = gh_h1_cookie(m->headers, m->nheaders, name);
+        if (!unit.p || !unit.n || unit.n > 128) { /* a new unit, kept in a cookie so the user stays put */
+            static const char hex[] = "0123456789abcdef";
+            uint64_t a = gh_worker_rand(r->w), b = gh_worker_rand(r->w);
+            for (int i = 0; i < 16; i++) {
+                r->funit_new[i] = hex[(a >> (i * 4)) & 15];
+                r->funit_new[16 + i] = hex[(b >> (i * 4)) & 15];
+            }
+            r->funit_new[32] = 0;
+            unit = gh_str(r->funit_new, 32);
+        }
+        break;
+    case GH_RLK_HEADER: {
+        const gh_h1_header_t *h = gh_h1_find(m->headers, m->nheaders, name);
+        if (h)
+            unit = h->value;
+        break;
+    }
+    case GH_RLK_QUERY:
+        unit = query_param(m->query, name);
+        break;
+    default:
+        unit = gh_str(r->peer, strlen(r->peer));
+        break;
+    }
+    /* the evaluation context: the unit and what the edge knows of the request */
+    json_t *ctx = json_object();
+    if (!ctx)
+        return;
+    if (unit.p && unit.n)
+        json_object_set_new_nocheck(ctx, "targetingKey", json_stringn_nocheck(unit.p, unit.n));
+    json_object_set_new_nocheck(ctx, "ip", json_string_nocheck(r->peer));
+    json_object_set_new_nocheck(ctx, "path", json_stringn_nocheck(m->path.p, m->path.n));
+    json_object_set_new_nocheck(ctx, "host", json_stringn_nocheck(m->host.p, m->host.n));
+    json_object_set_new_nocheck(ctx, "method", json_stringn_nocheck(m->method.p, m->method.n));
+    const gh_h1_header_t *ua = gh_h1_find(m->headers, m->nheaders, GH_STR("user-agent"));
+    if (ua)
+        json_object_set_new_nocheck(ctx, "userAgent", json_stringn_nocheck(ua->value.p, ua->value.n));
+    gh_jl_arena_t arena = {arena_mem, 64 << 10, 0};
+    gh_flag_result_t res;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+    gh_flags_eval(set, gh_str(rf->key, strlen(rf->key)), ctx, GH_FT_ANY, (int64_t)ts.tv_sec, &arena, &res);
+    json_decref(ctx);
+    r->fvariant = res.variant;
+    for (uint32_t i = 0; r->fvariant && i < rf->nvariants; i++)
+        if (!strcmp(rf->variants[i].name, r->fvariant))
+            r->fv = &rf->variants[i];
+}
+
+/* The variant's response fields, the variant header, and a new unit's cookie. */
+static int put_flag_headers(gh_req_t *r, gh_buf_t *b)
+{
+    gh_worker_t *w = r->w;
+    const gh_conf_routeflag_t *rf = r->route->flag;
+    int rc = 0;
+    if (rf->variant_header && r->fvariant) {
+        rc |= put(w, b, rf->variant_header, strlen(rf->variant_header));
+        rc |= PUTL(w, b, ": ");
+        rc |= put(w, b, r->fvariant, strlen(r->fvariant));
+        rc |= PUTL(w, b, "\r\n");
+    }
+    for (uint32_t i = 0; r->fv && i < r->fv->nresp_headers; i++) {
+        rc |= put(w, b, r->fv->resp_headers[i].name, r->fv->resp_headers[i].name_len);
+        rc |= PUTL(w, b, ": ");
+        rc |= put(w, b, r->fv->resp_headers[i].value, r->fv->resp_headers[i].value_len);
+        rc |= PUTL(w, b, "\r\n");
+    }
+    if (r->funit_new[0]) {
+        char ck[256];
+        int n = snprintf(ck, sizeof ck, "Set-Cookie: %.*s=%s; Path=/; Max-Age=%u; SameSite=Lax%s\r\n",
+                         (int)rf->unit.name_len, rf->unit.name, r->funit_new, rf->cookie_max_age,
+                         gh_client_tls(r->c) ? "; Secure" : "");
+        if (n > 0 && (size_t)n < sizeof ck)
+            rc |= put(w, b, ck, (size_t)n);
+    }
+    return rc;
 }
 
 /* The client's address as text (inet_ntop goes through sprintf: too slow per request). */

@@ -274,10 +274,10 @@ def test_list_files_are_watched_and_reloaded(gatehouse, origin, tmp_path):
     lst.write_text("127.0.23.0/24\n")
     assert poll(lambda: get(gh, "/", "127.0.23.1").status == 403, timeout=8, interval=0.2)
     assert get(gh, "/", "127.0.20.5").status == 200
-    assert "ip lists reloaded" in gh.stdout_text() + gh.stderr_text()
+    assert "watched files (ip lists, flag definitions) reloaded" in gh.stdout_text() + gh.stderr_text()
     # a broken file is refused and the lists in force stay
     lst.write_text("127.0.24.0/33\n")
-    assert poll(lambda: "ip list update rejected" in gh.stdout_text() + gh.stderr_text(), timeout=8, interval=0.2)
+    assert poll(lambda: "watched file update rejected" in gh.stdout_text() + gh.stderr_text(), timeout=8, interval=0.2)
     assert get(gh, "/", "127.0.23.1").status == 403 and get(gh, "/", "127.0.20.5").status == 200
 
 

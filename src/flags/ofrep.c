@@ -1,0 +1,259 @@
+/* ofrep.c: see ofrep.h. */
+#include "flags/ofrep.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "flags/flags.h"
+#include "protect/shtab.h"
+
+#define ARENA_SIZE (256u << 10)
+
+/* A growing output string. */
+typedef struct {
+    char *p;
+    size_t n, cap;
+    int oom;
+} out_t;
+
+static void put(out_t *o, const char *s, size_t n)
+{
+    if (o->oom)
+        return;
+    if (o->n + n + 1 > o->cap) {
+        size_t c = o->cap ? o->cap : 1024;
+        while (c < o->n + n + 1)
+            c *= 2;
+        char *p = realloc(o->p, c);
+        if (!p) {
+            o->oom = 1;
+            return;
+        }
+        o->p = p;
+        o->cap = c;
+    }
+    memcpy(o->p + o->n, s, n);
+    o->n += n;
+    o->p[o->n] = 0;
+}
+
+static void puts_(out_t *o, const char *s) { put(o, s, strlen(s)); }
+
+static int dump_cb(const char *buf, size_t size, void *data)
+{
+    put(data, buf, size);
+    return 0;
+}
+
+static void put_json(out_t *o, const json_t *v)
+{
+    if (json_dump_callback(v, dump_cb, o, JSON_COMPACT | JSON_ENCODE_ANY) < 0)
+        o->oom = 1;
+}
+
+static void put_str(out_t *o, const char *s) /* a JSON string */
+{
+    json_t *j = json_string(s);
+    if (!j) { /* not UTF-8: nothing of ours; say so plainly */
+        puts_(o, "\"\"");
+        return;
+    }
+    put_json(o, j);
+    json_decref(j);
+}
+
+static int ct_eq(const char *a, size_t an, const char *b, size_t bn)
+{
+    if (an != bn)
+        return 0;
+    unsigned char d = 0;
+    for (size_t i = 0; i < an; i++)
+        d |= (unsigned char)(a[i] ^ b[i]);
+    return d == 0;
+}
+
+/* The tenant a request's credentials map to, or NULL. */
+static const gh_conf_tenant_t *tenant_of(const gh_conf_t *c, const gh_h1_request_t *m)
+{
+    gh_str_t key = GH_STR_NULL;
+    const gh_h1_header_t *h = gh_h1_find(m->headers, m->nheaders, GH_STR("x-api-key"));
+    if (h) {
+        key = h->value;
+    } else if ((h = gh_h1_find(m->headers, m->nheaders, GH_STR("authorization"))) && h->value.n > 7 &&
+               !strncasecmp(h->value.p, "Bearer ", 7)) {
+        key = gh_str(h->value.p + 7, h->value.n - 7);
+    }
+    const gh_conf_tenant_t *open = NULL;
+    int nopen = 0;
+    for (uint32_t i = 0; i < c->ntenants; i++) {
+        const gh_conf_tenant_t *t = &c->tenants[i];
+        if (!t->flags.set)
+            continue;
+        if (!t->flags.napi_keys) {
+            open = t;
+            nopen++;
+        }
+        if (key.p)
+            for (uint32_t k = 0; k < t->flags.napi_keys; k++)
+                if (ct_eq(key.p, key.n, t->flags.api_keys[k], strlen(t->flags.api_keys[k])))
+                    return t;
+    }
+    return !key.p && nopen == 1 ? open : NULL;
+}
+
+static void answer(gh_req_t *r, int status, out_t *o, const char *extra)
+{
+    if (o->oom) {
+        gh_session_respond(r, 500, "application/json", "{\"errorDetails\":\"out of memory\"}\n", 32, NULL);
+        return;
+    }
+    put(o, "\n", 1);
+    gh_session_respond(r, status, "application/json", o->p, o->n, extra);
+}
+
+static void error_body(out_t *o, const char *key, const char *code, const char *details)
+{
+    puts_(o, "{");
+    if (key) {
+        puts_(o, "\"key\":");
+        put_str(o, key);
+        puts_(o, ",");
+    }
+    puts_(o, "\"errorCode\":\"");
+    puts_(o, code);
+    puts_(o, "\",\"errorDetails\":");
+    put_str(o, details);
+    puts_(o, "}");
+}
+
+/* One evaluation as OFREP writes it (success, or an error object). 1 when it is a success. */
+static int put_result(out_t *o, const char *key, const gh_flag_result_t *res)
+{
+    if (res->error) {
+        error_body(o, key, gh_flag_error_name(res->error), res->message[0] ? res->message : gh_flag_error_name(res->error));
+        return 0;
+    }
+    puts_(o, "{\"key\":");
+    put_str(o, key);
+    puts_(o, ",\"reason\":\"");
+    puts_(o, gh_flag_reason_name(res->reason));
+    puts_(o, "\"");
+    if (res->variant) {
+        puts_(o, ",\"variant\":");
+        put_str(o, res->variant);
+    }
+    if (res->value) {
+        puts_(o, ",\"value\":");
+        put_json(o, res->value);
+    }
+    puts_(o, ",\"metadata\":");
+    if (res->metadata)
+        put_json(o, res->metadata);
+    else
+        puts_(o, "{}");
+    puts_(o, "}");
+    return 1;
+}
+
+void gh_ofrep_handle(gh_req_t *r, const gh_req_view_t *v)
+{
+    static __thread char *arena_mem;
+    const gh_h1_request_t *m = v->msg;
+    const gh_conf_t *c = v->w->gen->conf;
+    static const char base[] = "/ofrep/v1/evaluate/flags";
+    size_t bl = sizeof base - 1;
+    out_t o = {0};
+    if (m->path.n < bl || memcmp(m->path.p, base, bl) || (m->path.n > bl && m->path.p[bl] != '/')) {
+        gh_session_respond(r, 404, "application/json", "{\"errorDetails\":\"not an OFREP path\"}\n", 37, NULL);
+        return;
+    }
+    if (m->method_id != GH_M_POST) {
+        gh_session_respond(r, 405, "application/json", "{\"errorDetails\":\"use POST\"}\n", 28, "Allow: POST\r\n");
+        return;
+    }
+    const gh_conf_tenant_t *t = tenant_of(c, m);
+    if (!t) {
+        gh_session_respond(r, 401, "application/json", "{\"errorDetails\":\"missing or unknown API key\"}\n", 46,
+                           "WWW-Authenticate: Bearer\r\n");
+        return;
+    }
+    int bulk = m->path.n <= bl + 1;
+    char key[512] = "";
+    if (!bulk) {
+        gh_str_t k = gh_str(m->path.p + bl + 1, m->path.n - bl - 1);
+        if (k.n >= sizeof key) {
+            error_body(&o, NULL, "FLAG_NOT_FOUND", "flag key too long");
+            answer(r, 404, &o, NULL);
+            free(o.p);
+            return;
+        }
+        memcpy(key, k.p, k.n);
+        key[k.n] = 0;
+    }
+    /* the context */
+    json_t *doc = NULL;
+    const json_t *ctx = NULL;
+    if (v->body_len) {
+        json_error_t je;
+        doc = json_loadb(v->body, v->body_len, JSON_REJECT_DUPLICATES, &je);
+        if (!doc) {
+            char d[256];
+            snprintf(d, sizeof d, "the body is not JSON: %.160s (line %d, column %d)", je.text, je.line, je.column);
+            error_body(&o, bulk ? NULL : key, "PARSE_ERROR", d);
+            answer(r, 400, &o, NULL);
+            free(o.p);
+            return;
+        }
+        ctx = json_object_get(doc, "context");
+        if (!json_is_object(doc) || (ctx && !json_is_object(ctx) && !json_is_null(ctx))) {
+            error_body(&o, bulk ? NULL : key, "INVALID_CONTEXT", "the context must be a JSON object");
+            answer(r, 400, &o, NULL);
+            json_decref(doc);
+            free(o.p);
+            return;
+        }
+        if (json_is_null(ctx))
+            ctx = NULL;
+    }
+    if (!arena_mem && !(arena_mem = malloc(ARENA_SIZE))) {
+        json_decref(doc);
+        gh_session_respond(r, 500, "application/json", "{\"errorDetails\":\"out of memory\"}\n", 32, NULL);
+        return;
+    }
+    gh_jl_arena_t arena = {arena_mem, ARENA_SIZE, 0};
+    int64_t now = (int64_t)time(NULL);
+    const gh_flagset_t *set = t->flags.set;
+    gh_flag_result_t res;
+    if (!bulk) {
+        gh_flags_eval(set, gh_str(key, strlen(key)), ctx, GH_FT_ANY, now, &arena, &res);
+        int ok = put_result(&o, key, &res);
+        answer(r, ok ? 200 : res.error == GH_FE_FLAG_NOT_FOUND ? 404 : 400, &o, NULL);
+    } else {
+        puts_(&o, "{\"flags\":[");
+        int first = 1;
+        for (uint32_t i = 0; i < gh_flags_count(set); i++) {
+            const char *k = gh_flags_key(set, i);
+            gh_flags_eval(set, gh_str(k, strlen(k)), ctx, GH_FT_ANY, now, &arena, &res);
+            if (res.reason == GH_FR_DISABLED)
+                continue; /* as flagd's bulk evaluation: disabled flags are left out */
+            if (!first)
+                puts_(&o, ",");
+            first = 0;
+            put_result(&o, k, &res);
+        }
+        puts_(&o, "]}");
+        /* ETag: a hash of the answer; a client that has it gets 304 */
+        char etag[40], hdr[64];
+        uint64_t h = o.oom ? 0 : gh_siphash24(0x6f66726570ull, 0x65746167ull, o.p, o.n);
+        snprintf(etag, sizeof etag, "\"%016llx\"", (unsigned long long)h);
+        snprintf(hdr, sizeof hdr, "ETag: %s\r\n", etag);
+        const gh_h1_header_t *inm = gh_h1_find(m->headers, m->nheaders, GH_STR("if-none-match"));
+        if (!o.oom && inm && gh_h1_has_token(inm->value, gh_str(etag, strlen(etag))))
+            gh_session_respond(r, 304, NULL, NULL, 0, hdr);
+        else
+            answer(r, 200, &o, hdr);
+    }
+    json_decref(doc);
+    free(o.p);
+}

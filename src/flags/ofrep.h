@@ -1,0 +1,24 @@
+/* ofrep.h: the OpenFeature Remote Evaluation Protocol (OFREP) on the `ofrep` listener.
+ *
+ * POST /ofrep/v1/evaluate/flags/{key}  one flag: 200 {key, value, reason, variant, metadata};
+ *                                      400 {key, errorCode, errorDetails} for an evaluation error
+ *                                      (PARSE_ERROR, TARGETING_KEY_MISSING, INVALID_CONTEXT,
+ *                                      TYPE_MISMATCH, GENERAL); 404 for FLAG_NOT_FOUND (and a disabled
+ *                                      flag, as flagd answers).
+ * POST /ofrep/v1/evaluate/flags        every flag of the tenant: 200 {flags: [...], metadata} with an
+ *                                      ETag; If-None-Match with it is answered 304.
+ * The body is {"context": {...}} (absent or empty: no context). A body that is not JSON is 400
+ * PARSE_ERROR, a context that is not an object 400 INVALID_CONTEXT.
+ * The tenant is the one whose flags.api_keys holds the key sent as `X-API-Key` or
+ * `Authorization: Bearer KEY` (compared in constant time); without a key, the one tenant whose
+ * flags have no api_keys, if there is exactly one; else 401.
+ *
+ * Registered by main.c with gh_session_set_handler(GH_LISTEN_OFREP, ...). */
+#ifndef GH_FLAGS_OFREP_H
+#define GH_FLAGS_OFREP_H
+
+#include "proxy/session.h"
+
+void gh_ofrep_handle(gh_req_t *r, const gh_req_view_t *v);
+
+#endif
