@@ -87,7 +87,8 @@ int gh_flags_load(const char *source, const char *text, size_t len, gh_flagset_t
 int gh_flags_load_json(const char *source, const json_t *doc, gh_flagset_t **out, gh_flags_errors_t *errs);
 void gh_flags_free(gh_flagset_t *s);
 
-/* Evaluate flag key for ctx (a JSON object or NULL) at time now (seconds), wanting type.
+/* Evaluate flag key for ctx (a JSON object or NULL) at time now (seconds, or GH_JL_NOW: the
+ * clock is read only if a rule asks for $flagd.timestamp), wanting type.
  * arena: scratch for the rule (see jsonlogic.h); reset by this call. */
 void gh_flags_eval(const gh_flagset_t *s, gh_str_t key, const json_t *ctx, int type, int64_t now, gh_jl_arena_t *arena,
                    gh_flag_result_t *out);

@@ -19,6 +19,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 enum {
     OP_LIT, OP_ARRAY, OP_VAR, OP_MISSING, OP_MISSING_SOME, OP_IF,
@@ -1309,8 +1310,8 @@ static int flagd_prop(const ev_t *e, gh_str_t k, gh_jv_t *out)
         *out = jv_str(e->flag_key.p, e->flag_key.n);
         return 1;
     }
-    if (k.n == 9 && !memcmp(k.p, "timestamp", 9)) {
-        *out = jv_num((double)e->now);
+    if (k.n == 9 && !memcmp(k.p, "timestamp", 9)) { /* GH_JL_NOW: the clock, read only here */
+        *out = jv_num((double)(e->now == GH_JL_NOW ? (int64_t)time(NULL) : e->now));
         return 1;
     }
     return 0;

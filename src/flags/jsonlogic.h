@@ -101,8 +101,12 @@ gh_jl_rule_t *gh_jl_compile(const json_t *rule, const json_t *evaluators, char *
                             size_t pathlen);
 void gh_jl_free(gh_jl_rule_t *r);
 
+/* now: the time of the evaluation ($flagd.timestamp) in seconds, or GH_JL_NOW to read the
+ * clock only if the rule asks for it (most do not: no clock read per evaluation). */
+#define GH_JL_NOW INT64_MIN
+
 /* Evaluate r against ctx (a JSON object, may be NULL = {}) for flag flag_key at time now
- * (seconds). 0 and *out, or GH_ELIMIT (arena full), GH_EINVAL (a type error the rule
+ * (seconds, or GH_JL_NOW). 0 and *out, or GH_ELIMIT (arena full), GH_EINVAL (a type error the rule
  * cannot go on from, e.g. a non-array for map). Never allocates; never reads out of the
  * rule, the context or the arena. */
 int gh_jl_eval(const gh_jl_rule_t *r, const json_t *ctx, gh_str_t flag_key, int64_t now, gh_jl_arena_t *a,

@@ -222,7 +222,7 @@ void gh_ofrep_handle(gh_req_t *r, const gh_req_view_t *v)
         return;
     }
     gh_jl_arena_t arena = {arena_mem, ARENA_SIZE, 0};
-    int64_t now = (int64_t)time(NULL);
+    int64_t now = GH_JL_NOW; /* the clock only for rules that read $flagd.timestamp */
     const gh_flagset_t *set = t->flags.set;
     gh_flag_result_t res;
     if (!bulk) {

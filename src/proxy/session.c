@@ -2644,9 +2644,7 @@ static void route_flag(gh_req_t *r, const gh_h1_request_t *m)
         json_object_set_new_nocheck(ctx, "userAgent", json_stringn_nocheck(ua->value.p, ua->value.n));
     gh_jl_arena_t arena = {arena_mem, 64 << 10, 0};
     gh_flag_result_t res;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME_COARSE, &ts);
-    gh_flags_eval(set, gh_str(rf->key, strlen(rf->key)), ctx, GH_FT_ANY, (int64_t)ts.tv_sec, &arena, &res);
+    gh_flags_eval(set, gh_str(rf->key, strlen(rf->key)), ctx, GH_FT_ANY, GH_JL_NOW, &arena, &res);
     json_decref(ctx);
     r->fvariant = res.variant;
     for (uint32_t i = 0; r->fvariant && i < rf->nvariants; i++)

@@ -541,8 +541,30 @@ static void test_engine_quirks(void)
     EXPECT("{\"if\":[true,{\"var\":\"e.length\"},0]}", "{\"e\":\"\"}", "0");
 }
 
+/* GH_JL_NOW: the clock is read for $flagd.timestamp, and only then */
+static void test_lazy_clock(void)
+{
+    char err[128], path[128], mem[4096];
+    json_t *rule = json_loads("{\"-\": [{\"var\": \"$flagd.timestamp\"}, 0]}", 0, NULL);
+    gh_jl_rule_t *r = gh_jl_compile(rule, NULL, err, sizeof err, path, sizeof path);
+    CHECK(r != NULL);
+    if (r) {
+        gh_jl_arena_t a = {mem, sizeof mem, 0};
+        gh_jv_t out;
+        int64_t t0 = (int64_t)time(NULL);
+        CHECK_INT(gh_jl_eval(r, NULL, GH_STR("f"), GH_JL_NOW, &a, &out), 0);
+        CHECK(out.t == GH_JV_NUM && out.u.n >= (double)t0 && out.u.n <= (double)t0 + 2);
+        a.used = 0;
+        CHECK_INT(gh_jl_eval(r, NULL, GH_STR("f"), 1234, &a, &out), 0);
+        CHECK(out.t == GH_JV_NUM && out.u.n == 1234.0);
+        gh_jl_free(r);
+    }
+    json_decref(rule);
+}
+
 int main(void)
 {
+    RUN(test_lazy_clock);
     RUN(test_murmur3);
     RUN(test_fractional_bucket_boundaries);
     RUN(test_fractional);
