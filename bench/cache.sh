@@ -309,39 +309,6 @@ cache_notes() {
 
 # ---------------------------------------------------------------- measurement helpers
 
-# self_ticks: utime+stime+cutime+cstime of this script, i.e. of wrk and every helper it ran and reaped:
-# all on the client core, so the difference over a run is the client core's own use.
-self_ticks() {
-    local l f
-    l=$(cat "/proc/$$/stat") || { echo 0; return; }
-    l=${l##*) }
-    read -r -a f <<<"$l"
-    echo $((f[11] + f[12] + f[13] + f[14]))
-}
-
-# core_busy BEFORE AFTER: "core0% core1%" busy over the interval (from cpu_cores snapshots).
-core_busy() {
-    awk -v A="$1" -v B="$2" 'BEGIN { n = split(A, la, "\n"); split(B, lb, "\n");
-        for (i = 1; i <= n; i++) { split(la[i], x, " "); split(lb[i], y, " ");
-            t = y[4] - x[4]; out = out (i > 1 ? " " : "") sprintf("%.0f", t ? 100 * (y[2] - x[2]) / t : 0) }
-        print out }'
-}
-
-# calm_down: busy check before a run: waits (up to BUSY_WAIT, within NOISE_BUDGET) while the machine (both cores
-# together) is over BUSY_MAX % busy. Sets BUSY (the last sample: "total cpu0 cpu1") and FLAG (ok or BUSY); WAITED=1
-# if it waited (the caller warms up again).
-calm_down() {
-    local waited=0
-    FLAG=ok WAITED=0
-    while :; do
-        BUSY=$(busy_sample 0.5)
-        [ "${BUSY%% *}" -le "$BUSY_MAX" ] && break
-        if [ "$waited" -ge "$BUSY_WAIT" ] || [ "$NOISE_SPENT" -ge "$NOISE_BUDGET" ]; then FLAG=BUSY; break; fi
-        [ "$waited" = 0 ] && log "machine busy (${BUSY%% *}% > $BUSY_MAX%: cpu0/cpu1 ${BUSY#* }); waiting up to ${BUSY_WAIT}s"
-        sleep 2; waited=$((waited + 2)); NOISE_SPENT=$((NOISE_SPENT + 2)); WAITED=1
-    done
-}
-
 # wrk_hot DURATION PORT PREFIX OUT [ARGS...]: wrk on the client core over the hot set PREFIX0..PREFIX(HOT-1).
 wrk_hot() {
     local d=$1 port=$2 prefix=$3 out=$4; shift 4

@@ -123,38 +123,6 @@ log "temp dir $TMPD; ports: OFREP $OFREP_PORT (proxy listener $HTTP_PORT, unused
 
 # ---------------------------------------------------------------- measurement helpers (as bench/cache.sh)
 
-# self_ticks: utime+stime+cutime+cstime of this script, i.e. of wrk / the engines and every helper it
-# ran and reaped.
-self_ticks() {
-    local l f
-    l=$(cat "/proc/$$/stat") || { echo 0; return; }
-    l=${l##*) }
-    read -r -a f <<<"$l"
-    echo $((f[11] + f[12] + f[13] + f[14]))
-}
-
-# core_busy BEFORE AFTER: "core0% core1%" busy over the interval (from cpu_cores snapshots).
-core_busy() {
-    awk -v A="$1" -v B="$2" 'BEGIN { n = split(A, la, "\n"); split(B, lb, "\n");
-        for (i = 1; i <= n; i++) { split(la[i], x, " "); split(lb[i], y, " ");
-            t = y[4] - x[4]; out = out (i > 1 ? " " : "") sprintf("%.0f", t ? 100 * (y[2] - x[2]) / t : 0) }
-        print out }'
-}
-
-# calm_down: busy check before a run: waits (up to BUSY_WAIT, within NOISE_BUDGET) while the machine (both
-# cores together) is over BUSY_MAX % busy. Sets BUSY ("total cpu0 cpu1"), FLAG (ok or BUSY), WAITED.
-calm_down() {
-    local waited=0
-    FLAG=ok WAITED=0
-    while :; do
-        BUSY=$(busy_sample 0.5)
-        [ "${BUSY%% *}" -le "$BUSY_MAX" ] && break
-        if [ "$waited" -ge "$BUSY_WAIT" ] || [ "$NOISE_SPENT" -ge "$NOISE_BUDGET" ]; then FLAG=BUSY; break; fi
-        [ "$waited" = 0 ] && log "machine busy (${BUSY%% *}% > $BUSY_MAX%: cpu0/cpu1 ${BUSY#* }); waiting up to ${BUSY_WAIT}s"
-        sleep 2; waited=$((waited + 2)); NOISE_SPENT=$((NOISE_SPENT + 2)); WAITED=1
-    done
-}
-
 # run_bg TIMEOUT OUT CMD...: CMD in the background (its PID in STARTED_PIDS, so the trap stops it), waited for.
 run_bg() {
     local to=$1 out=$2 p rc; shift 2
@@ -511,7 +479,7 @@ MD=$OUTDIR/flags-$STAMP.md
     echo "command: $CMDLINE"
     machine
     echo "inputs: bench/flags/gen.js seed $SEED: static-flag (boolean, no targeting), targeted-flag (if/and of ==, in, starts_with, >=, sem_ver), split-flag (fractional 34/33/33 by flagKey+targetingKey); $CONTEXTS contexts of 10 attributes; $BIG_FLAGS-flag definition for the load part"
-    echo "eval: evalbench (gh_flags_eval, contexts pre-parsed with jansson, time(NULL) per evaluation) and FlagdCore.resolve{Boolean,String}Evaluation (contexts pre-parsed, ${WARMUP_MS} ms warm-up per flag), each pinned to core $SERVER_CPU; $EVAL_ROUNDS processes per engine alternating, $EVAL_REPS repetitions of >= ${EVAL_MS} ms per flag each"
+    echo "eval: evalbench (gh_flags_eval, contexts pre-parsed with jansson, now = GH_JL_NOW: the clock is read only by rules using $flagd.timestamp) and FlagdCore.resolve{Boolean,String}Evaluation (contexts pre-parsed, ${WARMUP_MS} ms warm-up per flag), each pinned to core $SERVER_CPU; $EVAL_ROUNDS processes per engine alternating, $EVAL_REPS repetitions of >= ${EVAL_MS} ms per flag each"
     echo "ofrep: gatehouse workers 1 (and, FLOOR=$FLOOR, nginx worker_processes 1 'return 200' with the same answer bytes) on core $SERVER_CPU, wrk -t1 -c$CONNS -d${DURATION}s --latency on core $CLIENT_CPU, POST /ofrep/v1/evaluate/flags/KEY with X-API-Key and the $CONTEXTS contexts in turn; $RUNS rounds, fresh gatehouse per round, 1 s warm-up + busy check per run"
     echo '```'
     echo

@@ -149,6 +149,40 @@ busy_sample() {
         print out }'
 }
 
+# self_ticks: utime+stime+cutime+cstime of this script: wrk (or the engines) and every helper it has
+# run and reaped. All of it runs on the client core (bench_init moved the script there), so the
+# difference over a run is the client core's own use; the rest is other load.
+self_ticks() {
+    local l f
+    l=$(cat "/proc/$$/stat") || { echo 0; return; }
+    l=${l##*) }
+    read -r -a f <<<"$l"
+    echo $((f[11] + f[12] + f[13] + f[14]))
+}
+
+# core_busy BEFORE AFTER: "core0% core1%" busy over the interval (from cpu_cores snapshots).
+core_busy() {
+    awk -v A="$1" -v B="$2" 'BEGIN { n = split(A, la, "\n"); split(B, lb, "\n");
+        for (i = 1; i <= n; i++) { split(la[i], x, " "); split(lb[i], y, " ");
+            t = y[4] - x[4]; out = out (i > 1 ? " " : "") sprintf("%.0f", t ? 100 * (y[2] - x[2]) / t : 0) }
+        print out }'
+}
+
+# calm_down: busy check before a run: waits (up to BUSY_WAIT, within NOISE_BUDGET) while the machine
+# (both cores together) is over BUSY_MAX % busy. Sets BUSY (the last sample: "total cpu0 cpu1"), FLAG
+# (ok or BUSY) and WAITED (1 if it waited: the caller warms up again).
+calm_down() {
+    local waited=0
+    FLAG=ok WAITED=0
+    while :; do
+        BUSY=$(busy_sample 0.5)
+        [ "${BUSY%% *}" -le "$BUSY_MAX" ] && break
+        if [ "$waited" -ge "$BUSY_WAIT" ] || [ "$NOISE_SPENT" -ge "$NOISE_BUDGET" ]; then FLAG=BUSY; break; fi
+        [ "$waited" = 0 ] && log "machine busy (${BUSY%% *}% > $BUSY_MAX%: cpu0/cpu1 ${BUSY#* }); waiting up to ${BUSY_WAIT}s"
+        sleep 2; waited=$((waited + 2)); NOISE_SPENT=$((NOISE_SPENT + 2)); WAITED=1
+    done
+}
+
 # ---------------------------------------------------------------- configs
 
 # origin_nginx_conf DIR PORT HTTP_EXTRA SERVER_BODY: the origin nginx's configuration (one worker,

@@ -122,31 +122,11 @@ run_wrk_bg() {
 wait_wrk() { wait "$WRK_PID"; forget_pid "$WRK_PID"; }
 run_wrk() { run_wrk_bg "$@"; wait_wrk; }
 
-# self_ticks: utime+stime+cutime+cstime of this script: wrk and every helper it has run and reaped.
-# All of it runs on the client core (bench_init moved the script there), so the difference over a
-# run is the client core's "own" use; the rest is other load.
-self_ticks() {
-    local l f
-    l=$(cat "/proc/$$/stat") || { echo 0; return; }
-    l=${l##*) }
-    read -r -a f <<<"$l"
-    echo $((f[11] + f[12] + f[13] + f[14]))
-}
-
-# calm_down URL LUA: busy check before a run (waits up to BUSY_WAIT while the machine is over BUSY_MAX %,
-# within NOISE_BUDGET), sets BUSY (total %) and FLAG (ok or BUSY); warms up again if it waited.
-calm_down() {
-    local waited=0 b
-    FLAG=ok
-    while :; do
-        b=$(busy_sample 0.5)
-        BUSY=${b%% *}
-        [ "$BUSY" -le "$BUSY_MAX" ] && break
-        if [ "$waited" -ge "$BUSY_WAIT" ] || [ "$NOISE_SPENT" -ge "$NOISE_BUDGET" ]; then FLAG=BUSY; break; fi
-        [ "$waited" = 0 ] && log "machine busy ($BUSY% > $BUSY_MAX%: cpu0/cpu1 ${b#* }); waiting up to ${BUSY_WAIT}s"
-        sleep 2; waited=$((waited + 2)); NOISE_SPENT=$((NOISE_SPENT + 2))
-    done
-    if [ "$waited" -gt 0 ] && [ "$FLAG" = ok ]; then run_wrk 1 "$1" "$TMPD/warmup.txt" -s "$2"; fi
+# calm_down_warm URL LUA: calm_down (lib.sh), with BUSY the total %, and a warm-up again if it waited.
+calm_down_warm() {
+    calm_down
+    BUSY=${BUSY%% *}
+    if [ "$WAITED" = 1 ] && [ "$FLAG" = ok ]; then run_wrk 1 "$1" "$TMPD/warmup.txt" -s "$2"; fi
 }
 
 us_per_req() { awk -v t="$1" -v k="$CLK_TCK" -v r="$2" 'BEGIN { if (r > 0) printf "%.2f", t * 1e6 / k / r; else print "nan" }'; }
@@ -184,7 +164,7 @@ part1_one() {   # part1_one POLICY ROUND
     for ((attempt = 1; attempt <= 1 + NOISY_RETRIES; attempt++)); do
         start_proxy gatehouse "gh-p1-${pol/:/-}-$r-$attempt" "$pol" 0
         run_wrk 1 "$url" "$TMPD/warmup.txt" -s "$TMPD/paths.lua"
-        calm_down "$url" "$TMPD/paths.lua"
+        calm_down_warm "$url" "$TMPD/paths.lua"
         read -r g0 _ <<<"$(tree_ticks "$PROXY_PID")"
         o0s=(); for i in 0 1 2; do read -r tot _ <<<"$(tree_ticks "${ORIGIN_PIDS[$i]}")"; o0s+=("$tot"); done
         wt0=$(self_ticks); c0=$(cpu_cores)
@@ -249,7 +229,7 @@ part2_one() {   # part2_one PROXY REP
     start_origins "p2-$sys-$r"
     GH_ADMIN_PORT=$ADMIN_PORT start_proxy "$sys" "$sys-p2-$r" round_robin 1
     run_wrk 1 "$url" "$TMPD/warmup.txt"
-    calm_down "$url" "$TMPD/kill.lua"
+    calm_down_warm "$url" "$TMPD/kill.lua"
     read -r p0 _ <<<"$(tree_ticks "$PROXY_PID")"
     o0=0; for i in 0 1 2; do read -r tot _ <<<"$(tree_ticks "${ORIGIN_PIDS[$i]}")"; o0=$((o0 + tot)); done
     victim=$(tree_pids "${ORIGIN_PIDS[1]}")   # origin 2: nginx master + worker, listed before the run
