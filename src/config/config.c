@@ -1224,7 +1224,7 @@ static void parse_listener(ctx_t *x, yaml_node_t *n, int role, size_t idx)
     gh_conf_listener_t *l = &c->listeners[c->nlisteners];
     memset(l, 0, sizeof *l); /* the slot of a listener that failed before may be reused */
     field_t f[] = {F("listen"), F("backlog"), F("name"), F("tls"), F("h2c")};
-    size_t nf = role == GH_LISTEN_PROXY ? 5 : 2;
+    size_t nf = role == GH_LISTEN_PROXY || role == GH_LISTEN_OFREP ? 5 : 2; /* tls, h2c: proxy and OFREP */
     if (!fields(x, n, f, nf))
         return;
     bool ok = true;

@@ -360,3 +360,22 @@ def test_jsonlogic_matches_flagd_core_on_generated_cases(tmp_path):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     last = r.stdout.strip().splitlines()[-1]
     assert last.startswith("cases 10") and "unexplained 0" in last, last
+
+
+def test_ofrep_over_h2c(gatehouse, tmp_path):
+    # the OFREP listener speaks HTTP/2 too (h2c: true): many evaluations on one connection
+    f = tmp_path / "flags.json"
+    f.write_text(json.dumps(FLAGS))
+    port = free_port()
+    text = config(str(f), "").replace('ofrep: {listen: "127.0.0.1:{ofrep_port}"}',
+                                      'ofrep: {listen: "127.0.0.1:{ofrep_port}", h2c: true}')
+    gatehouse(text, ofrep_port=port)
+    wait_port(port)
+    body = json.dumps({"context": {"email": "h2@example.com"}})
+    r = subprocess.run(["curl", "-s", "--http2-prior-knowledge", "-o", "-", "-w", "\\n%{http_version} %{http_code}",
+                        "-H", "X-API-Key: " + KEY_A, "-d", body,
+                        "http://127.0.0.1:%d/ofrep/v1/evaluate/flags/new-welcome" % port],
+                       capture_output=True, text=True, timeout=10)
+    out, status = r.stdout.rsplit("\n", 1)
+    assert status == "2 200", (status, out, r.stderr)
+    assert json.loads(out)["variant"] == "on"
