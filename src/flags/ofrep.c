@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "core/json.h"
 #include "flags/flags.h"
 #include "protect/shtab.h"
 
@@ -52,15 +53,37 @@ static void put_json(out_t *o, const json_t *v)
         o->oom = 1;
 }
 
-static void put_str(out_t *o, const char *s) /* a JSON string */
+static void put_str(out_t *o, const char *s) /* a JSON string (flag keys, variants, messages) */
 {
-    json_t *j = json_string(s);
-    if (!j) { /* not UTF-8: nothing of ours; say so plainly */
-        puts_(o, "\"\"");
+    size_t len = strlen(s), need = len * 6 + 2;
+    if (o->oom)
         return;
+    if (o->n + need + 1 > o->cap) { /* room first: the escaper writes in place */
+        size_t c = o->cap ? o->cap : 1024;
+        while (c < o->n + need + 1)
+            c *= 2;
+        char *p = realloc(o->p, c);
+        if (!p) {
+            o->oom = 1;
+            return;
+        }
+        o->p = p;
+        o->cap = c;
     }
-    put_json(o, j);
-    json_decref(j);
+    /* UTF-8 kept when it is (keys from the definition); a key from the URL may be anything */
+    json_t *probe = NULL;
+    int utf8 = 1;
+    for (size_t i = 0; i < len && utf8; i++)
+        if ((unsigned char)s[i] >= 0x80)
+            utf8 = (probe = json_string(s)) != NULL;
+    json_decref(probe);
+    o->n += gh_json_str(o->p + o->n, o->cap - o->n, gh_str(s, len), utf8);
+    o->p[o->n] = 0;
+}
+
+static int hexv(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
 }
 
 static int ct_eq(const char *a, size_t an, const char *b, size_t bn)
@@ -188,8 +211,25 @@ void gh_ofrep_handle(gh_req_t *r, const gh_req_view_t *v)
             free(o.p);
             return;
         }
-        memcpy(key, k.p, k.n);
-        key[k.n] = 0;
+        /* the key is percent-encoded in the path (SDKs use encodeURIComponent) */
+        size_t n = 0;
+        for (size_t i = 0; i < k.n; i++) {
+            int hi = k.p[i] == '%' && i + 2 < k.n ? hexv(k.p[i + 1]) : -1;
+            int lo = hi >= 0 ? hexv(k.p[i + 2]) : -1;
+            if (hi >= 0 && lo >= 0) {
+                key[n++] = (char)(hi * 16 + lo);
+                i += 2;
+            } else {
+                key[n++] = k.p[i];
+            }
+        }
+        key[n] = 0;
+        if (memchr(key, 0, n)) { /* %00: no flag has it */
+            error_body(&o, NULL, "FLAG_NOT_FOUND", "no flag key contains a NUL byte");
+            answer(r, 404, &o, NULL);
+            free(o.p);
+            return;
+        }
     }
     /* the context */
     json_t *doc = NULL;

@@ -1,6 +1,8 @@
 /* accesslog.c: see accesslog.h. */
 #include "obs/accesslog.h"
 
+#include "core/json.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -130,22 +132,8 @@ static void put(out_t *o, const char *s, size_t n)
 /* A JSON string, escaped, cut at max bytes of input so the line stays bounded. */
 static void put_str(out_t *o, gh_str_t s, size_t max)
 {
-    static const char hex[] = "0123456789abcdef";
-    put(o, "\"", 1);
-    size_t n = GH_MIN(s.n, max);
-    for (size_t i = 0; i < n && o->n + 8 < o->cap; i++) {
-        unsigned char c = (unsigned char)s.p[i];
-        if (c == '"' || c == '\\') {
-            char e[2] = {'\\', (char)c};
-            put(o, e, 2);
-        } else if (c < 0x20 || c >= 0x7f) {
-            char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-            put(o, e, 6);
-        } else {
-            o->p[o->n++] = (char)c;
-        }
-    }
-    put(o, "\"", 1);
+    if (o->n < o->cap) /* bytes from the wire: escaped, so the line stays valid JSON */
+        o->n += gh_json_str(o->p + o->n, o->cap - o->n, gh_str(s.p, GH_MIN(s.n, max)), 0);
 }
 
 static void put_key_str(out_t *o, const char *key, gh_str_t v, size_t max)

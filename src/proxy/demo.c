@@ -1,6 +1,8 @@
 /* demo.c: see demo.h. */
 #include "proxy/demo.h"
 
+#include "core/json.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -15,24 +17,7 @@ static const char page[] =
 /* Append s as a JSON string; returns the new length (bounded by cap). */
 static size_t json_str(char *out, size_t n, size_t cap, gh_str_t s)
 {
-    static const char hex[] = "0123456789abcdef";
-    if (n + 2 > cap)
-        return n;
-    out[n++] = '"';
-    for (size_t i = 0; i < s.n && n + 8 < cap; i++) {
-        unsigned char c = (unsigned char)s.p[i];
-        if (c == '"' || c == '\\') {
-            out[n++] = '\\';
-            out[n++] = (char)c;
-        } else if (c < 0x20 || c >= 0x7f) {
-            n += (size_t)snprintf(out + n, cap - n, "\\u00%c%c", hex[c >> 4], hex[c & 15]);
-        } else {
-            out[n++] = (char)c;
-        }
-    }
-    if (n < cap)
-        out[n++] = '"';
-    return n;
+    return n < cap ? n + gh_json_str(out + n, cap - n, s, 0) : n;
 }
 
 /* A cheap checksum of the body, so that a client can check it arrived whole. */

@@ -1377,3 +1377,33 @@ def test_metrics_and_access_log(gatehouse, org):
     got = lines()
     for i, (_, p, _, word) in enumerate(steps):
         assert got["cache-log-%d" % i].get("cache") == word, (p, got["cache-log-%d" % i])
+
+
+def test_bad_cache_configuration_is_refused_with_its_place(tmp_path):
+    # each mistake in the cache keys is an error with file:line:col and the key path
+    from helpers import fill, free_port, run_cli
+    bad = {
+        "set_cookie: sometimes": "cache.set_cookie: expected bypass",
+        "key: {query_keep: [a], query_drop: [b]}": "cache.key.query_drop: use query_keep or query_drop",
+        "key: {query: shuffled}": "cache.key.query: expected sorted, as_is or ignore",
+        "key: {headers: [\"bad name\"]}": "cache.key.headers[0]: expected a name",
+        "default_ttl: soon": "cache.default_ttl: bad duration",
+    }
+    for frag, want in bad.items():
+        cfg = tmp_path / "gh.yaml"
+        cfg.write_text(fill("""listeners: [{name: http, listen: "127.0.0.1:{p}"}]
+upstreams: {o: {backends: ["127.0.0.1:9"]}}
+tenants:
+  - name: t
+    sites:
+      - hosts: ["*"]
+        routes:
+          - name: r
+            upstream: o
+            cache: {%s}
+""" % frag, {"p": free_port()}))
+        r = run_cli("validate", "-c", str(cfg))
+        assert r.returncode == 1 and "gh.yaml:10:" in r.stderr and want in r.stderr, (frag, r.stderr)
+    cfg.write_text("listeners: [{name: http, listen: \"127.0.0.1:1\"}]\ncache: {memory: 100k}\n")
+    r = run_cli("validate", "-c", str(cfg))
+    assert r.returncode == 1 and "cache.memory" in r.stderr and "out of range" in r.stderr, r.stderr

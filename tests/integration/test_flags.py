@@ -114,6 +114,11 @@ def test_errors_and_statuses(gatehouse, tmp_path):
     gh, _ = start(gatehouse, tmp_path)
     r = ofrep(gh, "missing")
     assert r.status_code == 404 and r.json()["errorCode"] == "FLAG_NOT_FOUND" and r.json()["key"] == "missing"
+    # a key that is not UTF-8 (from the URL) is answered in valid JSON, escaped, not dropped
+    r = request("POST", gh.ofrep + "/ofrep/v1/evaluate/flags/k%FF%22x", data="{}", headers={"X-API-Key": KEY_A})
+    assert r.status_code == 404 and json.loads(r.content)["key"] == "k\u00ff\"x", r.content
+    assert ofrep(gh, "li%6Dit").json()["value"] == 10  # keys are percent-decoded
+    assert ofrep(gh, "li%00mit").status_code == 404
     r = ofrep(gh, "old")  # disabled: flagd answers it as not found
     assert r.status_code == 404 and r.json()["errorCode"] == "FLAG_NOT_FOUND"
     r = ofrep(gh, "limit", body="{not json")
