@@ -11,25 +11,17 @@ core during the run, after the retries) or PIDS_CHANGED (a server process was re
 the run, so its CPU reading is unreliable) are dropped unless no other run is left. Then gatehouse's
 ratios to each peer: req/s (>1 = gatehouse faster), p99 and CPU/request (<1 = gatehouse better).
 """
-import csv
 import statistics
+import os
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tsv import load, num as fnum  # noqa: E402
 
 SYSTEM_ORDER = ["origin", "gatehouse", "nginx", "haproxy"]
 SIZE_LABEL = {"small": "100 B", "big": "64 KiB"}
 
 
-def load(path):
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f, delimiter="\t"))
-
-
-def fnum(v):
-    try:
-        x = float(v)
-        return x if x == x else None
-    except (TypeError, ValueError):
-        return None
 
 
 def summarize(rows):

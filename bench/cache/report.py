@@ -14,9 +14,12 @@ requests, byte hit ratio = 1 - origin body bytes / client body bytes (the client
 was sent), the cache's own size at the end and its peak, RSS, then gatehouse's hit ratio against each
 peer, and the reference figures of the sequence (unbounded cache, exact LRU of the cap).
 """
-import csv
 import statistics
+import os
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tsv import load, num  # noqa: E402
 
 ORDER = ["gatehouse", "varnish", "nginx"]
 PEERS = ["varnish", "nginx"]
@@ -24,20 +27,6 @@ DROP = ("FAILED", "DIED")
 DOUBT = ("BUSY", "NOISY", "PIDS_CHANGED")
 
 
-def load(path):
-    try:
-        with open(path, newline="") as f:
-            return list(csv.DictReader(f, delimiter="\t"))
-    except FileNotFoundError:
-        return []
-
-
-def num(v):
-    try:
-        x = float(v)
-        return x if x == x else None
-    except (TypeError, ValueError):
-        return None
 
 
 def med(rows, key):

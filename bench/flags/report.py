@@ -12,9 +12,12 @@ the rate that makes per fully used core, ratios to flagd's published rate per co
 Load: gh_flags_load and FlagdCore.setConfigurations of BIG_FLAGS flags (time, heap kept), gatehouse
 validate time and a running gatehouse's RSS with the 3-flag and the BIG_FLAGS-flag file.
 """
-import csv
 import statistics
+import os
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tsv import load, num  # noqa: E402
 from collections import defaultdict
 
 eval_tsv, ofrep_tsv, info_tsv, published, big_flags, other_max, share_min = sys.argv[1:8]
@@ -24,22 +27,6 @@ big_flags = int(big_flags)
 FLAGS = ["static-flag", "targeted-flag", "split-flag"]
 LABEL = {"static-flag": "static (no targeting)", "targeted-flag": "targeting, 5 conditions", "split-flag": "fractional, 3 variants"}
 DOUBT = ("BUSY", "NOISY", "PIDS_CHANGED", "ERR")
-
-
-def load(path):
-    try:
-        with open(path, newline="") as f:
-            return list(csv.DictReader(f, delimiter="\t"))
-    except FileNotFoundError:
-        return []
-
-
-def num(v):
-    try:
-        x = float(v)
-        return x if x == x else None
-    except (TypeError, ValueError):
-        return None
 
 
 def keep(rows, doubt=DOUBT):
