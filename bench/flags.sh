@@ -479,7 +479,7 @@ MD=$OUTDIR/flags-$STAMP.md
     echo "command: $CMDLINE"
     machine
     echo "inputs: bench/flags/gen.js seed $SEED: static-flag (boolean, no targeting), targeted-flag (if/and of ==, in, starts_with, >=, sem_ver), split-flag (fractional 34/33/33 by flagKey+targetingKey); $CONTEXTS contexts of 10 attributes; $BIG_FLAGS-flag definition for the load part"
-    echo "eval: evalbench (gh_flags_eval, contexts pre-parsed with jansson, now = GH_JL_NOW: the clock is read only by rules using $flagd.timestamp) and FlagdCore.resolve{Boolean,String}Evaluation (contexts pre-parsed, ${WARMUP_MS} ms warm-up per flag), each pinned to core $SERVER_CPU; $EVAL_ROUNDS processes per engine alternating, $EVAL_REPS repetitions of >= ${EVAL_MS} ms per flag each"
+    echo "eval: evalbench (gh_flags_eval, contexts pre-parsed with jansson, now = GH_JL_NOW: the clock is read only by rules using \$flagd.timestamp) and FlagdCore.resolve{Boolean,String}Evaluation (contexts pre-parsed, ${WARMUP_MS} ms warm-up per flag), each pinned to core $SERVER_CPU; $EVAL_ROUNDS processes per engine alternating, $EVAL_REPS repetitions of >= ${EVAL_MS} ms per flag each"
     echo "ofrep: gatehouse workers 1 (and, FLOOR=$FLOOR, nginx worker_processes 1 'return 200' with the same answer bytes) on core $SERVER_CPU, wrk -t1 -c$CONNS -d${DURATION}s --latency on core $CLIENT_CPU, POST /ofrep/v1/evaluate/flags/KEY with X-API-Key and the $CONTEXTS contexts in turn; $RUNS rounds, fresh gatehouse per round, 1 s warm-up + busy check per run"
     echo '```'
     echo
