@@ -1,18 +1,23 @@
 # gatehouse: one build description. `make run` and `make test` are the quick start.
 BUILD   ?= build
 CC      ?= cc
-PKGS    := yaml-0.1 libpcre2-8 libcares openssl libnghttp2 hiredis libmaxminddb jansson
+PKGS    := yaml-0.1 libpcre2-8 libcares openssl libnghttp2 hiredis libmaxminddb jansson libprotobuf-c
 SAN     ?=
 OPT     ?= -O2
 CFLAGS  ?=
 WARN    := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
-ALL_CFLAGS  = -std=gnu11 -D_GNU_SOURCE= $(OPT) -g $(WARN) -pthread -Isrc $(PKG_CFLAGS) $(SAN) $(CFLAGS)
+ALL_CFLAGS  = -std=gnu11 -D_GNU_SOURCE= $(OPT) -g $(WARN) -pthread -Isrc -I$(BUILD)/gen $(PKG_CFLAGS) $(SAN) $(CFLAGS)
 LDLIBS  := $(PKG_LIBS) -pthread -lm
 
 SRCS    := $(sort $(wildcard src/*/*.c))
-OBJS    := $(SRCS:%.c=$(BUILD)/%.o)
+# Protocol buffers (protoc-c): the flagd evaluation service and google.protobuf.Struct
+# (v1 is wire-identical to v2 but for optional presence, so C uses the v2 messages for both)
+PROTOS  := proto/flagd/evaluation/v2/evaluation.proto
+GEN     := $(BUILD)/gen
+GEN_SRCS := $(PROTOS:proto/%.proto=$(GEN)/%.pb-c.c) $(GEN)/google/protobuf/struct.pb-c.c
+OBJS    := $(SRCS:%.c=$(BUILD)/%.o) $(GEN_SRCS:.c=.o)
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz_*.c))
@@ -28,6 +33,15 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
 
+$(GEN_SRCS) &: $(PROTOS)
+	@mkdir -p $(GEN)
+	protoc-c --c_out=$(GEN) -Iproto -I/usr/include $(PROTOS) google/protobuf/struct.proto
+
+$(GEN)/%.o: $(GEN)/%.c
+	$(CC) $(filter-out -Werror,$(ALL_CFLAGS)) -MMD -MP -c $< -o $@
+
+$(SRCS:%.c=$(BUILD)/%.o) $(BUILD)/src/main.o: | $(GEN_SRCS)
+
 $(BUILD)/libgatehouse.a: $(OBJS)
 	@rm -f $@
 	ar rcs $@ $^
@@ -40,10 +54,10 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libgatehouse.a tests/unit/t.h
 	$(CC) $(ALL_CFLAGS) -Itests/unit -o $@ $< $(BUILD)/libgatehouse.a $(LDLIBS)
 
 # libFuzzer targets: clang, with ASan+UBSan, over the library's sources.
-FUZZ_CFLAGS := -std=gnu11 -D_GNU_SOURCE= -O1 -g -Isrc $(PKG_CFLAGS) -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(filter-out src/main.c,$(SRCS))
+FUZZ_CFLAGS := -std=gnu11 -D_GNU_SOURCE= -O1 -g -Isrc -I$(GEN) $(PKG_CFLAGS) -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(filter-out src/main.c,$(SRCS)) $(GEN_SRCS)
 	@mkdir -p $(dir $@)
-	clang $(FUZZ_CFLAGS) -o $@ $< $(filter-out src/main.c,$(SRCS)) $(LDLIBS)
+	clang $(FUZZ_CFLAGS) -o $@ $< $(filter-out src/main.c,$(SRCS)) $(GEN_SRCS) $(LDLIBS)
 
 unit: $(UNIT_BINS)
 fuzz: $(FUZZ_BINS)

@@ -5,7 +5,8 @@ set -eu
 PKGS="build-essential pkg-config libyaml-dev libpcre2-dev libc-ares-dev libssl-dev openssl dnsmasq-base libnghttp2-dev nghttp2-client python3-h2 python3-grpcio
       curl python3 python3-pytest python3-requests
       nginx haproxy varnish wrk clang libclang-rt-14-dev
-      libhiredis-dev redis-server libmaxminddb-dev mmdb-bin slowhttptest chromium libjansson-dev"
+      libhiredis-dev redis-server libmaxminddb-dev mmdb-bin slowhttptest chromium libjansson-dev
+      protobuf-c-compiler libprotobuf-c-dev libprotobuf-dev protobuf-compiler python3-protobuf"
 missing=""
 for p in $PKGS; do
     st=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)

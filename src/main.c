@@ -16,6 +16,7 @@
 #include "admin/admin.h"
 #include "cache/cache.h"
 #include "config/config.h"
+#include "flags/grpc.h"
 #include "flags/ofrep.h"
 #include "core/log.h"
 #include "obs/accesslog.h"
@@ -38,8 +39,8 @@ static const char usage_main[] =
     "  validate -c FILE   check a configuration; print every error as FILE:LINE:COL: key.path: message\n"
     "  proxy --from ADDR --to ADDR [--to ADDR ...]\n"
     "                     a one-line reverse proxy (round-robin over the --to backends)\n"
-    "  flags --file FILE [--ofrep ADDR]\n"
-    "                     serve a flagd flag definition over OFREP only (a drop-in for flagd)\n"
+    "  flags --file FILE [--ofrep ADDR] [--grpc ADDR]\n"
+    "                     serve a flagd flag definition over OFREP and flagd gRPC (a drop-in for flagd)\n"
     "  reload -c FILE     ask the running gateway (pid_file of FILE) to reload its configuration\n"
     "  version            print the version\n"
     "\n"
@@ -62,9 +63,11 @@ static const char usage_proxy[] =
     "  round-robin, with the defaults of the configuration file.\n";
 
 static const char usage_flags[] =
-    "usage: gatehouse flags --file FILE [--ofrep ADDR] [--workers N]\n"
-    "  Serves the flagd definition FILE (JSON; watched and reloaded when it changes) over OFREP\n"
-    "  (POST /ofrep/v1/evaluate/flags[/KEY]) on ADDR, default 127.0.0.1:8016, without credentials.\n";
+    "usage: gatehouse flags --file FILE [--ofrep ADDR] [--grpc ADDR] [--workers N]\n"
+    "  Serves the flagd definition FILE (JSON or YAML; watched and reloaded when it changes),\n"
+    "  without credentials, over OFREP (POST /ofrep/v1/evaluate/flags[/KEY]) on --ofrep, default\n"
+    "  127.0.0.1:8016, and flagd's gRPC evaluation service (flagd.evaluation.v1 and v2, h2c) on\n"
+    "  --grpc, default 127.0.0.1:8013.\n";
 
 static const char usage_reload[] =
     "usage: gatehouse reload -c FILE\n"
@@ -310,6 +313,7 @@ static int start(gh_conf_t *c, const char *path)
     gh_session_set_handler(GH_LISTEN_ADMIN, gh_admin_handle);
     gh_session_set_handler(GH_LISTEN_DEMO, gh_demo_handle);
     gh_session_set_handler(GH_LISTEN_OFREP, gh_ofrep_handle);
+    gh_session_set_handler(GH_LISTEN_GRPC, gh_grpc_handle);
     if (c->access_log.enabled) {
         int rc = gh_accesslog_start(c->access_log.path, c->workers + 1);
         if (rc < 0) {
@@ -441,13 +445,15 @@ static int cmd_flags(int argc, char **argv)
         fputs(usage_flags, stdout);
         return 0;
     }
-    const char *file = NULL, *ofrep = "127.0.0.1:8016";
+    const char *file = NULL, *ofrep = "127.0.0.1:8016", *grpc = "127.0.0.1:8013";
     int workers = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--file") && i + 1 < argc)
             file = argv[++i];
         else if (!strcmp(argv[i], "--ofrep") && i + 1 < argc)
             ofrep = argv[++i];
+        else if (!strcmp(argv[i], "--grpc") && i + 1 < argc)
+            grpc = argv[++i];
         else if (!strcmp(argv[i], "--workers") && i + 1 < argc)
             workers = atoi(argv[++i]);
         else {
@@ -455,7 +461,7 @@ static int cmd_flags(int argc, char **argv)
             return 2;
         }
     }
-    if (!file || strpbrk(file, "\"\\\n") || strpbrk(ofrep, "\"\\\n")) {
+    if (!file || strpbrk(file, "\"\\\n") || strpbrk(ofrep, "\"\\\n") || strpbrk(grpc, "\"\\\n")) {
         fputs(usage_flags, stderr);
         return 2;
     }
@@ -463,8 +469,9 @@ static int cmd_flags(int argc, char **argv)
     int n = snprintf(yaml, sizeof yaml,
                      "access_log: {enabled: false}\n"
                      "ofrep: {listen: \"%s\"}\n"
+                     "flagd_grpc: {listen: \"%s\"}\n"
                      "tenants:\n  - name: flags\n    flags: {file: \"%s\"}\n    sites: []\n",
-                     ofrep, file);
+                     ofrep, grpc, file);
     if (n < 0 || (size_t)n >= sizeof yaml) {
         fputs(usage_flags, stderr);
         return 2;

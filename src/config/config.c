@@ -1223,8 +1223,9 @@ static void parse_listener(ctx_t *x, yaml_node_t *n, int role, size_t idx)
     gh_conf_t *c = x->c;
     gh_conf_listener_t *l = &c->listeners[c->nlisteners];
     memset(l, 0, sizeof *l); /* the slot of a listener that failed before may be reused */
-    field_t f[] = {F("listen"), F("backlog"), F("name"), F("tls"), F("h2c")};
-    size_t nf = role == GH_LISTEN_PROXY || role == GH_LISTEN_OFREP ? 5 : 2; /* tls, h2c: proxy and OFREP */
+    field_t f[] = {F("listen"), F("backlog"), F("name"), F("tls"), F("h2c"), F("keepalive")};
+    /* tls, h2c: proxy, OFREP and flagd gRPC; keepalive: flagd gRPC */
+    size_t nf = role == GH_LISTEN_GRPC ? 6 : role == GH_LISTEN_PROXY || role == GH_LISTEN_OFREP ? 5 : 2;
     if (!fields(x, n, f, nf))
         return;
     bool ok = true;
@@ -1236,6 +1237,8 @@ static void parse_listener(ctx_t *x, yaml_node_t *n, int role, size_t idx)
         l->name = "demo";
     else if (role == GH_LISTEN_OFREP)
         l->name = "ofrep";
+    else if (role == GH_LISTEN_GRPC)
+        l->name = "flagd_grpc";
     else if (!f_name(x, &f[2], &l->name)) {
         if (f[2].val)
             ok = false;
@@ -1249,7 +1252,11 @@ static void parse_listener(ctx_t *x, yaml_node_t *n, int role, size_t idx)
         ok = false;
     if (nf > 3 && f[3].val && !parse_listener_tls(x, l, f[3].val))
         ok = false;
+    if (role == GH_LISTEN_GRPC)
+        l->h2c = 1; /* gRPC clients speak HTTP/2 with prior knowledge over cleartext */
     if (nf > 4 && f[4].val && !f_bool(x, &f[4], &l->h2c))
+        ok = false;
+    if (nf > 5 && f[5].val && !f_dur(x, &f[5], false, &c->flagd_grpc_keepalive))
         ok = false;
     if (!f[0].val) {
         missing(x, n, "listen");
@@ -3414,12 +3421,12 @@ static void parse_root(ctx_t *x, yaml_node_t *root)
 {
     gh_conf_t *c = x->c;
     enum { WORKERS, PID, DRAIN, VIA, LIMITS, TIMEOUTS, TRUSTED, ALOG, ADMIN, DEMO, LISTENERS, UPSTREAMS, TENANTS,
-           RESOLVER, HTTP2, PROTECTION, CACHE, OFREP, NF };
+           RESOLVER, HTTP2, PROTECTION, CACHE, OFREP, GRPC, NF };
     field_t f[NF] = {F("workers"),   F("pid_file"),        F("drain_timeout"), F("via"),
                      F("limits"),    F("timeouts"),        F("trusted_proxies"), F("access_log"),
                      F("admin"),     F("demo_origin"),     F("listeners"),     F("upstreams"),
                      F("tenants"),   F("resolver"),        F("http2"),         F("protection"),
-                     F("cache"),     F("ofrep")};
+                     F("cache"),     F("ofrep"),           F("flagd_grpc")};
     if (!root || root->type != YAML_MAPPING_NODE) {
         err(x, root, "the configuration must be a mapping, got %s", kind(root));
         return;
@@ -3453,17 +3460,17 @@ static void parse_root(ctx_t *x, yaml_node_t *root)
 
     /* listeners: proxy ones first, then admin, then demo */
     yaml_node_t *ln = f[LISTENERS].val;
-    size_t nl = (ln && ln->type == YAML_SEQUENCE_NODE ? seq_len(ln) : 0) + 3;
+    size_t nl = (ln && ln->type == YAML_SEQUENCE_NODE ? seq_len(ln) : 0) + 4; /* + admin, demo, ofrep, flagd_grpc */
     c->listeners = xalloc(x, nl * sizeof *c->listeners);
     x->lnodes = talloc(x, nl * sizeof *x->lnodes);
     x->lpaths = talloc(x, nl * sizeof *x->lpaths);
     if (!ln) {
-        if (!f[OFREP].val) /* a flags-only gateway (gatehouse flags) needs no proxy listener */
+        if (!f[OFREP].val && !f[GRPC].val) /* a flags-only gateway (gatehouse flags) needs no proxy listener */
             missing(x, root, "listeners");
     } else {
         o = path_key(x, "listeners");
         if (want_seq(x, ln, false)) {
-            if (seq_len(ln) == 0 && !f[OFREP].val)
+            if (seq_len(ln) == 0 && !f[OFREP].val && !f[GRPC].val)
                 err(x, ln, "at least one proxy listener is required");
             for (size_t i = 0; i < seq_len(ln); i++) {
                 size_t o2 = path_idx(x, i);
@@ -3486,6 +3493,12 @@ static void parse_root(ctx_t *x, yaml_node_t *root)
     if (f[OFREP].val) {
         o = path_key(x, "ofrep");
         parse_listener(x, f[OFREP].val, GH_LISTEN_OFREP, 0);
+        path_pop(x, o);
+    }
+    c->flagd_grpc_keepalive = 15000;
+    if (f[GRPC].val) {
+        o = path_key(x, "flagd_grpc");
+        parse_listener(x, f[GRPC].val, GH_LISTEN_GRPC, 0);
         path_pop(x, o);
     }
     check_listeners(x);

@@ -319,7 +319,7 @@ typedef struct gh_conf_tenant {
     void *state; /* protect.c's lasting per-tenant state (counters, flood mode), bound at load */
 } gh_conf_tenant_t;
 
-enum { GH_LISTEN_PROXY = 1, GH_LISTEN_ADMIN, GH_LISTEN_DEMO, GH_LISTEN_OFREP };
+enum { GH_LISTEN_PROXY = 1, GH_LISTEN_ADMIN, GH_LISTEN_DEMO, GH_LISTEN_OFREP, GH_LISTEN_GRPC };
 
 typedef struct {
     char *name;
@@ -362,6 +362,7 @@ typedef struct gh_conf {
     uint32_t workers; /* default: number of online CPUs */
     char *pid_file;   /* optional */
     uint32_t drain_timeout; /* ms to finish in-flight requests on SIGTERM (default 30 s) */
+    uint32_t flagd_grpc_keepalive; /* ms between keep_alive events on a flagd EventStream (15 s) */
     gh_conf_limits_t limits;
     gh_conf_timeouts_t timeouts;
     gh_cidr_t *trusted_proxies;

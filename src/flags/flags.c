@@ -43,6 +43,7 @@ struct flag {
     int32_t def;          /* index of the default variant, -1: the caller's default */
     gh_jl_rule_t *rule;   /* NULL: no targeting */
     const json_t *meta;   /* flag metadata over set metadata, NULL when both are empty */
+    const json_t *src;    /* the flag's definition (in the document) */
 };
 
 struct gh_flagset {
@@ -52,6 +53,7 @@ struct gh_flagset {
     uint32_t *tab; /* open addressing: flag index + 1, 0 = empty */
     uint32_t mask;
     const json_t *meta; /* the set's metadata (non-empty) or NULL */
+    const json_t *evaluators; /* "$evaluators" or NULL */
 };
 
 /* ---- error collection ---- */
@@ -501,10 +503,12 @@ static int load_owned(const char *source, json_t *doc, gh_flagset_t **out, gh_fl
     s->doc = doc;
     doc = NULL;
     s->meta = (meta && json_is_object(meta) && json_object_size(meta)) ? meta : NULL;
+    s->evaluators = evaluators;
     json_object_keylen_foreach((json_t *)flags, k, klen, v)
     {
         struct flag *f = &s->flags[s->n++];
         load_flag(&x, k, klen, v, evaluators, f);
+        f->src = v;
         if (json_is_object(v) && merge_metadata(s, f, json_object_get(v, "metadata")) != 0)
             add_err(&x, NULL, "/", "out of memory");
     }
@@ -589,6 +593,23 @@ static const struct flag *find(const gh_flagset_t *s, gh_str_t key)
             return f;
     }
     return NULL;
+}
+
+int gh_flags_changed(const gh_flagset_t *a, const gh_flagset_t *b, const char *key)
+{
+    gh_str_t k = gh_str(key, strlen(key));
+    const struct flag *fa = find(a, k), *fb = find(b, k);
+    if (!fa || !fb)
+        return fa ? GH_FLAG_DELETED : fb ? GH_FLAG_ADDED : GH_FLAG_SAME;
+    if (!json_equal((json_t *)fa->src, (json_t *)fb->src))
+        return GH_FLAG_UPDATED;
+    /* what the flag draws from the set: its metadata, and the shared rules of a targeting */
+    if (!(a->meta == b->meta || (a->meta && b->meta && json_equal((json_t *)a->meta, (json_t *)b->meta))))
+        return GH_FLAG_UPDATED;
+    if (fb->rule && !(a->evaluators == b->evaluators ||
+                      (a->evaluators && b->evaluators && json_equal((json_t *)a->evaluators, (json_t *)b->evaluators))))
+        return GH_FLAG_UPDATED;
+    return GH_FLAG_SAME;
 }
 
 /* ---- evaluation ---- */

@@ -97,6 +97,12 @@ void gh_flags_eval(const gh_flagset_t *s, gh_str_t key, const json_t *ctx, int t
 uint32_t gh_flags_count(const gh_flagset_t *s);
 const char *gh_flags_key(const gh_flagset_t *s, uint32_t i);
 
+/* How flag key differs between set a (before) and b (after), for change events: SAME,
+ * UPDATED (its definition, the set's metadata, or for a targeted flag the set's $evaluators),
+ * ADDED (only in b) or DELETED (only in a). Either set may be NULL (no flags). */
+enum { GH_FLAG_SAME = 0, GH_FLAG_UPDATED, GH_FLAG_ADDED, GH_FLAG_DELETED };
+int gh_flags_changed(const gh_flagset_t *a, const gh_flagset_t *b, const char *key);
+
 const char *gh_flag_reason_name(int reason); /* "STATIC", ... */
 const char *gh_flag_error_name(int error);   /* "FLAG_NOT_FOUND", ...; "" for none */
 

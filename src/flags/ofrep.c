@@ -96,8 +96,7 @@ static int ct_eq(const char *a, size_t an, const char *b, size_t bn)
     return d == 0;
 }
 
-/* The tenant a request's credentials map to, or NULL. */
-static const gh_conf_tenant_t *tenant_of(const gh_conf_t *c, const gh_h1_request_t *m)
+const gh_conf_tenant_t *gh_flags_tenant_of(const gh_conf_t *c, const gh_h1_request_t *m)
 {
     gh_str_t key = GH_STR_NULL;
     const gh_h1_header_t *h = gh_h1_find(m->headers, m->nheaders, GH_STR("x-api-key"));
@@ -179,9 +178,17 @@ static int put_result(out_t *o, const char *key, const gh_flag_result_t *res)
     return 1;
 }
 
+int gh_flags_arena(gh_jl_arena_t *a)
+{
+    static __thread char *mem;
+    if (!mem && !(mem = malloc(ARENA_SIZE)))
+        return -1;
+    *a = (gh_jl_arena_t){mem, ARENA_SIZE, 0};
+    return 0;
+}
+
 void gh_ofrep_handle(gh_req_t *r, const gh_req_view_t *v)
 {
-    static __thread char *arena_mem;
     const gh_h1_request_t *m = v->msg;
     const gh_conf_t *c = v->w->gen->conf;
     static const char base[] = "/ofrep/v1/evaluate/flags";
@@ -195,7 +202,7 @@ void gh_ofrep_handle(gh_req_t *r, const gh_req_view_t *v)
         gh_session_respond(r, 405, "application/json", "{\"errorDetails\":\"use POST\"}\n", 28, "Allow: POST\r\n");
         return;
     }
-    const gh_conf_tenant_t *t = tenant_of(c, m);
+    const gh_conf_tenant_t *t = gh_flags_tenant_of(c, m);
     if (!t) {
         gh_session_respond(r, 401, "application/json", "{\"errorDetails\":\"missing or unknown API key\"}\n", 46,
                            "WWW-Authenticate: Bearer\r\n");
@@ -256,12 +263,12 @@ void gh_ofrep_handle(gh_req_t *r, const gh_req_view_t *v)
         if (json_is_null(ctx))
             ctx = NULL;
     }
-    if (!arena_mem && !(arena_mem = malloc(ARENA_SIZE))) {
+    gh_jl_arena_t arena;
+    if (gh_flags_arena(&arena) < 0) {
         json_decref(doc);
         gh_session_respond(r, 500, "application/json", "{\"errorDetails\":\"out of memory\"}\n", 32, NULL);
         return;
     }
-    gh_jl_arena_t arena = {arena_mem, ARENA_SIZE, 0};
     int64_t now = GH_JL_NOW; /* the clock only for rules that read $flagd.timestamp */
     const gh_flagset_t *set = t->flags.set;
     gh_flag_result_t res;

@@ -42,7 +42,7 @@
 #include "tls/ja4.h"
 #include "tls/tls.h"
 
-enum { P_CONNECT = 1, P_PROXY, P_TUNNEL, P_DIRECT, P_BACKOFF, P_HOLD, P_CWAIT, P_BODY };
+enum { P_CONNECT = 1, P_PROXY, P_TUNNEL, P_DIRECT, P_BACKOFF, P_HOLD, P_CWAIT, P_BODY, P_STREAM };
 
 /* the cache's part in a request (src/cache) */
 enum { CS_NONE = 0, CS_BYPASS, CS_UNSAFE, CS_MISS, CS_REVAL, CS_BG };
@@ -128,6 +128,11 @@ struct gh_req {
     const char *fvariant;
     const gh_conf_flagvariant_t *fv;
     char funit_new[36]; /* a unit generated here, set as a cookie; "" none */
+    /* P_STREAM: a handler's streamed response (gh_session_stream_start) */
+    gh_stream_fn sfn;
+    void *sctx;
+    uint32_t stick_ms;
+    struct gh_req *s_next, *s_prev; /* the worker's streaming requests */
 };
 
 static gh_handler_fn role_handlers[8];
@@ -419,6 +424,8 @@ static gh_req_t *req_new(gh_client_t *c)
     return r;
 }
 
+static void stream_unlink(gh_req_t *r);
+
 static void req_free(gh_req_t *r)
 {
     gh_worker_t *w = r->w;
@@ -433,6 +440,7 @@ static void req_free(gh_req_t *r)
     if (r->breaker_pending)
         pending_done(r);
     gh_timer_stop(&w->loop, &r->timer);
+    stream_unlink(r);
     cache_req_free(r);
     gh_buf_put(&w->bufs, &r->uhead);
     gh_buf_put(&w->bufs, &r->resp);
@@ -597,6 +605,128 @@ void gh_session_respond(gh_req_t *r, int status, const char *ctype, const char *
                         const char *extra_headers)
 {
     respond(r, status, ctype, body, len, extra_headers, 0);
+}
+
+/* ---- streamed answers (see session.h) ---- */
+
+#define STREAM_PENDING_MAX (1u << 20) /* bytes a client may leave unread before the stream is cut */
+
+static void stream_unlink(gh_req_t *r)
+{
+    free(r->sctx);
+    r->sctx = NULL;
+    if (!r->sfn)
+        return;
+    gh_worker_t *w = r->w;
+    if (r->s_prev)
+        r->s_prev->s_next = r->s_next;
+    else
+        w->streams = r->s_next;
+    if (r->s_next)
+        r->s_next->s_prev = r->s_prev;
+    r->s_next = r->s_prev = NULL;
+    r->sfn = NULL;
+}
+
+int gh_session_stream_start(gh_req_t *r, const char *ctype, const char *extra, gh_stream_fn fn, void *ctx,
+                            uint32_t tick_ms)
+{
+    gh_worker_t *w = r->w;
+    gh_client_t *c = r->c;
+    if (r->minor == 0 || r->head_only || w->draining)
+        return -1; /* no chunked framing for HTTP/1.0 */
+    gh_buf_put(&w->bufs, &r->chead);
+    gh_buf_t *b = &r->chead;
+    int rc = put_status_line(w, b, 200);
+    const char *date = gh_worker_date(w);
+    rc |= put(w, b, date, strlen(date));
+    rc |= PUTL(w, b, "Content-Type: ");
+    rc |= put(w, b, ctype, strlen(ctype));
+    rc |= PUTL(w, b, "\r\nTransfer-Encoding: chunked\r\n");
+    if (extra)
+        rc |= put(w, b, extra, strlen(extra));
+    c->close_after |= !r->body_done;
+    rc |= put_head_end(w, b, c, r->minor);
+    if (rc < 0) {
+        gh_buf_put(&w->bufs, b);
+        return -1;
+    }
+    r->status = 200;
+    r->resp_started = 1;
+    r->phase = P_STREAM;
+    r->sfn = fn;
+    r->sctx = ctx;
+    r->stick_ms = tick_ms ? tick_ms : 15000;
+    if (fn) { /* one that lasts: it hears of events */
+        r->s_prev = NULL;
+        r->s_next = w->streams;
+        if (w->streams)
+            ((gh_req_t *)w->streams)->s_prev = r;
+        w->streams = r;
+    }
+    gh_task_post(&w->loop, &c->resume);
+    return 0;
+}
+
+int gh_session_stream_send(gh_req_t *r, const void *p, size_t n)
+{
+    gh_worker_t *w = r->w;
+    if (r->phase != P_STREAM || !n)
+        return r->phase == P_STREAM ? 0 : -1;
+    if (gh_buf_len(&r->chead) + n > STREAM_PENDING_MAX)
+        return -1;
+    char hex[24];
+    int hl = snprintf(hex, sizeof hex, "%zx\r\n", n);
+    int rc = put(w, &r->chead, hex, (size_t)hl);
+    rc |= put(w, &r->chead, p, n);
+    rc |= PUTL(w, &r->chead, "\r\n");
+    if (rc < 0)
+        return -1;
+    r->bytes_out += n;
+    gh_task_post(&w->loop, &r->c->resume);
+    return 0;
+}
+
+void gh_session_stream_end(gh_req_t *r, const char *trailers)
+{
+    gh_worker_t *w = r->w;
+    if (r->phase != P_STREAM)
+        return;
+    stream_unlink(r);
+    int rc = PUTL(w, &r->chead, "0\r\n");
+    if (trailers)
+        rc |= put(w, &r->chead, trailers, strlen(trailers));
+    rc |= PUTL(w, &r->chead, "\r\n");
+    if (rc < 0)
+        r->c->close_after = 1;
+    r->phase = P_DIRECT;
+    r->resp_done = 1;
+    gh_task_post(&w->loop, &r->c->resume);
+}
+
+void *gh_session_stream_ctx(gh_req_t *r) { return r->sctx; }
+
+const gh_conf_t *gh_session_stream_conf(gh_req_t *r) { return r->gen->conf; }
+
+void gh_session_stream_regen(gh_req_t *r)
+{
+    gh_worker_t *w = r->w;
+    if (r->gen == w->gen)
+        return;
+    gh_gen_t *old = r->gen;
+    r->gen = gh_gen_hold(w);
+    r->route = NULL;
+    gh_gen_release(w, old);
+}
+
+void gh_session_streams_event(gh_worker_t *w, int event)
+{
+    gh_req_t *r = w->streams;
+    while (r) {
+        gh_req_t *next = r->s_next; /* the callback may end (unlink) r */
+        r->sfn(r, event);
+        r = next;
+    }
 }
 
 static void respond_error(gh_req_t *r, int status, const char *msg)
@@ -2855,7 +2985,7 @@ static void handler_call(gh_req_t *r)
     gh_req_view_t v = {&m, r->w, r->peer, body, len};
     role_handlers[c->listener->role](r, &v);
     free(dechunked);
-    if (r->phase != P_DIRECT)
+    if (r->phase != P_DIRECT && r->phase != P_STREAM)
         respond_error(r, 500, "handler gave no answer");
 }
 
@@ -3049,6 +3179,26 @@ static int req_run(gh_req_t *r)
                 progress = 1;
             }
             break;
+        case P_STREAM: /* a streamed answer: what the handler sent, until it ends it */
+            if (c->rdhup && c->h2s) { /* the stream was reset (a cancel) */
+                client_gone(r);
+                return 0;
+            }
+            if (c->rdhup) {
+                char x;
+                ssize_t k = recv(c->io.fd, &x, 1, MSG_PEEK | MSG_DONTWAIT);
+                if (k == 0 || (k < 0 && errno != EAGAIN)) {
+                    client_gone(r);
+                    return 0;
+                }
+                c->rdhup = 0;
+            }
+            if ((rc = client_write(r)) < 0) {
+                client_gone(r);
+                return 0;
+            }
+            progress |= rc;
+            break;
         case P_DIRECT:
             if ((rc = client_write(r)) < 0) {
                 client_gone(r);
@@ -3108,7 +3258,8 @@ static void req_timeout(gh_timer_t *t)
     gh_req_t *r = (gh_req_t *)((char *)t - offsetof(gh_req_t, timer));
     gh_client_t *c = r->c;
     gh_upstream_stats_t *st = r->ups ? r->ups->stats : NULL;
-    if (c->h2s && output_pending(r) && !c->writable && (r->phase == P_PROXY || r->phase == P_DIRECT)) {
+    if (c->h2s && output_pending(r) && !c->writable &&
+        (r->phase == P_PROXY || r->phase == P_DIRECT || r->phase == P_STREAM)) {
         gh_h2_stream_stalled(c); /* the peer withholds its window: closes the connection */
         return;
     }
@@ -3186,6 +3337,14 @@ static void req_timeout(gh_timer_t *t)
             respond_error(r, r->hold_status, "too many requests");
         else
             dispatch(r);
+        break;
+    case P_STREAM:
+        if ((output_pending(r) && !c->writable) || !r->sfn) { /* a client that does not read */
+            req_account(r);
+            client_close(c);
+            return;
+        }
+        r->sfn(r, GH_STREAM_TICK);
         break;
     default: /* tunnel idle, or a client that does not read */
         req_account(r);
@@ -3271,11 +3430,14 @@ static void req_timer_arm(gh_req_t *r)
     case P_BODY:
         deadline = now + to->client_body;
         break;
+    case P_STREAM:
+        deadline = now + (output_pending(r) && !c->writable ? to->client_send : r->stick_ms);
+        break;
     default:
         deadline = now + to->client_send;
         break;
     }
-    if (to->request && r->phase != P_TUNNEL) {
+    if (to->request && r->phase != P_TUNNEL && r->phase != P_STREAM) {
         uint64_t end = r->t_start_us / 1000 + to->request; /* same clock base: CLOCK_MONOTONIC */
         if (end < deadline)
             deadline = end;
@@ -3702,6 +3864,7 @@ void gh_session_rotate(gh_worker_t *w)
 
 void gh_session_drain(gh_worker_t *w)
 {
+    gh_session_streams_event(w, GH_STREAM_DRAIN); /* streamed answers end: their clients reconnect elsewhere */
     for (gh_client_t *c = w->conns, *n; c; c = n) {
         n = c->next;
         if (c->state == C_IDLE && !gh_buf_len(&c->in))

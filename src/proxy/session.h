@@ -55,6 +55,30 @@ typedef struct {
 
 typedef void (*gh_handler_fn)(gh_req_t *r, const gh_req_view_t *v);
 
+/* Streamed answers (server streaming: the gRPC EventStream). Called from a handler instead
+ * of gh_session_respond: a 200 head with ctype and extra header lines, then a chunked body
+ * that stays open (over HTTP/2: DATA frames, the trailers a last HEADERS) until
+ * gh_session_stream_end. fn is called on the worker's thread with GH_STREAM_TICK every
+ * tick_ms (0: 15 s) of quiet, GH_STREAM_CONF after the worker switched to a new
+ * configuration, and GH_STREAM_DRAIN when the process drains (fn must end the stream
+ * then). A client that resets the stream, goes away, or leaves 1 MiB unread ends it
+ * silently. ctx (malloc'd, may be NULL) is freed with free() when the stream ends. fn NULL:
+ * an answer sent at once (start, send, end in one go: a unary gRPC call). */
+enum { GH_STREAM_TICK = 1, GH_STREAM_CONF, GH_STREAM_DRAIN };
+typedef void (*gh_stream_fn)(gh_req_t *r, int event);
+int gh_session_stream_start(gh_req_t *r, const char *ctype, const char *extra, gh_stream_fn fn, void *ctx,
+                            uint32_t tick_ms);
+/* One body piece (copied). -1 when the stream is over or the client is too far behind. */
+int gh_session_stream_send(gh_req_t *r, const void *p, size_t n);
+/* The last piece: trailer lines ("Name: value\r\n"..., may be NULL). */
+void gh_session_stream_end(gh_req_t *r, const char *trailers);
+void *gh_session_stream_ctx(gh_req_t *r);
+/* The configuration the stream runs on; _regen moves it to the worker's current one. */
+const gh_conf_t *gh_session_stream_conf(gh_req_t *r);
+void gh_session_stream_regen(gh_req_t *r);
+/* Call every streamed answer's fn with event (worker.c: GH_STREAM_CONF). */
+void gh_session_streams_event(gh_worker_t *w, int event);
+
 /* Register the handler answering every request on listeners of a role (admin, demo). */
 void gh_session_set_handler(int role, gh_handler_fn fn);
 

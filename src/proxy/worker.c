@@ -125,8 +125,11 @@ static void notify_cb(gh_io_t *io, uint32_t ev)
     ssize_t n = read(io->fd, &v, sizeof v);
     (void)n;
     gh_conf_t *c = __atomic_exchange_n(&w->mailbox, NULL, __ATOMIC_ACQ_REL);
-    if (c)
+    if (c) {
         switch_conf(w, c);
+        if (w->streams) /* streamed answers (the flagd EventStream) follow configuration changes */
+            gh_session_streams_event(w, GH_STREAM_CONF);
+    }
     if (__atomic_exchange_n(&w->rotate, 0, __ATOMIC_ACQ_REL))
         gh_session_rotate(w);
     if (__atomic_exchange_n(&w->cache_wake, 0, __ATOMIC_ACQ_REL))

@@ -82,6 +82,7 @@ typedef struct gh_worker {
     int exited;
     int cache_wake;      /* atomic: a fetch some request here waits on is done */
     void *cache_waiters; /* requests waiting for another's fetch (session.c) */
+    void *streams;       /* requests with a streamed answer (session.c) */
 } gh_worker_t;
 
 #define GH_MAX_HEADERS 1000

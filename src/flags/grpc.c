@@ -1,0 +1,756 @@
+/* grpc.c: see grpc.h. */
+#include "flags/grpc.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "flagd/evaluation/v2/evaluation.pb-c.h"
+#include "flags/flags.h"
+#include "flags/ofrep.h"
+
+/* gRPC status codes */
+enum { S_OK = 0, S_UNKNOWN = 2, S_INVALID_ARGUMENT = 3, S_NOT_FOUND = 5, S_UNIMPLEMENTED = 12, S_INTERNAL = 13,
+       S_UNAVAILABLE = 14, S_DATA_LOSS = 15, S_UNAUTHENTICATED = 16 };
+
+enum { M_BOOL = 0, M_STRING, M_FLOAT, M_INT, M_OBJECT, M_ALL, M_EVENTS, M_NONE };
+static const struct {
+    const char *name;
+    int type;
+} methods[] = {
+    [M_BOOL] = {"ResolveBoolean", GH_FT_BOOL}, [M_STRING] = {"ResolveString", GH_FT_STRING},
+    [M_FLOAT] = {"ResolveFloat", GH_FT_FLOAT}, [M_INT] = {"ResolveInt", GH_FT_INT},
+    [M_OBJECT] = {"ResolveObject", GH_FT_OBJECT}, [M_ALL] = {"ResolveAll", GH_FT_ANY},
+    [M_EVENTS] = {"EventStream", GH_FT_ANY},
+};
+
+/* ---- a bump arena for the messages of one answer (freed at once) ---- */
+
+typedef struct block {
+    struct block *next;
+    size_t used, cap;
+    char mem[];
+} block_t;
+
+typedef struct {
+    block_t *head;
+    int oom;
+} pool_t;
+
+static void *palloc(pool_t *pl, size_t n)
+{
+    n = (n + 15) & ~(size_t)15;
+    block_t *b = pl->head;
+    if (!b || b->cap - b->used < n) {
+        size_t cap = n > 16384 ? n : 16384;
+        if (!(b = malloc(sizeof *b + cap))) {
+            pl->oom = 1;
+            return NULL;
+        }
+        b->next = pl->head;
+        b->used = 0;
+        b->cap = cap;
+        pl->head = b;
+    }
+    void *p = b->mem + b->used;
+    b->used += n;
+    return p;
+}
+
+static void pool_free(pool_t *pl)
+{
+    for (block_t *b = pl->head, *n; b; b = n) {
+        n = b->next;
+        free(b);
+    }
+    pl->head = NULL;
+}
+
+#define PNEW(pl, T, init)                      \
+    ({                                         \
+        T *p_ = palloc((pl), sizeof(T));       \
+        if (p_)                                \
+            *p_ = (T)init;                     \
+        p_;                                    \
+    })
+
+/* ---- JSON -> google.protobuf.Struct / Value (for values and metadata) ---- */
+
+static Google__Protobuf__Struct *to_struct(pool_t *pl, const json_t *o);
+
+static Google__Protobuf__Value *to_value(pool_t *pl, const json_t *v)
+{
+    Google__Protobuf__Value *pv = PNEW(pl, Google__Protobuf__Value, GOOGLE__PROTOBUF__VALUE__INIT);
+    if (!pv)
+        return NULL;
+    switch (json_typeof(v)) {
+    case JSON_OBJECT:
+        pv->kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRUCT_VALUE;
+        pv->struct_value = to_struct(pl, v);
+        break;
+    case JSON_ARRAY: {
+        Google__Protobuf__ListValue *l = PNEW(pl, Google__Protobuf__ListValue, GOOGLE__PROTOBUF__LIST_VALUE__INIT);
+        if (!l)
+            return NULL;
+        l->n_values = json_array_size(v);
+        l->values = palloc(pl, (l->n_values ? l->n_values : 1) * sizeof *l->values);
+        if (!l->values)
+            return NULL;
+        for (size_t i = 0; i < l->n_values; i++)
+            l->values[i] = to_value(pl, json_array_get(v, i));
+        pv->kind_case = GOOGLE__PROTOBUF__VALUE__KIND_LIST_VALUE;
+        pv->list_value = l;
+        break;
+    }
+    case JSON_STRING:
+        pv->kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE;
+        pv->string_value = (char *)json_string_value(v);
+        break;
+    case JSON_INTEGER:
+    case JSON_REAL:
+        pv->kind_case = GOOGLE__PROTOBUF__VALUE__KIND_NUMBER_VALUE;
+        pv->number_value = json_number_value(v);
+        break;
+    case JSON_TRUE:
+    case JSON_FALSE:
+        pv->kind_case = GOOGLE__PROTOBUF__VALUE__KIND_BOOL_VALUE;
+        pv->bool_value = json_is_true(v);
+        break;
+    default:
+        pv->kind_case = GOOGLE__PROTOBUF__VALUE__KIND_NULL_VALUE;
+        pv->null_value = GOOGLE__PROTOBUF__NULL_VALUE__NULL_VALUE;
+        break;
+    }
+    return pv;
+}
+
+static Google__Protobuf__Struct *to_struct(pool_t *pl, const json_t *o)
+{
+    Google__Protobuf__Struct *s = PNEW(pl, Google__Protobuf__Struct, GOOGLE__PROTOBUF__STRUCT__INIT);
+    if (!s || !o)
+        return s;
+    size_t n = json_object_size(o), i = 0;
+    s->fields = palloc(pl, (n ? n : 1) * sizeof *s->fields);
+    if (!s->fields)
+        return NULL;
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)o, k, v)
+    {
+        Google__Protobuf__Struct__FieldsEntry *e =
+            PNEW(pl, Google__Protobuf__Struct__FieldsEntry, GOOGLE__PROTOBUF__STRUCT__FIELDS_ENTRY__INIT);
+        if (!e)
+            return NULL;
+        e->key = (char *)k;
+        e->value = to_value(pl, v);
+        s->fields[i++] = e;
+    }
+    s->n_fields = i;
+    return s;
+}
+
+/* ---- google.protobuf.Struct -> JSON (the evaluation context) ---- */
+
+static json_t *from_struct(const Google__Protobuf__Struct *s);
+
+static json_t *from_value(const Google__Protobuf__Value *v)
+{
+    if (!v)
+        return json_null();
+    switch (v->kind_case) {
+    case GOOGLE__PROTOBUF__VALUE__KIND_NUMBER_VALUE:
+        /* JSON has no NaN or infinity: such a number is null, as protobuf's JSON mapping has none */
+        if (!isfinite(v->number_value))
+            return json_null();
+        if (v->number_value == trunc(v->number_value) && fabs(v->number_value) < 9007199254740992.0)
+            return json_integer((json_int_t)v->number_value);
+        return json_real(v->number_value);
+    case GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE:
+        return json_string(v->string_value); /* NULL when not UTF-8: the caller rejects */
+    case GOOGLE__PROTOBUF__VALUE__KIND_BOOL_VALUE:
+        return json_boolean(v->bool_value);
+    case GOOGLE__PROTOBUF__VALUE__KIND_STRUCT_VALUE:
+        return from_struct(v->struct_value);
+    case GOOGLE__PROTOBUF__VALUE__KIND_LIST_VALUE: {
+        json_t *a = json_array();
+        for (size_t i = 0; a && v->list_value && i < v->list_value->n_values; i++) {
+            json_t *e = from_value(v->list_value->values[i]);
+            if (!e || json_array_append_new(a, e) < 0) {
+                json_decref(a);
+                return NULL;
+            }
+        }
+        return a;
+    }
+    default:
+        return json_null();
+    }
+}
+
+static json_t *from_struct(const Google__Protobuf__Struct *s)
+{
+    json_t *o = json_object();
+    for (size_t i = 0; o && s && i < s->n_fields; i++) {
+        const Google__Protobuf__Struct__FieldsEntry *e = s->fields[i];
+        json_t *v = from_value(e->value);
+        if (!v || json_object_set_new(o, e->key ? e->key : "", v) < 0) { /* a later duplicate wins, as in protobuf maps */
+            json_decref(o);
+            return NULL;
+        }
+    }
+    return o;
+}
+
+/* ---- the nesting of a request, checked on the wire before protobuf-c recurses into it ---- */
+
+typedef struct {
+    const uint8_t *p, *e;
+} wire_t;
+
+static int varint(wire_t *w, uint64_t *v)
+{
+    uint64_t x = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+        if (w->p >= w->e)
+            return -1;
+        uint8_t b = *w->p++;
+        x |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            *v = x;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* Walk the fields of one message; sub(field, body, depth) for length-delimited fields. */
+typedef int (*sub_fn)(uint32_t field, wire_t body, int depth);
+
+static int walk(wire_t w, int depth, sub_fn sub)
+{
+    while (w.p < w.e) {
+        uint64_t tag, v;
+        if (varint(&w, &tag) < 0)
+            return -1;
+        uint32_t field = (uint32_t)(tag >> 3);
+        switch (tag & 7) {
+        case 0:
+            if (varint(&w, &v) < 0)
+                return -1;
+            break;
+        case 1:
+            if (w.e - w.p < 8)
+                return -1;
+            w.p += 8;
+            break;
+        case 5:
+            if (w.e - w.p < 4)
+                return -1;
+            w.p += 4;
+            break;
+        case 2:
+            if (varint(&w, &v) < 0 || v > (uint64_t)(w.e - w.p))
+                return -1;
+            if (sub && sub(field, (wire_t){w.p, w.p + v}, depth) < 0)
+                return -1;
+            w.p += v;
+            break;
+        default: /* groups: not in these messages */
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int in_struct(uint32_t field, wire_t body, int depth);
+static int in_value_list(uint32_t field, wire_t body, int depth);
+static int in_value(uint32_t field, wire_t body, int depth)
+{
+    if (field == 5) /* struct_value */
+        return depth >= GH_GRPC_MAX_DEPTH ? -1 : walk(body, depth + 1, in_struct);
+    if (field == 6) /* list_value: repeated Value values = 1 */
+        return depth >= GH_GRPC_MAX_DEPTH ? -1 : walk(body, depth + 1, in_value_list);
+    return 0;
+}
+static int in_value_list(uint32_t field, wire_t body, int depth)
+{
+    return field == 1 ? walk(body, depth, in_value) : 0;
+}
+static int in_entry(uint32_t field, wire_t body, int depth)
+{
+    return field == 2 ? walk(body, depth, in_value) : 0;
+}
+static int in_struct(uint32_t field, wire_t body, int depth)
+{
+    return field == 1 ? walk(body, depth, in_entry) : 0;
+}
+static int in_request(uint32_t field, wire_t body, int depth)
+{
+    return field == 2 ? walk(body, 1, in_struct) : 0;
+}
+static int in_all_request(uint32_t field, wire_t body, int depth)
+{
+    return field == 1 ? walk(body, 1, in_struct) : 0;
+}
+
+int gh_grpc_parse_request(const uint8_t *p, size_t n, int with_key, char **key, json_t **ctx, char *err, size_t errcap)
+{
+    *ctx = NULL;
+    if (key)
+        *key = NULL;
+    if (walk((wire_t){p, p + n}, 0, with_key ? in_request : in_all_request) < 0) {
+        snprintf(err, errcap, "the request is not a valid message (or its context nests deeper than %d)",
+                 GH_GRPC_MAX_DEPTH);
+        return -1;
+    }
+    /* every Resolve*Request is {string flag_key = 1; Struct context = 2;}: one descriptor reads them */
+    Google__Protobuf__Struct *sctx = NULL;
+    Flagd__Evaluation__V2__ResolveBooleanRequest *rq = NULL;
+    Flagd__Evaluation__V2__ResolveAllRequest *ra = NULL;
+    if (with_key) {
+        rq = flagd__evaluation__v2__resolve_boolean_request__unpack(NULL, n, p);
+        sctx = rq ? rq->context : NULL;
+    } else {
+        ra = flagd__evaluation__v2__resolve_all_request__unpack(NULL, n, p);
+        sctx = ra ? ra->context : NULL;
+    }
+    int rc = 0;
+    if (!rq && !ra) {
+        snprintf(err, errcap, "the request is not a valid message");
+        rc = -1;
+    } else {
+        if (sctx && !(*ctx = from_struct(sctx))) {
+            snprintf(err, errcap, "the context holds a string that is not UTF-8");
+            rc = -1;
+        }
+        if (!rc && key && rq && !(*key = strdup(rq->flag_key ? rq->flag_key : ""))) {
+            snprintf(err, errcap, "out of memory");
+            rc = -1;
+        }
+    }
+    if (rc < 0) {
+        json_decref(*ctx);
+        *ctx = NULL;
+    }
+    if (rq)
+        flagd__evaluation__v2__resolve_boolean_request__free_unpacked(rq, NULL);
+    if (ra)
+        flagd__evaluation__v2__resolve_all_request__free_unpacked(ra, NULL);
+    return rc;
+}
+
+/* ---- answers ---- */
+
+/* "grpc-status: N\r\ngrpc-message: percent-encoded\r\n" */
+static void status_lines(char *out, size_t cap, int code, const char *msg)
+{
+    size_t n = (size_t)snprintf(out, cap, "grpc-status: %d\r\n", code);
+    if (!msg || !*msg || n + 32 > cap)
+        return;
+    n += (size_t)snprintf(out + n, cap - n, "grpc-message: ");
+    for (const unsigned char *p = (const unsigned char *)msg; *p && n + 8 < cap; p++) {
+        if (*p >= 0x20 && *p <= 0x7e && *p != '%')
+            out[n++] = (char)*p;
+        else
+            n += (size_t)snprintf(out + n, cap - n, "%%%02X", *p);
+    }
+    snprintf(out + n, cap - n, "\r\n");
+}
+
+/* A failed call: a trailers-only answer. */
+static void fail(gh_req_t *r, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void fail(gh_req_t *r, int code, const char *fmt, ...)
+{
+    char msg[512], lines[1800];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    status_lines(lines, sizeof lines, code, msg);
+    gh_session_respond(r, 200, "application/grpc", NULL, 0, lines);
+}
+
+/* One message, 5-byte framed, from a packed protobuf-c message. -1: no memory. */
+static int frame(const ProtobufCMessage *m, uint8_t **out, size_t *len)
+{
+    size_t n = protobuf_c_message_get_packed_size(m);
+    uint8_t *b = malloc(n + 5);
+    if (!b)
+        return -1;
+    b[0] = 0;
+    b[1] = (uint8_t)(n >> 24);
+    b[2] = (uint8_t)(n >> 16);
+    b[3] = (uint8_t)(n >> 8);
+    b[4] = (uint8_t)n;
+    protobuf_c_message_pack(m, b + 5);
+    *out = b;
+    *len = n + 5;
+    return 0;
+}
+
+static void ok_unary(gh_req_t *r, const ProtobufCMessage *m)
+{
+    uint8_t *b;
+    size_t n;
+    if (frame(m, &b, &n) < 0) {
+        fail(r, S_INTERNAL, "out of memory");
+        return;
+    }
+    if (gh_session_stream_start(r, "application/grpc", NULL, NULL, NULL, 0) < 0) {
+        free(b);
+        fail(r, S_UNAVAILABLE, "the server is shutting down");
+        return;
+    }
+    int rc = gh_session_stream_send(r, b, n);
+    free(b);
+    char lines[64];
+    status_lines(lines, sizeof lines, rc < 0 ? S_INTERNAL : S_OK, rc < 0 ? "out of memory" : NULL);
+    gh_session_stream_end(r, lines);
+}
+
+static int status_of(int error)
+{
+    switch (error) {
+    case GH_FE_FLAG_NOT_FOUND:
+        return S_NOT_FOUND;
+    case GH_FE_TYPE_MISMATCH:
+    case GH_FE_INVALID_CONTEXT:
+    case GH_FE_TARGETING_KEY_MISSING:
+        return S_INVALID_ARGUMENT;
+    case GH_FE_PARSE_ERROR:
+        return S_DATA_LOSS;
+    default:
+        return S_UNKNOWN;
+    }
+}
+
+/* The response fields every Resolve*Response shares, in the same places (reason, metadata,
+ * the value's presence, the value, the variant's presence, the variant): filled through
+ * the boolean response's type, the value by method. */
+typedef Flagd__Evaluation__V2__ResolveBooleanResponse any_resp_t;
+
+static void resolve_one(gh_req_t *r, int method, int v2, const gh_conf_tenant_t *t, const char *key, const json_t *ctx)
+{
+    gh_jl_arena_t arena;
+    if (gh_flags_arena(&arena) < 0) {
+        fail(r, S_INTERNAL, "out of memory");
+        return;
+    }
+    gh_flag_result_t res;
+    gh_flags_eval(t->flags.set, gh_str(key, strlen(key)), ctx, methods[method].type, GH_JL_NOW, &arena, &res);
+    if (res.reason == GH_FR_DISABLED) { /* v2: a success with the caller's default; v1: flagd's old answer */
+        if (!v2) {
+            fail(r, S_NOT_FOUND, "FLAG_DISABLED: flag '%s' is disabled", key);
+            return;
+        }
+        res.error = GH_FE_NONE;
+        res.value = NULL;
+        res.variant = NULL;
+    }
+    if (res.error) {
+        fail(r, status_of(res.error), "%s: %s", gh_flag_error_name(res.error),
+             res.message[0] ? res.message : gh_flag_error_name(res.error));
+        return;
+    }
+    static const ProtobufCMessageDescriptor *desc[] = {
+        [M_BOOL] = &flagd__evaluation__v2__resolve_boolean_response__descriptor,
+        [M_STRING] = &flagd__evaluation__v2__resolve_string_response__descriptor,
+        [M_FLOAT] = &flagd__evaluation__v2__resolve_float_response__descriptor,
+        [M_INT] = &flagd__evaluation__v2__resolve_int_response__descriptor,
+        [M_OBJECT] = &flagd__evaluation__v2__resolve_object_response__descriptor,
+    };
+    union {
+        Flagd__Evaluation__V2__ResolveBooleanResponse b;
+        Flagd__Evaluation__V2__ResolveStringResponse s;
+        Flagd__Evaluation__V2__ResolveFloatResponse f;
+        Flagd__Evaluation__V2__ResolveIntResponse i;
+        Flagd__Evaluation__V2__ResolveObjectResponse o;
+    } u;
+    memset(&u, 0, sizeof u);
+    protobuf_c_message_init(desc[method], &u);
+    pool_t pl = {0};
+    any_resp_t *a = &u.b;
+    a->reason = (char *)gh_flag_reason_name(res.reason);
+    a->metadata = res.metadata ? to_struct(&pl, res.metadata) : NULL;
+    if (res.variant) {
+        a->_variant_case = FLAGD__EVALUATION__V2__RESOLVE_BOOLEAN_RESPONSE___VARIANT_VARIANT;
+        a->variant = (char *)res.variant;
+    }
+    if (res.value) {
+        a->_value_case = FLAGD__EVALUATION__V2__RESOLVE_BOOLEAN_RESPONSE___VALUE_VALUE;
+        switch (method) {
+        case M_BOOL:
+            u.b.value = json_is_true(res.value);
+            break;
+        case M_STRING:
+            u.s.value = (char *)json_string_value(res.value);
+            break;
+        case M_FLOAT:
+            u.f.value = json_number_value(res.value);
+            break;
+        case M_INT: {
+            double d = json_is_integer(res.value) ? (double)json_integer_value(res.value) : json_number_value(res.value);
+            u.i.value = json_is_integer(res.value) ? (int64_t)json_integer_value(res.value)
+                        : d >= 9.2233720368547758e18  ? INT64_MAX
+                        : d <= -9.2233720368547758e18 ? INT64_MIN
+                                                      : (int64_t)d; /* toward zero, as Go's int64(float64) */
+            break;
+        }
+        case M_OBJECT:
+            u.o.value = to_struct(&pl, res.value);
+            break;
+        }
+    }
+    if (pl.oom)
+        fail(r, S_INTERNAL, "out of memory");
+    else
+        ok_unary(r, &u.b.base);
+    pool_free(&pl);
+}
+
+static void resolve_all(gh_req_t *r, const gh_conf_tenant_t *t, const json_t *ctx)
+{
+    gh_jl_arena_t arena;
+    if (gh_flags_arena(&arena) < 0) {
+        fail(r, S_INTERNAL, "out of memory");
+        return;
+    }
+    const gh_flagset_t *set = t->flags.set;
+    uint32_t n = gh_flags_count(set);
+    pool_t pl = {0};
+    Flagd__Evaluation__V2__ResolveAllResponse resp = FLAGD__EVALUATION__V2__RESOLVE_ALL_RESPONSE__INIT;
+    resp.flags = palloc(&pl, (n ? n : 1) * sizeof *resp.flags);
+    for (uint32_t i = 0; resp.flags && i < n; i++) {
+        const char *k = gh_flags_key(set, i);
+        gh_flag_result_t res;
+        gh_flags_eval(set, gh_str(k, strlen(k)), ctx, GH_FT_ANY, GH_JL_NOW, &arena, &res);
+        if (res.error || res.reason == GH_FR_DISABLED)
+            continue; /* as flagd: what cannot be evaluated is left out */
+        Flagd__Evaluation__V2__AnyFlag *f = PNEW(&pl, Flagd__Evaluation__V2__AnyFlag, FLAGD__EVALUATION__V2__ANY_FLAG__INIT);
+        Flagd__Evaluation__V2__ResolveAllResponse__FlagsEntry *e = PNEW(
+            &pl, Flagd__Evaluation__V2__ResolveAllResponse__FlagsEntry,
+            FLAGD__EVALUATION__V2__RESOLVE_ALL_RESPONSE__FLAGS_ENTRY__INIT);
+        if (!f || !e)
+            break;
+        f->reason = (char *)gh_flag_reason_name(res.reason);
+        if (res.variant) {
+            f->_variant_case = FLAGD__EVALUATION__V2__ANY_FLAG___VARIANT_VARIANT;
+            f->variant = (char *)res.variant;
+        }
+        f->metadata = res.metadata ? to_struct(&pl, res.metadata) : NULL;
+        const json_t *v = res.value;
+        if (json_is_boolean(v)) {
+            f->value_case = FLAGD__EVALUATION__V2__ANY_FLAG__VALUE_BOOL_VALUE;
+            f->bool_value = json_is_true(v);
+        } else if (json_is_string(v)) {
+            f->value_case = FLAGD__EVALUATION__V2__ANY_FLAG__VALUE_STRING_VALUE;
+            f->string_value = (char *)json_string_value(v);
+        } else if (json_is_number(v)) {
+            f->value_case = FLAGD__EVALUATION__V2__ANY_FLAG__VALUE_DOUBLE_VALUE;
+            f->double_value = json_number_value(v);
+        } else if (json_is_object(v)) {
+            f->value_case = FLAGD__EVALUATION__V2__ANY_FLAG__VALUE_OBJECT_VALUE;
+            f->object_value = to_struct(&pl, v);
+        }
+        e->key = (char *)k;
+        e->value = f;
+        resp.flags[resp.n_flags++] = e;
+    }
+    if (pl.oom || !resp.flags)
+        fail(r, S_INTERNAL, "out of memory");
+    else
+        ok_unary(r, &resp.base);
+    pool_free(&pl);
+}
+
+/* ---- EventStream ---- */
+
+typedef struct {
+    char tenant[128];
+} watch_t;
+
+static const gh_conf_tenant_t *tenant_named(const gh_conf_t *c, const char *name)
+{
+    for (uint32_t i = 0; i < c->ntenants; i++)
+        if (!strcmp(c->tenants[i].name, name))
+            return &c->tenants[i];
+    return NULL;
+}
+
+/* Send one EventStreamResponse {type, data}. -1: the stream is over. */
+static int send_event(gh_req_t *r, const char *type, const json_t *data)
+{
+    pool_t pl = {0};
+    Flagd__Evaluation__V2__EventStreamResponse ev = FLAGD__EVALUATION__V2__EVENT_STREAM_RESPONSE__INIT;
+    ev.type = (char *)type;
+    ev.data = data ? to_struct(&pl, data) : NULL;
+    uint8_t *b = NULL;
+    size_t n = 0;
+    int rc = pl.oom || frame(&ev.base, &b, &n) < 0 ? -1 : gh_session_stream_send(r, b, n);
+    free(b);
+    pool_free(&pl);
+    return rc;
+}
+
+static void changes_add(json_t *flags, const char *key, const char *type, const char *source)
+{
+    json_t *o = json_pack("{s:s, s:s, s:s}", "type", type, "source", source, "flagKey", key);
+    if (o)
+        json_object_set_new(flags, key, o);
+}
+
+/* The tenant's flags as a change event describes them: {flags: {KEY: {...}}}, or NULL when
+ * nothing changed for it. */
+static json_t *changes(const gh_conf_tenant_t *old, const gh_conf_tenant_t *now)
+{
+    const gh_flagset_t *a = old ? old->flags.set : NULL, *b = now ? now->flags.set : NULL;
+    if (a == b)
+        return NULL;
+    const char *source = now && now->flags.file ? now->flags.file : old && old->flags.file ? old->flags.file : "inline";
+    json_t *flags = json_object();
+    if (!flags)
+        return NULL;
+    static const char *names[] = {[GH_FLAG_UPDATED] = "update", [GH_FLAG_ADDED] = "write", [GH_FLAG_DELETED] = "delete"};
+    for (uint32_t i = 0; i < gh_flags_count(b); i++) {
+        const char *k = gh_flags_key(b, i);
+        int ch = gh_flags_changed(a, b, k);
+        if (ch != GH_FLAG_SAME)
+            changes_add(flags, k, names[ch], source);
+    }
+    for (uint32_t i = 0; i < gh_flags_count(a); i++) {
+        const char *k = gh_flags_key(a, i);
+        if (gh_flags_changed(a, b, k) == GH_FLAG_DELETED)
+            changes_add(flags, k, names[GH_FLAG_DELETED], source);
+    }
+    if (!json_object_size(flags)) {
+        json_decref(flags);
+        return NULL;
+    }
+    return json_pack("{s:o}", "flags", flags);
+}
+
+static void on_stream(gh_req_t *r, int event)
+{
+    watch_t *wt = gh_session_stream_ctx(r);
+    char lines[256];
+    switch (event) {
+    case GH_STREAM_TICK:
+        if (send_event(r, "keep_alive", NULL) < 0)
+            goto unavailable;
+        return;
+    case GH_STREAM_CONF: {
+        const gh_conf_t *before = gh_session_stream_conf(r);
+        gh_session_stream_regen(r);
+        const gh_conf_t *after = gh_session_stream_conf(r);
+        const gh_conf_tenant_t *now = tenant_named(after, wt->tenant);
+        if (!now || !now->flags.set) {
+            status_lines(lines, sizeof lines, S_UNAVAILABLE, "the tenant's flags were removed");
+            gh_session_stream_end(r, lines);
+            return;
+        }
+        json_t *data = changes(tenant_named(before, wt->tenant), now);
+        int rc = data ? send_event(r, "configuration_change", data) : 0;
+        json_decref(data);
+        if (rc < 0)
+            goto unavailable;
+        return;
+    }
+    case GH_STREAM_DRAIN:
+    default:
+        status_lines(lines, sizeof lines, S_UNAVAILABLE, "the server is shutting down");
+        gh_session_stream_end(r, lines);
+        return;
+    }
+unavailable: /* the client is too far behind (or no memory): it reconnects and starts over */
+    status_lines(lines, sizeof lines, S_UNAVAILABLE, "the event stream fell behind");
+    gh_session_stream_end(r, lines);
+}
+
+static void event_stream(gh_req_t *r, const gh_conf_t *c, const gh_conf_tenant_t *t)
+{
+    watch_t *wt = calloc(1, sizeof *wt);
+    if (!wt) {
+        fail(r, S_INTERNAL, "out of memory");
+        return;
+    }
+    snprintf(wt->tenant, sizeof wt->tenant, "%s", t->name);
+    if (gh_session_stream_start(r, "application/grpc", NULL, on_stream, wt, c->flagd_grpc_keepalive) < 0) {
+        free(wt);
+        fail(r, S_UNAVAILABLE, "the server is shutting down");
+        return;
+    }
+    if (send_event(r, "provider_ready", NULL) < 0) {
+        char lines[128];
+        status_lines(lines, sizeof lines, S_INTERNAL, "out of memory");
+        gh_session_stream_end(r, lines);
+    }
+}
+
+/* ---- the handler ---- */
+
+void gh_grpc_handle(gh_req_t *r, const gh_req_view_t *v)
+{
+    const gh_h1_request_t *m = v->msg;
+    const gh_conf_t *c = v->w->gen->conf;
+    const gh_h1_header_t *ct = gh_h1_find(m->headers, m->nheaders, GH_STR("content-type"));
+    if (m->method_id != GH_M_POST || !ct || ct->value.n < 16 || strncasecmp(ct->value.p, "application/grpc", 16)) {
+        /* not gRPC at all: HTTP's answer (the gRPC spec's 415 for a wrong content type) */
+        gh_session_respond(r, m->method_id != GH_M_POST ? 405 : 415, "text/plain; charset=utf-8",
+                           "a gRPC service: POST application/grpc\n", 38, m->method_id != GH_M_POST ? "Allow: POST\r\n" : NULL);
+        return;
+    }
+    /* /flagd.evaluation.v1.Service/Method or .v2. */
+    static const char pre[] = "/flagd.evaluation.v";
+    int v2 = 0, method = M_NONE;
+    gh_str_t path = m->path;
+    if (path.n > sizeof pre + 9 && !memcmp(path.p, pre, sizeof pre - 1) &&
+        (path.p[sizeof pre - 1] == '1' || path.p[sizeof pre - 1] == '2') &&
+        !memcmp(path.p + sizeof pre, ".Service/", 9)) {
+        v2 = path.p[sizeof pre - 1] == '2';
+        gh_str_t name = gh_str(path.p + sizeof pre + 9, path.n - sizeof pre - 9);
+        for (int i = 0; i < M_NONE; i++)
+            if (gh_str_eq(name, gh_str(methods[i].name, strlen(methods[i].name))))
+                method = i;
+    }
+    if (method == M_NONE) {
+        fail(r, S_UNIMPLEMENTED, "unknown method %.*s", (int)GH_MIN(path.n, 200), path.p);
+        return;
+    }
+    /* one uncompressed message */
+    const uint8_t *b = (const uint8_t *)v->body;
+    if (v->body_len < 5) {
+        fail(r, S_INVALID_ARGUMENT, "the request holds no message");
+        return;
+    }
+    if (b[0] & 1) {
+        fail(r, S_UNIMPLEMENTED, "compressed messages are not supported (send grpc-encoding identity)");
+        return;
+    }
+    size_t len = (size_t)b[1] << 24 | (size_t)b[2] << 16 | (size_t)b[3] << 8 | b[4];
+    if (b[0] != 0 || len != v->body_len - 5) {
+        fail(r, S_INVALID_ARGUMENT, "the request is not exactly one gRPC message");
+        return;
+    }
+    const gh_conf_tenant_t *t = gh_flags_tenant_of(c, m);
+    if (!t) {
+        fail(r, S_UNAUTHENTICATED, "missing or unknown API key (x-api-key or authorization: Bearer)");
+        return;
+    }
+    if (method == M_EVENTS) {
+        event_stream(r, c, t);
+        return;
+    }
+    char err[160], *key = NULL;
+    json_t *ctx = NULL;
+    if (gh_grpc_parse_request(b + 5, len, method != M_ALL, method != M_ALL ? &key : NULL, &ctx, err, sizeof err) < 0) {
+        fail(r, S_INVALID_ARGUMENT, "%s", err);
+        return;
+    }
+    if (method == M_ALL)
+        resolve_all(r, t, ctx);
+    else
+        resolve_one(r, method, v2, t, key, ctx);
+    json_decref(ctx);
+    free(key);
+}
