@@ -321,6 +321,13 @@ static int start(gh_conf_t *c, const char *path)
             return 1;
         }
     }
+    if (c->exposure_log) {
+        int rc = gh_exposurelog_start(c->exposure_log, c->workers + 1);
+        if (rc < 0) {
+            gh_log(GH_LOG_ERROR, "exposure log %s: %s", c->exposure_log, strerror(-rc));
+            return 1;
+        }
+    }
     gh_cache_set_waker(gh_worker_cache_poke);
     if (c->cache.used && gh_cache_setup(c->cache.memory, c->cache.max_object) < 0) {
         gh_log(GH_LOG_ERROR, "cache: out of memory");

@@ -39,6 +39,7 @@
 #include "http/h1.h"
 #include "proxy/lb.h"
 #include "proxy/router.h"
+#include "protect/gcra.h"
 #include "protect/iptree.h"
 #include "protect/protect.h"
 #include "tls/tls.h"
@@ -3177,9 +3178,24 @@ static json_t *yaml_to_json(ctx_t *x, yaml_node_t *n, int depth)
 /* tenant flags: {file: PATH | definition: {...flagd...}, api_keys: [...]} */
 static void parse_tenant_flags(ctx_t *x, yaml_node_t *n, gh_conf_tenant_t *t)
 {
-    field_t f[] = {F("file"), F("definition"), F("api_keys")};
+    field_t f[] = {F("file"), F("definition"), F("api_keys"), F("rate_limit"), F("burst")};
     if (!fields(x, n, f, GH_ARRAY_LEN(f)))
         return;
+    if (f[3].val) { /* "1000/s": evaluation requests of the tenant, burst: beyond that at once */
+        uint32_t quota = 0, period = 0, burst = 0;
+        if (f_rate(x, &f[3], &quota, &period)) {
+            burst = quota / period ? quota / period : 1; /* default: one second's worth */
+            if (f[4].val)
+                f_u32(x, &f[4], 0, 100000000, &burst);
+            gh_gcra_t g;
+            if (gh_gcra_init(&g, (double)quota / period, burst) == 0) {
+                t->flags.limit_interval_ns = g.interval_ns;
+                t->flags.limit_tolerance_ns = g.tolerance_ns;
+            }
+        }
+    } else if (f[4].val) {
+        err(x, f[4].val, "burst needs a rate_limit");
+    }
     if (!!f[0].val == !!f[1].val) {
         err(x, n, "give one of file (a flagd definition, JSON) or definition (the same, inline)");
         return;
@@ -3421,12 +3437,12 @@ static void parse_root(ctx_t *x, yaml_node_t *root)
 {
     gh_conf_t *c = x->c;
     enum { WORKERS, PID, DRAIN, VIA, LIMITS, TIMEOUTS, TRUSTED, ALOG, ADMIN, DEMO, LISTENERS, UPSTREAMS, TENANTS,
-           RESOLVER, HTTP2, PROTECTION, CACHE, OFREP, GRPC, NF };
+           RESOLVER, HTTP2, PROTECTION, CACHE, OFREP, GRPC, ELOG, NF };
     field_t f[NF] = {F("workers"),   F("pid_file"),        F("drain_timeout"), F("via"),
                      F("limits"),    F("timeouts"),        F("trusted_proxies"), F("access_log"),
                      F("admin"),     F("demo_origin"),     F("listeners"),     F("upstreams"),
                      F("tenants"),   F("resolver"),        F("http2"),         F("protection"),
-                     F("cache"),     F("ofrep"),           F("flagd_grpc")};
+                     F("cache"),     F("ofrep"),           F("flagd_grpc"),    F("exposure_log")};
     if (!root || root->type != YAML_MAPPING_NODE) {
         err(x, root, "the configuration must be a mapping, got %s", kind(root));
         return;
@@ -3457,6 +3473,7 @@ static void parse_root(ctx_t *x, yaml_node_t *root)
         parse_access_log(x, f[ALOG].val);
         path_pop(x, o);
     }
+    f_str(x, &f[ELOG], &c->exposure_log, NULL, false);
 
     /* listeners: proxy ones first, then admin, then demo */
     yaml_node_t *ln = f[LISTENERS].val;

@@ -304,6 +304,7 @@ typedef struct gh_conf_tenant {
         int64_t mtime_ns, size; /* the file as loaded */
         char **api_keys;      /* OFREP keys that map to this tenant */
         uint32_t napi_keys;
+        uint64_t limit_interval_ns, limit_tolerance_ns; /* GCRA of evaluation requests (OFREP, gRPC); 0: none */
     } flags;
     uint64_t quota_minute, quota_day; /* requests per minute / per day (0 = none) */
     struct {
@@ -371,6 +372,7 @@ typedef struct gh_conf {
         int enabled; /* default 1 */
         char *path;  /* default "-" = stdout */
     } access_log;
+    char *exposure_log; /* JSON lines of flag exposures (routes' flags with exposure on), or NULL */
     int via; /* add Via to forwarded requests (default 1) */
     gh_conf_listener_t *listeners; /* proxy, admin and demo listeners */
     uint32_t nlisteners;

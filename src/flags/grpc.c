@@ -11,7 +11,7 @@
 #include "flags/ofrep.h"
 
 /* gRPC status codes */
-enum { S_OK = 0, S_UNKNOWN = 2, S_INVALID_ARGUMENT = 3, S_NOT_FOUND = 5, S_UNIMPLEMENTED = 12, S_INTERNAL = 13,
+enum { S_OK = 0, S_UNKNOWN = 2, S_INVALID_ARGUMENT = 3, S_NOT_FOUND = 5, S_RESOURCE_EXHAUSTED = 8, S_UNIMPLEMENTED = 12, S_INTERNAL = 13,
        S_UNAVAILABLE = 14, S_DATA_LOSS = 15, S_UNAUTHENTICATED = 16 };
 
 enum { M_BOOL = 0, M_STRING, M_FLOAT, M_INT, M_OBJECT, M_ALL, M_EVENTS, M_NONE };
@@ -735,6 +735,11 @@ void gh_grpc_handle(gh_req_t *r, const gh_req_view_t *v)
     const gh_conf_tenant_t *t = gh_flags_tenant_of(c, m);
     if (!t) {
         fail(r, S_UNAUTHENTICATED, "missing or unknown API key (x-api-key or authorization: Bearer)");
+        return;
+    }
+    uint64_t retry;
+    if (method != M_EVENTS && !gh_flags_admit(t, &retry)) {
+        fail(r, S_RESOURCE_EXHAUSTED, "rate limit exceeded: retry in %llu s", (unsigned long long)retry);
         return;
     }
     if (method == M_EVENTS) {

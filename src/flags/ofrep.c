@@ -7,9 +7,13 @@
 
 #include "core/json.h"
 #include "flags/flags.h"
+#include "protect/gcra.h"
 #include "protect/shtab.h"
 
 #define ARENA_SIZE (256u << 10)
+
+/* A constant JSON body (its length counted by the compiler). */
+#define RESPOND_LIT(r, status, lit, extra) gh_session_respond((r), (status), "application/json", (lit), sizeof(lit) - 1, (extra))
 
 /* A growing output string. */
 typedef struct {
@@ -127,7 +131,7 @@ const gh_conf_tenant_t *gh_flags_tenant_of(const gh_conf_t *c, const gh_h1_reque
 static void answer(gh_req_t *r, int status, out_t *o, const char *extra)
 {
     if (o->oom) {
-        gh_session_respond(r, 500, "application/json", "{\"errorDetails\":\"out of memory\"}\n", 32, NULL);
+        RESPOND_LIT(r, 500, "{\"errorDetails\":\"out of memory\"}\n", NULL);
         return;
     }
     put(o, "\n", 1);
@@ -178,6 +182,47 @@ static int put_result(out_t *o, const char *key, const gh_flag_result_t *res)
     return 1;
 }
 
+/* Per-tenant GCRA state (the TAT), by a hash of the tenant's name so that it outlives
+ * configuration reloads: a fixed table, updated with compare-and-swap by every worker. */
+#define LIMIT_SLOTS 4096
+static struct {
+    uint64_t key; /* 0: free */
+    uint64_t tat;
+} limit_tab[LIMIT_SLOTS];
+
+int gh_flags_admit(const gh_conf_tenant_t *t, uint64_t *retry_after_s)
+{
+    if (!t->flags.limit_interval_ns)
+        return 1;
+    uint64_t key = gh_siphash24(0x6c696d6974ull, 0x666c616773ull, t->name, strlen(t->name)) | 1;
+    uint32_t i = (uint32_t)key & (LIMIT_SLOTS - 1);
+    for (uint32_t probe = 0; probe < 16; probe++, i = (i + 1) & (LIMIT_SLOTS - 1)) {
+        uint64_t k = __atomic_load_n(&limit_tab[i].key, __ATOMIC_ACQUIRE), zero = 0;
+        if (k != key && !(k == 0 && (__atomic_compare_exchange_n(&limit_tab[i].key, &zero, key, 0, __ATOMIC_ACQ_REL,
+                                                                   __ATOMIC_ACQUIRE) ||
+                                     zero == key)))
+            continue;
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        uint64_t now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+        gh_gcra_t g = {.interval_ns = t->flags.limit_interval_ns, .tolerance_ns = t->flags.limit_tolerance_ns};
+        for (;;) {
+            uint64_t tat = __atomic_load_n(&limit_tab[i].tat, __ATOMIC_ACQUIRE), next = tat;
+            gh_gcra_result_t res;
+            gh_gcra_step(&next, &g, now, 1, 0, &res);
+            if (!res.allowed) {
+                *retry_after_s = (res.retry_after_ns + 999999999u) / 1000000000u;
+                if (!*retry_after_s)
+                    *retry_after_s = 1;
+                return 0;
+            }
+            if (__atomic_compare_exchange_n(&limit_tab[i].tat, &tat, next, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+                return 1;
+        }
+    }
+    return 1; /* the table is full around this key: fail open */
+}
+
 int gh_flags_arena(gh_jl_arena_t *a)
 {
     static __thread char *mem;
@@ -195,17 +240,23 @@ void gh_ofrep_handle(gh_req_t *r, const gh_req_view_t *v)
     size_t bl = sizeof base - 1;
     out_t o = {0};
     if (m->path.n < bl || memcmp(m->path.p, base, bl) || (m->path.n > bl && m->path.p[bl] != '/')) {
-        gh_session_respond(r, 404, "application/json", "{\"errorDetails\":\"not an OFREP path\"}\n", 37, NULL);
+        RESPOND_LIT(r, 404, "{\"errorDetails\":\"not an OFREP path\"}\n", NULL);
         return;
     }
     if (m->method_id != GH_M_POST) {
-        gh_session_respond(r, 405, "application/json", "{\"errorDetails\":\"use POST\"}\n", 28, "Allow: POST\r\n");
+        RESPOND_LIT(r, 405, "{\"errorDetails\":\"use POST\"}\n", "Allow: POST\r\n");
         return;
     }
     const gh_conf_tenant_t *t = gh_flags_tenant_of(c, m);
     if (!t) {
-        gh_session_respond(r, 401, "application/json", "{\"errorDetails\":\"missing or unknown API key\"}\n", 46,
-                           "WWW-Authenticate: Bearer\r\n");
+        RESPOND_LIT(r, 401, "{\"errorDetails\":\"missing or unknown API key\"}\n", "WWW-Authenticate: Bearer\r\n");
+        return;
+    }
+    uint64_t retry;
+    if (!gh_flags_admit(t, &retry)) {
+        char hdr[48];
+        snprintf(hdr, sizeof hdr, "Retry-After: %llu\r\n", (unsigned long long)retry);
+        RESPOND_LIT(r, 429, "{\"errorDetails\":\"rate limit exceeded\"}\n", hdr);
         return;
     }
     int bulk = m->path.n <= bl + 1;
@@ -266,7 +317,7 @@ void gh_ofrep_handle(gh_req_t *r, const gh_req_view_t *v)
     gh_jl_arena_t arena;
     if (gh_flags_arena(&arena) < 0) {
         json_decref(doc);
-        gh_session_respond(r, 500, "application/json", "{\"errorDetails\":\"out of memory\"}\n", 32, NULL);
+        RESPOND_LIT(r, 500, "{\"errorDetails\":\"out of memory\"}\n", NULL);
         return;
     }
     int64_t now = GH_JL_NOW; /* the clock only for rules that read $flagd.timestamp */

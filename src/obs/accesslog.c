@@ -20,18 +20,26 @@ typedef struct {
     char *data;
 } ring_t;
 
-static ring_t *rings;
-static uint32_t nrings;
-static int log_fd = -1;
+/* The logs written: the access log and the exposure log, each a file and one ring per
+ * producer; one writer thread drains both. */
+enum { SINK_ACCESS = 0, SINK_EXPOSURE, NSINKS };
+typedef struct {
+    ring_t *rings;
+    uint32_t nrings;
+    int fd;
+    int on;
+} sink_t;
+static sink_t sinks[NSINKS] = {{.fd = -1}, {.fd = -1}};
 static int running;
 static pthread_t writer;
 
-int gh_accesslog_enabled(void) { return running; }
+int gh_accesslog_enabled(void) { return sinks[SINK_ACCESS].on; }
+int gh_exposurelog_enabled(void) { return sinks[SINK_EXPOSURE].on; }
 
-static void write_all(const char *p, size_t n)
+static void write_all(int fd, const char *p, size_t n)
 {
     while (n) {
-        ssize_t w = write(log_fd, p, n);
+        ssize_t w = write(fd, p, n);
         if (w < 0) {
             if (errno == EINTR)
                 continue;
@@ -43,7 +51,7 @@ static void write_all(const char *p, size_t n)
 }
 
 /* Drain one ring to the file; returns bytes drained. */
-static size_t drain(ring_t *r)
+static size_t drain(int fd, ring_t *r)
 {
     uint64_t head = r->head;
     uint64_t tail = __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE);
@@ -51,7 +59,7 @@ static size_t drain(ring_t *r)
     while (head != tail) {
         size_t off = (size_t)(head & (RING_SIZE - 1));
         size_t n = GH_MIN((size_t)(tail - head), RING_SIZE - off);
-        write_all(r->data + off, n);
+        write_all(fd, r->data + off, n);
         head += n;
     }
     __atomic_store_n(&r->head, head, __ATOMIC_RELEASE);
@@ -64,8 +72,9 @@ static void *writer_main(void *arg)
     for (;;) {
         int stop = !__atomic_load_n(&running, __ATOMIC_ACQUIRE);
         size_t n = 0;
-        for (uint32_t i = 0; i < nrings; i++)
-            n += drain(&rings[i]);
+        for (int k = 0; k < NSINKS; k++)
+            for (uint32_t i = 0; sinks[k].on && i < sinks[k].nrings; i++)
+                n += drain(sinks[k].fd, &sinks[k].rings[i]);
         if (stop)
             break;
         if (!n) {
@@ -76,44 +85,54 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
-int gh_accesslog_start(const char *path, uint32_t nslots)
+/* Open a sink (before the workers start: its rings are read without a lock); the writer
+ * starts with the first. */
+static int sink_start(sink_t *k, const char *path, uint32_t nslots)
 {
     if (!path || !strcmp(path, "-")) {
-        log_fd = STDOUT_FILENO;
+        k->fd = STDOUT_FILENO;
     } else {
-        log_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-        if (log_fd < 0)
+        k->fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+        if (k->fd < 0)
             return -errno;
     }
-    rings = calloc(nslots, sizeof(*rings));
-    if (!rings)
+    k->rings = calloc(nslots, sizeof(*k->rings));
+    if (!k->rings)
         return GH_ENOMEM;
     for (uint32_t i = 0; i < nslots; i++)
-        if (!(rings[i].data = malloc(RING_SIZE)))
+        if (!(k->rings[i].data = malloc(RING_SIZE)))
             return GH_ENOMEM;
-    nrings = nslots;
-    running = 1;
-    if (pthread_create(&writer, NULL, writer_main, NULL) != 0) {
-        running = 0;
-        return GH_ENOMEM;
+    k->nrings = nslots;
+    k->on = 1;
+    if (!running) {
+        running = 1;
+        if (pthread_create(&writer, NULL, writer_main, NULL) != 0) {
+            running = 0;
+            k->on = 0;
+            return GH_ENOMEM;
+        }
     }
     return 0;
 }
+
+int gh_accesslog_start(const char *path, uint32_t nslots) { return sink_start(&sinks[SINK_ACCESS], path, nslots); }
+int gh_exposurelog_start(const char *path, uint32_t nslots) { return sink_start(&sinks[SINK_EXPOSURE], path, nslots); }
 
 void gh_accesslog_stop(void)
 {
     if (!running)
         return;
     __atomic_store_n(&running, 0, __ATOMIC_RELEASE);
-    pthread_join(writer, NULL);
-    for (uint32_t i = 0; i < nrings; i++)
-        free(rings[i].data);
-    free(rings);
-    rings = NULL;
-    nrings = 0;
-    if (log_fd > STDERR_FILENO)
-        close(log_fd);
-    log_fd = -1;
+    pthread_join(writer, NULL); /* its last round drains everything */
+    for (int k = 0; k < NSINKS; k++) {
+        sink_t *sk = &sinks[k];
+        for (uint32_t i = 0; i < sk->nrings; i++)
+            free(sk->rings[i].data);
+        free(sk->rings);
+        if (sk->fd > STDERR_FILENO)
+            close(sk->fd);
+        *sk = (sink_t){.fd = -1};
+    }
 }
 
 typedef struct {
@@ -205,11 +224,9 @@ size_t gh_accesslog_format(char *buf, size_t cap, const gh_access_rec_t *r)
     return o.n;
 }
 
-int gh_accesslog_log(uint32_t slot, const gh_access_rec_t *r)
+static int enqueue(sink_t *k, uint32_t slot, const char *line, size_t n)
 {
-    char line[8192];
-    size_t n = gh_accesslog_format(line, sizeof line, r);
-    ring_t *rg = &rings[slot];
+    ring_t *rg = &k->rings[slot];
     uint64_t tail = rg->tail;
     uint64_t head = __atomic_load_n(&rg->head, __ATOMIC_ACQUIRE);
     if (RING_SIZE - (tail - head) < n)
@@ -220,4 +237,38 @@ int gh_accesslog_log(uint32_t slot, const gh_access_rec_t *r)
     memcpy(rg->data, line + first, n - first);
     __atomic_store_n(&rg->tail, tail + n, __ATOMIC_RELEASE);
     return 0;
+}
+
+int gh_accesslog_log(uint32_t slot, const gh_access_rec_t *r)
+{
+    char line[8192];
+    size_t n = gh_accesslog_format(line, sizeof line, r);
+    return enqueue(&sinks[SINK_ACCESS], slot, line, n);
+}
+
+size_t gh_exposurelog_format(char *buf, size_t cap, const gh_exposure_rec_t *e)
+{
+    out_t o = {buf, 0, cap - 8};
+    time_t sec = (time_t)(e->time_ms / 1000);
+    struct tm tm;
+    gmtime_r(&sec, &tm);
+    put_fmt(&o, "{\"time\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03uZ\"", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+            tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned)(e->time_ms % 1000));
+    put_key_str(&o, ",\"tenant\":", e->tenant, 256);
+    put_key_str(&o, ",\"route\":", e->route, 256);
+    put_key_str(&o, ",\"flag\":", e->flag, 256);
+    put_key_str(&o, ",\"variant\":", e->variant, 256);
+    put_key_str(&o, ",\"reason\":", e->reason, 32);
+    put_key_str(&o, ",\"unit\":", e->unit, 256);
+    put_key_str(&o, ",\"request_id\":", e->request_id, 64);
+    o.cap = cap;
+    put(&o, "}\n", 2);
+    return o.n;
+}
+
+int gh_exposurelog_log(uint32_t slot, const gh_exposure_rec_t *e)
+{
+    char line[2048];
+    size_t n = gh_exposurelog_format(line, sizeof line, e);
+    return enqueue(&sinks[SINK_EXPOSURE], slot, line, n);
 }

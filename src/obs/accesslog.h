@@ -1,4 +1,4 @@
-/* accesslog.h: the JSON-lines access log, written off the worker threads.
+/* accesslog.h: the JSON-lines access and exposure logs, written off the worker threads.
  *
  * A worker formats one record per request into its own single-producer ring; a
  * writer thread drains all rings to the file every few milliseconds. A worker never
@@ -33,7 +33,19 @@ int gh_accesslog_start(const char *path, uint32_t nslots);
 int gh_accesslog_enabled(void);
 /* Format and enqueue a record from producer slot; 0, or GH_ELIMIT when dropped. */
 int gh_accesslog_log(uint32_t slot, const gh_access_rec_t *r);
-/* Flush everything queued and stop the writer. */
+/* The exposure log: one line per flag evaluation that serves an experiment (a route's flag
+ * with exposure on), {"time","tenant","route","flag","variant","reason","unit","request_id"},
+ * the unit being the targeting key the variant was chosen for. Same writer, same rules. */
+typedef struct {
+    uint64_t time_ms;
+    gh_str_t tenant, route, flag, variant, reason, unit, request_id;
+} gh_exposure_rec_t;
+int gh_exposurelog_start(const char *path, uint32_t nslots);
+int gh_exposurelog_enabled(void);
+int gh_exposurelog_log(uint32_t slot, const gh_exposure_rec_t *e);
+size_t gh_exposurelog_format(char *out, size_t cap, const gh_exposure_rec_t *e); /* cap >= 64 */
+
+/* Flush everything queued (both logs) and stop the writer. */
 void gh_accesslog_stop(void);
 /* Format r as one JSON line into out (cap >= 256); returns its length (truncated fields
  * keep the line valid JSON). Exposed for tests. */

@@ -2777,6 +2777,20 @@ static void route_flag(gh_req_t *r, const gh_h1_request_t *m)
     gh_flags_eval(set, gh_str(rf->key, strlen(rf->key)), ctx, GH_FT_ANY, GH_JL_NOW, &arena, &res);
     json_decref(ctx);
     r->fvariant = res.variant;
+    if (rf->exposure && res.variant && gh_exposurelog_enabled()) { /* who saw which variant, for experiments */
+        gh_exposure_rec_t e = {
+            .time_ms = r->wall_ms,
+            .tenant = gh_str(r->route->tenant->name, strlen(r->route->tenant->name)),
+            .route = gh_str(r->route->name, strlen(r->route->name)),
+            .flag = gh_str(rf->key, strlen(rf->key)),
+            .variant = gh_str(res.variant, strlen(res.variant)),
+            .reason = gh_str(gh_flag_reason_name(res.reason), strlen(gh_flag_reason_name(res.reason))),
+            .unit = unit,
+            .request_id = gh_str(r->reqid, r->reqid_len),
+        };
+        if (gh_exposurelog_log(r->w->id, &e) < 0)
+            GH_COUNT(r->w->stats->access_log_dropped, 1);
+    }
     for (uint32_t i = 0; r->fvariant && i < rf->nvariants; i++)
         if (!strcmp(rf->variants[i].name, r->fvariant))
             r->fv = &rf->variants[i];
@@ -2847,7 +2861,7 @@ static gh_req_t *request_begin(gh_client_t *c)
     r->gen = gh_gen_hold(w);
     r->t_start_us = now_us();
     r->minor = 1;
-    if (gh_accesslog_enabled()) {
+    if (gh_accesslog_enabled() || gh_exposurelog_enabled()) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         r->wall_ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;

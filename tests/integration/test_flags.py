@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 
 from helpers import HEADER, REPO, fill, free_port, poll, port_accepts, request, run_cli
 
@@ -277,8 +278,9 @@ SPLIT_FLAGS = {
 }
 
 
-def split_config(flags_file):
+def split_config(flags_file, exposure_log="/dev/null"):
     return HEADER.replace("workers: {workers}", "workers: 2") + """
+exposure_log: "%s"
 upstreams:
   stable: {backends: ["127.0.0.1:{o1}"]}
   next: {backends: ["127.0.0.1:{o2}"]}
@@ -299,14 +301,15 @@ tenants:
                   path_prefix: /v2
                   request_headers: {X-Exp: new-home}
                   response_headers: {X-Served-By: next}
-""" % flags_file
+""" % (exposure_log, flags_file)
 
 
 def test_a_flag_splits_web_traffic(gatehouse, origin_factory, tmp_path):
     o1, o2 = origin_factory("stable"), origin_factory("next")
     f = tmp_path / "flags.json"
     f.write_text(json.dumps(SPLIT_FLAGS))
-    gh = gatehouse(split_config(str(f)), o1=o1.port, o2=o2.port)
+    elog = tmp_path / "exposures.jsonl"
+    gh = gatehouse(split_config(str(f), str(elog)), o1=o1.port, o2=o2.port)
     # a listed unit gets "on": the next pool, the path under /v2, the variant's headers both ways
     r = gh.get("/page?x=1", headers={"Cookie": "uid=vip-1"})
     assert r.status_code == 200
@@ -337,6 +340,20 @@ def test_a_flag_splits_web_traffic(gatehouse, origin_factory, tmp_path):
     # exposures in the access log
     assert poll(lambda: any(ln.get("flag") == "new-home" and ln.get("variant") == "on" and ln.get("path") == "/page"
                             for ln in gh.log_lines()))
+    # ... and in the exposure log: one line per request served a variant (1 + 80 + 1 + 1 + 3), with its unit
+    def exposures():
+        return [json.loads(ln) for ln in elog.read_text().splitlines()] if elog.exists() else []
+    assert poll(lambda: len(exposures()) == 86), len(exposures())
+    ex = exposures()
+    assert all(e["tenant"] == "shop" and e["route"] == "home" and e["flag"] == "new-home" for e in ex)
+    vip = [e for e in ex if e["unit"] == "vip-1"]  # (lines of two workers: not in request order)
+    assert len(vip) == 1 and vip[0]["variant"] == "on" and vip[0]["reason"] == "TARGETING_MATCH"
+    assert vip[0]["time"].endswith("Z") and len(vip[0]["request_id"]) > 0
+    per_unit = {}
+    for e in ex:
+        per_unit.setdefault(e["unit"], set()).add(e["variant"])
+    assert all(len(v) == 1 for v in per_unit.values())  # a unit stays in its variant
+    assert per_unit[uid] == {v} and per_unit["user-%d" % off] == {"off"}
 
 
 def test_route_flag_must_exist(tmp_path):
@@ -384,3 +401,27 @@ def test_ofrep_over_h2c(gatehouse, tmp_path):
     out, status = r.stdout.rsplit("\n", 1)
     assert status == "2 200", (status, out, r.stderr)
     assert json.loads(out)["variant"] == "on"
+
+
+def test_ofrep_rate_limit_answers_429_with_retry_after(gatehouse, tmp_path):
+    limited = """  - name: beta
+    flags:
+      api_keys: ["%s"]
+      rate_limit: "2/s"
+      burst: 3
+      definition:
+        flags:
+          banner: {state: ENABLED, variants: {shown: true}, defaultVariant: shown}
+    sites: []
+""" % KEY_B
+    gh, _ = start(gatehouse, tmp_path, extra_tenant=limited)
+    codes = [ofrep(gh, "banner", api_key=KEY_B).status_code for _ in range(6)]
+    # a new tenant takes burst + 1 at once, then one per 500 ms
+    assert codes[:4] == [200] * 4 and 429 in codes[4:], codes
+    r = ofrep(gh, "banner", api_key=KEY_B)
+    assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1
+    assert r.json()["errorDetails"] == "rate limit exceeded"
+    # the other tenant has no limit: not affected
+    assert all(ofrep(gh, "limit").status_code == 200 for _ in range(10))
+    time.sleep(1.1)
+    assert ofrep(gh, "banner", api_key=KEY_B).status_code == 200
