@@ -1,7 +1,7 @@
 # gatehouse: one build description. `make run` and `make test` are the quick start.
 BUILD   ?= build
 CC      ?= cc
-PKGS    := yaml-0.1 libpcre2-8 libcares openssl libnghttp2 hiredis libmaxminddb jansson libprotobuf-c
+PKGS    := yaml-0.1 libpcre2-8 libcares openssl libnghttp2 hiredis libmaxminddb jansson libprotobuf-c sqlite3
 SAN     ?=
 OPT     ?= -O2
 CFLAGS  ?=
@@ -53,6 +53,11 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libgatehouse.a tests/unit/t.h
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Itests/unit -o $@ $< $(BUILD)/libgatehouse.a $(LDLIBS)
 
+# The statistics driver that tests/integration/test_stats_scipy.py compares with scipy/statsmodels.
+$(BUILD)/tests-bin/stats_driver: tests/exp/stats_driver.c $(BUILD)/libgatehouse.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libgatehouse.a $(LDLIBS)
+
 # libFuzzer targets: clang, with ASan+UBSan, over the library's sources.
 FUZZ_CFLAGS := -std=gnu11 -D_GNU_SOURCE= -O1 -g -Isrc -I$(GEN) $(PKG_CFLAGS) -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(filter-out src/main.c,$(SRCS)) $(GEN_SRCS)
@@ -67,7 +72,7 @@ run: deps all
 	./$(BUILD)/gatehouse run -c examples/quickstart.yaml
 
 # Every test: unit, fuzz (briefly), integration with the real binary. Prints "N passed, N failed".
-test: deps all unit fuzz
+test: deps all unit fuzz $(BUILD)/tests-bin/stats_driver
 	@BUILD=$(BUILD) SAN="$(SAN)" sh tests/run.sh
 
 # The whole suite under ASan+UBSan.

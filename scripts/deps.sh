@@ -6,7 +6,8 @@ PKGS="build-essential pkg-config libyaml-dev libpcre2-dev libc-ares-dev libssl-d
       curl python3 python3-pytest python3-requests
       nginx haproxy varnish wrk clang libclang-rt-14-dev
       libhiredis-dev redis-server libmaxminddb-dev mmdb-bin slowhttptest chromium libjansson-dev
-      protobuf-c-compiler libprotobuf-c-dev libprotobuf-dev protobuf-compiler python3-protobuf"
+      protobuf-c-compiler libprotobuf-c-dev libprotobuf-dev protobuf-compiler python3-protobuf
+      libsqlite3-dev sqlite3 python3-numpy python3-scipy python3-statsmodels python3-mpmath"
 missing=""
 for p in $PKGS; do
     st=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)

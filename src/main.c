@@ -2,7 +2,11 @@
  *
  * Thin by design: parse arguments, load the configuration, start the modules, then
  * wait for signals on the main thread (SIGHUP reloads, SIGTERM/SIGINT drain). */
+#include <ctype.h>
 #include <errno.h>
+#include <netdb.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
@@ -16,6 +20,8 @@
 #include "admin/admin.h"
 #include "cache/cache.h"
 #include "config/config.h"
+#include "experiments/exp.h"
+#include "experiments/report.h"
 #include "flags/grpc.h"
 #include "flags/ofrep.h"
 #include "core/log.h"
@@ -42,6 +48,8 @@ static const char usage_main[] =
     "  flags --file FILE [--ofrep ADDR] [--grpc ADDR]\n"
     "                     serve a flagd flag definition over OFREP and flagd gRPC (a drop-in for flagd)\n"
     "  reload -c FILE     ask the running gateway (pid_file of FILE) to reload its configuration\n"
+    "  experiments results ID --tenant T [-c FILE | --admin ADDR]\n"
+    "                     print an experiment's results from a running gateway\n"
     "  version            print the version\n"
     "\n"
     "'gatehouse <command> --help' describes a command.\n";
@@ -170,6 +178,13 @@ static int publish(gh_conf_t **cur, gh_conf_t *n, const char *what, int rotate)
         gh_log(GH_LOG_ERROR, "%s rejected: out of memory", what);
         gh_conf_unref(n);
         return -1;
+    }
+    if (n->exp.used && !gh_exp_running()) { /* the first experiments: the pipeline starts now */
+        char err[512] = "";
+        if (gh_exp_start(n, c->workers + 1, err, sizeof err) < 0)
+            gh_log(GH_LOG_ERROR, "%s: experiments cannot start: %s", what, err);
+    } else {
+        gh_exp_config(n);
     }
     gh_workers_publish(n, rotate);
     gh_health_publish(n);
@@ -328,6 +343,14 @@ static int start(gh_conf_t *c, const char *path)
             return 1;
         }
     }
+    {
+        char err[512] = "";
+        int rc = gh_exp_start(c, c->workers + 1, err, sizeof err);
+        if (rc < 0) {
+            gh_log(GH_LOG_ERROR, "experiments: %s", err[0] ? err : gh_err_msg(rc));
+            return 1;
+        }
+    }
     gh_cache_set_waker(gh_worker_cache_poke);
     if (c->cache.used && gh_cache_setup(c->cache.memory, c->cache.max_object) < 0) {
         gh_log(GH_LOG_ERROR, "cache: out of memory");
@@ -356,6 +379,7 @@ static int start(gh_conf_t *c, const char *path)
     gh_log(GH_LOG_INFO, "gatehouse %s started with %u worker%s", GH_VERSION, c->workers,
            c->workers == 1 ? "" : "s");
     int rc = serve(c, path);
+    gh_exp_stop(); /* after the drain: the last publishes are committed and answered */
     gh_dns_stop();
     gh_health_stop();
     gh_accesslog_stop();
@@ -519,6 +543,145 @@ static int signal_pid_file(const char *pid_file, const char *path)
     return 0;
 }
 
+static const char usage_experiments[] =
+    "usage: gatehouse experiments results ID --tenant T [-c FILE | --admin ADDR] [--json]\n"
+    "  Asks the running gateway's admin listener (the one of FILE, or ADDR, default 127.0.0.1:9090)\n"
+    "  for GET /v1/experiments/ID/results?tenant=T and prints it as a table (or the JSON).\n";
+
+/* GET path from host:port over HTTP/1.1; the body (malloc'd) and *status, or NULL. */
+static char *http_get(const char *addr, const char *path, int *status)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = 0;
+    char a[300];
+    snprintf(a, sizeof a, "%s", addr);
+    char *colon = strrchr(a, ':');
+    if (!colon)
+        return NULL;
+    *colon = 0;
+    const char *host = a[0] == '[' ? a + 1 : a[0] ? a : "127.0.0.1";
+    if (a[0] == '[' && colon > a && colon[-1] == ']')
+        colon[-1] = 0;
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL;
+    if (getaddrinfo(host, colon + 1, &hints, &ai) != 0 || !ai)
+        return NULL;
+    memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
+    sl = ai->ai_addrlen;
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    freeaddrinfo(ai);
+    struct timeval tv = {10, 0};
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0 || connect(fd, (struct sockaddr *)&ss, sl) < 0) {
+        if (fd >= 0)
+            close(fd);
+        return NULL;
+    }
+    char req[1024];
+    int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", path, addr);
+    if (n < 0 || (size_t)n >= sizeof req || write(fd, req, (size_t)n) != n) {
+        close(fd);
+        return NULL;
+    }
+    size_t cap = 65536, len = 0;
+    char *buf = malloc(cap + 1);
+    for (ssize_t k; buf && (k = read(fd, buf + len, cap - len)) > 0;) {
+        len += (size_t)k;
+        if (len == cap) {
+            char *nb = cap < (64u << 20) ? realloc(buf, cap * 2 + 1) : NULL;
+            if (!nb) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+    }
+    close(fd);
+    if (!buf)
+        return NULL;
+    buf[len] = 0;
+    char *body = strstr(buf, "\r\n\r\n");
+    if (sscanf(buf, "HTTP/1.%*d %d", status) != 1 || !body) {
+        free(buf);
+        return NULL;
+    }
+    memmove(buf, body + 4, strlen(body + 4) + 1);
+    return buf;
+}
+
+static int cmd_experiments(int argc, char **argv)
+{
+    if (wants_help(argc, argv) || argc < 3 || strcmp(argv[1], "results")) {
+        fputs(usage_experiments, argc < 3 ? stderr : stdout);
+        return wants_help(argc, argv) ? 0 : 2;
+    }
+    const char *id = argv[2], *tenant = NULL, *admin = NULL, *path = NULL;
+    int as_json = 0;
+    for (int i = 3; i < argc; i++) {
+        if (!strcmp(argv[i], "--tenant") && i + 1 < argc)
+            tenant = argv[++i];
+        else if (!strcmp(argv[i], "--admin") && i + 1 < argc)
+            admin = argv[++i];
+        else if (!strcmp(argv[i], "-c") && i + 1 < argc)
+            path = argv[++i];
+        else if (!strcmp(argv[i], "--json"))
+            as_json = 1;
+        else {
+            fprintf(stderr, "gatehouse experiments: unexpected argument '%s'\n%s", argv[i], usage_experiments);
+            return 2;
+        }
+    }
+    if (!tenant) {
+        fputs(usage_experiments, stderr);
+        return 2;
+    }
+    gh_conf_t *c = NULL;
+    char addr[300] = "127.0.0.1:9090";
+    if (admin) {
+        snprintf(addr, sizeof addr, "%s", admin);
+    } else if (path) {
+        gh_conf_errors_t errs = {0};
+        if (gh_conf_load_file(path, &c, &errs) < 0) {
+            print_errors(&errs);
+            gh_conf_errors_free(&errs);
+            return 1;
+        }
+        for (uint32_t i = 0; i < c->nlisteners; i++)
+            if (c->listeners[i].role == GH_LISTEN_ADMIN)
+                snprintf(addr, sizeof addr, "%s", c->listeners[i].listen);
+        gh_conf_unref(c);
+    }
+    char url[1100], eid[512], et[512];
+    size_t a = 0, b = 0;
+    for (const char *p = id; *p && a + 4 < sizeof eid; p++) /* percent-encode all but unreserved */
+        a += (size_t)snprintf(eid + a, sizeof eid - a, isalnum((unsigned char)*p) || strchr("-._~", *p) ? "%c" : "%%%02X", (unsigned char)*p);
+    for (const char *p = tenant; *p && b + 4 < sizeof et; p++)
+        b += (size_t)snprintf(et + b, sizeof et - b, isalnum((unsigned char)*p) || strchr("-._~", *p) ? "%c" : "%%%02X", (unsigned char)*p);
+    eid[a] = et[b] = 0;
+    snprintf(url, sizeof url, "/v1/experiments/%s/results?tenant=%s", eid, et);
+    int status = 0;
+    char *body = http_get(addr, url, &status);
+    if (!body) {
+        fprintf(stderr, "gatehouse experiments: cannot reach the admin listener at %s\n", addr);
+        return 1;
+    }
+    json_t *doc = json_loads(body, 0, NULL);
+    int rc = 0;
+    if (status != 200 || !doc) {
+        fprintf(stderr, "gatehouse experiments: %d: %s\n", status,
+                doc && json_is_string(json_object_get(doc, "detail")) ? json_string_value(json_object_get(doc, "detail")) : body);
+        rc = 1;
+    } else if (as_json) {
+        fputs(body, stdout);
+    } else if (gh_exp_print_results(stdout, doc) < 0) {
+        fprintf(stderr, "gatehouse experiments: unexpected answer\n");
+        rc = 1;
+    }
+    json_decref(doc);
+    free(body);
+    return rc;
+}
+
 static int cmd_reload(int argc, char **argv)
 {
     if (wants_help(argc, argv)) {
@@ -559,6 +722,8 @@ int main(int argc, char **argv)
         return cmd_reload(argc - 1, argv + 1);
     if (!strcmp(cmd, "flags"))
         return cmd_flags(argc - 1, argv + 1);
+    if (!strcmp(cmd, "experiments"))
+        return cmd_experiments(argc - 1, argv + 1);
     if (!strcmp(cmd, "version") && wants_help(argc - 1, argv + 1)) {
         fputs("usage: gatehouse version\n  Prints the version.\n", stdout);
         return 0;

@@ -2,10 +2,14 @@
 #include "protect/protect.h"
 #include "admin/admin.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "cache/http.h"
+#include "core/json.h"
+#include "experiments/exp.h"
+#include "experiments/stats.h"
 #include "proxy/router.h"
 #include "proxy/dns.h"
 #include "proxy/health.h"
@@ -125,10 +129,12 @@ static int pct_decode(gh_str_t v, char *out, size_t cap)
 
 static void problem(gh_req_t *r, int status, const char *title, const char *detail)
 {
-    char body[512];
-    int n = snprintf(body, sizeof body, "{\"type\":\"about:blank\",\"title\":\"%s\",\"status\":%d,\"detail\":\"%s\"}\n",
-                     title, status, detail);
-    gh_session_respond(r, status, "application/problem+json", body, (size_t)n, "Cache-Control: no-store\r\n");
+    char body[1300], esc[1000];
+    esc[gh_json_str(esc, sizeof esc - 1, gh_str(detail, GH_MIN(strlen(detail), 160u)), 1)] = 0; /* details may quote input */
+    int n = snprintf(body, sizeof body, "{\"type\":\"about:blank\",\"title\":\"%s\",\"status\":%d,\"detail\":%s}\n",
+                     title, status, esc);
+    gh_session_respond(r, status, "application/problem+json", body, (size_t)GH_MIN(n, (int)sizeof body - 1),
+                       "Cache-Control: no-store\r\n");
 }
 
 /* "http://host/path?q" or "host/path?q" -> "host/path?q" (the store's URL form). */
@@ -297,6 +303,116 @@ static size_t cache_metrics(char *out, size_t cap)
     return n > 0 && (size_t)n < cap ? (size_t)n : 0;
 }
 
+/* GET /v1/experiments/{id}/results?tenant=T: the experiment's statistics (exp.h, stats.h). */
+static void results_request(gh_req_t *r, const gh_h1_request_t *m)
+{
+    static const char pre[] = "/v1/experiments/", suf[] = "/results";
+    gh_str_t idp = gh_str(m->path.p + sizeof pre - 1, m->path.n - (sizeof pre - 1) - (sizeof suf - 1));
+    char id[256], tenant[256] = "";
+    int il = pct_decode(idp, id, sizeof id);
+    if (il <= 0 || memchr(id, '/', (size_t)il)) {
+        problem(r, 400, "Bad Request", "the experiment id is badly percent-encoded, empty or too long");
+        return;
+    }
+    const char *p = m->query.p, *end = m->query.p + m->query.n;
+    while (p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        gh_str_t kv = gh_str(p, (size_t)((amp ? amp : end) - p));
+        p = amp ? amp + 1 : end;
+        if (kv.n > 7 && !memcmp(kv.p, "tenant=", 7) && pct_decode(gh_str(kv.p + 7, kv.n - 7), tenant, sizeof tenant) < 0) {
+            problem(r, 400, "Bad Request", "the tenant is badly percent-encoded or too long");
+            return;
+        }
+    }
+    if (!tenant[0]) {
+        problem(r, 400, "Bad Request", "use GET /v1/experiments/{id}/results?tenant=T");
+        return;
+    }
+    int status = 0;
+    char err[256];
+    json_t *res = gh_exp_results(tenant, id, &status, err, sizeof err);
+    if (!res) {
+        problem(r, status, status == 404 ? "Not Found" : "Error", err);
+        return;
+    }
+    char *body = json_dumps(res, JSON_INDENT(1) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
+    json_decref(res);
+    if (!body) {
+        problem(r, 500, "Internal Server Error", "out of memory");
+        return;
+    }
+    gh_session_respond(r, 200, "application/json", body, strlen(body), "Cache-Control: no-store\r\n");
+    free(body);
+}
+
+/* GET /v1/experiments/plan?metric=conversion&baseline=P | metric=mean&sd=S, mde=D (absolute),
+ * alpha (0.05), power (0.8), variants (2), daily_units (optional): units needed per variant and
+ * in all, and the days that takes. */
+static void plan_request(gh_req_t *r, const gh_h1_request_t *m)
+{
+    double baseline = NAN, sd = NAN, mde = NAN, alpha = 0.05, power = 0.8, variants = 2, daily = NAN;
+    int conversion = -1;
+    const char *p = m->query.p, *end = m->query.p + m->query.n;
+    while (p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        gh_str_t kv = gh_str(p, (size_t)((amp ? amp : end) - p));
+        p = amp ? amp + 1 : end;
+        const char *eq = memchr(kv.p, '=', kv.n);
+        char val[64];
+        if (!eq || kv.n - (size_t)(eq - kv.p) - 1 >= sizeof val) {
+            problem(r, 400, "Bad Request", "parameters are name=value, values at most 63 bytes");
+            return;
+        }
+        gh_str_t k = gh_str(kv.p, (size_t)(eq - kv.p));
+        memcpy(val, eq + 1, kv.n - k.n - 1);
+        val[kv.n - k.n - 1] = 0;
+        if (gh_str_eq(k, GH_STR("metric"))) {
+            conversion = !strcmp(val, "conversion") ? 1 : !strcmp(val, "mean") ? 0 : -2;
+            continue;
+        }
+        char *e = NULL;
+        double d = strtod(val, &e);
+        if (!e || *e || !isfinite(d)) {
+            problem(r, 400, "Bad Request", "a numeric parameter is not a number");
+            return;
+        }
+        if (gh_str_eq(k, GH_STR("baseline")))
+            baseline = d;
+        else if (gh_str_eq(k, GH_STR("sd")))
+            sd = d;
+        else if (gh_str_eq(k, GH_STR("mde")))
+            mde = d;
+        else if (gh_str_eq(k, GH_STR("alpha")))
+            alpha = d;
+        else if (gh_str_eq(k, GH_STR("power")))
+            power = d;
+        else if (gh_str_eq(k, GH_STR("variants")))
+            variants = d;
+        else if (gh_str_eq(k, GH_STR("daily_units")))
+            daily = d;
+        else {
+            problem(r, 400, "Bad Request", "unknown parameter (metric, baseline, sd, mde, alpha, power, variants, daily_units)");
+            return;
+        }
+    }
+    if (conversion < 0 || !(mde > 0) || !(alpha > 0 && alpha < 0.5) || !(power > 0.5 && power < 1) ||
+        !(variants >= 2 && variants <= 16) || (conversion && !(baseline > 0 && baseline < 1 && baseline + mde < 1)) ||
+        (!conversion && !(sd > 0))) {
+        problem(r, 400, "Bad Request",
+                "give metric=conversion&baseline=P (0<P, P+mde<1) or metric=mean&sd=S, and mde>0; alpha in (0,0.5), power in (0.5,1)");
+        return;
+    }
+    double n = conversion ? gh_stats_sample_size_prop(baseline, mde, alpha, power) : gh_stats_sample_size_mean(sd, mde, alpha, power);
+    n = ceil(n);
+    char days[32] = "null", body[512];
+    if (isfinite(daily) && daily > 0)
+        snprintf(days, sizeof days, "%.0f", ceil(n * variants / daily));
+    int len = snprintf(body, sizeof body,
+                       "{\"units_per_variant\":%.0f,\"units_total\":%.0f,\"alpha\":%g,\"power\":%g,\"mde\":%g,\"days\":%s}\n",
+                       n, n * variants, alpha, power, mde, days);
+    gh_session_respond(r, 200, "application/json", body, (size_t)len, "Cache-Control: no-store\r\n");
+}
+
 void gh_admin_handle(gh_req_t *r, const gh_req_view_t *v)
 {
     const gh_h1_request_t *m = v->msg;
@@ -367,6 +483,11 @@ void gh_admin_handle(gh_req_t *r, const gh_req_view_t *v)
         free(all);
     } else if (gh_str_eq(m->path, GH_STR("/cache"))) {
         cache_json(r);
+    } else if (gh_str_eq(m->path, GH_STR("/v1/experiments/plan"))) {
+        plan_request(r, m);
+    } else if (m->path.n > 24 && !memcmp(m->path.p, "/v1/experiments/", 16) &&
+               !memcmp(m->path.p + m->path.n - 8, "/results", 8)) {
+        results_request(r, m);
     } else if (gh_str_eq(m->path, GH_STR("/protection/top"))) {
         char *out = malloc(32768);
         size_t n = out ? gh_protect_top_json(v->w->gen->conf, out, 32768) : 0;

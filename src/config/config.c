@@ -13,6 +13,7 @@
  * the router (gh_router_build) once a snapshot validates. */
 #define _GNU_SOURCE
 #include "config/config.h"
+#include "experiments/exp.h"
 #include "flags/flags.h"
 #include "proxy/dns.h"
 
@@ -3266,6 +3267,281 @@ static void parse_tenant_flags(ctx_t *x, yaml_node_t *n, gh_conf_tenant_t *t)
     }
 }
 
+/* An experiment metric's value source: {event, value} | {path} | {edge}. */
+static void parse_xsource(ctx_t *x, yaml_node_t *ev, yaml_node_t *val, yaml_node_t *path, yaml_node_t *edge,
+                          yaml_node_t *at, gh_conf_xsource_t *s)
+{
+    int given = !!ev + !!path + !!edge;
+    if (given != 1) {
+        err(x, at, "give one of event (an event definition's name), path (a path prefix) or edge (requests, "
+                   "errors, latency_ms, bytes)");
+        return;
+    }
+    if (ev) {
+        size_t o = path_key(x, "event");
+        size_t len = 0;
+        if (get_str(x, ev, &s->event, &len, false, false)) {
+            s->source = GH_XS_EVENT;
+            s->event_h = gh_exp_hash(s->event, len);
+        }
+        path_pop(x, o);
+        if (val) {
+            o = path_key(x, "value");
+            get_str(x, val, &s->field, NULL, false, false);
+            path_pop(x, o);
+        }
+    } else if (val) {
+        size_t o = path_key(x, "value");
+        err(x, val, "value (a payload field) goes with event");
+        path_pop(x, o);
+    }
+    if (path) {
+        size_t o = path_key(x, "path");
+        if (get_str(x, path, &s->path, &s->path_len, false, false)) {
+            if (s->path[0] != '/' || s->path_len > 64)
+                err(x, path, "expected a path prefix starting with / (at most 64 bytes), got %s", q(x, s->path, s->path_len));
+            else
+                s->source = GH_XS_PATH;
+        }
+        path_pop(x, o);
+    }
+    if (edge) {
+        size_t o = path_key(x, "edge");
+        if (!is_scalar(edge)) {
+            err(x, edge, "expected requests, errors, latency_ms or bytes, got %s", kind(edge));
+        } else {
+            const char *v = sv(edge);
+            size_t n = sl(edge);
+            s->source = seq_eq(v, n, "requests") ? GH_XS_REQUESTS : seq_eq(v, n, "errors") ? GH_XS_ERRORS
+                      : seq_eq(v, n, "latency_ms") ? GH_XS_LATENCY : seq_eq(v, n, "bytes") ? GH_XS_BYTES : 0;
+            if (!s->source)
+                err(x, edge, "expected requests, errors, latency_ms or bytes, got %s", q(x, v, n));
+        }
+        path_pop(x, o);
+    }
+}
+
+static bool f_time(ctx_t *x, field_t *f, int64_t *out_ms)
+{
+    if (!f->val)
+        return false;
+    size_t o = path_key(x, f->name);
+    bool ok = false;
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    const char *end = is_scalar(f->val) ? strptime(sv(f->val), "%Y-%m-%dT%H:%M:%SZ", &tm) : NULL;
+    if (!end || *end)
+        err(x, f->val, "expected a UTC time like 2026-11-01T00:00:00Z");
+    else
+        *out_ms = (int64_t)timegm(&tm) * 1000, ok = true;
+    path_pop(x, o);
+    return ok;
+}
+
+/* tenant experiments: [{id, flag, variants, weights, start, stop, alpha, n_star, metrics}] */
+static void parse_experiments(ctx_t *x, yaml_node_t *n, gh_conf_tenant_t *t)
+{
+    if (!want_seq(x, n, false))
+        return;
+    size_t cnt = seq_len(n);
+    t->experiments = xalloc(x, (cnt ? cnt : 1) * sizeof *t->experiments);
+    for (size_t i = 0; i < cnt; i++) {
+        size_t o = path_idx(x, i);
+        yaml_node_t *en = node(x, n->data.sequence.items.start[i]);
+        gh_conf_experiment_t *e = &t->experiments[t->nexperiments];
+        memset(e, 0, sizeof *e);
+        field_t f[] = {F("id"), F("flag"), F("variants"), F("weights"), F("start"), F("stop"), F("alpha"), F("n_star"),
+                       F("metrics")};
+        if (!fields(x, en, f, GH_ARRAY_LEN(f))) {
+            path_pop(x, o);
+            continue;
+        }
+        bool ok = true;
+        e->alpha = 0.05;
+        e->n_star = 5000;
+        if (!f[0].val || !f[1].val || !f[2].val || !f[8].val) {
+            missing(x, en, !f[0].val ? "id" : !f[1].val ? "flag" : !f[2].val ? "variants" : "metrics");
+            path_pop(x, o);
+            continue;
+        }
+        ok &= f_name(x, &f[0], &e->id);
+        for (uint32_t j = 0; ok && j < t->nexperiments; j++)
+            if (!strcmp(t->experiments[j].id, e->id)) {
+                size_t o2 = path_key(x, "id");
+                err(x, f[0].val, "experiment id \"%s\" is used twice in tenant \"%s\"", e->id, t->name);
+                path_pop(x, o2);
+                ok = false;
+            }
+        if (f_str(x, &f[1], &e->flag, NULL, false) && gh_flags_has_variant(t->flags.set, e->flag, "") < 0) {
+            size_t o2 = path_key(x, "flag");
+            err(x, f[1].val, "tenant \"%s\" has no flag %s", t->name, q(x, e->flag, strlen(e->flag)));
+            path_pop(x, o2);
+            ok = false;
+        }
+        size_t o2 = path_key(x, "variants");
+        if (want_seq(x, f[2].val, true)) {
+            size_t nv = seq_len(f[2].val);
+            if (nv < 2 || nv > 16) {
+                err(x, f[2].val, "an experiment compares 2..16 variants (control first), got %zu", nv);
+                ok = false;
+            }
+            e->variants = xalloc(x, nv * sizeof *e->variants);
+            for (size_t v = 0; v < nv && ok; v++) {
+                size_t o3 = path_idx(x, v);
+                yaml_node_t *vn = node(x, f[2].val->data.sequence.items.start[v]);
+                char *name = NULL;
+                if (get_str(x, vn, &name, NULL, false, false)) {
+                    if (e->flag && gh_flags_has_variant(t->flags.set, e->flag, name) == 0) {
+                        err(x, vn, "flag %s has no variant %s", q(x, e->flag, strlen(e->flag)), q(x, name, strlen(name)));
+                        ok = false;
+                    }
+                    for (uint32_t w = 0; w < e->nvariants; w++)
+                        if (!strcmp(e->variants[w], name)) {
+                            err(x, vn, "variant %s is listed twice", q(x, name, strlen(name)));
+                            ok = false;
+                        }
+                    e->variants[e->nvariants++] = name;
+                } else {
+                    ok = false;
+                }
+                path_pop(x, o3);
+            }
+        } else {
+            ok = false;
+        }
+        path_pop(x, o2);
+        if (ok) {
+            e->weights = xalloc(x, e->nvariants * sizeof *e->weights);
+            double sum = 0;
+            if (f[3].val) {
+                o2 = path_key(x, "weights");
+                if (want_seq(x, f[3].val, true) && seq_len(f[3].val) == e->nvariants) {
+                    for (uint32_t v = 0; v < e->nvariants; v++) {
+                        yaml_node_t *wn = node(x, f[3].val->data.sequence.items.start[v]);
+                        char *endp = NULL;
+                        double w = is_scalar(wn) ? strtod(sv(wn), &endp) : -1;
+                        if (!endp || *endp || !(w > 0) || w > 1e9) {
+                            size_t o3 = path_idx(x, v);
+                            err(x, wn, "expected a positive weight");
+                            path_pop(x, o3);
+                            ok = false;
+                        }
+                        e->weights[v] = w;
+                        sum += w;
+                    }
+                } else if (f[3].val->type == YAML_SEQUENCE_NODE) {
+                    err(x, f[3].val, "give one weight per variant (%u)", e->nvariants);
+                    ok = false;
+                }
+                path_pop(x, o2);
+            } else {
+                for (uint32_t v = 0; v < e->nvariants; v++)
+                    e->weights[v] = 1, sum += 1;
+            }
+            for (uint32_t v = 0; ok && v < e->nvariants; v++)
+                e->weights[v] /= sum;
+        }
+        if (f[4].val)
+            ok &= f_time(x, &f[4], &e->start_ms);
+        if (f[5].val)
+            ok &= f_time(x, &f[5], &e->stop_ms);
+        if (e->start_ms && e->stop_ms && e->stop_ms <= e->start_ms) {
+            err(x, f[5].val, "stop must be after start");
+            ok = false;
+        }
+        if (f[6].val)
+            ok &= f_num(x, &f[6], 0.0001, 0.5, &e->alpha);
+        if (f[7].val)
+            ok &= f_num(x, &f[7], 10, 1e9, &e->n_star);
+        o2 = path_key(x, "metrics");
+        if (want_seq(x, f[8].val, true)) {
+            size_t nm = seq_len(f[8].val);
+            e->metrics = xalloc(x, nm * sizeof *e->metrics);
+            for (size_t m = 0; m < nm; m++) {
+                size_t o3 = path_idx(x, m);
+                yaml_node_t *mn = node(x, f[8].val->data.sequence.items.start[m]);
+                gh_conf_xmetric_t *mt = &e->metrics[e->nmetrics];
+                memset(mt, 0, sizeof *mt);
+                field_t g[] = {F("name"), F("kind"), F("event"), F("value"), F("path"), F("edge"), F("denominator"),
+                               F("direction"), F("guardrail"), F("cuped")};
+                if (fields(x, mn, g, GH_ARRAY_LEN(g))) {
+                    bool mok = true;
+                    mt->direction = 1;
+                    if (!g[0].val || !g[1].val) {
+                        missing(x, mn, !g[0].val ? "name" : "kind");
+                        mok = false;
+                    } else {
+                        mok &= f_name(x, &g[0], &mt->name);
+                        for (uint32_t j = 0; mok && j < e->nmetrics; j++)
+                            if (!strcmp(e->metrics[j].name, mt->name)) {
+                                err(x, g[0].val, "metric name \"%s\" is used twice", mt->name);
+                                mok = false;
+                            }
+                        size_t o4 = path_key(x, "kind");
+                        const char *k = is_scalar(g[1].val) ? sv(g[1].val) : "";
+                        mt->kind = !strcmp(k, "conversion") ? GH_XK_CONVERSION : !strcmp(k, "mean") ? GH_XK_MEAN
+                                 : !strcmp(k, "ratio")      ? GH_XK_RATIO
+                                                            : 0;
+                        if (!mt->kind) {
+                            err(x, g[1].val, "expected conversion, mean or ratio");
+                            mok = false;
+                        }
+                        path_pop(x, o4);
+                    }
+                    parse_xsource(x, g[2].val, g[3].val, g[4].val, g[5].val, mn, &mt->num);
+                    if (mt->kind == GH_XK_RATIO) {
+                        if (!g[6].val) {
+                            missing(x, mn, "denominator");
+                            mok = false;
+                        } else {
+                            size_t o4 = path_key(x, "denominator");
+                            field_t d[] = {F("event"), F("value"), F("path"), F("edge")};
+                            if (fields(x, g[6].val, d, GH_ARRAY_LEN(d)))
+                                parse_xsource(x, d[0].val, d[1].val, d[2].val, d[3].val, g[6].val, &mt->den);
+                            path_pop(x, o4);
+                        }
+                    } else if (g[6].val) {
+                        size_t o4 = path_key(x, "denominator");
+                        err(x, g[6].val, "a denominator is for kind: ratio");
+                        path_pop(x, o4);
+                        mok = false;
+                    }
+                    if (g[7].val) {
+                        size_t o4 = path_key(x, "direction");
+                        const char *d = is_scalar(g[7].val) ? sv(g[7].val) : "";
+                        if (!strcmp(d, "increase"))
+                            mt->direction = 1;
+                        else if (!strcmp(d, "decrease"))
+                            mt->direction = -1;
+                        else {
+                            err(x, g[7].val, "expected increase or decrease");
+                            mok = false;
+                        }
+                        path_pop(x, o4);
+                    }
+                    f_bool(x, &g[8], &mt->guardrail);
+                    f_bool(x, &g[9], &mt->cuped);
+                    if (mt->cuped && (mt->kind != GH_XK_MEAN || mt->num.source != GH_XS_EVENT)) {
+                        size_t o4 = path_key(x, "cuped");
+                        err(x, g[9].val, "cuped needs kind: mean on an event (its value before exposure is the covariate)");
+                        path_pop(x, o4);
+                        mok = false;
+                    }
+                    if (mok && mt->num.source)
+                        e->nmetrics++;
+                }
+                path_pop(x, o3);
+            }
+        }
+        path_pop(x, o2);
+        if (ok && e->nmetrics) {
+            t->nexperiments++;
+            x->c->exp.used = 1;
+        }
+        path_pop(x, o);
+    }
+}
+
 int gh_conf_flag_files_changed(const gh_conf_t *c)
 {
     for (uint32_t i = 0; i < c->ntenants; i++) {
@@ -3291,11 +3567,18 @@ static void parse_tenants(ctx_t *x, yaml_node_t *n)
         yaml_node_t *tn = node(x, n->data.sequence.items.start[i]);
         gh_conf_tenant_t *t = &c->tenants[c->ntenants];
         size_t o = path_idx(x, i);
-        field_t f[] = {F("name"), F("sites"), F("protection"), F("cache"), F("flags")};
+        field_t f[] = {F("name"), F("sites"), F("protection"), F("cache"), F("flags"), F("experiments")};
         if (fields(x, tn, f, GH_ARRAY_LEN(f))) {
             if (f[4].val) {
                 size_t o2 = path_key(x, "flags");
                 parse_tenant_flags(x, f[4].val, t);
+                path_pop(x, o2);
+            }
+            if (f[5].val) {
+                size_t o2 = path_key(x, "experiments");
+                if (!f[0].val || !f_name(x, &f[0], &t->name))
+                    t->name = "(unnamed)";
+                parse_experiments(x, f[5].val, t);
                 path_pop(x, o2);
             }
             if (f[3].val) {
@@ -3437,12 +3720,13 @@ static void parse_root(ctx_t *x, yaml_node_t *root)
 {
     gh_conf_t *c = x->c;
     enum { WORKERS, PID, DRAIN, VIA, LIMITS, TIMEOUTS, TRUSTED, ALOG, ADMIN, DEMO, LISTENERS, UPSTREAMS, TENANTS,
-           RESOLVER, HTTP2, PROTECTION, CACHE, OFREP, GRPC, ELOG, NF };
+           RESOLVER, HTTP2, PROTECTION, CACHE, OFREP, GRPC, ELOG, EXPS, NF };
     field_t f[NF] = {F("workers"),   F("pid_file"),        F("drain_timeout"), F("via"),
                      F("limits"),    F("timeouts"),        F("trusted_proxies"), F("access_log"),
                      F("admin"),     F("demo_origin"),     F("listeners"),     F("upstreams"),
                      F("tenants"),   F("resolver"),        F("http2"),         F("protection"),
-                     F("cache"),     F("ofrep"),           F("flagd_grpc"),    F("exposure_log")};
+                     F("cache"),     F("ofrep"),           F("flagd_grpc"),    F("exposure_log"),
+                     F("experiments")};
     if (!root || root->type != YAML_MAPPING_NODE) {
         err(x, root, "the configuration must be a mapping, got %s", kind(root));
         return;
@@ -3474,6 +3758,15 @@ static void parse_root(ctx_t *x, yaml_node_t *root)
         path_pop(x, o);
     }
     f_str(x, &f[ELOG], &c->exposure_log, NULL, false);
+    if (f[EXPS].val) { /* experiments: {store, audit_log} */
+        o = path_key(x, "experiments");
+        field_t g[] = {F("store"), F("audit_log")};
+        if (fields(x, f[EXPS].val, g, GH_ARRAY_LEN(g))) {
+            f_str(x, &g[0], &c->exp.store, NULL, false);
+            f_str(x, &g[1], &c->exp.audit_log, NULL, false);
+        }
+        path_pop(x, o);
+    }
 
     /* listeners: proxy ones first, then admin, then demo */
     yaml_node_t *ln = f[LISTENERS].val;

@@ -215,6 +215,41 @@ typedef struct {
     uint32_t nkey_headers, nkey_cookies;
 } gh_conf_cache_t;
 
+/* An experiment's metric (src/experiments): where a unit's value comes from after its exposure. */
+enum { GH_XK_CONVERSION = 1, GH_XK_MEAN, GH_XK_RATIO };
+enum { GH_XS_EVENT = 1, GH_XS_PATH, GH_XS_REQUESTS, GH_XS_ERRORS, GH_XS_LATENCY, GH_XS_BYTES };
+typedef struct {
+    int source;      /* GH_XS_* */
+    char *event;     /* GH_XS_EVENT: the event definition's name */
+    char *field;     /* ... a numeric payload field summed (NULL: each event counts 1) */
+    char *path;      /* GH_XS_PATH: a path prefix (a request to it counts 1) */
+    size_t path_len;
+    uint64_t event_h; /* hash of event (gh_exp_hash) */
+} gh_conf_xsource_t;
+
+typedef struct {
+    char *name;
+    int kind;              /* GH_XK_* */
+    gh_conf_xsource_t num; /* the value (conversion: converted when > 0) */
+    gh_conf_xsource_t den; /* GH_XK_RATIO: the denominator */
+    int direction;         /* +1 an increase is good (default), -1 a decrease is good */
+    int guardrail;
+    int cuped;             /* GH_XK_MEAN on events: the same value before exposure as covariate */
+} gh_conf_xmetric_t;
+
+typedef struct {
+    char *id;          /* unique in the tenant */
+    char *flag;        /* the tenant's flag whose variants are compared */
+    char **variants;   /* control first, then the treatments */
+    double *weights;   /* the planned allocation (SRM check), normalized */
+    uint32_t nvariants;
+    int64_t start_ms, stop_ms; /* exposures counted in [start, stop) (0: open) */
+    double alpha;      /* 0.05 */
+    double n_star;     /* sequential tuning: units at which the interval is tightest (5000) */
+    gh_conf_xmetric_t *metrics;
+    uint32_t nmetrics;
+} gh_conf_experiment_t;
+
 /* A route's flag: evaluated per request, its variant steering the request (src/flags). */
 typedef struct {
     char *name;                        /* the variant */
@@ -318,6 +353,8 @@ typedef struct gh_conf_tenant {
         uint64_t per_ip_interval_ns, per_ip_tolerance_ns;
     } flood;
     void *state; /* protect.c's lasting per-tenant state (counters, flood mode), bound at load */
+    gh_conf_experiment_t *experiments;
+    uint32_t nexperiments;
 } gh_conf_tenant_t;
 
 enum { GH_LISTEN_PROXY = 1, GH_LISTEN_ADMIN, GH_LISTEN_DEMO, GH_LISTEN_OFREP, GH_LISTEN_GRPC };
@@ -413,6 +450,11 @@ typedef struct gh_conf {
         int used;            /* some route caches */
     } cache;
     uint32_t nflag_files; /* tenants whose flags come from a file (watched) */
+    struct {
+        char *store;     /* SQLite database of exposures and events ("gatehouse-experiments.db") */
+        char *audit_log; /* JSON lines of every exposure and event, or NULL */
+        int used;        /* some tenant has experiments */
+    } exp;
     void *router; /* host index, built at compile (router.c) */
     void *arena;  /* owns everything above */
 } gh_conf_t;

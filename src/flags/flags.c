@@ -612,6 +612,17 @@ int gh_flags_changed(const gh_flagset_t *a, const gh_flagset_t *b, const char *k
     return GH_FLAG_SAME;
 }
 
+int gh_flags_has_variant(const gh_flagset_t *s, const char *key, const char *variant)
+{
+    const struct flag *f = find(s, gh_str(key, strlen(key)));
+    if (!f)
+        return -1;
+    for (uint32_t i = 0; i < f->nvar; i++)
+        if (f->vars[i].len == strlen(variant) && !memcmp(f->vars[i].name, variant, f->vars[i].len))
+            return 1;
+    return 0;
+}
+
 /* ---- evaluation ---- */
 
 /* ECMAScript Number::toString(10) of d into b (cap >= 32). */

@@ -103,6 +103,9 @@ const char *gh_flags_key(const gh_flagset_t *s, uint32_t i);
 enum { GH_FLAG_SAME = 0, GH_FLAG_UPDATED, GH_FLAG_ADDED, GH_FLAG_DELETED };
 int gh_flags_changed(const gh_flagset_t *a, const gh_flagset_t *b, const char *key);
 
+/* 1 when flag key has variant, 0 when it has not, -1 when there is no such flag. */
+int gh_flags_has_variant(const gh_flagset_t *s, const char *key, const char *variant);
+
 const char *gh_flag_reason_name(int reason); /* "STATIC", ... */
 const char *gh_flag_error_name(int error);   /* "FLAG_NOT_FOUND", ...; "" for none */
 

@@ -430,7 +430,8 @@ static int status_of(int error)
  * the boolean response's type, the value by method. */
 typedef Flagd__Evaluation__V2__ResolveBooleanResponse any_resp_t;
 
-static void resolve_one(gh_req_t *r, int method, int v2, const gh_conf_tenant_t *t, const char *key, const json_t *ctx)
+static void resolve_one(gh_req_t *r, uint32_t slot, int method, int v2, const gh_conf_tenant_t *t, const char *key,
+                        const json_t *ctx)
 {
     gh_jl_arena_t arena;
     if (gh_flags_arena(&arena) < 0) {
@@ -439,6 +440,7 @@ static void resolve_one(gh_req_t *r, int method, int v2, const gh_conf_tenant_t 
     }
     gh_flag_result_t res;
     gh_flags_eval(t->flags.set, gh_str(key, strlen(key)), ctx, methods[method].type, GH_JL_NOW, &arena, &res);
+    gh_flags_exposure(slot, t, key, &res, ctx);
     if (res.reason == GH_FR_DISABLED) { /* v2: a success with the caller's default; v1: flagd's old answer */
         if (!v2) {
             fail(r, S_NOT_FOUND, "FLAG_DISABLED: flag '%s' is disabled", key);
@@ -755,7 +757,7 @@ void gh_grpc_handle(gh_req_t *r, const gh_req_view_t *v)
     if (method == M_ALL)
         resolve_all(r, t, ctx);
     else
-        resolve_one(r, method, v2, t, key, ctx);
+        resolve_one(r, v->w->id, method, v2, t, key, ctx);
     json_decref(ctx);
     free(key);
 }

@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "core/json.h"
+#include "experiments/exp.h"
 #include "flags/flags.h"
 #include "protect/gcra.h"
 #include "protect/shtab.h"
@@ -223,6 +224,46 @@ int gh_flags_admit(const gh_conf_tenant_t *t, uint64_t *retry_after_s)
     return 1; /* the table is full around this key: fail open */
 }
 
+void gh_flags_exposure(uint32_t slot, const gh_conf_tenant_t *t, const char *key, const gh_flag_result_t *res,
+                       const json_t *ctx)
+{
+    if (!res->variant || res->error || !gh_exp_running() || !gh_exp_flag_watched(t, key))
+        return;
+    const json_t *tk = json_object_get(ctx, "targetingKey");
+    if (!json_is_string(tk) || !json_string_length(tk))
+        return;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gh_exp_expose(slot, t, key, res->variant, gh_exp_hash(json_string_value(tk), json_string_length(tk)),
+                  (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u);
+}
+
+/* ---- POST /v1/events:publish (experiments' metric events), answered after the commit ---- */
+
+static void publish_done(void *arg, int status, const char *body, size_t len)
+{
+    gh_session_answer_deferred((uint64_t)(uintptr_t)arg, status, status == 200 ? "application/json" : "application/problem+json",
+                               body, len, NULL);
+}
+
+static void publish(gh_req_t *r, const gh_req_view_t *v, const gh_conf_tenant_t *t)
+{
+    char err[300], body[2400];
+    int status = 0;
+    /* the token first: the commit may answer before this returns */
+    uint64_t token = gh_session_defer(r, 10000);
+    if (gh_exp_publish(v->w->id, t, v->body, v->body_len, publish_done, (void *)(uintptr_t)token, &status, err,
+                       sizeof err) == 0)
+        return;
+    char detail[1900];
+    detail[gh_json_str(detail, sizeof detail - 1, gh_str(err, strlen(err)), 1)] = 0;
+    int n = snprintf(body, sizeof body, "{\"type\":\"https://gatehouse.dev/problems/events-%s\",\"title\":\"%s\",\"status\":%d,\"detail\":%s}\n",
+                     status == 413 ? "too-many" : status == 503 ? "disabled" : "invalid",
+                     status == 413 ? "too many events" : status == 503 ? "experiments are not enabled" : "invalid events request",
+                     status, detail);
+    gh_session_answer_deferred(token, status, "application/problem+json", body, (size_t)GH_MIN(n, (int)sizeof body - 1), NULL);
+}
+
 int gh_flags_arena(gh_jl_arena_t *a)
 {
     static __thread char *mem;
@@ -239,7 +280,8 @@ void gh_ofrep_handle(gh_req_t *r, const gh_req_view_t *v)
     static const char base[] = "/ofrep/v1/evaluate/flags";
     size_t bl = sizeof base - 1;
     out_t o = {0};
-    if (m->path.n < bl || memcmp(m->path.p, base, bl) || (m->path.n > bl && m->path.p[bl] != '/')) {
+    int events = gh_str_eq(m->path, GH_STR("/v1/events:publish"));
+    if (!events && (m->path.n < bl || memcmp(m->path.p, base, bl) || (m->path.n > bl && m->path.p[bl] != '/'))) {
         RESPOND_LIT(r, 404, "{\"errorDetails\":\"not an OFREP path\"}\n", NULL);
         return;
     }
@@ -248,6 +290,10 @@ void gh_ofrep_handle(gh_req_t *r, const gh_req_view_t *v)
         return;
     }
     const gh_conf_tenant_t *t = gh_flags_tenant_of(c, m);
+    if (events && t) {
+        publish(r, v, t);
+        return;
+    }
     if (!t) {
         RESPOND_LIT(r, 401, "{\"errorDetails\":\"missing or unknown API key\"}\n", "WWW-Authenticate: Bearer\r\n");
         return;
@@ -325,6 +371,7 @@ void gh_ofrep_handle(gh_req_t *r, const gh_req_view_t *v)
     gh_flag_result_t res;
     if (!bulk) {
         gh_flags_eval(set, gh_str(key, strlen(key)), ctx, GH_FT_ANY, now, &arena, &res);
+        gh_flags_exposure(v->w->id, t, key, &res, ctx);
         int ok = put_result(&o, key, &res);
         answer(r, ok ? 200 : res.error == GH_FE_FLAG_NOT_FOUND ? 404 : 400, &o, NULL);
     } else {

@@ -5,6 +5,7 @@
  *                                      (PARSE_ERROR, TARGETING_KEY_MISSING, INVALID_CONTEXT,
  *                                      TYPE_MISMATCH, GENERAL); 404 for FLAG_NOT_FOUND (and a disabled
  *                                      flag, as flagd answers).
+ * POST /v1/events:publish             experiments' metric events (exp.h), same credentials.
  * POST /ofrep/v1/evaluate/flags        every flag of the tenant: 200 {flags: [...], metadata} with an
  *                                      ETag; If-None-Match with it is answered 304.
  * The body is {"context": {...}} (absent or empty: no context). A body that is not JSON is 400
@@ -27,6 +28,10 @@ const gh_conf_tenant_t *gh_flags_tenant_of(const gh_conf_t *c, const gh_h1_reque
 /* The tenant's flags.rate_limit: 1 when one more evaluation request may go, else 0 with
  * the seconds until one may in *retry_after_s (OFREP 429 Retry-After, gRPC RESOURCE_EXHAUSTED). */
 int gh_flags_admit(const gh_conf_tenant_t *t, uint64_t *retry_after_s);
+/* An evaluation with a targetingKey of a flag under an experiment: its exposure (exp.h). */
+#include "flags/flags.h"
+void gh_flags_exposure(uint32_t slot, const gh_conf_tenant_t *t, const char *key, const gh_flag_result_t *res,
+                       const json_t *ctx);
 /* The calling thread's scratch arena for rule evaluation (allocated once). -1: no memory. */
 #include "flags/jsonlogic.h"
 int gh_flags_arena(gh_jl_arena_t *a);

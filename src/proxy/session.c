@@ -38,11 +38,12 @@
 #include "proxy/health.h"
 #include "proxy/lb.h"
 #include "proxy/router.h"
+#include "experiments/exp.h"
 #include "protect/protect.h"
 #include "tls/ja4.h"
 #include "tls/tls.h"
 
-enum { P_CONNECT = 1, P_PROXY, P_TUNNEL, P_DIRECT, P_BACKOFF, P_HOLD, P_CWAIT, P_BODY, P_STREAM };
+enum { P_CONNECT = 1, P_PROXY, P_TUNNEL, P_DIRECT, P_BACKOFF, P_HOLD, P_CWAIT, P_BODY, P_STREAM, P_DEFER };
 
 /* the cache's part in a request (src/cache) */
 enum { CS_NONE = 0, CS_BYPASS, CS_UNSAFE, CS_MISS, CS_REVAL, CS_BG };
@@ -128,11 +129,15 @@ struct gh_req {
     const char *fvariant;
     const gh_conf_flagvariant_t *fv;
     char funit_new[36]; /* a unit generated here, set as a cookie; "" none */
+    uint64_t xunit_h;   /* the unit's hash when the flag is under an experiment (0: none) */
     /* P_STREAM: a handler's streamed response (gh_session_stream_start) */
     gh_stream_fn sfn;
     void *sctx;
     uint32_t stick_ms;
     struct gh_req *s_next, *s_prev; /* the worker's streaming requests */
+    /* P_DEFER: waiting for gh_session_answer_deferred */
+    uint64_t dtoken;
+    struct gh_req *d_next, *d_prev;
 };
 
 static gh_handler_fn role_handlers[8];
@@ -474,6 +479,9 @@ static void req_account(gh_req_t *r)
         gh_metrics_request(r->route->stats, w->id, r->status, dur, r->bytes_in, r->bytes_out);
         if (r->cresult)
             gh_metrics_cache(r->route->stats, w->id, r->cresult);
+        if (r->xunit_h) /* an experiment's unit: its request as an edge observation */
+            gh_exp_observe(w->id, r->route->tenant, r->xunit_h, r->path.p, r->path.n, r->status, dur, r->bytes_out,
+                           r->wall_ms);
     }
     if (!gh_accesslog_enabled() || r->c->listener->role != GH_LISTEN_PROXY)
         return;
@@ -553,7 +561,7 @@ static void respond_full(gh_req_t *r, int status, const char *ctype, const char 
     r->status = status;
     r->phase = P_DIRECT;
     /* the rest of a request body we do not read makes the connection unusable */
-    if (!r->body_done || close || w->draining)
+    if (!r->body_done || close || w->draining || !r->keep_alive) /* (the client asked to close) */
         c->close_after = 1;
     gh_buf_t *b = &r->chead;
     int rc = put_status_line(w, b, status);
@@ -611,8 +619,55 @@ void gh_session_respond(gh_req_t *r, int status, const char *ctype, const char *
 
 #define STREAM_PENDING_MAX (1u << 20) /* bytes a client may leave unread before the stream is cut */
 
+static void defer_unlink(gh_req_t *r)
+{
+    if (!r->dtoken)
+        return;
+    gh_worker_t *w = r->w;
+    if (r->d_prev)
+        r->d_prev->d_next = r->d_next;
+    else
+        w->deferred = r->d_next;
+    if (r->d_next)
+        r->d_next->d_prev = r->d_prev;
+    r->d_next = r->d_prev = NULL;
+    r->dtoken = 0;
+}
+
+uint64_t gh_session_defer(gh_req_t *r, uint32_t timeout_ms)
+{
+    gh_worker_t *w = r->w;
+    r->dtoken = ((uint64_t)w->id << 48) | (++w->defer_seq & 0xffffffffffffull);
+    r->phase = P_DEFER;
+    r->phase_start = gh_loop_now(&w->loop) + timeout_ms; /* the deadline (req_timer_arm) */
+    r->d_prev = NULL;
+    r->d_next = w->deferred;
+    if (w->deferred)
+        ((gh_req_t *)w->deferred)->d_prev = r;
+    w->deferred = r;
+    return r->dtoken;
+}
+
+int gh_session_answer_deferred(uint64_t token, int status, const char *ctype, const char *body, size_t len,
+                               const char *extra)
+{
+    gh_worker_t *w = gh_worker_self();
+    if (!w || !token)
+        return -1;
+    for (gh_req_t *r = w->deferred; r; r = r->d_next)
+        if (r->dtoken == token) {
+            defer_unlink(r);
+            r->phase = 0;
+            respond(r, status, ctype, body, len, extra, 0);
+            gh_task_post(&w->loop, &r->c->resume);
+            return 0;
+        }
+    return -1; /* the client went away, or it timed out */
+}
+
 static void stream_unlink(gh_req_t *r)
 {
+    defer_unlink(r);
     free(r->sctx);
     r->sctx = NULL;
     if (!r->sfn)
@@ -2791,6 +2846,10 @@ static void route_flag(gh_req_t *r, const gh_h1_request_t *m)
         if (gh_exposurelog_log(r->w->id, &e) < 0)
             GH_COUNT(r->w->stats->access_log_dropped, 1);
     }
+    if (res.variant && unit.n && gh_exp_running() && gh_exp_flag_watched(r->route->tenant, rf->key)) {
+        r->xunit_h = gh_exp_hash(unit.p, unit.n);
+        gh_exp_expose(r->w->id, r->route->tenant, rf->key, res.variant, r->xunit_h, r->wall_ms);
+    }
     for (uint32_t i = 0; r->fvariant && i < rf->nvariants; i++)
         if (!strcmp(rf->variants[i].name, r->fvariant))
             r->fv = &rf->variants[i];
@@ -2861,7 +2920,7 @@ static gh_req_t *request_begin(gh_client_t *c)
     r->gen = gh_gen_hold(w);
     r->t_start_us = now_us();
     r->minor = 1;
-    if (gh_accesslog_enabled() || gh_exposurelog_enabled()) {
+    if (gh_accesslog_enabled() || gh_exposurelog_enabled() || gh_exp_running()) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         r->wall_ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
@@ -2999,7 +3058,7 @@ static void handler_call(gh_req_t *r)
     gh_req_view_t v = {&m, r->w, r->peer, body, len};
     role_handlers[c->listener->role](r, &v);
     free(dechunked);
-    if (r->phase != P_DIRECT && r->phase != P_STREAM)
+    if (r->phase != P_DIRECT && r->phase != P_STREAM && r->phase != P_DEFER)
         respond_error(r, 500, "handler gave no answer");
 }
 
@@ -3184,6 +3243,7 @@ static int req_run(gh_req_t *r)
             }
             break;
         case P_CWAIT: /* waiting for another request's fetch: woken by gh_session_cache_wake */
+        case P_DEFER: /* waiting for a handler's later answer (gh_session_answer_deferred) */
             break;
         case P_BODY:
             if ((rc = handler_body(r)) < 0)
@@ -3352,6 +3412,10 @@ static void req_timeout(gh_timer_t *t)
         else
             dispatch(r);
         break;
+    case P_DEFER:
+        defer_unlink(r);
+        respond_error(r, 503, "the answer did not come in time");
+        break;
     case P_STREAM:
         if ((output_pending(r) && !c->writable) || !r->sfn) { /* a client that does not read */
             req_account(r);
@@ -3439,6 +3503,7 @@ static void req_timer_arm(gh_req_t *r)
     case P_BACKOFF:
     case P_HOLD:
     case P_CWAIT:
+    case P_DEFER:
         deadline = r->phase_start;
         break;
     case P_BODY:

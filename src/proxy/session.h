@@ -79,6 +79,14 @@ void gh_session_stream_regen(gh_req_t *r);
 /* Call every streamed answer's fn with event (worker.c: GH_STREAM_CONF). */
 void gh_session_streams_event(gh_worker_t *w, int event);
 
+/* Deferred answers: a handler that must wait for another thread (the experiments pipeline's
+ * commit) calls gh_session_defer and returns; the request waits without holding its worker.
+ * Later, on the same worker's thread (gh_worker_post), gh_session_answer_deferred answers it;
+ * -1 when it is gone (client closed) or timed out (after timeout_ms it was answered 503). */
+uint64_t gh_session_defer(gh_req_t *r, uint32_t timeout_ms);
+int gh_session_answer_deferred(uint64_t token, int status, const char *ctype, const char *body, size_t len,
+                               const char *extra);
+
 /* Register the handler answering every request on listeners of a role (admin, demo). */
 void gh_session_set_handler(int role, gh_handler_fn fn);
 

@@ -118,6 +118,8 @@ static void close_listeners(gh_worker_t *w)
     }
 }
 
+static void run_tasks(gh_worker_t *w);
+
 static void notify_cb(gh_io_t *io, uint32_t ev)
 {
     gh_worker_t *w = (gh_worker_t *)((char *)io - offsetof(gh_worker_t, notify));
@@ -134,6 +136,8 @@ static void notify_cb(gh_io_t *io, uint32_t ev)
         gh_session_rotate(w);
     if (__atomic_exchange_n(&w->cache_wake, 0, __ATOMIC_ACQ_REL))
         gh_session_cache_wake(w);
+    if (__atomic_load_n(&w->tasks, __ATOMIC_ACQUIRE))
+        run_tasks(w);
     if (gh_workers_draining() && !w->draining) {
         w->draining = 1;
         close_listeners(w);
@@ -194,9 +198,14 @@ static int open_listener(const gh_conf_listener_t *lc)
     return fd;
 }
 
+static __thread gh_worker_t *self;
+
+gh_worker_t *gh_worker_self(void) { return self; }
+
 static void *worker_main(void *arg)
 {
     gh_worker_t *w = arg;
+    self = w;
     sigset_t all;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, NULL);
@@ -304,6 +313,36 @@ static void poke(gh_worker_t *w)
     uint64_t one = 1;
     ssize_t n = write(w->notify.fd, &one, sizeof one);
     (void)n;
+}
+
+void gh_worker_post(uint32_t id, gh_wtask_t *t)
+{
+    if (id >= nthreads) { /* no such worker: run it here, on no worker's thread, rather than lose it */
+        t->fn(t);
+        return;
+    }
+    gh_worker_t *w = &workers[id];
+    gh_wtask_t *head = __atomic_load_n(&w->tasks, __ATOMIC_RELAXED);
+    do
+        t->next = head;
+    while (!__atomic_compare_exchange_n(&w->tasks, &head, t, 1, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+    poke(w);
+}
+
+static void run_tasks(gh_worker_t *w)
+{
+    gh_wtask_t *t = __atomic_exchange_n(&w->tasks, NULL, __ATOMIC_ACQUIRE), *rev = NULL;
+    while (t) { /* pushed last first: back to posting order */
+        gh_wtask_t *n = t->next;
+        t->next = rev;
+        rev = t;
+        t = n;
+    }
+    while (rev) {
+        gh_wtask_t *n = rev->next;
+        rev->fn(rev); /* may free rev */
+        rev = n;
+    }
 }
 
 void gh_worker_cache_poke(uint32_t id)

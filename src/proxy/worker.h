@@ -52,6 +52,12 @@ typedef struct {
 struct gh_client;
 struct gh_uppool;
 
+/* Work handed to a worker's thread from any thread (gh_worker_post). */
+typedef struct gh_wtask {
+    struct gh_wtask *next;
+    void (*fn)(struct gh_wtask *t); /* runs on the worker's thread; may free t */
+} gh_wtask_t;
+
 #define GH_UPPOOL_BUCKETS 256
 
 typedef struct gh_worker {
@@ -83,6 +89,9 @@ typedef struct gh_worker {
     int cache_wake;      /* atomic: a fetch some request here waits on is done */
     void *cache_waiters; /* requests waiting for another's fetch (session.c) */
     void *streams;       /* requests with a streamed answer (session.c) */
+    void *deferred;      /* requests whose answer comes later (session.c) */
+    uint64_t defer_seq;
+    gh_wtask_t *tasks;   /* posted by other threads (gh_worker_post), a lock-free stack */
 } gh_worker_t;
 
 #define GH_MAX_HEADERS 1000
@@ -108,6 +117,10 @@ void gh_gen_release(gh_worker_t *w, gh_gen_t *g);
 
 /* Random 64 bits from the worker's generator (xorshift128+, seeded by getrandom). */
 uint64_t gh_worker_rand(gh_worker_t *w);
+/* Run t->fn(t) on worker id's thread, soon (any thread; lock-free). */
+void gh_worker_post(uint32_t id, gh_wtask_t *t);
+/* The worker whose thread this is, or NULL. */
+gh_worker_t *gh_worker_self(void);
 /* Wake worker id: a cache fetch its requests wait on is done (any thread). */
 void gh_worker_cache_poke(uint32_t id);
 /* "Date: <IMF-fixdate>\r\n", refreshed once a second. */

@@ -303,3 +303,20 @@ def test_access_log_to_file(gatehouse, origin, tmp_path):
     assert g.get("/hello", headers={"X-Request-Id": "to-file-1"}).status_code == 200
     assert poll(lambda: path.exists() and any(ln.get("request_id") == "to-file-1"
                                               for ln in g.log_lines(str(path))), timeout=3)
+
+
+def test_a_request_with_connection_close_is_answered_and_closed(gatehouse):
+    """A direct answer (admin, OFREP, demo) to an HTTP/1.1 request with Connection: close
+    ends the connection, so a client reading to EOF is not left waiting."""
+    import socket
+    gh = gatehouse(HEADER, workers=1)
+    s = socket.create_connection(("127.0.0.1", gh.admin_port), timeout=5)
+    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    data = b""
+    while True:
+        d = s.recv(4096)
+        if not d:
+            break
+        data += d
+    s.close()
+    assert data.startswith(b"HTTP/1.1 200") and b"Connection: close" in data and data.endswith(b"ok\n")
