@@ -10,6 +10,7 @@
 #include <stdlib.h>
 
 #include "t.h"
+#include "experiments/stats.h"
 
 static char g_mem[1 << 20];
 static char g_out[4096];
@@ -200,6 +201,11 @@ static void test_fractional_distribution(void)
         CHECK(fabs(cnt[i] - N * w[i]) <= 5 * sd);
     }
     CHECK_INT(cnt[0] + cnt[1] + cnt[2] + cnt[3], N);
+    /* assignment uniformity (issue 8): Pearson's chi-square of the counts against the weights */
+    double obs[4] = {(double)cnt[0], (double)cnt[1], (double)cnt[2], (double)cnt[3]}, chi2 = 0;
+    double p = gh_stats_srm(obs, w, 4, &chi2);
+    fprintf(stderr, "fractional over %d units: chi2 %.3f (3 dof), p %.4f\n", N, chi2, p);
+    CHECK(p > 0.001);
     json_decref(k);
     json_decref(ctx);
     json_decref(rule);
