@@ -14,6 +14,11 @@
 #define _GNU_SOURCE
 #include "config/config.h"
 #include "experiments/exp.h"
+
+struct gh_conf_owned {
+    struct gh_conf_owned *next;
+    void *set; /* gh_flagset_t */
+};
 #include "flags/flags.h"
 #include "proxy/dns.h"
 
@@ -3204,6 +3209,11 @@ static void parse_tenant_flags(ctx_t *x, yaml_node_t *n, gh_conf_tenant_t *t)
     gh_flags_errors_t fe = {0};
     gh_flagset_t *set = NULL;
     yaml_node_t *at = f[0].val ? f[0].val : f[1].val;
+    /* registered before it exists, so that no unwinding (longjmp on a full arena) can lose it */
+    struct gh_conf_owned *own = xalloc(x, sizeof *own);
+    own->set = NULL;
+    own->next = x->c->flagsets;
+    x->c->flagsets = own;
     if (f[0].val) {
         size_t o = path_key(x, "file");
         char *file = NULL;
@@ -3244,7 +3254,7 @@ static void parse_tenant_flags(ctx_t *x, yaml_node_t *n, gh_conf_tenant_t *t)
         err(x, at, "%s", fe.msgs[i]);
     path_pop(x, o);
     gh_flags_errors_free(&fe);
-    t->flags.set = set;
+    t->flags.set = own->set = set;
     if (f[2].val) {
         size_t o2 = path_key(x, "api_keys");
         if (want_seq(x, f[2].val, false)) {
@@ -4162,9 +4172,18 @@ static void syntax_error(ctx_t *x)
 /* x is not modified after setjmp, so it is valid after a longjmp. */
 static uint64_t dns_gen_counter; /* every load looks DNS names up with a new generation */
 
+static void free_flagsets(gh_conf_t *c)
+{
+    for (struct gh_conf_owned *o = c->flagsets; o; o = o->next)
+        gh_flags_free(o->set);
+    c->flagsets = NULL;
+}
+
 static int load(ctx_t *x, const char *yaml, size_t len, gh_conf_t **out, gh_conf_errors_t *errs)
 {
     if (setjmp(x->oom)) {
+        if (x->c)
+            free_flagsets(x->c);
         yaml_cleanup(x);
         ctx_end(x, NULL, false);
         return GH_ENOMEM;
@@ -4210,6 +4229,8 @@ static int load(ctx_t *x, const char *yaml, size_t len, gh_conf_t **out, gh_conf
     int rc = compile(x, errs);
     if (rc == 0)
         *out = x->c;
+    else
+        free_flagsets(x->c); /* a refused configuration: its flag sets too (the arena goes below) */
     ctx_end(x, errs, rc == 0);
     return rc;
 }
@@ -4366,8 +4387,7 @@ void gh_conf_unref(gh_conf_t *c)
     if (!c || __atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) != 0)
         return;
     arena_t *a = c->arena; /* c itself lives in the arena */
-    for (uint32_t i = 0; i < c->ntenants; i++)
-        gh_flags_free(c->tenants[i].flags.set);
+    free_flagsets(c);
     gh_protect_free(c);
     free_tls(c);
     gh_router_free(c);

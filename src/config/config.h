@@ -450,6 +450,7 @@ typedef struct gh_conf {
         int used;            /* some route caches */
     } cache;
     uint32_t nflag_files; /* tenants whose flags come from a file (watched) */
+    struct gh_conf_owned *flagsets; /* every flag set loaded (freed with the snapshot, or on a failed load) */
     struct {
         char *store;     /* SQLite database of exposures and events ("gatehouse-experiments.db") */
         char *audit_log; /* JSON lines of every exposure and event, or NULL */

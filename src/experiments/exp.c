@@ -737,6 +737,8 @@ static size_t drain_rings(void)
     return n;
 }
 
+static void batch_free(batch_t *b);
+
 static void answer_task(gh_wtask_t *t)
 {
     batch_t *b = (batch_t *)((char *)t - offsetof(batch_t, task));
@@ -751,15 +753,7 @@ static void answer_task(gh_wtask_t *t)
         b->done(b->arg, 500, "{\"type\":\"about:blank\",\"title\":\"out of memory\",\"status\":500}", 58);
     free(body);
     json_decref(ans);
-    for (uint32_t i = 0; i < b->nev; i++) {
-        free(b->ev[i].name);
-        free(b->ev[i].unit);
-        free(b->ev[i].id);
-        free(b->ev[i].payload);
-    }
-    free(b->ev);
-    json_decref(b->errors);
-    free(b);
+    batch_free(b);
 }
 
 /* Commit a list of publishes in one transaction, apply the new events, answer. */
@@ -1075,28 +1069,37 @@ static void ev_error(json_t *errors, size_t i, const char *reason)
     json_array_append_new(errors, json_pack("{s:i, s:s}", "index", (int)i, "reason", reason));
 }
 
-int gh_exp_publish(uint32_t slot, const gh_conf_tenant_t *t, const char *body, size_t len, gh_exp_done_fn done,
-                   void *arg, int *status, char *err, size_t errcap)
+static void batch_free(batch_t *b)
+{
+    for (uint32_t i = 0; i < b->nev; i++) {
+        free(b->ev[i].name);
+        free(b->ev[i].unit);
+        free(b->ev[i].id);
+        free(b->ev[i].payload);
+    }
+    free(b->ev);
+    json_decref(b->errors);
+    free(b);
+}
+
+/* Parse a publish body for tenant into a batch (see gh_exp_publish). */
+static batch_t *parse_batch(const char *tenant, const char *body, size_t len, int64_t now, int *status, char *err,
+                            size_t errcap)
 {
     *status = 400;
-    if (!P.running) {
-        *status = 503;
-        snprintf(err, errcap, "experiments are not enabled (no experiments configured and no store)");
-        return -1;
-    }
     json_error_t je;
     json_t *doc = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
     const json_t *events = json_object_get(doc, "events");
     if (!doc || !json_is_array(events)) {
         snprintf(err, errcap, doc ? "the body must be {\"events\": [...]}" : "the body is not JSON: %.160s", je.text);
         json_decref(doc);
-        return -1;
+        return NULL;
     }
     if (json_array_size(events) > MAX_EVENTS) {
         *status = 413;
         snprintf(err, errcap, "%zu events: at most %u in one request", json_array_size(events), MAX_EVENTS);
         json_decref(doc);
-        return -1;
+        return NULL;
     }
     batch_t *b = calloc(1, sizeof *b);
     size_t n = json_array_size(events);
@@ -1107,15 +1110,11 @@ int gh_exp_publish(uint32_t slot, const gh_conf_tenant_t *t, const char *body, s
         json_decref(doc);
         *status = 500;
         snprintf(err, errcap, "out of memory");
-        return -1;
+        return NULL;
     }
-    snprintf(b->tenant, sizeof b->tenant, "%s", t->name);
-    b->tenant_h = gh_exp_hash(t->name, strlen(t->name));
-    b->slot = slot;
-    b->done = done;
-    b->arg = arg;
+    snprintf(b->tenant, sizeof b->tenant, "%s", tenant);
+    b->tenant_h = gh_exp_hash(tenant, strlen(tenant));
     const json_t *ctx = json_object_get(doc, "context");
-    int64_t now = (int64_t)now_ms();
     for (size_t i = 0; i < n; i++) {
         const json_t *ev = json_array_get(events, i);
         const json_t *def = json_object_get(ev, "eventDefinition"), *pl = json_object_get(ev, "payload"),
@@ -1187,6 +1186,24 @@ int gh_exp_publish(uint32_t slot, const gh_conf_tenant_t *t, const char *body, s
         b->nev++;
     }
     json_decref(doc);
+    *status = 200;
+    return b;
+}
+
+int gh_exp_publish(uint32_t slot, const gh_conf_tenant_t *t, const char *body, size_t len, gh_exp_done_fn done,
+                   void *arg, int *status, char *err, size_t errcap)
+{
+    if (!P.running) {
+        *status = 503;
+        snprintf(err, errcap, "experiments are not enabled (no experiments configured and no store)");
+        return -1;
+    }
+    batch_t *b = parse_batch(t->name, body, len, (int64_t)now_ms(), status, err, errcap);
+    if (!b)
+        return -1;
+    b->slot = slot;
+    b->done = done;
+    b->arg = arg;
     pthread_mutex_lock(&P.qmu);
     *P.qtail = b;
     P.qtail = &b->next;
@@ -1366,4 +1383,35 @@ json_t *gh_exp_results(const char *tenant, const char *id, int *status, char *er
     pthread_mutex_unlock(&P.mu);
     *status = 200;
     return out;
+}
+
+int gh_exp_parse_check(const char *body, size_t len, int64_t now_ms_, uint32_t *nev, uint32_t *nerr, char *err,
+                       size_t errcap)
+{
+    int status = 0;
+    batch_t *b = parse_batch("fuzz", body, len, now_ms_, &status, err, errcap);
+    if (!b)
+        return -status;
+    *nev = b->nev;
+    *nerr = (uint32_t)json_array_size(b->errors);
+    int bad = 0;
+    for (uint32_t i = 0; i < b->nev; i++) { /* what the store and the aggregator rely on */
+        const pevent_t *e = &b->ev[i];
+        bad |= !e->name[0] || strlen(e->name) > MAX_NAME || !e->unit[0] || strlen(e->unit) > MAX_NAME || !e->id[0] ||
+               strlen(e->payload) > MAX_PAYLOAD || e->time_ms > now_ms_ + FUTURE_MS || e->time_ms < 0 ||
+               e->name_h != gh_exp_hash(e->name, strlen(e->name)) || e->unit_h != gh_exp_hash(e->unit, strlen(e->unit));
+        json_t *pl = json_loads(e->payload, 0, NULL);
+        bad |= !json_is_object(pl);
+        json_decref(pl);
+    }
+    size_t k;
+    json_t *x;
+    int64_t last = -1;
+    json_array_foreach(b->errors, k, x) { /* indexes ascending, each with a reason */
+        int64_t ix = json_integer_value(json_object_get(x, "index"));
+        bad |= ix <= last || !json_is_string(json_object_get(x, "reason"));
+        last = ix;
+    }
+    batch_free(b);
+    return bad ? -1000 : 0;
 }

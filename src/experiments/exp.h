@@ -70,6 +70,13 @@ typedef void (*gh_exp_done_fn)(void *arg, int status, const char *body, size_t l
 int gh_exp_publish(uint32_t slot, const gh_conf_tenant_t *t, const char *body, size_t len, gh_exp_done_fn done,
                    void *arg, int *status, char *err, size_t errcap);
 
+/* For the fuzz target: parse a publish body as gh_exp_publish does (no store needed), check
+ * what the rest relies on (names, units, ids non-empty and bounded, payloads JSON objects, times
+ * not in the future, error indexes ascending). 0 with the counts, -status for a refused request,
+ * -1000 when an invariant is broken. */
+int gh_exp_parse_check(const char *body, size_t len, int64_t now_ms, uint32_t *nev, uint32_t *nerr, char *err,
+                       size_t errcap);
+
 /* The results of experiment id of tenant as JSON (the caller's), or NULL with status (404...)
  * and err. */
 json_t *gh_exp_results(const char *tenant, const char *id, int *status, char *err, size_t errcap);
