@@ -60,9 +60,20 @@ $(BUILD)/tests-bin/stats_driver: tests/exp/stats_driver.c $(BUILD)/libgatehouse.
 
 # libFuzzer targets: clang, with ASan+UBSan, over the library's sources.
 FUZZ_CFLAGS := -std=gnu11 -D_GNU_SOURCE= -O1 -g -Isrc -I$(GEN) $(PKG_CFLAGS) -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(filter-out src/main.c,$(SRCS)) $(GEN_SRCS)
+# the library's objects are built once for all targets (fuzzer-instrumented), then archived
+FUZZ_OBJS := $(patsubst %.c,$(BUILD)/fuzzobj/%.o,$(SRCS)) $(patsubst $(GEN)/%.c,$(BUILD)/fuzzobj/gen/%.o,$(GEN_SRCS))
+$(BUILD)/fuzzobj/gen/%.o: $(GEN)/%.c
 	@mkdir -p $(dir $@)
-	clang $(FUZZ_CFLAGS) -o $@ $< $(filter-out src/main.c,$(SRCS)) $(GEN_SRCS) $(LDLIBS)
+	clang $(FUZZ_CFLAGS) -MMD -MP -c $< -o $@
+$(BUILD)/fuzzobj/%.o: %.c | $(GEN_SRCS)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -MMD -MP -c $< -o $@
+$(BUILD)/libgatehouse-fuzz.a: $(FUZZ_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(BUILD)/libgatehouse-fuzz.a
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -o $@ $< $(BUILD)/libgatehouse-fuzz.a $(LDLIBS)
 
 unit: $(UNIT_BINS)
 fuzz: $(FUZZ_BINS)
@@ -85,4 +96,4 @@ bench: all
 clean:
 	rm -rf build build-asan
 
--include $(OBJS:.o=.d) $(BUILD)/src/main.d
+-include $(OBJS:.o=.d) $(BUILD)/src/main.d $(FUZZ_OBJS:.o=.d)
