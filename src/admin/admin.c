@@ -413,9 +413,36 @@ static void plan_request(gh_req_t *r, const gh_h1_request_t *m)
     gh_session_respond(r, 200, "application/json", body, (size_t)len, "Cache-Control: no-store\r\n");
 }
 
+/* The operator key, when one is configured: Authorization: Bearer KEY (constant time). */
+static int authorized(const gh_conf_t *c, const gh_h1_request_t *m)
+{
+    if (!c->admin_key)
+        return 1; /* no key: the listener is on loopback (checked at load) */
+    const gh_h1_header_t *h = gh_h1_find(m->headers, m->nheaders, GH_STR("authorization"));
+    if (!h || h->value.n < 8 || strncasecmp(h->value.p, "Bearer ", 7))
+        return 0;
+    gh_str_t k = gh_str(h->value.p + 7, h->value.n - 7);
+    size_t kl = strlen(c->admin_key);
+    unsigned char d = k.n != kl;
+    for (size_t i = 0; i < kl; i++)
+        d |= (unsigned char)(c->admin_key[i] ^ (i < k.n ? k.p[i] : 0));
+    return d == 0;
+}
+
 void gh_admin_handle(gh_req_t *r, const gh_req_view_t *v)
 {
     const gh_h1_request_t *m = v->msg;
+    /* everything but the probes needs the operator key (when there is one) */
+    if (!gh_str_eq(m->path, GH_STR("/healthz")) && !gh_str_eq(m->path, GH_STR("/readyz")) &&
+        !authorized(v->w->gen->conf, m)) {
+        char body[200];
+        int n = snprintf(body, sizeof body,
+                         "{\"type\":\"https://gatehouse.dev/problems/unauthorized\",\"title\":\"Unauthorized\","
+                         "\"status\":401,\"detail\":\"send Authorization: Bearer <operator key>\"}\n");
+        gh_session_respond(r, 401, "application/problem+json", body, (size_t)n,
+                           "WWW-Authenticate: Bearer realm=\"gatehouse admin\"\r\nCache-Control: no-store\r\n");
+        return;
+    }
     if (gh_str_eq(m->path, GH_STR("/cache/purge"))) {
         if (m->method_id != GH_M_POST)
             gh_session_respond(r, 405, "text/plain", "method not allowed\n", 19, "Allow: POST\r\n");

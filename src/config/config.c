@@ -1225,6 +1225,45 @@ static bool parse_listener_tls(ctx_t *x, gh_conf_listener_t *l, yaml_node_t *n)
     return x->nerrs == before;
 }
 
+/* The operator key of the admin API: GATEHOUSE_ADMIN_KEY from the environment, else the first
+ * line of admin.key_file. Kept out of logs and errors (only its length is ever shown). */
+static bool admin_key(ctx_t *x, yaml_node_t *file_node)
+{
+    gh_conf_t *c = x->c;
+    const char *env = getenv("GATEHOUSE_ADMIN_KEY");
+    char buf[512];
+    const char *key = NULL;
+    if (env && *env) {
+        key = env;
+    } else if (file_node) {
+        size_t o = path_key(x, "key_file");
+        char *path = NULL;
+        if (get_str(x, file_node, &path, NULL, false, false)) {
+            FILE *fp = fopen(path, "r");
+            if (!fp || !fgets(buf, sizeof buf, fp)) {
+                err(x, file_node, "cannot read the admin key from %s: %s", q(x, path, strlen(path)),
+                    fp ? "empty" : strerror(errno));
+            } else {
+                buf[strcspn(buf, "\r\n")] = 0;
+                key = buf;
+            }
+            if (fp)
+                fclose(fp);
+        }
+        path_pop(x, o);
+        if (!key)
+            return false;
+    }
+    if (!key)
+        return true;
+    if (strlen(key) < 16) {
+        err(x, file_node, "the admin key (%s) must have at least 16 characters", env && *env ? "GATEHOUSE_ADMIN_KEY" : "key_file");
+        return false;
+    }
+    c->admin_key = xstrndup(x, key, strlen(key));
+    return true;
+}
+
 static void parse_listener(ctx_t *x, yaml_node_t *n, int role, size_t idx)
 {
     gh_conf_t *c = x->c;
@@ -1233,6 +1272,10 @@ static void parse_listener(ctx_t *x, yaml_node_t *n, int role, size_t idx)
     field_t f[] = {F("listen"), F("backlog"), F("name"), F("tls"), F("h2c"), F("keepalive")};
     /* tls, h2c: proxy, OFREP and flagd gRPC; keepalive: flagd gRPC */
     size_t nf = role == GH_LISTEN_GRPC ? 6 : role == GH_LISTEN_PROXY || role == GH_LISTEN_OFREP ? 5 : 2;
+    if (role == GH_LISTEN_ADMIN) { /* the admin listener: its operator key instead of a name */
+        f[2] = (field_t)F("key_file");
+        nf = 3;
+    }
     if (!fields(x, n, f, nf))
         return;
     bool ok = true;
@@ -1257,6 +1300,8 @@ static void parse_listener(ctx_t *x, yaml_node_t *n, int role, size_t idx)
     }
     if (f[1].val && !f_u32(x, &f[1], 1, 65535, &l->backlog))
         ok = false;
+    if (role == GH_LISTEN_ADMIN && !admin_key(x, f[2].val))
+        ok = false;
     if (nf > 3 && f[3].val && !parse_listener_tls(x, l, f[3].val))
         ok = false;
     if (role == GH_LISTEN_GRPC)
@@ -1278,6 +1323,17 @@ static void parse_listener(ctx_t *x, yaml_node_t *n, int role, size_t idx)
         }
     } else {
         ok = false;
+    }
+    if (ok && role == GH_LISTEN_ADMIN && !c->admin_key) { /* no key: loopback only */
+        const struct sockaddr_in *v4 = (const struct sockaddr_in *)&l->addr;
+        const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)&l->addr;
+        int loop = l->addr.ss_family == AF_INET ? (ntohl(v4->sin_addr.s_addr) >> 24) == 127
+                                                : IN6_IS_ADDR_LOOPBACK(&v6->sin6_addr);
+        if (!loop) {
+            err(x, f[0].val, "an admin listener on a non-loopback address needs an operator key "
+                             "(GATEHOUSE_ADMIN_KEY or admin.key_file)");
+            ok = false;
+        }
     }
     if (ok) {
         x->lnodes[c->nlisteners] = f[0].val;

@@ -410,6 +410,7 @@ typedef struct gh_conf {
         char *path;  /* default "-" = stdout */
     } access_log;
     char *exposure_log; /* JSON lines of flag exposures (routes' flags with exposure on), or NULL */
+    char *admin_key;    /* the operator key of the admin API (Authorization: Bearer), or NULL */
     int via; /* add Via to forwarded requests (default 1) */
     gh_conf_listener_t *listeners; /* proxy, admin and demo listeners */
     uint32_t nlisteners;

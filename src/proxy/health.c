@@ -404,7 +404,7 @@ void gh_backend_view(const gh_conf_backend_t *b, gh_backend_view_t *out)
 
 char *gh_health_metrics(const gh_conf_t *c, size_t *len)
 {
-    size_t cap = 1024;
+    size_t cap = 8192; /* the HELP and TYPE lines alone are about 2 KB */
     for (uint32_t i = 0; i < c->nupstreams; i++)
         cap += (size_t)c->upstreams[i].nbackends * 10 * 256;
     char *out = malloc(cap);
