@@ -265,8 +265,12 @@ static int walk(wire_t w, int depth, sub_fn sub)
 
 static int in_struct(uint32_t field, wire_t body, int depth);
 static int in_value_list(uint32_t field, wire_t body, int depth);
+static __thread int nul_seen; /* a context string or key held a NUL byte (refused: C strings would cut it) */
+
 static int in_value(uint32_t field, wire_t body, int depth)
 {
+    if (field == 3 && memchr(body.p, 0, (size_t)(body.e - body.p))) /* string_value */
+        return nul_seen = 1, -1;
     if (field == 5) /* struct_value */
         return depth >= GH_GRPC_MAX_DEPTH ? -1 : walk(body, depth + 1, in_struct);
     if (field == 6) /* list_value: repeated Value values = 1 */
@@ -279,6 +283,8 @@ static int in_value_list(uint32_t field, wire_t body, int depth)
 }
 static int in_entry(uint32_t field, wire_t body, int depth)
 {
+    if (field == 1 && memchr(body.p, 0, (size_t)(body.e - body.p))) /* the key */
+        return nul_seen = 1, -1;
     return field == 2 ? walk(body, depth, in_value) : 0;
 }
 static int in_struct(uint32_t field, wire_t body, int depth)
@@ -294,14 +300,52 @@ static int in_all_request(uint32_t field, wire_t body, int depth)
     return field == 1 ? walk(body, 1, in_struct) : 0;
 }
 
+/* The wire length of the last field 1 (flag_key) of a well-formed message, or -1. */
+static int64_t key_wire_len(const uint8_t *p, size_t n)
+{
+    wire_t w = {p, p + n};
+    int64_t len = -1;
+    while (w.p < w.e) {
+        uint64_t tag, v;
+        if (varint(&w, &tag) < 0)
+            return -1;
+        switch (tag & 7) {
+        case 0:
+            if (varint(&w, &v) < 0)
+                return -1;
+            break;
+        case 1:
+            w.p += 8;
+            break;
+        case 5:
+            w.p += 4;
+            break;
+        case 2:
+            if (varint(&w, &v) < 0 || v > (uint64_t)(w.e - w.p))
+                return -1;
+            if ((tag >> 3) == 1)
+                len = (int64_t)v;
+            w.p += v;
+            break;
+        default:
+            return -1;
+        }
+    }
+    return len;
+}
+
 int gh_grpc_parse_request(const uint8_t *p, size_t n, int with_key, char **key, json_t **ctx, char *err, size_t errcap)
 {
     *ctx = NULL;
     if (key)
         *key = NULL;
+    nul_seen = 0;
     if (walk((wire_t){p, p + n}, 0, with_key ? in_request : in_all_request) < 0) {
-        snprintf(err, errcap, "the request is not a valid message (or its context nests deeper than %d)",
-                 GH_GRPC_MAX_DEPTH);
+        if (nul_seen)
+            snprintf(err, errcap, "INVALID_CONTEXT: a context string holds a NUL byte");
+        else
+            snprintf(err, errcap, "the request is not a valid message (or its context nests deeper than %d)",
+                     GH_GRPC_MAX_DEPTH);
         return -1;
     }
     /* every Resolve*Request is {string flag_key = 1; Struct context = 2;}: one descriptor reads them */
@@ -323,6 +367,10 @@ int gh_grpc_parse_request(const uint8_t *p, size_t n, int with_key, char **key, 
         if (sctx && !(*ctx = from_struct(sctx))) {
             snprintf(err, errcap, "the context holds a string that is not UTF-8");
             rc = -1;
+        }
+        if (!rc && key && rq && rq->flag_key && (int64_t)strlen(rq->flag_key) != GH_MAX(key_wire_len(p, n), 0)) {
+            snprintf(err, errcap, "FLAG_NOT_FOUND: no flag key contains a NUL byte");
+            rc = -2;
         }
         if (!rc && key && rq && !(*key = strdup(rq->flag_key ? rq->flag_key : ""))) {
             snprintf(err, errcap, "out of memory");
@@ -425,11 +473,6 @@ static int status_of(int error)
     }
 }
 
-/* The response fields every Resolve*Response shares, in the same places (reason, metadata,
- * the value's presence, the value, the variant's presence, the variant): filled through
- * the boolean response's type, the value by method. */
-typedef Flagd__Evaluation__V2__ResolveBooleanResponse any_resp_t;
-
 static void resolve_one(gh_req_t *r, uint32_t slot, int method, int v2, const gh_conf_tenant_t *t, const char *key,
                         const json_t *ctx)
 {
@@ -455,59 +498,66 @@ static void resolve_one(gh_req_t *r, uint32_t slot, int method, int v2, const gh
              res.message[0] ? res.message : gh_flag_error_name(res.error));
         return;
     }
-    static const ProtobufCMessageDescriptor *desc[] = {
-        [M_BOOL] = &flagd__evaluation__v2__resolve_boolean_response__descriptor,
-        [M_STRING] = &flagd__evaluation__v2__resolve_string_response__descriptor,
-        [M_FLOAT] = &flagd__evaluation__v2__resolve_float_response__descriptor,
-        [M_INT] = &flagd__evaluation__v2__resolve_int_response__descriptor,
-        [M_OBJECT] = &flagd__evaluation__v2__resolve_object_response__descriptor,
-    };
+    pool_t pl = {0};
+    char *reason = (char *)gh_flag_reason_name(res.reason), *variant = (char *)res.variant;
+    Google__Protobuf__Struct *meta = res.metadata ? to_struct(&pl, res.metadata) : NULL;
+    const json_t *jv = res.value;
+    /* the five responses differ in the value's type (and so in layout): each filled as itself */
+#define FILL(msg, T, VALUE)                                                       \
+    do {                                                                          \
+        (msg).reason = reason;                                                    \
+        (msg).metadata = meta;                                                    \
+        if (variant) {                                                            \
+            (msg)._variant_case = FLAGD__EVALUATION__V2__RESOLVE_##T##_RESPONSE___VARIANT_VARIANT; \
+            (msg).variant = variant;                                              \
+        }                                                                         \
+        if (jv) {                                                                 \
+            (msg)._value_case = FLAGD__EVALUATION__V2__RESOLVE_##T##_RESPONSE___VALUE_VALUE; \
+            (msg).value = (VALUE);                                                \
+        }                                                                         \
+    } while (0)
     union {
+        ProtobufCMessage base;
         Flagd__Evaluation__V2__ResolveBooleanResponse b;
         Flagd__Evaluation__V2__ResolveStringResponse s;
         Flagd__Evaluation__V2__ResolveFloatResponse f;
         Flagd__Evaluation__V2__ResolveIntResponse i;
         Flagd__Evaluation__V2__ResolveObjectResponse o;
     } u;
-    memset(&u, 0, sizeof u);
-    protobuf_c_message_init(desc[method], &u);
-    pool_t pl = {0};
-    any_resp_t *a = &u.b;
-    a->reason = (char *)gh_flag_reason_name(res.reason);
-    a->metadata = res.metadata ? to_struct(&pl, res.metadata) : NULL;
-    if (res.variant) {
-        a->_variant_case = FLAGD__EVALUATION__V2__RESOLVE_BOOLEAN_RESPONSE___VARIANT_VARIANT;
-        a->variant = (char *)res.variant;
+    switch (method) {
+    case M_BOOL:
+        u.b = (Flagd__Evaluation__V2__ResolveBooleanResponse)FLAGD__EVALUATION__V2__RESOLVE_BOOLEAN_RESPONSE__INIT;
+        FILL(u.b, BOOLEAN, json_is_true(jv));
+        break;
+    case M_STRING:
+        u.s = (Flagd__Evaluation__V2__ResolveStringResponse)FLAGD__EVALUATION__V2__RESOLVE_STRING_RESPONSE__INIT;
+        FILL(u.s, STRING, (char *)json_string_value(jv));
+        break;
+    case M_FLOAT:
+        u.f = (Flagd__Evaluation__V2__ResolveFloatResponse)FLAGD__EVALUATION__V2__RESOLVE_FLOAT_RESPONSE__INIT;
+        FILL(u.f, FLOAT, json_number_value(jv));
+        break;
+    case M_INT: {
+        /* an integer as is; a real toward zero, as Go's int64(float64), saturated */
+        double d = json_number_value(jv);
+        int64_t iv = json_is_integer(jv) ? (int64_t)json_integer_value(jv)
+                     : d >= 9.2233720368547758e18  ? INT64_MAX
+                     : d <= -9.2233720368547758e18 ? INT64_MIN
+                                                   : (int64_t)d;
+        u.i = (Flagd__Evaluation__V2__ResolveIntResponse)FLAGD__EVALUATION__V2__RESOLVE_INT_RESPONSE__INIT;
+        FILL(u.i, INT, iv);
+        break;
     }
-    if (res.value) {
-        a->_value_case = FLAGD__EVALUATION__V2__RESOLVE_BOOLEAN_RESPONSE___VALUE_VALUE;
-        switch (method) {
-        case M_BOOL:
-            u.b.value = json_is_true(res.value);
-            break;
-        case M_STRING:
-            u.s.value = (char *)json_string_value(res.value);
-            break;
-        case M_FLOAT:
-            u.f.value = json_number_value(res.value);
-            break;
-        case M_INT: {
-            double d = json_is_integer(res.value) ? (double)json_integer_value(res.value) : json_number_value(res.value);
-            u.i.value = json_is_integer(res.value) ? (int64_t)json_integer_value(res.value)
-                        : d >= 9.2233720368547758e18  ? INT64_MAX
-                        : d <= -9.2233720368547758e18 ? INT64_MIN
-                                                      : (int64_t)d; /* toward zero, as Go's int64(float64) */
-            break;
-        }
-        case M_OBJECT:
-            u.o.value = to_struct(&pl, res.value);
-            break;
-        }
+    default:
+        u.o = (Flagd__Evaluation__V2__ResolveObjectResponse)FLAGD__EVALUATION__V2__RESOLVE_OBJECT_RESPONSE__INIT;
+        FILL(u.o, OBJECT, to_struct(&pl, jv));
+        break;
     }
+#undef FILL
     if (pl.oom)
         fail(r, S_INTERNAL, "out of memory");
     else
-        ok_unary(r, &u.b.base);
+        ok_unary(r, &u.base);
     pool_free(&pl);
 }
 
@@ -750,8 +800,9 @@ void gh_grpc_handle(gh_req_t *r, const gh_req_view_t *v)
     }
     char err[160], *key = NULL;
     json_t *ctx = NULL;
-    if (gh_grpc_parse_request(b + 5, len, method != M_ALL, method != M_ALL ? &key : NULL, &ctx, err, sizeof err) < 0) {
-        fail(r, S_INVALID_ARGUMENT, "%s", err);
+    int prc = gh_grpc_parse_request(b + 5, len, method != M_ALL, method != M_ALL ? &key : NULL, &ctx, err, sizeof err);
+    if (prc < 0) {
+        fail(r, prc == -2 ? S_NOT_FOUND : S_INVALID_ARGUMENT, "%s", err);
         return;
     }
     if (method == M_ALL)

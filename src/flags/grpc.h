@@ -39,7 +39,8 @@
 void gh_grpc_handle(gh_req_t *r, const gh_req_view_t *v);
 
 /* The context of a Resolve*Request / ResolveAllRequest message (protobuf bytes): 0 and a
- * JSON object in *ctx (NULL when absent; the caller's to free), or -1 with why in err.
+ * JSON object in *ctx (NULL when absent; the caller's to free), or -1 with why in err (-2: a
+ * flag key with a NUL byte, which no flag has).
  * Exposed for the fuzz target. key gets flag_key (NULL for ResolveAll). */
 int gh_grpc_parse_request(const uint8_t *p, size_t n, int with_key, char **key, json_t **ctx, char *err, size_t errcap);
 

@@ -134,10 +134,11 @@ struct gh_req {
     gh_stream_fn sfn;
     void *sctx;
     uint32_t stick_ms;
-    struct gh_req *s_next, *s_prev; /* the worker's streaming requests */
     /* P_DEFER: waiting for gh_session_answer_deferred */
     uint64_t dtoken;
-    struct gh_req *d_next, *d_prev;
+    /* on one of the worker's lists (w->streams or w->deferred), or none */
+    struct gh_req *l_next, *l_prev;
+    void **list;
 };
 
 static gh_handler_fn role_handlers[8];
@@ -619,18 +620,37 @@ void gh_session_respond(gh_req_t *r, int status, const char *ctype, const char *
 
 #define STREAM_PENDING_MAX (1u << 20) /* bytes a client may leave unread before the stream is cut */
 
+/* The worker's lists of requests waiting on an event (streams, deferred answers); a request is
+ * on at most one. */
+static void wlist_add(void **head, gh_req_t *r)
+{
+    r->list = head;
+    r->l_prev = NULL;
+    r->l_next = *head;
+    if (*head)
+        ((gh_req_t *)*head)->l_prev = r;
+    *head = r;
+}
+
+static void wlist_del(gh_req_t *r)
+{
+    if (!r->list)
+        return;
+    if (r->l_prev)
+        r->l_prev->l_next = r->l_next;
+    else
+        *r->list = r->l_next;
+    if (r->l_next)
+        r->l_next->l_prev = r->l_prev;
+    r->l_next = r->l_prev = NULL;
+    r->list = NULL;
+}
+
 static void defer_unlink(gh_req_t *r)
 {
     if (!r->dtoken)
         return;
-    gh_worker_t *w = r->w;
-    if (r->d_prev)
-        r->d_prev->d_next = r->d_next;
-    else
-        w->deferred = r->d_next;
-    if (r->d_next)
-        r->d_next->d_prev = r->d_prev;
-    r->d_next = r->d_prev = NULL;
+    wlist_del(r);
     r->dtoken = 0;
 }
 
@@ -640,11 +660,7 @@ uint64_t gh_session_defer(gh_req_t *r, uint32_t timeout_ms)
     r->dtoken = ((uint64_t)w->id << 48) | (++w->defer_seq & 0xffffffffffffull);
     r->phase = P_DEFER;
     r->phase_start = gh_loop_now(&w->loop) + timeout_ms; /* the deadline (req_timer_arm) */
-    r->d_prev = NULL;
-    r->d_next = w->deferred;
-    if (w->deferred)
-        ((gh_req_t *)w->deferred)->d_prev = r;
-    w->deferred = r;
+    wlist_add(&w->deferred, r);
     return r->dtoken;
 }
 
@@ -654,7 +670,7 @@ int gh_session_answer_deferred(uint64_t token, int status, const char *ctype, co
     gh_worker_t *w = gh_worker_self();
     if (!w || !token)
         return -1;
-    for (gh_req_t *r = w->deferred; r; r = r->d_next)
+    for (gh_req_t *r = w->deferred; r; r = r->l_next)
         if (r->dtoken == token) {
             defer_unlink(r);
             r->phase = 0;
@@ -672,14 +688,7 @@ static void stream_unlink(gh_req_t *r)
     r->sctx = NULL;
     if (!r->sfn)
         return;
-    gh_worker_t *w = r->w;
-    if (r->s_prev)
-        r->s_prev->s_next = r->s_next;
-    else
-        w->streams = r->s_next;
-    if (r->s_next)
-        r->s_next->s_prev = r->s_prev;
-    r->s_next = r->s_prev = NULL;
+    wlist_del(r);
     r->sfn = NULL;
 }
 
@@ -712,13 +721,8 @@ int gh_session_stream_start(gh_req_t *r, const char *ctype, const char *extra, g
     r->sfn = fn;
     r->sctx = ctx;
     r->stick_ms = tick_ms ? tick_ms : 15000;
-    if (fn) { /* one that lasts: it hears of events */
-        r->s_prev = NULL;
-        r->s_next = w->streams;
-        if (w->streams)
-            ((gh_req_t *)w->streams)->s_prev = r;
-        w->streams = r;
-    }
+    if (fn) /* one that lasts: it hears of events */
+        wlist_add(&w->streams, r);
     gh_task_post(&w->loop, &c->resume);
     return 0;
 }
@@ -778,7 +782,7 @@ void gh_session_streams_event(gh_worker_t *w, int event)
 {
     gh_req_t *r = w->streams;
     while (r) {
-        gh_req_t *next = r->s_next; /* the callback may end (unlink) r */
+        gh_req_t *next = r->l_next; /* the callback may end (unlink) r */
         r->sfn(r, event);
         r = next;
     }
@@ -801,6 +805,16 @@ static void respond_error(gh_req_t *r, int status, const char *msg)
             gh_upstream_close(r->u);
             r->u = NULL;
         }
+        return;
+    }
+    if (c->listener->role == GH_LISTEN_GRPC) {
+        /* a gRPC client reads the status from grpc-status (HTTP 200, trailers-only), mapped as
+         * gRPC's HTTP-to-gRPC table says, a too large message RESOURCE_EXHAUSTED */
+        int code = status == 413 ? 8 : status == 408 ? 4 : status == 401 ? 16 : status == 403 ? 7 : status == 404 ? 12
+                 : status == 429 || status == 502 || status == 503 || status == 504 ? 14 : status == 400 ? 13 : 2;
+        char extra[200];
+        snprintf(extra, sizeof extra, "grpc-status: %d\r\ngrpc-message: %s\r\n", code, msg); /* msg: our constants */
+        respond(r, 200, "application/grpc", NULL, 0, extra, status == 400 || status == 408 || status == 413);
         return;
     }
     char body[128];
