@@ -66,8 +66,9 @@ int gh_exp_print_results(FILE *out, const json_t *r)
             fmt(diff, sizeof diff, jnum(json_object_get(c, "diff")), 0);
             interval(ci, sizeof ci, json_object_get(c, "diff_ci"), 0);
             fmt(rel, sizeof rel, jnum(json_object_get(c, "rel")), 1);
-            snprintf(p, sizeof p, "%.4f", jnum(json_object_get(c, "p")));
-            snprintf(ph, sizeof ph, "%.4f", jnum(json_object_get(c, "p_holm")));
+            double pv = jnum(json_object_get(c, "p")), phv = jnum(json_object_get(c, "p_holm"));
+            snprintf(p, sizeof p, isfinite(pv) ? "%.4f" : "-", pv);
+            snprintf(ph, sizeof ph, isfinite(phv) ? "%.4f" : "-", phv);
             interval(seq, sizeof seq, json_object_get(c, "seq_ci"), 0);
             fprintf(out, "%-14s %-10s %-10.10s %11s %11s %-25s %9s %8s %8s %-25s %s\n", "", "", t, val, diff, ci, rel, p, ph,
                     seq, json_string_value(json_object_get(c, "verdict")));
