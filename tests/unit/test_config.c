@@ -654,10 +654,13 @@ static void test_examples(void)
         }
         gh_conf_errors_free(&e);
         if (c) {
-            if (i == 1) { /* quickstart: proxy, admin and demo listeners; /hello answered */
-                CHECK_INT(c->nlisteners, 3);
+            if (i == 1) { /* quickstart: proxy, admin, demo, OFREP and flagd gRPC listeners; flags, one experiment */
+                CHECK_INT(c->nlisteners, 5);
                 CHECK_INT(c->access_log.enabled, 1);
                 CHECK_INT(c->ntenants, 1);
+                CHECK(c->tenants[0].flags.set != NULL);
+                CHECK_INT(c->tenants[0].nexperiments, 1);
+                CHECK(c->exp.used);
             }
             gh_conf_unref(c);
         }
