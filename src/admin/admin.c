@@ -10,6 +10,7 @@
 #include "core/json.h"
 #include "experiments/exp.h"
 #include "experiments/stats.h"
+#include "obs/analytics.h"
 #include "proxy/router.h"
 #include "proxy/dns.h"
 #include "proxy/health.h"
@@ -510,6 +511,8 @@ void gh_admin_handle(gh_req_t *r, const gh_req_view_t *v)
         free(all);
     } else if (gh_str_eq(m->path, GH_STR("/cache"))) {
         cache_json(r);
+    } else if (gh_str_eq(m->path, GH_STR("/v1/analytics"))) {
+        gh_analytics_request(r, v);
     } else if (gh_str_eq(m->path, GH_STR("/v1/experiments/plan"))) {
         plan_request(r, m);
     } else if (m->path.n > 24 && !memcmp(m->path.p, "/v1/experiments/", 16) &&

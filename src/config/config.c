@@ -2956,9 +2956,10 @@ static void parse_route(ctx_t *x, yaml_node_t *n, gh_conf_tenant_t *t, gh_conf_s
     gh_conf_t *c = x->c;
     gh_conf_route_t *r = &s->routes[s->nroutes];
     field_t f[] = {F("name"), F("match"), F("upstream"), F("respond"), F("limits"), F("timeouts"), F("protection"),
-                   F("cache"), F("flag")};
+                   F("cache"), F("flag"), F("analytics")};
     if (!fields(x, n, f, GH_ARRAY_LEN(f)))
         return;
+    f_bool(x, &f[9], &r->analytics);
     r->site = s;
     r->tenant = t;
     if (f[7].val) {
@@ -2975,6 +2976,11 @@ static void parse_route(ctx_t *x, yaml_node_t *n, gh_conf_tenant_t *t, gh_conf_s
         char nm[32];
         snprintf(nm, sizeof nm, "route%u", tenant_route_idx);
         r->name = xstrndup(x, nm, strlen(nm));
+    }
+    if (r->analytics) { /* its sketches outlive reloads: found by tenant and route name */
+        char kb[600];
+        int kl = snprintf(kb, sizeof kb, "%s%c%s", t->name, 0, r->name);
+        r->analytics_key = gh_exp_hash(kb, (size_t)GH_MIN(kl, (int)sizeof kb - 1));
     }
     r->prot[0] = t->prot;
     r->prot[1] = s->prot;

@@ -273,6 +273,8 @@ typedef struct {
 
 typedef struct gh_conf_route {
     char *name; /* default "route<N>" */
+    int analytics;          /* traffic analytics (src/obs/analytics.c) for this route */
+    uint64_t analytics_key; /* ... its windows' key: a hash of tenant and route names */
     struct gh_conf_site *site;
     struct gh_conf_tenant *tenant;
     /* match */

@@ -39,6 +39,7 @@
 #include "proxy/lb.h"
 #include "proxy/router.h"
 #include "experiments/exp.h"
+#include "obs/analytics.h"
 #include "protect/protect.h"
 #include "tls/ja4.h"
 #include "tls/tls.h"
@@ -130,6 +131,7 @@ struct gh_req {
     const gh_conf_flagvariant_t *fv;
     char funit_new[36]; /* a unit generated here, set as a cookie; "" none */
     uint64_t xunit_h;   /* the unit's hash when the flag is under an experiment (0: none) */
+    gh_str_t referer, ua; /* for a route's analytics (views into the head) */
     /* P_STREAM: a handler's streamed response (gh_session_stream_start) */
     gh_stream_fn sfn;
     void *sctx;
@@ -172,6 +174,13 @@ static int cache_lookup(gh_req_t *r, const gh_h1_request_t *m);
 static void forward(gh_req_t *r, const gh_h1_request_t *m, uint32_t hold_ms);
 static void route_flag(gh_req_t *r, const gh_h1_request_t *m);
 static int put_flag_headers(gh_req_t *r, gh_buf_t *b);
+
+static uint64_t now_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
 
 static uint64_t now_us(void)
 {
@@ -480,6 +489,14 @@ static void req_account(gh_req_t *r)
         gh_metrics_request(r->route->stats, w->id, r->status, dur, r->bytes_in, r->bytes_out);
         if (r->cresult)
             gh_metrics_cache(r->route->stats, w->id, r->cresult);
+        if (r->route->analytics) {
+            gh_sk_event_t ev = {.key = {r->path, r->referer, r->ua, gh_str(r->peer, strlen(r->peer))},
+                                .latency = (double)dur, .status = (unsigned)r->status, .cache = r->cresult,
+                                .bytes_in = r->bytes_in, .bytes_out = r->bytes_out, .has_visitor = 1};
+            uint64_t vh[2] = {gh_sk_hash(r->peer, strlen(r->peer)), gh_sk_hash(r->ua.p, r->ua.n)};
+            ev.visitor = gh_sk_hash(vh, sizeof vh); /* a visitor: an address and a user agent */
+            gh_analytics_record(w, r->route, &ev, (int64_t)(r->wall_ms ? r->wall_ms : now_wall_ms()));
+        }
         if (r->xunit_h) /* an experiment's unit: its request as an edge observation */
             gh_exp_observe(w->id, r->route->tenant, r->xunit_h, r->path.p, r->path.n, r->status, dur, r->bytes_out,
                            r->wall_ms);
@@ -2968,6 +2985,10 @@ static void request_start(gh_client_t *c, const gh_h1_request_t *m)
     r->host = m->host;
     r->minor = (uint8_t)m->minor;
     r->keep_alive = m->keep_alive;
+    const gh_h1_header_t *hr = gh_h1_find(m->headers, m->nheaders, GH_STR("referer")),
+                         *hu = gh_h1_find(m->headers, m->nheaders, GH_STR("user-agent"));
+    r->referer = hr ? hr->value : GH_STR("");
+    r->ua = hu ? hu->value : GH_STR("");
     c->nrequests++;
     uint32_t maxreq = r->gen->conf->protect.max_requests;
     if (maxreq && c->nrequests >= maxreq && !c->h2s)

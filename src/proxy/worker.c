@@ -1,5 +1,6 @@
 /* worker.c: worker threads, listeners, configuration generations, drain (see worker.h). */
 #include "proxy/worker.h"
+#include "obs/analytics.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -213,6 +214,7 @@ static void *worker_main(void *arg)
         gh_loop_run_once(&w->loop, 1000);
     gh_upstream_close_all(w);
     gh_loop_run_once(&w->loop, 0); /* frees what the closes deferred */
+    gh_analytics_free(w);
     __atomic_store_n(&w->exited, 1, __ATOMIC_RELEASE);
     return NULL;
 }

@@ -92,6 +92,7 @@ typedef struct gh_worker {
     void *deferred;      /* requests whose answer comes later (session.c) */
     uint64_t defer_seq;
     gh_wtask_t *tasks;   /* posted by other threads (gh_worker_post), a lock-free stack */
+    void *analytics;     /* routes' analytics windows (obs/analytics.c) */
 } gh_worker_t;
 
 #define GH_MAX_HEADERS 1000
