@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from helpers import HEADER, REPO, free_port, get, run_cli
+from helpers import HEADER, REPO, free_port, get, poll, request, run_cli
 
 GOOD = HEADER + """
 upstreams:
@@ -191,10 +191,16 @@ def test_quickstart_example_runs(gatehouse):
         pytest.skip("examples/quickstart.yaml not written yet")
     text = open(path).read()
     for fixed, ph in (("127.0.0.1:8080", "{proxy_port}"), ("127.0.0.1:9090", "{admin_port}"),
-                      ("127.0.0.1:9100", "{demo_port}")):
+                      ("127.0.0.1:9100", "{demo_port}"), ("127.0.0.1:8016", "{ofrep_port}"),
+                      ("127.0.0.1:8013", "{grpc_port}")):
         assert fixed in text, "quickstart no longer listens on %s; update this test" % fixed
         text = text.replace(fixed, "127.0.0.1:" + ph)
-    g = gatehouse(text)
+    # the experiments' store: relative to the working directory (the test's own); its
+    # directory is made at start when missing
+    assert '"build/quickstart-experiments.db"' in text
+    ofrep, grpc_port = free_port(), free_port()
+    g = gatehouse(text, ofrep_port=ofrep, grpc_port=grpc_port)
+    assert os.path.exists(os.path.join(g.dir, "build", "quickstart-experiments.db"))
     r = g.get("/hello", host="localhost")
     assert r.status_code == 200
     assert r.text == "Hello from gatehouse!\n"
@@ -202,6 +208,13 @@ def test_quickstart_example_runs(gatehouse):
     assert r.status_code == 200
     assert "<html" in r.text.lower()
     assert g.admin_get("/metrics").status_code == 200
+    # the flag split and the experiment
+    r = g.get("/home", host="localhost", headers={"Cookie": "uid=me"})
+    assert r.status_code == 200 and r.headers["X-Gatehouse-Variant"] in ("on", "off")
+    r = request("POST", "http://127.0.0.1:%d/ofrep/v1/evaluate/flags/new-home" % ofrep,
+                data='{"context":{"targetingKey":"me"}}')
+    assert r.status_code == 200 and r.json()["variant"] == g.get("/home", host="localhost", headers={"Cookie": "uid=me"}).headers["X-Gatehouse-Variant"]
+    assert poll(lambda: sum(g.admin_get("/v1/experiments/new-home/results?tenant=demo").json()["units"].values()) == 1)
 
 
 def test_reload_without_running_gatehouse_fails(tmp_path):
