@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """bench/flags/report.py: the markdown summary of bench/flags.sh.
 
-    report.py EVAL.tsv OFREP.tsv INFO.tsv FLAGD_PUBLISHED BIG_FLAGS OTHER_MAX
+    report.py EVAL.tsv OFREP.tsv INFO.tsv FLAGD_PUBLISHED BIG_FLAGS OTHER_MAX SHARE_MIN [GRPC.tsv]
 
 Eval: per flag and engine, ns per evaluation median (min..max) over every repetition of the processes
 kept, and flagd-core / gatehouse (ratio of the medians, and the range of the per-round ratios);
@@ -9,6 +9,9 @@ target >= 10. Processes flagged FAILED are dropped, NOISY ones (other load on th
 clean ones are left; BUSY (the machine was busy before it) is only noted.
 OFREP: per flag, req/s median (min..max), p50/p99 medians, gatehouse CPU µs per request (median) and
 the rate that makes per fully used core, ratios to flagd's published rate per core; target >= 5.
+gRPC (GRPC.tsv, part grpc): per flag, flagd gRPC and OFREP over h2c side by side (h2load): req/s median
+(min..max), mean time per request, gatehouse CPU µs per request and per fully used core, ratios to
+flagd's published rate, gRPC / OFREP-h2c; the answer probed before the runs and the 50-context check.
 Load: gh_flags_load and FlagdCore.setConfigurations of BIG_FLAGS flags (time, heap kept), gatehouse
 validate time and a running gatehouse's RSS with the 3-flag and the BIG_FLAGS-flag file.
 """
@@ -21,6 +24,7 @@ from tsv import load, num  # noqa: E402
 from collections import defaultdict
 
 eval_tsv, ofrep_tsv, info_tsv, published, big_flags, other_max, share_min = sys.argv[1:8]
+h2_tsv = sys.argv[8] if len(sys.argv) > 8 else None
 share_min = float(share_min)
 published = float(published)
 big_flags = int(big_flags)
@@ -179,9 +183,94 @@ if "ofrep_check" in info:
     print()
     print("OFREP answers checked before the runs: %s requests (3 flags x 50 contexts), %s variants differ from the in-process engine's, %s not 200." % (n, bad, nerr))
 
+# ---------------------------------------------------------------- grpc
+rows = load(h2_tsv) if h2_tsv else []
+PROTO = {"grpc": "flagd gRPC v2", "ofrep-h2c": "OFREP, h2c"}
+print()
+print("## 3. flagd gRPC beside OFREP over HTTP/2, one gatehouse worker (h2load, one context)")
+print()
+if not rows:
+    print("Not run (PARTS without grpc, or gatehouse, h2load or protoc missing): pending.")
+    print()
+print("| flag | protocol | req/s median (min..max) | mean ms/req | gatehouse CPU µs/req | req/s per busy core (1e6 / CPU µs) "
+      "| req/s / %s (per busy core) | target >= 5x | answer bytes | runs kept |" % fmt(published))
+print("|---|---|---|---|---|---|---|---|---|---|")
+for fl in FLAGS:
+    for proto in PROTO:
+        a = [r for r in rows if r["flag"] == fl and r["proto"] == proto]
+        k = keep(a)
+        rps = vals(k, "rps")
+        cpu = med(vals(k, "gh_us_req"))
+        cap = 1e6 / cpu if cpu else None
+        x = med(rps) / published if rps else None
+        verdict = "pending" if x is None else ("met" if x >= 5 else "**not met**")
+        errs = sum(int(r["errors"]) for r in k if r["errors"].lstrip("-").isdigit())
+        bad = [r for r in k if "BADSIZE" in r["status"]]
+        ans = sorted({"%g" % num(r["answer_bytes"]) for r in k if num(r["answer_bytes"]) is not None})
+        print("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %d of %d%s |" % (
+            fl, PROTO[proto], spread(rps), fmt(med(vals(k, "mean_ms")), ".3f"), fmt(cpu, ".2f"), fmt(cap),
+            "pending" if x is None else "%.1fx (%.1fx)" % (x, cap / published if cap else 0), verdict,
+            "/".join(ans) or "n/a", len(k), len(a),
+            (", %d errors" % errs if errs else "") + (", %d runs with other answer sizes" % len(bad) if bad else "")))
+# gRPC / OFREP-h2c per round (the two runs of a flag are side by side in a round): from the rounds where
+# both runs were kept as calm, else from every round with both (marked)
+ratio_parts = []
+for fl in FLAGS:
+    by_round = defaultdict(dict)
+    for r in rows:
+        if r["flag"] == fl and "FAILED" not in r["status"] and "DIED" not in r["status"]:
+            by_round[r["round"]][r["proto"]] = r
+    both = [d for d in by_round.values() if "grpc" in d and "ofrep-h2c" in d]
+    calm = [d for d in both if not any(x in d[p]["status"] for p in PROTO for x in DOUBT)]
+    use = calm or both
+    rr = [num(d["grpc"]["rps"]) / num(d["ofrep-h2c"]["rps"]) for d in use if num(d["ofrep-h2c"]["rps"])]
+    cr = [num(d["grpc"]["gh_us_req"]) / num(d["ofrep-h2c"]["gh_us_req"]) for d in use
+          if num(d["grpc"]["gh_us_req"]) and num(d["ofrep-h2c"]["gh_us_req"])]
+    if rr and cr:
+        ratio_parts.append("%s: req/s %s, CPU per request %s (%d %s round%s)" % (
+            fl, spread(rr, ".2f"), spread(cr, ".2f"), len(use), "calm" if calm else "**noisy**", "" if len(use) == 1 else "s"))
+if ratio_parts:
+    print()
+    print("gRPC / OFREP-h2c, per round (the two runs of a flag side by side, same gatehouse, same context), median (min..max): %s."
+          % "; ".join(ratio_parts))
+if rows:
+    sb, cb = vals(rows, "server_busy"), vals(rows, "client_busy")
+    o0, o1, bb = vals(rows, "other_server"), vals(rows, "other_client"), vals(rows, "busy_before")
+    done = sum(int(r["requests"]) for r in rows if r["requests"].isdigit())
+    errs = sum(int(r["errors"]) for r in rows if r["errors"].lstrip("-").isdigit())
+    flagged = [r for r in rows if r["status"] != "ok"]
+    print()
+    print("Answers: %s in all runs, %d not done/succeeded/2xx; runs whose DATA bytes were not answers x the probed answer's size: %d. "
+          "Core busy during the runs: gatehouse's %s..%s %%, h2load's %s..%s %% (the one near 100 %% limits req/s; CPU per request "
+          "does not depend on it); other processes: gatehouse's core %s..%s %%, h2load's %s..%s %%; machine busy before runs %s..%s %%; "
+          "runs flagged: %s."
+          % (format(done, ","), errs, len([r for r in rows if "BADSIZE" in r["status"]]), fmt(min(sb)), fmt(max(sb)), fmt(min(cb)), fmt(max(cb)),
+             fmt(min(o0)), fmt(max(o0)), fmt(min(o1)), fmt(max(o1)), fmt(min(bb)), fmt(max(bb)),
+             ", ".join("%s %s r%s %s" % (r["proto"], r["flag"], r["round"], r["status"]) for r in flagged) or "none"))
+answers = [(k[len("h2_answer_"):], v) for k, v in info.items() if k.startswith("h2_answer_")]
+if answers:
+    print()
+    print("Answers probed with curl before the runs (context 0; size of the DATA, then the decoded answer):")
+    print()
+    for k, v in answers:
+        proto, _, fl = k.partition(":")
+        size, _, desc = v.partition(" ")
+        print("- %s, %s: %s bytes: %s" % (PROTO.get(proto, proto), fl, size, desc))
+if "h2_bodies" in info:
+    print()
+    print("Request bodies (bytes): %s." % info["h2_bodies"])
+if "grpc_check" in info:
+    n, bad, absent, badval, notok, ref = (info["grpc_check"].split() + ["?"] * 6)[:6]
+    print()
+    print("gRPC answers checked before the runs with python's grpcio (%s calls: 3 flags x 50 contexts, against %s): "
+          "**%s variants differ**, %s answers without the variant that the in-process engine (and flagd) gives%s, "
+          "%s values differ, %s not OK." % (n, "evalbench" if ref == "var-gh" else "flagd-core", bad,
+                                            "**%s**" % absent if absent not in ("0", "?") else absent,
+                                            " (must be 0: the answer is incomplete)" if absent not in ("0", "?") else "", badval, notok))
+
 # ---------------------------------------------------------------- load
 print()
-print("## 3. Loading %s flags" % format(big_flags, ","))
+print("## 4. Loading %s flags" % format(big_flags, ","))
 print()
 print("| what | time ms median (min..max) | memory | per flag |")
 print("|---|---|---|---|")
