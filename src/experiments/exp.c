@@ -26,6 +26,8 @@
 #define UNITS_MAX (16u << 20)    /* units per experiment */
 #define PRE_MAX (1u << 20)       /* covariate entries of units not yet exposed */
 #define SNAPSHOT_MS 2000
+#define PERSIST_MS 200            /* first exposures are written at least this often ... */
+#define PERSIST_BATCH 8192        /* ... or when this many wait */
 #define PATH_KEEP 72
 
 uint64_t gh_exp_hash(const char *p, size_t n)
@@ -49,7 +51,7 @@ typedef struct {
     uint8_t kind;
     uint8_t path_len;
     uint16_t status;
-    uint32_t latency_ms;
+    uint32_t latency_us;
     uint64_t tenant_h, unit_h, time_ms;
     uint64_t a, b; /* R_EXPOSE: flag_h, variant_h; R_OBSERVE: bytes */
     char path[PATH_KEEP];
@@ -146,7 +148,9 @@ static struct {
     xstate_t *xs;
     pre_t *pre;
     uint32_t npre;
-    int64_t last_snapshot;
+    int64_t last_snapshot, last_persist;
+    uint64_t dropped_logged;
+    int64_t dropped_log_ms;
     /* first exposures not yet in the store */
     struct pend {
         xstate_t *x;
@@ -187,7 +191,7 @@ static double observe_value(const gh_conf_xsource_t *s, const rec_t *r)
     case GH_XS_ERRORS:
         return r->status >= 500 ? 1 : 0;
     case GH_XS_LATENCY:
-        return r->latency_ms;
+        return r->latency_us / 1000.0; /* ms, with microsecond resolution */
     case GH_XS_BYTES:
         return (double)r->a;
     default:
@@ -509,6 +513,7 @@ static int db_open(const char *path, char *err, size_t errcap)
 /* First exposures and changed edge values to the store (inside a transaction). */
 static void persist_units(int64_t now)
 {
+    P.last_persist = now;
     for (uint32_t i = 0; i < P.npend; i++) {
         struct pend *p = &P.pend[i];
         sqlite3_bind_text(P.ins_unit, 1, p->x->tenant, -1, SQLITE_STATIC);
@@ -759,6 +764,9 @@ static size_t drain_rings(void)
 
 static void batch_free(batch_t *b);
 
+#define FAIL_STORE "{\"type\":\"about:blank\",\"title\":\"the event store failed\",\"status\":503}\n"
+#define FAIL_NOMEM "{\"type\":\"about:blank\",\"title\":\"out of memory\",\"status\":500}\n"
+
 static void answer_task(gh_wtask_t *t)
 {
     batch_t *b = (batch_t *)((char *)t - offsetof(batch_t, task));
@@ -766,11 +774,11 @@ static void answer_task(gh_wtask_t *t)
                             b->errors);
     char *body = ans ? json_dumps(ans, JSON_COMPACT) : NULL;
     if (b->failed)
-        b->done(b->arg, 503, "{\"type\":\"about:blank\",\"title\":\"the event store failed\",\"status\":503}", 65);
+        b->done(b->arg, 503, FAIL_STORE, sizeof FAIL_STORE - 1);
     else if (body)
         b->done(b->arg, 200, body, strlen(body));
     else
-        b->done(b->arg, 500, "{\"type\":\"about:blank\",\"title\":\"out of memory\",\"status\":500}", 58);
+        b->done(b->arg, 500, FAIL_NOMEM, sizeof FAIL_NOMEM - 1);
     free(body);
     json_decref(ans);
     batch_free(b);
@@ -835,6 +843,8 @@ static void commit_batches(batch_t *list)
     }
 }
 
+static uint64_t records_dropped(void);
+
 static void *pipeline_main(void *arg)
 {
     (void)arg;
@@ -854,7 +864,10 @@ static void *pipeline_main(void *arg)
         size_t n = drain_rings(); /* exposures before the events that follow them */
         if (list) {
             commit_batches(list);
-        } else if (P.npend || (int64_t)now_ms() - P.last_snapshot >= SNAPSHOT_MS) {
+        } else if (P.npend >= PERSIST_BATCH || (P.npend && (int64_t)now_ms() - P.last_persist >= PERSIST_MS) ||
+                   (int64_t)now_ms() - P.last_snapshot >= SNAPSHOT_MS) {
+            /* first exposures go to the store in batches (not acknowledged to anyone: a crash
+             * loses at most PERSIST_MS of them), one transaction for many */
             if (db_exec("BEGIN") == 0) {
                 persist_units((int64_t)now_ms());
                 db_exec("COMMIT");
@@ -862,6 +875,13 @@ static void *pipeline_main(void *arg)
         }
         if (P.audit)
             fflush(P.audit);
+        uint64_t dropped = records_dropped();
+        if (dropped != P.dropped_logged && (int64_t)now_ms() - P.dropped_log_ms >= 60000) {
+            gh_log(GH_LOG_WARN, "experiments: %llu exposure/observation records dropped so far (the pipeline fell behind); "
+                                "results miss them", (unsigned long long)dropped);
+            P.dropped_logged = dropped;
+            P.dropped_log_ms = (int64_t)now_ms();
+        }
         pthread_mutex_unlock(&P.mu);
         if (stop && !list && !n)
             break;
@@ -993,8 +1013,8 @@ static rec_t *ring_slot(uint32_t slot)
         return NULL;
     ring_t *rg = &P.rings[slot];
     uint64_t head = __atomic_load_n(&rg->head, __ATOMIC_ACQUIRE);
-    if (rg->tail - head >= RING_RECS) {
-        rg->dropped++;
+    if (rg->tail - head >= RING_RECS) { /* (read by results and the log) */
+        __atomic_store_n(&rg->dropped, rg->dropped + 1, __ATOMIC_RELAXED);
         return NULL;
     }
     return &rg->recs[rg->tail & (RING_RECS - 1)];
@@ -1028,7 +1048,7 @@ void gh_exp_observe(uint32_t slot, const gh_conf_tenant_t *t, uint64_t unit_h, c
     r->unit_h = unit_h;
     r->time_ms = time_ms;
     r->status = (uint16_t)status;
-    r->latency_ms = (uint32_t)GH_MIN(latency_us / 1000, UINT32_MAX);
+    r->latency_us = (uint32_t)GH_MIN(latency_us, UINT32_MAX);
     r->a = bytes;
     r->path_len = (uint8_t)GH_MIN(path_len, PATH_KEEP);
     memcpy(r->path, path, r->path_len);
@@ -1235,6 +1255,16 @@ int gh_exp_publish(uint32_t slot, const gh_conf_tenant_t *t, const char *body, s
 
 /* ---------------------------------------------------------------- results */
 
+/* Exposure and observation records the workers could not hand over (a full ring), all
+ * experiments together since the start: results are missing these. */
+static uint64_t records_dropped(void)
+{
+    uint64_t n = 0;
+    for (uint32_t i = 0; i < P.nrings; i++)
+        n += __atomic_load_n(&P.rings[i].dropped, __ATOMIC_RELAXED);
+    return n;
+}
+
 static json_t *num(double v) { return isfinite(v) ? json_real(v) : json_null(); }
 
 static json_t *pair(double a, double b)
@@ -1318,6 +1348,7 @@ json_t *gh_exp_results(const char *tenant, const char *id, int *status, char *er
     json_object_set_new(out, "exposure_records_since_start", json_integer((json_int_t)x->exposures));
     json_object_set_new(out, "unattributed_events", json_integer((json_int_t)x->unattributed));
     json_object_set_new(out, "dropped_units", json_integer((json_int_t)x->dropped_units));
+    json_object_set_new(out, "records_dropped", json_integer((json_int_t)records_dropped()));
     /* sample-ratio mismatch against the planned allocation */
     double chi2 = NAN, srm_p = gh_stats_srm(x->vn, x->weights, (int)x->nv, &chi2);
     json_t *srm = json_pack("{s:o, s:o, s:b}", "p", num(srm_p), "chi2", num(chi2), "warning", isfinite(srm_p) && srm_p < 0.001);

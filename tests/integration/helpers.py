@@ -56,12 +56,22 @@ def other_paths_seen(gh, origin, name):
     return [p for p in origin.paths_seen() if p != sentinel]
 
 
+_given_ports = set()
+
+
 def free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    """A free loopback port, never one this process handed out before: the kernel may give the
+    same ephemeral port to two binds that each close at once, and a test asking for several
+    ports (proxy, admin, OFREP...) must get distinct ones."""
+    for _ in range(100):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        if port not in _given_ports:
+            _given_ports.add(port)
+            return port
+    raise RuntimeError("no fresh free port")
 
 
 def closed_port():

@@ -149,7 +149,8 @@ def test_exposures_events_and_statistics(gatehouse, tmp_path):
     assert metric(res, "latency")["guardrail"] is True
     assert all(math.isfinite(metric(res, "latency")["values"][v]) for v in ("off", "on"))
     # Holm and Bonferroni over the 5 comparisons
-    ps = [mm["comparisons"][0]["p"] for mm in res["metrics"]]
+    # (an undefined comparison, e.g. a metric without variance, enters the corrections as p = 1)
+    ps = [1.0 if mm["comparisons"][0]["p"] is None else mm["comparisons"][0]["p"] for mm in res["metrics"]]
     from statsmodels.stats.multitest import multipletests
     holm = multipletests(ps, method="holm")[1]
     assert [mm["comparisons"][0]["p_holm"] for mm in res["metrics"]] == pytest.approx(list(holm), rel=1e-9)
