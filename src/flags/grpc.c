@@ -300,38 +300,20 @@ static int in_all_request(uint32_t field, wire_t body, int depth)
     return field == 1 ? walk(body, 1, in_struct) : 0;
 }
 
-/* The wire length of the last field 1 (flag_key) of a well-formed message, or -1. */
+/* The wire length of the last field 1 (flag_key) of a well-formed message, or -1 (walk()'s
+ * callback; the message was walked once already, so it is well formed). */
+static __thread int64_t key_len;
+static int note_key(uint32_t field, wire_t body, int depth)
+{
+    if (field == 1)
+        key_len = body.e - body.p;
+    return 0;
+}
+
 static int64_t key_wire_len(const uint8_t *p, size_t n)
 {
-    wire_t w = {p, p + n};
-    int64_t len = -1;
-    while (w.p < w.e) {
-        uint64_t tag, v;
-        if (varint(&w, &tag) < 0)
-            return -1;
-        switch (tag & 7) {
-        case 0:
-            if (varint(&w, &v) < 0)
-                return -1;
-            break;
-        case 1:
-            w.p += 8;
-            break;
-        case 5:
-            w.p += 4;
-            break;
-        case 2:
-            if (varint(&w, &v) < 0 || v > (uint64_t)(w.e - w.p))
-                return -1;
-            if ((tag >> 3) == 1)
-                len = (int64_t)v;
-            w.p += v;
-            break;
-        default:
-            return -1;
-        }
-    }
-    return len;
+    key_len = -1;
+    return walk((wire_t){p, p + n}, 0, note_key) < 0 ? -1 : key_len;
 }
 
 int gh_grpc_parse_request(const uint8_t *p, size_t n, int with_key, char **key, json_t **ctx, char *err, size_t errcap)

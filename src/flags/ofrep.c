@@ -23,10 +23,11 @@ typedef struct {
     int oom;
 } out_t;
 
-static void put(out_t *o, const char *s, size_t n)
+/* Room for n more bytes and a NUL; 0, or -1 (o->oom set). */
+static int reserve(out_t *o, size_t n)
 {
     if (o->oom)
-        return;
+        return -1;
     if (o->n + n + 1 > o->cap) {
         size_t c = o->cap ? o->cap : 1024;
         while (c < o->n + n + 1)
@@ -34,11 +35,18 @@ static void put(out_t *o, const char *s, size_t n)
         char *p = realloc(o->p, c);
         if (!p) {
             o->oom = 1;
-            return;
+            return -1;
         }
         o->p = p;
         o->cap = c;
     }
+    return 0;
+}
+
+static void put(out_t *o, const char *s, size_t n)
+{
+    if (reserve(o, n) < 0)
+        return;
     memcpy(o->p + o->n, s, n);
     o->n += n;
     o->p[o->n] = 0;
@@ -60,21 +68,9 @@ static void put_json(out_t *o, const json_t *v)
 
 static void put_str(out_t *o, const char *s) /* a JSON string (flag keys, variants, messages) */
 {
-    size_t len = strlen(s), need = len * 6 + 2;
-    if (o->oom)
+    size_t len = strlen(s);
+    if (reserve(o, len * 6 + 2) < 0) /* room first: the escaper writes in place */
         return;
-    if (o->n + need + 1 > o->cap) { /* room first: the escaper writes in place */
-        size_t c = o->cap ? o->cap : 1024;
-        while (c < o->n + need + 1)
-            c *= 2;
-        char *p = realloc(o->p, c);
-        if (!p) {
-            o->oom = 1;
-            return;
-        }
-        o->p = p;
-        o->cap = c;
-    }
     /* UTF-8 kept when it is (keys from the definition); a key from the URL may be anything */
     json_t *probe = NULL;
     int utf8 = 1;

@@ -2025,6 +2025,12 @@ static void route_and_dispatch(gh_req_t *r, const gh_h1_request_t *m)
         return;
     }
     r->route = rt;
+    if (rt->analytics) { /* only its routes pay for the two lookups */
+        const gh_h1_header_t *hr = gh_h1_find(m->headers, m->nheaders, GH_STR("referer")),
+                             *hu = gh_h1_find(m->headers, m->nheaders, GH_STR("user-agent"));
+        r->referer = hr ? hr->value : GH_STR("");
+        r->ua = hu ? hu->value : GH_STR("");
+    }
     if (m->method_id == GH_M_CONNECT) {
         respond_error(r, 405, "CONNECT is not allowed");
         return;
@@ -2985,10 +2991,6 @@ static void request_start(gh_client_t *c, const gh_h1_request_t *m)
     r->host = m->host;
     r->minor = (uint8_t)m->minor;
     r->keep_alive = m->keep_alive;
-    const gh_h1_header_t *hr = gh_h1_find(m->headers, m->nheaders, GH_STR("referer")),
-                         *hu = gh_h1_find(m->headers, m->nheaders, GH_STR("user-agent"));
-    r->referer = hr ? hr->value : GH_STR("");
-    r->ua = hu ? hu->value : GH_STR("");
     c->nrequests++;
     uint32_t maxreq = r->gen->conf->protect.max_requests;
     if (maxreq && c->nrequests >= maxreq && !c->h2s)
