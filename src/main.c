@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "admin/admin.h"
+#include "admin/cp.h"
 #include "cache/cache.h"
 #include "config/config.h"
 #include "experiments/exp.h"
@@ -157,6 +158,8 @@ static int dns_follow(const gh_conf_t *c)
 /* Swap in a freshly loaded configuration n (consumes the caller's reference), or
  * refuse it; *cur follows the published one. what names the cause for the log;
  * rotate (an operator's reload) sends HTTP/2 connections a graceful GOAWAY. */
+static gh_conf_t *g_cur; /* the configuration in force (a reference); changed under gh_cp_lock */
+
 static int publish(gh_conf_t **cur, gh_conf_t *n, const char *what, int rotate)
 {
     gh_conf_t *c = *cur;
@@ -194,8 +197,19 @@ static int publish(gh_conf_t **cur, gh_conf_t *n, const char *what, int rotate)
             gh_log(GH_LOG_ERROR, "%s: cannot start the DNS refresher: names are not followed", what);
     }
     *cur = n;
+    gh_cp_adopt(n);
     gh_conf_unref(c);
     return 0;
+}
+
+/* The control plane's way in (admin API writes, other nodes' changes), under gh_cp_lock. */
+static int publish_api(gh_conf_t *n, const char *what, int rotate)
+{
+    if (!g_cur) { /* stopping */
+        gh_conf_unref(n);
+        return -1;
+    }
+    return publish(&g_cur, n, what, rotate);
 }
 
 /* The main thread after start: reload on SIGHUP, rebuild on a DNS change (SIGUSR1),
@@ -211,7 +225,9 @@ static int serve(gh_conf_t *c, const char *path)
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGUSR1);
     gh_conf_ref(c);
-    gh_conf_t *cur = c;
+    g_cur = c;
+    gh_conf_t **curp = &g_cur;
+#define cur (*curp)
     /* TLS session-ticket keys rotate on a timer; the previous ones still decrypt */
     struct timespec rotate_at;
     clock_gettime(CLOCK_MONOTONIC, &rotate_at);
@@ -221,16 +237,20 @@ static int serve(gh_conf_t *c, const char *path)
         clock_gettime(CLOCK_MONOTONIC, &now);
         if (now.tv_sec < rotate_at.tv_sec)
             left.tv_sec = rotate_at.tv_sec - now.tv_sec;
+        gh_cp_lock();
         int watched = cur->protect.nlists || cur->nflag_files;
+        gh_cp_unlock();
         if (watched && left.tv_sec > LIST_POLL_S)
             left.tv_sec = LIST_POLL_S; /* ip_lists and flag definition files are watched */
         int sig = sigtimedwait(&set, NULL, &left);
         int werr = errno;
+        gh_cp_lock();
         if (sig < 0 && werr == EAGAIN && watched && cur->source &&
             (gh_protect_lists_changed(cur) || gh_conf_flag_files_changed(cur))) {
             gh_conf_t *n = NULL;
             gh_conf_errors_t errs = {0};
-            if (gh_conf_load_string(cur->path, cur->source, cur->source_len, &n, &errs) < 0) {
+            if (gh_conf_load_layered(cur->path, cur->source, cur->source_len, cur->overlay, cur->overlay_len, &n,
+                                     &errs) < 0) {
                 for (uint32_t i = 0; i < errs.n; i++)
                     gh_log(GH_LOG_ERROR, "watched file update rejected (the previous contents stay): %s", errs.msgs[i]);
                 gh_conf_errors_free(&errs);
@@ -254,6 +274,7 @@ static int serve(gh_conf_t *c, const char *path)
                 gh_log(GH_LOG_INFO, "watched files (ip lists, flag definitions) reloaded");
             }
         }
+        gh_cp_unlock();
         clock_gettime(CLOCK_MONOTONIC, &now);
         if (sig < 0) {
             if (werr == EAGAIN && now.tv_sec >= rotate_at.tv_sec) {
@@ -272,7 +293,11 @@ static int serve(gh_conf_t *c, const char *path)
             }
             gh_conf_t *n = NULL;
             gh_conf_errors_t errs = {0};
-            if (gh_conf_load_file(path, &n, &errs) < 0) {
+            size_t olen = 0;
+            gh_cp_lock(); /* the file with the API's objects in force layered over it */
+            const char *ov = gh_cp_overlay(&olen);
+            if (gh_conf_load_file_layered(path, ov, olen, &n, &errs) < 0) {
+                gh_cp_unlock();
                 for (uint32_t i = 0; i < errs.n; i++)
                     gh_log(GH_LOG_ERROR, "reload rejected: %s", errs.msgs[i]);
                 gh_conf_errors_free(&errs);
@@ -280,17 +305,23 @@ static int serve(gh_conf_t *c, const char *path)
                 continue;
             }
             int ok = publish(&cur, n, "reload", 1) == 0;
+            gh_cp_unlock();
             gh_metrics_reload(ok);
             if (ok)
                 gh_log(GH_LOG_INFO, "configuration reloaded from %s", path);
         } else if (sig == SIGUSR1) {
             /* the same text as the configuration in force, looked up anew: only DNS
              * answers differ (a reload of the file is the operator's call) */
-            if (!cur->source || !cur->uses_dns)
+            gh_cp_lock();
+            if (!cur->source || !cur->uses_dns) {
+                gh_cp_unlock();
                 continue;
+            }
             gh_conf_t *n = NULL;
             gh_conf_errors_t errs = {0};
-            if (gh_conf_load_string(cur->path, cur->source, cur->source_len, &n, &errs) < 0) {
+            if (gh_conf_load_layered(cur->path, cur->source, cur->source_len, cur->overlay, cur->overlay_len, &n,
+                                     &errs) < 0) {
+                gh_cp_unlock();
                 for (uint32_t i = 0; i < errs.n; i++)
                     gh_log(GH_LOG_ERROR, "DNS update rejected: %s", errs.msgs[i]);
                 gh_conf_errors_free(&errs);
@@ -298,19 +329,30 @@ static int serve(gh_conf_t *c, const char *path)
             }
             if (publish(&cur, n, "DNS update", 0) == 0)
                 gh_log(GH_LOG_INFO, "upstream addresses updated from DNS");
+            gh_cp_unlock();
         } else {
             gh_log(GH_LOG_INFO, "%s: draining (up to %u ms)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
                    cur->drain_timeout);
             gh_workers_drain(cur->drain_timeout);
             gh_log(GH_LOG_INFO, "stopped");
+            gh_cp_lock();
             gh_conf_unref(cur);
+            cur = NULL;
+            gh_cp_unlock();
             return 0;
         }
     }
 }
 
-static int start(gh_conf_t *c, const char *path)
+#undef cur
+
+static int start(gh_conf_t *file_conf, const char *path)
 {
+    gh_conf_t *c = NULL;
+    if (gh_cp_start(file_conf, &c) < 0) /* the API's stored objects layered over the file */
+        return 1;
+    gh_conf_unref(file_conf);
+    gh_cp_set_publisher(publish_api);
     signal(SIGPIPE, SIG_IGN);
     sigset_t set;
     sigemptyset(&set);
@@ -379,6 +421,7 @@ static int start(gh_conf_t *c, const char *path)
     gh_log(GH_LOG_INFO, "gatehouse %s started with %u worker%s", GH_VERSION, c->workers,
            c->workers == 1 ? "" : "s");
     int rc = serve(c, path);
+    gh_cp_stop(); /* no more admin writes or store changes from here */
     gh_exp_stop(); /* after the drain: the last publishes are committed and answered */
     gh_dns_stop();
     gh_health_stop();

@@ -1,6 +1,7 @@
 /* admin.c: see admin.h. */
 #include "protect/protect.h"
 #include "admin/admin.h"
+#include "admin/cp.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -98,36 +99,6 @@ static void drain_request(gh_req_t *r, const gh_h1_request_t *m)
     gh_session_respond(r, 200, "text/plain", drain ? "drained\n" : "undrained\n", drain ? 8 : 10, NULL);
 }
 
-static int hexv(char c)
-{
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
-
-/* Percent-decode (and '+' as space) into out; -1 on a bad escape or when it does not fit. */
-static int pct_decode(gh_str_t v, char *out, size_t cap)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < v.n; i++) {
-        char ch = v.p[i];
-        if (ch == '%') {
-            if (i + 2 >= v.n)
-                return -1;
-            int a = hexv(v.p[i + 1]), b = hexv(v.p[i + 2]);
-            if (a < 0 || b < 0)
-                return -1;
-            ch = (char)(a * 16 + b);
-            i += 2;
-        } else if (ch == '+') {
-            ch = ' ';
-        }
-        if (n + 1 >= cap)
-            return -1;
-        out[n++] = ch;
-    }
-    out[n] = 0;
-    return (int)n;
-}
-
 static void problem(gh_req_t *r, int status, const char *title, const char *detail)
 {
     char body[1300], esc[1000];
@@ -193,6 +164,20 @@ static int url_key(const gh_conf_t *c, gh_str_t tenant, gh_str_t url, char *out,
     return (int)(q - p);
 }
 
+int64_t gh_admin_purge(const gh_conf_t *c, gh_str_t tenant, int kind, const char *value, int soft)
+{
+    gh_str_t v = kind == GH_PURGE_URL || kind == GH_PURGE_PREFIX ? url_form(value, strlen(value))
+                                                                  : gh_str(value, strlen(value));
+    char uk[GH_CACHE_KEY_MAX];
+    if (kind == GH_PURGE_URL) {
+        int l = url_key(c, tenant, v, uk, sizeof uk);
+        if (l < 0)
+            return -1;
+        v = gh_str(uk, (size_t)l);
+    }
+    return (int64_t)gh_cache_purge(tenant, kind, v, soft);
+}
+
 /* POST /cache/purge?tenant=T&(tag=A[&tag=B..] | url=U | prefix=U | all=1)[&soft=1] */
 static void purge_request(gh_req_t *r, const gh_h1_request_t *m, const gh_conf_t *conf)
 {
@@ -207,7 +192,7 @@ static void purge_request(gh_req_t *r, const gh_h1_request_t *m, const gh_conf_t
         if (!eq)
             continue;
         gh_str_t k = gh_str(kv.p, (size_t)(eq - kv.p)), v = gh_str(eq + 1, kv.n - k.n - 1);
-        int l = pct_decode(v, tmp, sizeof tmp);
+        int l = gh_h1_pct_decode(v, tmp, sizeof tmp, 1);
         if (l < 0) {
             problem(r, 400, "Bad Request", "a parameter is badly percent-encoded or too long");
             return;
@@ -248,18 +233,12 @@ static void purge_request(gh_req_t *r, const gh_h1_request_t *m, const gh_conf_t
         return;
     }
     for (int i = 0; i < nval; i++) {
-        gh_str_t v = kind == GH_PURGE_URL || kind == GH_PURGE_PREFIX ? url_form(val[i], strlen(val[i]))
-                                                                      : gh_str(val[i], strlen(val[i]));
-        char uk[GH_CACHE_KEY_MAX];
-        if (kind == GH_PURGE_URL) {
-            int l = url_key(conf, tn, v, uk, sizeof uk);
-            if (l < 0) {
-                problem(r, 400, "Bad Request", "URL too long");
-                return;
-            }
-            v = gh_str(uk, (size_t)l);
+        int64_t got = gh_admin_purge(conf, tn, kind, val[i], soft);
+        if (got < 0) {
+            problem(r, 400, "Bad Request", "URL too long");
+            return;
         }
-        n += gh_cache_purge(tn, kind, v, soft);
+        n += (uint64_t)got;
     }
     char body[96];
     int bl = snprintf(body, sizeof body, "{\"purged\":%llu,\"soft\":%s}\n", (unsigned long long)n, soft ? "true" : "false");
@@ -310,7 +289,7 @@ static void results_request(gh_req_t *r, const gh_h1_request_t *m)
     static const char pre[] = "/v1/experiments/", suf[] = "/results";
     gh_str_t idp = gh_str(m->path.p + sizeof pre - 1, m->path.n - (sizeof pre - 1) - (sizeof suf - 1));
     char id[256], tenant[256] = "";
-    int il = pct_decode(idp, id, sizeof id);
+    int il = gh_h1_pct_decode(idp, id, sizeof id, 1);
     if (il <= 0 || memchr(id, '/', (size_t)il)) {
         problem(r, 400, "Bad Request", "the experiment id is badly percent-encoded, empty or too long");
         return;
@@ -320,7 +299,7 @@ static void results_request(gh_req_t *r, const gh_h1_request_t *m)
         const char *amp = memchr(p, '&', (size_t)(end - p));
         gh_str_t kv = gh_str(p, (size_t)((amp ? amp : end) - p));
         p = amp ? amp + 1 : end;
-        if (kv.n > 7 && !memcmp(kv.p, "tenant=", 7) && pct_decode(gh_str(kv.p + 7, kv.n - 7), tenant, sizeof tenant) < 0) {
+        if (kv.n > 7 && !memcmp(kv.p, "tenant=", 7) && gh_h1_pct_decode(gh_str(kv.p + 7, kv.n - 7), tenant, sizeof tenant, 1) < 0) {
             problem(r, 400, "Bad Request", "the tenant is badly percent-encoded or too long");
             return;
         }
@@ -414,35 +393,38 @@ static void plan_request(gh_req_t *r, const gh_h1_request_t *m)
     gh_session_respond(r, 200, "application/json", body, (size_t)len, "Cache-Control: no-store\r\n");
 }
 
-/* The operator key, when one is configured: Authorization: Bearer KEY (constant time). */
-static int authorized(const gh_conf_t *c, const gh_h1_request_t *m)
-{
-    if (!c->admin_key)
-        return 1; /* no key: the listener is on loopback (checked at load) */
-    const gh_h1_header_t *h = gh_h1_find(m->headers, m->nheaders, GH_STR("authorization"));
-    if (!h || h->value.n < 8 || strncasecmp(h->value.p, "Bearer ", 7))
-        return 0;
-    gh_str_t k = gh_str(h->value.p + 7, h->value.n - 7);
-    size_t kl = strlen(c->admin_key);
-    unsigned char d = k.n != kl;
-    for (size_t i = 0; i < kl; i++)
-        d |= (unsigned char)(c->admin_key[i] ^ (i < k.n ? k.p[i] : 0));
-    return d == 0;
-}
-
 void gh_admin_handle(gh_req_t *r, const gh_req_view_t *v)
 {
     const gh_h1_request_t *m = v->msg;
-    /* everything but the probes needs the operator key (when there is one) */
-    if (!gh_str_eq(m->path, GH_STR("/healthz")) && !gh_str_eq(m->path, GH_STR("/readyz")) &&
-        !authorized(v->w->gen->conf, m)) {
-        char body[200];
-        int n = snprintf(body, sizeof body,
-                         "{\"type\":\"https://gatehouse.dev/problems/unauthorized\",\"title\":\"Unauthorized\","
-                         "\"status\":401,\"detail\":\"send Authorization: Bearer <operator key>\"}\n");
-        gh_session_respond(r, 401, "application/problem+json", body, (size_t)n,
-                           "WWW-Authenticate: Bearer realm=\"gatehouse admin\"\r\nCache-Control: no-store\r\n");
-        return;
+    /* everything but the probes needs a key: the operator's, or a tenant's (cp.h) */
+    if (!gh_str_eq(m->path, GH_STR("/healthz")) && !gh_str_eq(m->path, GH_STR("/readyz"))) {
+        const gh_conf_t *c = v->w->gen->conf;
+        gh_cp_actor_t a;
+        if (gh_cp_auth(c, m, &a) != 0) {
+            char body[240];
+            int n = snprintf(body, sizeof body,
+                             "{\"type\":\"https://gatehouse.dev/problems/unauthorized\",\"title\":\"Unauthorized\","
+                             "\"status\":401,\"detail\":\"send Authorization: Bearer <operator key or API key>\"}\n");
+            gh_session_respond(r, 401, "application/problem+json", body, (size_t)n,
+                               "WWW-Authenticate: Bearer realm=\"gatehouse admin\"\r\nCache-Control: no-store\r\n");
+            return;
+        }
+        int wait = gh_cp_rate(c, &a, v->peer);
+        if (wait > 0) {
+            char body[240], hdr[96];
+            int n = snprintf(body, sizeof body,
+                             "{\"type\":\"https://gatehouse.dev/problems/rate-limited\",\"title\":\"Too Many Requests\","
+                             "\"status\":429,\"detail\":\"the admin API's rate limit (admin.rate_limit)\"}\n");
+            snprintf(hdr, sizeof hdr, "Retry-After: %d\r\nCache-Control: no-store\r\n", wait);
+            gh_session_respond(r, 429, "application/problem+json", body, (size_t)n, hdr);
+            return;
+        }
+        if (gh_cp_handle(r, v, &a))
+            return;
+        if (!a.operator) {
+            problem(r, 403, "Forbidden", "this endpoint is the operator's: tenant keys use /v1/tenants/{tenant}/...");
+            return;
+        }
     }
     if (gh_str_eq(m->path, GH_STR("/cache/purge"))) {
         if (m->method_id != GH_M_POST)

@@ -7,5 +7,9 @@
 #include "proxy/session.h"
 
 void gh_admin_handle(gh_req_t *r, const gh_req_view_t *v);
+/* Purge a tenant's cached objects: kind GH_PURGE_* (cache.h), value a tag, a URL or URL
+ * prefix ("http://host/path?q" or "host/path?q"), or unused for all. The count, -1 when the
+ * URL is too long. */
+int64_t gh_admin_purge(const gh_conf_t *c, gh_str_t tenant, int kind, const char *value, int soft);
 
 #endif

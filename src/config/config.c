@@ -39,6 +39,7 @@ struct gh_conf_owned {
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
+#include <jansson.h>
 #include <yaml.h>
 
 #include "core/log.h"
@@ -169,6 +170,8 @@ typedef struct {
     yaml_parser_t parser;
     yaml_document_t ydoc, ydoc2;
     int have_parser, have_doc, have_doc2;
+    const char *overlay; /* JSON of API-defined objects layered over the file (gh_conf_load_layered) */
+    size_t overlay_len;
     jmp_buf oom;
 } ctx_t;
 
@@ -255,6 +258,9 @@ static void path_pop(ctx_t *x, size_t old)
     x->path[old] = '\0';
 }
 
+/* Nodes layered from the API's JSON have no place in the file: their errors read "api: path: msg". */
+#define OVERLAY_LINE UINT32_MAX
+
 static void add_err(ctx_t *x, uint32_t line, uint32_t col, const char *path, const char *fmt,
                     va_list ap)
 {
@@ -269,8 +275,9 @@ static void add_err(ctx_t *x, uint32_t line, uint32_t col, const char *path, con
         x->caperrs = cap;
     }
     char *s;
-    if (asprintf(&s, "%s:%u:%u: %s: %s", x->file, line, col, path && *path ? path : "(root)",
-                 msg) < 0)
+    if (line == OVERLAY_LINE ? asprintf(&s, "api: %s: %s", path && *path ? path : "(root)", msg) < 0
+                             : asprintf(&s, "%s:%u:%u: %s: %s", x->file, line, col, path && *path ? path : "(root)",
+                                        msg) < 0)
         longjmp(x->oom, 1);
     x->errs[x->nerrs++] = (cerr_t){line, col, x->seq++, s};
 }
@@ -1264,6 +1271,8 @@ static bool admin_key(ctx_t *x, yaml_node_t *file_node)
     return true;
 }
 
+static bool f_rate(ctx_t *x, field_t *f, uint32_t *quota, uint32_t *period);
+
 static void parse_listener(ctx_t *x, yaml_node_t *n, int role, size_t idx)
 {
     gh_conf_t *c = x->c;
@@ -1272,9 +1281,12 @@ static void parse_listener(ctx_t *x, yaml_node_t *n, int role, size_t idx)
     field_t f[] = {F("listen"), F("backlog"), F("name"), F("tls"), F("h2c"), F("keepalive")};
     /* tls, h2c: proxy, OFREP and flagd gRPC; keepalive: flagd gRPC */
     size_t nf = role == GH_LISTEN_GRPC ? 6 : role == GH_LISTEN_PROXY || role == GH_LISTEN_OFREP ? 5 : 2;
-    if (role == GH_LISTEN_ADMIN) { /* the admin listener: its operator key instead of a name */
+    if (role == GH_LISTEN_ADMIN) { /* the admin listener: its operator key, store and rate instead */
         f[2] = (field_t)F("key_file");
-        nf = 3;
+        f[3] = (field_t)F("store");
+        f[4] = (field_t)F("rate_limit");
+        f[5] = (field_t)F("burst");
+        nf = 6;
     }
     if (!fields(x, n, f, nf))
         return;
@@ -1300,16 +1312,28 @@ static void parse_listener(ctx_t *x, yaml_node_t *n, int role, size_t idx)
     }
     if (f[1].val && !f_u32(x, &f[1], 1, 65535, &l->backlog))
         ok = false;
-    if (role == GH_LISTEN_ADMIN && !admin_key(x, f[2].val))
-        ok = false;
-    if (nf > 3 && f[3].val && !parse_listener_tls(x, l, f[3].val))
-        ok = false;
-    if (role == GH_LISTEN_GRPC)
-        l->h2c = 1; /* gRPC clients speak HTTP/2 with prior knowledge over cleartext */
-    if (nf > 4 && f[4].val && !f_bool(x, &f[4], &l->h2c))
-        ok = false;
-    if (nf > 5 && f[5].val && !f_dur(x, &f[5], false, &c->flagd_grpc_keepalive))
-        ok = false;
+    if (role == GH_LISTEN_ADMIN) {
+        if (!admin_key(x, f[2].val))
+            ok = false;
+        size_t o = path_key(x, "store");
+        if (f[3].val && !get_str(x, f[3].val, &c->admin.store, NULL, false, false))
+            ok = false;
+        path_pop(x, o);
+        c->admin.rate_quota = 100, c->admin.rate_period = 1, c->admin.burst = 200;
+        if (f[4].val && !f_rate(x, &f[4], &c->admin.rate_quota, &c->admin.rate_period))
+            ok = false;
+        if (f[5].val && !f_u32(x, &f[5], 1, 1000000, &c->admin.burst))
+            ok = false;
+    } else {
+        if (nf > 3 && f[3].val && !parse_listener_tls(x, l, f[3].val))
+            ok = false;
+        if (role == GH_LISTEN_GRPC)
+            l->h2c = 1; /* gRPC clients speak HTTP/2 with prior knowledge over cleartext */
+        if (nf > 4 && f[4].val && !f_bool(x, &f[4], &l->h2c))
+            ok = false;
+        if (nf > 5 && f[5].val && !f_dur(x, &f[5], false, &c->flagd_grpc_keepalive))
+            ok = false;
+    }
     if (!f[0].val) {
         missing(x, n, "listen");
         return;
@@ -3639,6 +3663,17 @@ static void parse_tenants(ctx_t *x, yaml_node_t *n)
         yaml_node_t *tn = node(x, n->data.sequence.items.start[i]);
         gh_conf_tenant_t *t = &c->tenants[c->ntenants];
         size_t o = path_idx(x, i);
+        if (tn && tn->type == YAML_MAPPING_NODE && tn->start_mark.line == OVERLAY_LINE - 1) {
+            /* an API tenant: its errors name it, the index means nothing to the API's caller */
+            for (yaml_node_pair_t *p = tn->data.mapping.pairs.start; p < tn->data.mapping.pairs.top; p++) {
+                yaml_node_t *k = node(x, p->key), *v = node(x, p->value);
+                if (is_scalar(k) && seq_eq(sv(k), sl(k), "name") && is_scalar(v) && sl(v) <= MAX_NAME) {
+                    path_pop(x, o);
+                    snprintf(x->path + x->plen, sizeof x->path - x->plen, "[%.*s]", (int)sl(v), sv(v));
+                    x->plen = strlen(x->path);
+                }
+            }
+        }
         field_t f[] = {F("name"), F("sites"), F("protection"), F("cache"), F("flags"), F("experiments")};
         if (fields(x, tn, f, GH_ARRAY_LEN(f))) {
             if (f[4].val) {
@@ -4231,6 +4266,139 @@ static void syntax_error(ctx_t *x)
         errat(x, line, col, NULL, "YAML syntax error: %s", p->problem ? p->problem : "error");
 }
 
+/* ---------------------------------------------------------------- API overlay */
+
+/* A JSON value as nodes of the document (strings quoted, so "true" stays a string; numbers,
+ * booleans and null plain), marked as the API's. The node id, 0 on failure. */
+static int overlay_node(yaml_document_t *d, json_t *j, int depth)
+{
+    int id = 0;
+    char num[64];
+    if (depth > 64)
+        return 0;
+    switch (json_typeof(j)) {
+    case JSON_OBJECT: {
+        id = yaml_document_add_mapping(d, NULL, YAML_FLOW_MAPPING_STYLE);
+        const char *k;
+        json_t *v;
+        json_object_foreach(j, k, v) {
+            int kid = yaml_document_add_scalar(d, NULL, (yaml_char_t *)k, (int)strlen(k), YAML_DOUBLE_QUOTED_SCALAR_STYLE);
+            int vid = overlay_node(d, v, depth + 1);
+            if (!id || !kid || !vid || !yaml_document_append_mapping_pair(d, id, kid, vid))
+                return 0;
+            yaml_document_get_node(d, kid)->start_mark.line = OVERLAY_LINE - 1;
+        }
+        break;
+    }
+    case JSON_ARRAY: {
+        id = yaml_document_add_sequence(d, NULL, YAML_FLOW_SEQUENCE_STYLE);
+        size_t i;
+        json_t *v;
+        json_array_foreach(j, i, v) {
+            int vid = overlay_node(d, v, depth + 1);
+            if (!id || !vid || !yaml_document_append_sequence_item(d, id, vid))
+                return 0;
+        }
+        break;
+    }
+    case JSON_STRING:
+        id = yaml_document_add_scalar(d, NULL, (yaml_char_t *)json_string_value(j), (int)json_string_length(j),
+                                      YAML_DOUBLE_QUOTED_SCALAR_STYLE);
+        break;
+    case JSON_INTEGER:
+        snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT, json_integer_value(j));
+        id = yaml_document_add_scalar(d, NULL, (yaml_char_t *)num, (int)strlen(num), YAML_PLAIN_SCALAR_STYLE);
+        break;
+    case JSON_REAL:
+        snprintf(num, sizeof num, "%.17g", json_real_value(j));
+        id = yaml_document_add_scalar(d, NULL, (yaml_char_t *)num, (int)strlen(num), YAML_PLAIN_SCALAR_STYLE);
+        break;
+    case JSON_TRUE:
+    case JSON_FALSE:
+    case JSON_NULL: {
+        const char *t = json_is_true(j) ? "true" : json_is_false(j) ? "false" : "null";
+        id = yaml_document_add_scalar(d, NULL, (yaml_char_t *)t, (int)strlen(t), YAML_PLAIN_SCALAR_STYLE);
+        break;
+    }
+    }
+    if (id)
+        yaml_document_get_node(d, id)->start_mark.line = OVERLAY_LINE - 1;
+    return id;
+}
+
+/* Layer the overlay {"upstreams": {NAME: {...}}, "tenants": [{...}]} over the file's root
+ * mapping: its upstreams join the root's upstreams map, its tenants the root's tenants list
+ * (names that clash are then duplicate-key or duplicate-tenant errors). */
+static void merge_overlay(ctx_t *x)
+{
+    json_error_t je;
+    json_t *o = json_loadb(x->overlay, x->overlay_len, JSON_REJECT_DUPLICATES, &je);
+    if (!o || !json_is_object(o)) {
+        errat(x, OVERLAY_LINE, 0, NULL, "the stored API objects are not a JSON object: %s", o ? "wrong type" : je.text);
+        json_decref(o);
+        return;
+    }
+    yaml_document_t *d = &x->ydoc;
+    yaml_node_t *root = yaml_document_get_root_node(d);
+    if (!root || root->type != YAML_MAPPING_NODE) {
+        json_decref(o);
+        return; /* parse_root says what is wrong with the file */
+    }
+    static const char *const keys[] = {"upstreams", "tenants"};
+    for (int k = 0; k < 2; k++) {
+        json_t *add = json_object_get(o, keys[k]);
+        if (!add || (k == 0 ? json_object_size(add) : json_array_size(add)) == 0)
+            continue;
+        if (k == 0 ? !json_is_object(add) : !json_is_array(add)) {
+            errat(x, OVERLAY_LINE, 0, keys[k], "the stored API objects have the wrong type");
+            continue;
+        }
+        int target = 0;
+        root = yaml_document_get_root_node(d);
+        for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top; p++) {
+            yaml_node_t *kn = yaml_document_get_node(d, p->key);
+            if (kn && kn->type == YAML_SCALAR_NODE && seq_eq(sv(kn), sl(kn), keys[k]))
+                target = p->value;
+        }
+        yaml_node_t *t = target ? yaml_document_get_node(d, target) : NULL;
+        if (t && is_null(t))
+            t = NULL, target = 0; /* "tenants:" with nothing: replaced below */
+        if (!t) {
+            int kid = yaml_document_add_scalar(d, NULL, (yaml_char_t *)keys[k], (int)strlen(keys[k]), YAML_PLAIN_SCALAR_STYLE);
+            target = k == 0 ? yaml_document_add_mapping(d, NULL, YAML_BLOCK_MAPPING_STYLE)
+                            : yaml_document_add_sequence(d, NULL, YAML_BLOCK_SEQUENCE_STYLE);
+            if (!kid || !target || !yaml_document_append_mapping_pair(d, 1, kid, target))
+                longjmp(x->oom, 1);
+            yaml_document_get_node(d, kid)->start_mark.line = OVERLAY_LINE - 1;
+            yaml_document_get_node(d, target)->start_mark.line = OVERLAY_LINE - 1;
+            t = yaml_document_get_node(d, target);
+        }
+        if (t->type != (k == 0 ? YAML_MAPPING_NODE : YAML_SEQUENCE_NODE))
+            continue; /* the file's own type error is reported by parse_root */
+        if (k == 0) {
+            const char *name;
+            json_t *v;
+            json_object_foreach(add, name, v) {
+                int kid = yaml_document_add_scalar(d, NULL, (yaml_char_t *)name, (int)strlen(name),
+                                                   YAML_DOUBLE_QUOTED_SCALAR_STYLE);
+                int vid = overlay_node(d, v, 0);
+                if (!kid || !vid || !yaml_document_append_mapping_pair(d, target, kid, vid))
+                    longjmp(x->oom, 1);
+                yaml_document_get_node(d, kid)->start_mark.line = OVERLAY_LINE - 1;
+            }
+        } else {
+            size_t i;
+            json_t *v;
+            json_array_foreach(add, i, v) {
+                int vid = overlay_node(d, v, 0);
+                if (!vid || !yaml_document_append_sequence_item(d, target, vid))
+                    longjmp(x->oom, 1);
+            }
+        }
+    }
+    json_decref(o);
+}
+
 /* x is not modified after setjmp, so it is valid after a longjmp. */
 static uint64_t dns_gen_counter; /* every load looks DNS names up with a new generation */
 
@@ -4257,6 +4425,10 @@ static int load(ctx_t *x, const char *yaml, size_t len, gh_conf_t **out, gh_conf
     x->c->path = xstrndup(x, x->file, strlen(x->file));
     x->c->source = xstrndup(x, yaml, len);
     x->c->source_len = len;
+    if (x->overlay) {
+        x->c->overlay = xstrndup(x, x->overlay, x->overlay_len);
+        x->c->overlay_len = x->overlay_len;
+    }
     x->c->dns_gen = __atomic_add_fetch(&dns_gen_counter, 1, __ATOMIC_RELAXED);
     set_defaults(x->c);
 
@@ -4269,6 +4441,8 @@ static int load(ctx_t *x, const char *yaml, size_t len, gh_conf_t **out, gh_conf
     } else {
         x->have_doc = 1;
         x->doc = &x->ydoc;
+        if (x->overlay && yaml_document_get_root_node(&x->ydoc))
+            merge_overlay(x);
         yaml_node_t *root = yaml_document_get_root_node(&x->ydoc);
         if (!root) {
             errat(x, 1, 1, NULL, "the configuration is empty");
@@ -4307,7 +4481,25 @@ int gh_conf_load_string(const char *name, const char *yaml, size_t len, gh_conf_
     return load(x, yaml ? yaml : "", yaml ? len : 0, out, errs);
 }
 
+int gh_conf_load_layered(const char *name, const char *yaml, size_t len, const char *overlay, size_t overlay_len,
+                         gh_conf_t **out, gh_conf_errors_t *errs)
+{
+    *out = NULL;
+    ctx_t *x = ctx_new(name ? name : "<string>");
+    if (!x)
+        return GH_ENOMEM;
+    x->overlay = overlay;
+    x->overlay_len = overlay ? overlay_len : 0;
+    return load(x, yaml ? yaml : "", yaml ? len : 0, out, errs);
+}
+
 int gh_conf_load_file(const char *path, gh_conf_t **out, gh_conf_errors_t *errs)
+{
+    return gh_conf_load_file_layered(path, NULL, 0, out, errs);
+}
+
+int gh_conf_load_file_layered(const char *path, const char *overlay, size_t overlay_len, gh_conf_t **out,
+                              gh_conf_errors_t *errs)
 {
     *out = NULL;
     const char *why = NULL;
@@ -4348,7 +4540,7 @@ int gh_conf_load_file(const char *path, gh_conf_t **out, gh_conf_errors_t *errs)
         }
         return GH_ECONFIG;
     }
-    int rc = gh_conf_load_string(path, buf, len, out, errs);
+    int rc = gh_conf_load_layered(path, buf, len, overlay, overlay_len, out, errs);
     free(buf);
     return rc;
 }

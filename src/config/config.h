@@ -385,6 +385,8 @@ typedef struct gh_conf {
     char *path; /* the file it came from ("<proxy>" for quick mode) */
     char *source; /* the YAML text it was built from (NULL in quick mode): a DNS change rebuilds from it */
     size_t source_len;
+    char *overlay; /* JSON of the API-defined objects layered over source, or NULL (gh_conf_load_layered) */
+    size_t overlay_len;
     uint64_t dns_gen; /* the DNS cache generation its names were looked up with (dns.h) */
     struct {
         char *nameservers; /* "ip:port,..." or NULL: /etc/resolv.conf */
@@ -412,6 +414,11 @@ typedef struct gh_conf {
         char *path;  /* default "-" = stdout */
     } access_log;
     char *exposure_log; /* JSON lines of flag exposures (routes' flags with exposure on), or NULL */
+    struct {
+        char *store;                     /* the control plane's store: a SQLite path or postgres:// URL, or NULL */
+        uint32_t rate_quota, rate_period; /* admin API requests per caller (100/s) */
+        uint32_t burst;                  /* (200) */
+    } admin;
     char *admin_key;    /* the operator key of the admin API (Authorization: Bearer), or NULL */
     int via; /* add Via to forwarded requests (default 1) */
     gh_conf_listener_t *listeners; /* proxy, admin and demo listeners */
@@ -478,6 +485,14 @@ int gh_conf_load_file(const char *path, gh_conf_t **out, gh_conf_errors_t *errs)
 /* Same from memory; name is used in messages in place of a file name. */
 int gh_conf_load_string(const char *name, const char *yaml, size_t len, gh_conf_t **out,
                         gh_conf_errors_t *errs);
+/* Same, with the API's objects layered over the file: overlay is JSON
+ * {"upstreams": {NAME: {...}}, "tenants": [{...}]}, its upstreams joining the file's
+ * upstreams map and its tenants the file's tenants list (clashing names are errors).
+ * Errors in layered objects read "api: key.path: message". overlay NULL: as above. */
+int gh_conf_load_layered(const char *name, const char *yaml, size_t len, const char *overlay, size_t overlay_len,
+                         gh_conf_t **out, gh_conf_errors_t *errs);
+int gh_conf_load_file_layered(const char *path, const char *overlay, size_t overlay_len, gh_conf_t **out,
+                              gh_conf_errors_t *errs);
 /* Quick mode: one proxy listener at from, one upstream of the to addresses, one
  * catch-all route. Errors as above. */
 int gh_conf_quick(const char *from, const char *const *to, int nto, gh_conf_t **out,

@@ -38,6 +38,8 @@
  *   '='); trailing whitespace before CRLF is an error. */
 #include "http/h1.h"
 
+#include <ctype.h>
+
 #define MAX_LEADING_CRLF 4
 #define CL_MAX (1ull << 62)
 #define CHUNK_SIZE_MAX (1ull << 60)
@@ -1008,4 +1010,29 @@ long gh_h1_chunked_step(gh_h1_chunked_t *c, const char *p, size_t n, gh_str_t *d
             return (long)i;
     }
     return (long)i;
+}
+
+int gh_h1_pct_decode(gh_str_t v, char *out, size_t cap, int plus)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < v.n; i++) {
+        char ch = v.p[i];
+        if (ch == '%') {
+            if (i + 2 >= v.n)
+                return -1;
+            uint8_t x1 = (uint8_t)v.p[i + 1], x2 = (uint8_t)v.p[i + 2];
+            if (!isxdigit(x1) || !isxdigit(x2))
+                return -1;
+            int a = hexval(x1), b = hexval(x2);
+            ch = (char)(a * 16 + b);
+            i += 2;
+        } else if (ch == '+' && plus) {
+            ch = ' ';
+        }
+        if (n + 1 >= cap)
+            return -1;
+        out[n++] = ch;
+    }
+    out[n] = 0;
+    return (int)n;
 }

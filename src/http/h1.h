@@ -106,6 +106,9 @@ int gh_h1_parse_response(const char *buf, size_t len, const gh_h1_limits_t *lim,
 
 /* Find a header by name (case-insensitive); NULL if absent. */
 const gh_h1_header_t *gh_h1_find(const gh_h1_header_t *h, size_t n, gh_str_t name);
+/* Percent-decode v into out (NUL-terminated); plus: '+' is a space (query strings). The
+ * length, or -1 on a bad escape or when it does not fit. */
+int gh_h1_pct_decode(gh_str_t v, char *out, size_t cap, int plus);
 
 /* The value of cookie name (case-sensitive, as RFC 6265) across the Cookie fields; a
  * DQUOTE-wrapped value without its quotes. p is NULL when absent (an empty value has p set). */

@@ -368,6 +368,7 @@ static const char *reason_of(int status)
 {
     switch (status) {
     case 200: return "OK";
+    case 201: return "Created";
     case 203: return "Non-Authoritative Information";
     case 204: return "No Content";
     case 206: return "Partial Content";
@@ -377,6 +378,7 @@ static const char *reason_of(int status)
     case 304: return "Not Modified";
     case 308: return "Permanent Redirect";
     case 400: return "Bad Request";
+    case 401: return "Unauthorized";
     case 403: return "Forbidden";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
@@ -384,8 +386,14 @@ static const char *reason_of(int status)
     case 413: return "Content Too Large";
     case 414: return "URI Too Long";
     case 410: return "Gone";
+    case 409: return "Conflict";
+    case 412: return "Precondition Failed";
+    case 415: return "Unsupported Media Type";
     case 416: return "Range Not Satisfiable";
     case 417: return "Expectation Failed";
+    case 422: return "Unprocessable Content";
+    case 428: return "Precondition Required";
+    case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
     case 501: return "Not Implemented";
