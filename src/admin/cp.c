@@ -42,6 +42,43 @@ static struct {
     const gh_conf_t *file_docs_of;
 } cp = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
+/* One request's context. */
+typedef struct {
+    gh_req_t *r;          /* the HTTP request, or NULL: */
+    gh_cp_reply_t *cap;   /* the answer is captured (gh_cp_call) */
+    const gh_req_view_t *v;
+    const gh_h1_request_t *m;
+    const gh_cp_actor_t *a;
+    char seg[MAX_SEGS][MAX_SEG + 1];
+    int nseg;
+    char actor[48];
+    char idem[IDEM_KEY_MAX + 1]; /* Idempotency-Key, or "" */
+    char req_hash[65];
+    int dry_run;
+} ctx_t;
+
+/* Every answer goes out here: to the HTTP request, or into the capture of gh_cp_call. */
+static void reply(ctx_t *x, int status, const char *ctype, const char *body, size_t len, const char *headers)
+{
+    if (x->r) {
+        reply(x, status, ctype, body, len, headers);
+        return;
+    }
+    gh_cp_reply_t *c = x->cap;
+    free(c->ctype);
+    free(c->headers);
+    free(c->body);
+    c->status = status;
+    c->ctype = ctype ? strdup(ctype) : NULL;
+    c->headers = strdup(headers ? headers : "");
+    c->body = malloc(len + 1);
+    if (c->body) {
+        memcpy(c->body, body, len);
+        c->body[len] = 0;
+    }
+    c->len = c->body ? len : 0;
+}
+
 void gh_cp_lock(void) { pthread_mutex_lock(&cp.lock); }
 void gh_cp_unlock(void) { pthread_mutex_unlock(&cp.lock); }
 void gh_cp_set_publisher(int (*publish)(gh_conf_t *, const char *, int)) { cp.publish = publish; }
@@ -93,24 +130,24 @@ static void etag_of(const json_t *j, char out[40])
     snprintf(out, 40, "\"%.32s\"", h);
 }
 
-static void send_json(gh_req_t *r, int status, json_t *j, const char *extra)
+static void send_json(ctx_t *x, int status, json_t *j, const char *extra)
 {
     char *t = json_dumps(j, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
     json_decref(j);
     char hdr[1024];
     snprintf(hdr, sizeof hdr, "Cache-Control: no-store\r\n%s", extra ? extra : "");
     if (!t) {
-        gh_session_respond(r, 500, "text/plain", "out of memory\n", 14, NULL);
+        reply(x, 500, "text/plain", "out of memory\n", 14, NULL);
         return;
     }
     size_t n = strlen(t);
     t[n] = '\n'; /* json_dumps leaves room for its NUL: the newline takes its place */
-    gh_session_respond(r, status, "application/json", t, n + 1, hdr);
+    reply(x, status, "application/json", t, n + 1, hdr);
     free(t);
 }
 
 /* RFC 9457 problem+json with a stable type; extra (may be NULL) is merged in (consumed). */
-static void problem_x(gh_req_t *r, int status, const char *type, const char *title, const char *detail, json_t *extra,
+static void problem_x(ctx_t *x, int status, const char *type, const char *title, const char *detail, json_t *extra,
                       const char *headers)
 {
     char tbuf[128];
@@ -125,13 +162,13 @@ static void problem_x(gh_req_t *r, int status, const char *type, const char *tit
     json_decref(p);
     char hdr[512];
     snprintf(hdr, sizeof hdr, "Cache-Control: no-store\r\n%s", headers ? headers : "");
-    gh_session_respond(r, status, "application/problem+json", t ? t : "{}", t ? strlen(t) : 2, hdr);
+    reply(x, status, "application/problem+json", t ? t : "{}", t ? strlen(t) : 2, hdr);
     free(t);
 }
 
-static void problem(gh_req_t *r, int status, const char *type, const char *title, const char *detail)
+static void problem(ctx_t *x, int status, const char *type, const char *title, const char *detail)
 {
-    problem_x(r, status, type, title, detail, NULL, NULL);
+    problem_x(x, status, type, title, detail, NULL, NULL);
 }
 
 static const gh_h1_header_t *header(const gh_h1_request_t *m, const char *name)
@@ -718,19 +755,6 @@ static const coll_t C_EXPERIMENTS = {"experiments", {"experiments"}, 1, 0, "id"}
 static const coll_t *const tenant_colls[] = {&C_SITES, &C_UPSTREAMS, &C_FLAGS, &C_EXPERIMENTS};
 static const char *const singletons[] = {"protection", "cache"};
 
-/* One request's context. */
-typedef struct {
-    gh_req_t *r;
-    const gh_req_view_t *v;
-    const gh_h1_request_t *m;
-    const gh_cp_actor_t *a;
-    char seg[MAX_SEGS][MAX_SEG + 1];
-    int nseg;
-    char actor[48];
-    char idem[IDEM_KEY_MAX + 1]; /* Idempotency-Key, or "" */
-    char req_hash[65];
-    int dry_run;
-} ctx_t;
 
 static json_t *coll_container(json_t *parent, const coll_t *c, int create)
 {
@@ -866,7 +890,7 @@ static json_t *body_object(ctx_t *x, int patch)
     int ok = ct && ((ct->value.n >= 16 && !strncasecmp(ct->value.p, "application/json", 16)) ||
                     (patch && ct->value.n >= 28 && !strncasecmp(ct->value.p, "application/merge-patch+json", 28)));
     if (!ok) {
-        problem(x->r, 415, "unsupported-media-type", "Unsupported Media Type",
+        problem(x, 415, "unsupported-media-type", "Unsupported Media Type",
                 patch ? "send Content-Type: application/json or application/merge-patch+json"
                       : "send Content-Type: application/json");
         return NULL;
@@ -876,12 +900,12 @@ static json_t *body_object(ctx_t *x, int patch)
     if (!b) {
         char d[300];
         snprintf(d, sizeof d, "the body is not valid JSON: %s (line %d, column %d)", je.text, je.line, je.column);
-        problem_x(x->r, 400, "invalid-json", "Bad Request", d, NULL, NULL);
+        problem_x(x, 400, "invalid-json", "Bad Request", d, NULL, NULL);
         return NULL;
     }
     if (!json_is_object(b)) {
         json_decref(b);
-        problem(x->r, 400, "invalid-json", "Bad Request", "the body must be a JSON object");
+        problem(x, 400, "invalid-json", "Bad Request", "the body must be a JSON object");
         return NULL;
     }
     return b;
@@ -926,9 +950,9 @@ static void send_answer(ctx_t *x, answer_t *ans, int64_t version)
     char hdr[800];
     snprintf(hdr, sizeof hdr, "%sGatehouse-Config-Version: %lld\r\n", ans->headers, (long long)version);
     if (ans->body)
-        send_json(x->r, ans->status, ans->body, hdr);
+        send_json(x, ans->status, ans->body, hdr);
     else
-        gh_session_respond(x->r, ans->status, NULL, "", 0, hdr);
+        reply(x, ans->status, NULL, "", 0, hdr);
     ans->body = NULL;
 }
 
@@ -971,7 +995,7 @@ static int need_store(ctx_t *x)
 {
     if (cp.st)
         return 1;
-    problem(x->r, 409, "no-store", "Conflict",
+    problem(x, 409, "no-store", "Conflict",
             "this gateway has no control-plane store (admin.store): its configuration comes from the file only");
     return 0;
 }
@@ -987,20 +1011,20 @@ static void write_change(ctx_t *x, json_t *work, const char *action, const char 
         if (f) {
             char d[300];
             snprintf(d, sizeof d, "upstream \"%.128s\" is not one of the tenant's upstreams", f);
-            problem(x->r, 422, "invalid-configuration", "Unprocessable Content", d);
+            problem(x, 422, "invalid-configuration", "Unprocessable Content", d);
             goto out;
         }
     }
     json_t *errors = NULL;
     gh_conf_t *n = build(work, &errors);
     if (!n) {
-        problem_x(x->r, 422, "invalid-configuration", "Unprocessable Content",
+        problem_x(x, 422, "invalid-configuration", "Unprocessable Content",
                   "the change does not validate; nothing was changed", json_pack("{s:o}", "errors", errors), NULL);
         goto out;
     }
     if (x->dry_run) {
         gh_conf_unref(n);
-        send_json(x->r, 200, json_pack("{s:b,s:b,s:I,s:o}", "dry_run", 1, "valid", 1, "version", (json_int_t)cp.version,
+        send_json(x, 200, json_pack("{s:b,s:b,s:I,s:o}", "dry_run", 1, "valid", 1, "version", (json_int_t)cp.version,
                                        "errors", json_array()),
                   NULL);
         goto out;
@@ -1042,17 +1066,17 @@ static void write_change(ctx_t *x, json_t *work, const char *action, const char 
         gh_conf_unref(n);
         if (rc == GH_STORE_CONFLICT) {
             sync_head(cp.st, "store change");
-            problem(x->r, 409, "concurrent-modification", "Conflict",
+            problem(x, 409, "concurrent-modification", "Conflict",
                     "another node changed the configuration at the same time: read it again and retry");
         } else {
             gh_log(GH_LOG_ERROR, "admin API: the store refused a change: %s", gh_store_error(cp.st));
-            problem(x->r, 503, "store-unavailable", "Service Unavailable", "the store could not record the change");
+            problem(x, 503, "store-unavailable", "Service Unavailable", "the store could not record the change");
         }
         goto out;
     }
     if (adopt_state(work, next, n, "admin API") < 0) {
         work = NULL;
-        problem(x->r, 500, "apply-failed", "Internal Server Error",
+        problem(x, 500, "apply-failed", "Internal Server Error",
                 "the change was stored but could not be applied here (see the log); it applies at the next start");
         goto out;
     }
@@ -1080,7 +1104,7 @@ static int idem_replay(ctx_t *x)
     json_t *row = json_array_get(rows, 0);
     if (strcmp(json_string_value(json_object_get(row, "request_hash")), x->req_hash)) {
         json_decref(rows);
-        problem(x->r, 422, "idempotency-key-reuse", "Unprocessable Content",
+        problem(x, 422, "idempotency-key-reuse", "Unprocessable Content",
                 "this Idempotency-Key was used for a different request");
         return 1;
     }
@@ -1088,7 +1112,7 @@ static int idem_replay(ctx_t *x)
     snprintf(hdr, sizeof hdr, "%sIdempotent-Replayed: true\r\n", json_string_value(json_object_get(row, "headers")));
     const char *body = json_string_value(json_object_get(row, "body"));
     int status = atoi(json_string_value(json_object_get(row, "status")));
-    gh_session_respond(x->r, status, *body ? "application/json" : NULL, body, strlen(body), hdr);
+    reply(x, status, *body ? "application/json" : NULL, body, strlen(body), hdr);
     json_decref(rows);
     return 1;
 }
@@ -1110,7 +1134,7 @@ static void send_list(ctx_t *x, json_t *entries, json_t *extra)
         qparam(x->m, "limit", lim, sizeof lim) < 0) {
         json_decref(entries);
         json_decref(extra);
-        problem(x->r, 400, "bad-request", "Bad Request", "prefix, cursor or limit is badly encoded or too long");
+        problem(x, 400, "bad-request", "Bad Request", "prefix, cursor or limit is badly encoded or too long");
         return;
     }
     long limit = LIST_DEFAULT;
@@ -1120,7 +1144,7 @@ static void send_list(ctx_t *x, json_t *entries, json_t *extra)
         if (!e || *e || limit < 1 || limit > LIST_MAX) {
             json_decref(entries);
             json_decref(extra);
-            problem(x->r, 400, "bad-request", "Bad Request", "limit is 1..500");
+            problem(x, 400, "bad-request", "Bad Request", "limit is 1..500");
             return;
         }
     }
@@ -1128,7 +1152,7 @@ static void send_list(ctx_t *x, json_t *entries, json_t *extra)
     if (cl % 2 || cl / 2 > MAX_SEG) {
         json_decref(entries);
         json_decref(extra);
-        problem(x->r, 400, "bad-request", "Bad Request", "bad cursor");
+        problem(x, 400, "bad-request", "Bad Request", "bad cursor");
         return;
     }
     for (size_t i = 0; i < cl / 2; i++) {
@@ -1136,7 +1160,7 @@ static void send_list(ctx_t *x, json_t *entries, json_t *extra)
         if (sscanf(cur + 2 * i, "%2x", &v) != 1 || !isxdigit((unsigned char)cur[2 * i + 1])) {
             json_decref(entries);
             json_decref(extra);
-            problem(x->r, 400, "bad-request", "Bad Request", "bad cursor");
+            problem(x, 400, "bad-request", "Bad Request", "bad cursor");
             return;
         }
         after[i] = (char)v;
@@ -1166,8 +1190,12 @@ static void send_list(ctx_t *x, json_t *entries, json_t *extra)
     if (more && last) {
         for (size_t i = 0; last[i] && i < MAX_SEG; i++)
             sprintf(next + 2 * i, "%02x", (unsigned char)last[i]);
+        char ep[3 * MAX_SEG + 1] = "";
+        for (size_t i = 0, k = 0; i < pl; i++) /* the prefix, percent-encoded but for unreserved bytes */
+            k += (size_t)sprintf(ep + k, isalnum((unsigned char)prefix[i]) || strchr("-._~", prefix[i]) ? "%c" : "%%%02X",
+                                 (unsigned char)prefix[i]);
         snprintf(link, sizeof link, "Link: <%.*s?limit=%ld&cursor=%s%s%s>; rel=\"next\"\r\n", (int)GH_MIN(x->m->path.n, 300),
-                 x->m->path.p, limit, next, pl ? "&prefix=" : "", "");
+                 x->m->path.p, limit, next, pl ? "&prefix=" : "", ep);
     }
     json_t *out = json_pack("{s:o,s:o}", "items", items, "next_cursor", more ? json_string(next) : json_null());
     if (extra) {
@@ -1176,7 +1204,7 @@ static void send_list(ctx_t *x, json_t *entries, json_t *extra)
     }
     free(vec);
     json_decref(entries);
-    send_json(x->r, 200, out, link[0] ? link : NULL);
+    send_json(x, 200, out, link[0] ? link : NULL);
 }
 
 static json_t *entry(const char *k, json_t *v)
@@ -1190,14 +1218,14 @@ static void not_found(ctx_t *x, const char *what)
 {
     char d[200];
     snprintf(d, sizeof d, "no such %s", what);
-    problem(x->r, 404, "not-found", "Not Found", d);
+    problem(x, 404, "not-found", "Not Found", d);
 }
 
 static void method_not_allowed(ctx_t *x, const char *allow)
 {
     char h[128];
     snprintf(h, sizeof h, "Allow: %s\r\n", allow);
-    problem_x(x->r, 405, "method-not-allowed", "Method Not Allowed", "see the Allow header", NULL, h);
+    problem_x(x, 405, "method-not-allowed", "Method Not Allowed", "see the Allow header", NULL, h);
 }
 
 static int forbidden(ctx_t *x, unsigned scope)
@@ -1207,7 +1235,7 @@ static int forbidden(ctx_t *x, unsigned scope)
     const char *name = scope == GH_SCOPE_READ ? "read" : scope == GH_SCOPE_WRITE ? "write" : "admin";
     char d[160];
     snprintf(d, sizeof d, "this key lacks the %s scope", name);
-    problem(x->r, 403, "forbidden", "Forbidden", d);
+    problem(x, 403, "forbidden", "Forbidden", d);
     return 1;
 }
 
@@ -1230,7 +1258,7 @@ static int file_managed(ctx_t *x, const char *tenant)
 {
     char d[300];
     snprintf(d, sizeof d, "tenant %.128s is defined in the configuration file; change it there and reload", tenant);
-    problem(x->r, 409, "file-managed", "Conflict", d);
+    problem(x, 409, "file-managed", "Conflict", d);
     return 1;
 }
 
@@ -1250,11 +1278,11 @@ static void send_item(ctx_t *x, json_t *view /* consumed */, int file)
     if (if_none_match_hit(x->m, et)) {
         json_decref(view);
         snprintf(hdr, sizeof hdr, "ETag: %s\r\nCache-Control: no-store\r\n", et);
-        gh_session_respond(x->r, 304, NULL, "", 0, hdr);
+        reply(x, 304, NULL, "", 0, hdr);
         return;
     }
     snprintf(hdr, sizeof hdr, "ETag: %s\r\n%s", et, file ? "Gatehouse-Origin: file\r\n" : "");
-    send_json(x->r, 200, view, hdr);
+    send_json(x, 200, view, hdr);
 }
 
 /* /v1/tenants and /v1/tenants/{t} */
@@ -1281,7 +1309,7 @@ static void tenants_request(ctx_t *x)
         if (meth != GH_M_POST)
             return method_not_allowed(x, "GET, HEAD, POST");
         if (!x->a->operator) {
-            problem(x->r, 403, "forbidden", "Forbidden", "only the operator creates tenants");
+            problem(x, 403, "forbidden", "Forbidden", "only the operator creates tenants");
             return;
         }
         if (!need_store(x))
@@ -1292,13 +1320,13 @@ static void tenants_request(ctx_t *x)
         const char *name = json_string_value(json_object_get(b, "name"));
         if (!name || !good_name(name)) {
             json_decref(b);
-            problem(x->r, 422, "invalid-configuration", "Unprocessable Content",
+            problem(x, 422, "invalid-configuration", "Unprocessable Content",
                     "a tenant needs a name: visible ASCII, no quotes, backslashes or slashes, at most 128 bytes");
             return;
         }
         if (json_object_get(tenants, name) || json_object_get(file_docs(), name)) {
             json_decref(b);
-            problem(x->r, 409, "already-exists", "Conflict", "a tenant of that name exists");
+            problem(x, 409, "already-exists", "Conflict", "a tenant of that name exists");
             return;
         }
         json_t *work = json_deep_copy(cp.state);
@@ -1332,7 +1360,7 @@ static void tenants_request(ctx_t *x)
     if (doc)
         etag_of(doc, et);
     if (!if_match_ok(x->m, doc ? et : NULL)) {
-        problem(x->r, 412, "precondition-failed", "Precondition Failed", "the tenant changed since you read it (If-Match)");
+        problem(x, 412, "precondition-failed", "Precondition Failed", "the tenant changed since you read it (If-Match)");
         return;
     }
     json_t *work = json_deep_copy(cp.state);
@@ -1340,7 +1368,7 @@ static void tenants_request(ctx_t *x)
     if (meth == GH_M_DELETE) {
         if (!x->a->operator) {
             json_decref(work);
-            problem(x->r, 403, "forbidden", "Forbidden", "only the operator deletes tenants");
+            problem(x, 403, "forbidden", "Forbidden", "only the operator deletes tenants");
             return;
         }
         json_object_del(wt, name);
@@ -1365,7 +1393,7 @@ static void tenants_request(ctx_t *x)
     if (json_object_get(nd, "name") && (!bn || strcmp(bn, name))) {
         json_decref(nd);
         json_decref(work);
-        problem(x->r, 422, "invalid-configuration", "Unprocessable Content", "the body's name differs from the URL's");
+        problem(x, 422, "invalid-configuration", "Unprocessable Content", "the body's name differs from the URL's");
         return;
     }
     json_object_set_new(nd, "name", json_string(name));
@@ -1439,19 +1467,19 @@ static void coll_request(ctx_t *x, const coll_t *c, const char *id)
             snprintf(d, sizeof d, "the body needs \"%s\": visible ASCII, no quotes, backslashes or slashes, at most 128 bytes",
                      c->key);
             json_decref(b);
-            problem(x->r, 422, "invalid-configuration", "Unprocessable Content", d);
+            problem(x, 422, "invalid-configuration", "Unprocessable Content", d);
             return;
         }
         if (item_find(cont, c, nid, NULL)) {
             json_decref(b);
-            problem(x->r, 409, "already-exists", "Conflict", "an item of that name exists: PUT replaces it");
+            problem(x, 409, "already-exists", "Conflict", "an item of that name exists: PUT replaces it");
             return;
         }
         char pos[24] = "";
         long position = -1;
         if (qparam(x->m, "position", pos, sizeof pos) < 0 || (pos[0] && (c->map || (position = strtol(pos, NULL, 10)) < 0))) {
             json_decref(b);
-            problem(x->r, 400, "bad-request", "Bad Request", "position is a 0-based index into an ordered collection");
+            problem(x, 400, "bad-request", "Bad Request", "position is a 0-based index into an ordered collection");
             return;
         }
         json_t *work = json_deep_copy(cp.state);
@@ -1480,7 +1508,7 @@ static void coll_request(ctx_t *x, const coll_t *c, const char *id)
     if (forbidden(x, GH_SCOPE_WRITE) || (file && file_managed(x, x->seg[1])) || !need_store(x))
         return;
     if (!good_name(id)) {
-        problem(x->r, 422, "invalid-configuration", "Unprocessable Content", "bad name in the URL");
+        problem(x, 422, "invalid-configuration", "Unprocessable Content", "bad name in the URL");
         return;
     }
     json_t *view = stored ? item_view(c, id, stored) : NULL;
@@ -1489,7 +1517,7 @@ static void coll_request(ctx_t *x, const coll_t *c, const char *id)
         etag_of(view, et);
     if (!if_match_ok(x->m, view ? et : NULL)) {
         json_decref(view);
-        problem(x->r, 412, "precondition-failed", "Precondition Failed", "the item changed since you read it (If-Match)");
+        problem(x, 412, "precondition-failed", "Precondition Failed", "the item changed since you read it (If-Match)");
         return;
     }
     json_t *work = json_deep_copy(cp.state);
@@ -1523,7 +1551,7 @@ static void coll_request(ctx_t *x, const coll_t *c, const char *id)
         json_decref(work);
         char d[200];
         snprintf(d, sizeof d, "the body's \"%s\" differs from the URL's", c->key);
-        problem(x->r, 422, "invalid-configuration", "Unprocessable Content", d);
+        problem(x, 422, "invalid-configuration", "Unprocessable Content", d);
         return;
     }
     json_object_set_new(nv, c->key, json_string(id));
@@ -1560,7 +1588,7 @@ static void single_request(ctx_t *x, const char *field)
     if (cur)
         etag_of(cur, et);
     if (!if_match_ok(x->m, cur ? et : NULL)) {
-        problem(x->r, 412, "precondition-failed", "Precondition Failed", "it changed since you read it (If-Match)");
+        problem(x, 412, "precondition-failed", "Precondition Failed", "it changed since you read it (If-Match)");
         return;
     }
     json_t *work = json_deep_copy(cp.state);
@@ -1617,7 +1645,7 @@ static void keys_request(ctx_t *x)
             const char *p[] = {tenant};
             json_t *rows = NULL;
             if (gh_store_exec(cp.st, "SELECT * FROM api_keys WHERE tenant = ?", 1, p, &rows) < 0) {
-                problem(x->r, 503, "store-unavailable", "Service Unavailable", "the store could not be read");
+                problem(x, 503, "store-unavailable", "Service Unavailable", "the store could not be read");
                 return;
             }
             json_t *entries = json_array();
@@ -1655,13 +1683,13 @@ static void keys_request(ctx_t *x)
             why = "a key cannot grant scopes it does not hold";
         if (why) {
             json_decref(b);
-            problem(x->r, 422, "invalid-key", "Unprocessable Content", why);
+            problem(x, 422, "invalid-key", "Unprocessable Content", why);
             return;
         }
         unsigned char rnd[38];
         if (RAND_bytes(rnd, sizeof rnd) != 1) {
             json_decref(b);
-            problem(x->r, 503, "no-entropy", "Service Unavailable", "no random bytes");
+            problem(x, 503, "no-entropy", "Service Unavailable", "no random bytes");
             return;
         }
         char id[13], token[3 + 12 + 1 + 64 + 1], hash[65], at[32], exp[32], sc[128];
@@ -1708,7 +1736,7 @@ static void keys_request(ctx_t *x)
         if (rc < 0) {
             gh_store_rollback(cp.st);
             json_decref(ans.body);
-            problem(x->r, 503, "store-unavailable", "Service Unavailable", "the store could not record the key");
+            problem(x, 503, "store-unavailable", "Service Unavailable", "the store could not record the key");
             return;
         }
         send_answer(x, &ans, cp.version);
@@ -1718,7 +1746,7 @@ static void keys_request(ctx_t *x)
     const char *p[] = {id, tenant};
     json_t *rows = NULL;
     if (gh_store_exec(cp.st, "SELECT * FROM api_keys WHERE id = ? AND tenant = ?", 2, p, &rows) < 0) {
-        problem(x->r, 503, "store-unavailable", "Service Unavailable", "the store could not be read");
+        problem(x, 503, "store-unavailable", "Service Unavailable", "the store could not be read");
         return;
     }
     json_t *row = json_array_get(rows, 0);
@@ -1753,7 +1781,7 @@ static void keys_request(ctx_t *x)
     json_decref(d);
     if (rc < 0) {
         gh_store_rollback(cp.st);
-        problem(x->r, 503, "store-unavailable", "Service Unavailable", "the store could not record the revocation");
+        problem(x, 503, "store-unavailable", "Service Unavailable", "the store could not record the revocation");
         return;
     }
     send_answer(x, &ans, cp.version);
@@ -1791,7 +1819,7 @@ static void purge_request(ctx_t *x)
         json_array_foreach(vals, i, v) bad |= !json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > 1024;
     if (bad) {
         json_decref(b);
-        problem(x->r, 422, "invalid-purge", "Unprocessable Content",
+        problem(x, 422, "invalid-purge", "Unprocessable Content",
                 "give one of tags, urls, prefixes (1-64 strings of at most 1024 bytes) or all: true; soft is a boolean");
         return;
     }
@@ -1813,7 +1841,7 @@ static void purge_request(ctx_t *x)
         json_decref(d);
     }
     json_decref(b);
-    send_json(x->r, 200, json_pack("{s:I,s:b}", "purged", (json_int_t)n, "soft", json_is_true(soft)), NULL);
+    send_json(x, 200, json_pack("{s:I,s:b}", "purged", (json_int_t)n, "soft", json_is_true(soft)), NULL);
 }
 
 /* ---------------------------------------------------------------- audit and versions */
@@ -1828,7 +1856,7 @@ static void audit_request(ctx_t *x)
     char tenant[MAX_SEG + 1] = "", cur[24] = "", lim[16] = "";
     if (qparam(x->m, "tenant", tenant, sizeof tenant) < 0 || qparam(x->m, "cursor", cur, sizeof cur) < 0 ||
         qparam(x->m, "limit", lim, sizeof lim) < 0) {
-        problem(x->r, 400, "bad-request", "Bad Request", "tenant, cursor or limit is badly encoded or too long");
+        problem(x, 400, "bad-request", "Bad Request", "tenant, cursor or limit is badly encoded or too long");
         return;
     }
     if (!x->a->operator) {
@@ -1839,7 +1867,7 @@ static void audit_request(ctx_t *x)
     long limit = lim[0] ? strtol(lim, NULL, 10) : LIST_DEFAULT;
     long long after = cur[0] ? strtoll(cur, NULL, 10) : 0;
     if (limit < 1 || limit > LIST_MAX || (cur[0] && after < 1)) {
-        problem(x->r, 400, "bad-request", "Bad Request", "limit is 1..500; cursor is a number from next_cursor");
+        problem(x, 400, "bad-request", "Bad Request", "limit is 1..500; cursor is a number from next_cursor");
         return;
     }
     char ls[24], as[24];
@@ -1851,7 +1879,7 @@ static void audit_request(ctx_t *x)
                       "SELECT id, at, actor, source, action, tenant, resource, version, diff FROM audit"
                       " WHERE (? IS NULL OR tenant = ?) AND id < ? ORDER BY id DESC LIMIT ?",
                       4, p, &rows) < 0) {
-        problem(x->r, 503, "store-unavailable", "Service Unavailable", "the store could not be read");
+        problem(x, 503, "store-unavailable", "Service Unavailable", "the store could not be read");
         return;
     }
     json_t *items = json_array();
@@ -1877,7 +1905,7 @@ static void audit_request(ctx_t *x)
         next = json_string(nc);
     }
     json_decref(rows);
-    send_json(x->r, 200, json_pack("{s:o,s:o}", "items", items, "next_cursor", next), NULL);
+    send_json(x, 200, json_pack("{s:o,s:o}", "items", items, "next_cursor", next), NULL);
 }
 
 static json_t *version_row(int64_t id, int with_state)
@@ -1910,7 +1938,7 @@ static void versions_request(ctx_t *x)
 {
     int meth = x->m->method_id;
     if (!x->a->operator) {
-        problem(x->r, 403, "forbidden", "Forbidden", "configuration versions hold every tenant: operator only");
+        problem(x, 403, "forbidden", "Forbidden", "configuration versions hold every tenant: operator only");
         return;
     }
     if (!need_store(x))
@@ -1920,13 +1948,13 @@ static void versions_request(ctx_t *x)
             return method_not_allowed(x, "GET, HEAD");
         char cur[24] = "", lim[16] = "";
         if (qparam(x->m, "cursor", cur, sizeof cur) < 0 || qparam(x->m, "limit", lim, sizeof lim) < 0) {
-            problem(x->r, 400, "bad-request", "Bad Request", "cursor or limit is badly encoded");
+            problem(x, 400, "bad-request", "Bad Request", "cursor or limit is badly encoded");
             return;
         }
         long limit = lim[0] ? strtol(lim, NULL, 10) : LIST_DEFAULT;
         long long after = cur[0] ? strtoll(cur, NULL, 10) : 0;
         if (limit < 1 || limit > LIST_MAX || (cur[0] && after < 1)) {
-            problem(x->r, 400, "bad-request", "Bad Request", "limit is 1..500; cursor is a number from next_cursor");
+            problem(x, 400, "bad-request", "Bad Request", "limit is 1..500; cursor is a number from next_cursor");
             return;
         }
         char ls[24], as[24];
@@ -1936,7 +1964,7 @@ static void versions_request(ctx_t *x)
         json_t *rows = NULL;
         if (gh_store_exec(cp.st, "SELECT id, created_at, actor, comment, parent FROM versions WHERE id < ? ORDER BY id DESC LIMIT ?",
                           2, p, &rows) < 0) {
-            problem(x->r, 503, "store-unavailable", "Service Unavailable", "the store could not be read");
+            problem(x, 503, "store-unavailable", "Service Unavailable", "the store could not be read");
             return;
         }
         json_t *items = json_array();
@@ -1958,7 +1986,7 @@ static void versions_request(ctx_t *x)
             next = json_string(nc);
         }
         json_decref(rows);
-        send_json(x->r, 200, json_pack("{s:o,s:o,s:I}", "items", items, "next_cursor", next, "current", (json_int_t)cp.version),
+        send_json(x, 200, json_pack("{s:o,s:o,s:I}", "items", items, "next_cursor", next, "current", (json_int_t)cp.version),
                   NULL);
         return;
     }
@@ -1974,7 +2002,7 @@ static void versions_request(ctx_t *x)
             return not_found(x, "version");
         json_t *st = json_object_get(row, "state");
         json_object_set_new(row, "state", redact(st));
-        send_json(x->r, 200, row, NULL);
+        send_json(x, 200, row, NULL);
         return;
     }
     if (x->nseg == 3 && !strcmp(x->seg[2], "diff")) {
@@ -1982,7 +2010,7 @@ static void versions_request(ctx_t *x)
             return method_not_allowed(x, "GET, HEAD");
         char from[24] = "";
         if (qparam(x->m, "from", from, sizeof from) < 0) {
-            problem(x->r, 400, "bad-request", "Bad Request", "from is badly encoded");
+            problem(x, 400, "bad-request", "Bad Request", "from is badly encoded");
             return;
         }
         long long f = from[0] ? strtoll(from, NULL, 10) : id - 1;
@@ -1996,7 +2024,7 @@ static void versions_request(ctx_t *x)
         diff(json_object_get(a, "state"), json_object_get(b, "state"), "", 0, d);
         json_decref(a);
         json_decref(b);
-        send_json(x->r, 200, json_pack("{s:I,s:I,s:o}", "from", (json_int_t)f, "to", (json_int_t)id, "changes", d), NULL);
+        send_json(x, 200, json_pack("{s:I,s:I,s:o}", "from", (json_int_t)f, "to", (json_int_t)id, "changes", d), NULL);
         return;
     }
     if (x->nseg == 3 && !strcmp(x->seg[2], "rollback")) {
@@ -2018,18 +2046,15 @@ static void versions_request(ctx_t *x)
 
 /* ---------------------------------------------------------------- dispatch */
 
-int gh_cp_handle(gh_req_t *r, const gh_req_view_t *v, const gh_cp_actor_t *a)
+/* Answer x's request (x->m, x->v, x->a set): 0 when it is not the control plane's. */
+static int dispatch(ctx_t *x)
 {
-    const gh_h1_request_t *m = v->msg;
+    const gh_h1_request_t *m = x->m;
+    const gh_req_view_t *v = x->v;
+    const gh_cp_actor_t *a = x->a;
     gh_str_t path = m->path;
     if (path.n < 4 || memcmp(path.p, "/v1/", 4))
         return 0;
-    ctx_t *x = calloc(1, sizeof *x);
-    if (!x) {
-        gh_session_respond(r, 503, "text/plain", "out of memory\n", 14, NULL);
-        return 1;
-    }
-    x->r = r, x->v = v, x->m = m, x->a = a;
     const char *p = path.p + 4, *end = path.p + path.n;
     int bad = 0, done = 0;
     while (x->nseg < MAX_SEGS) {
@@ -2048,13 +2073,10 @@ int gh_cp_handle(gh_req_t *r, const gh_req_view_t *v, const gh_cp_actor_t *a)
         p = slash + 1;
     }
     const char *top = x->nseg > 0 ? x->seg[0] : "";
-    if (strcmp(top, "tenants") && strcmp(top, "versions") && strcmp(top, "audit")) {
-        free(x);
+    if (strcmp(top, "tenants") && strcmp(top, "versions") && strcmp(top, "audit"))
         return 0;
-    }
     if (bad || !done) {
         not_found(x, "resource");
-        free(x);
         return 1;
     }
     if (a->operator)
@@ -2067,8 +2089,7 @@ int gh_cp_handle(gh_req_t *r, const gh_req_view_t *v, const gh_cp_actor_t *a)
     int writing = meth == GH_M_POST || meth == GH_M_PUT || meth == GH_M_PATCH || meth == GH_M_DELETE;
     if (ik && writing) {
         if (ik->value.n == 0 || ik->value.n > IDEM_KEY_MAX) {
-            problem(r, 400, "bad-request", "Bad Request", "Idempotency-Key is 1..255 bytes");
-            free(x);
+            problem(x, 400, "bad-request", "Bad Request", "Idempotency-Key is 1..255 bytes");
             return 1;
         }
         memcpy(x->idem, ik->value.p, ik->value.n);
@@ -2081,8 +2102,7 @@ int gh_cp_handle(gh_req_t *r, const gh_req_view_t *v, const gh_cp_actor_t *a)
             !EVP_DigestUpdate(h, "\n", 1) || (v->body_len && !EVP_DigestUpdate(h, v->body, v->body_len)) ||
             !EVP_DigestFinal_ex(h, d, &dl)) {
             EVP_MD_CTX_free(h);
-            problem(r, 503, "no-digest", "Service Unavailable", "cannot hash the request");
-            free(x);
+            problem(x, 503, "no-digest", "Service Unavailable", "cannot hash the request");
             return 1;
         }
         EVP_MD_CTX_free(h);
@@ -2121,6 +2141,81 @@ int gh_cp_handle(gh_req_t *r, const gh_req_view_t *v, const gh_cp_actor_t *a)
         }
     }
     gh_cp_unlock();
-    free(x);
     return 1;
+}
+
+int gh_cp_handle(gh_req_t *r, const gh_req_view_t *v, const gh_cp_actor_t *a)
+{
+    ctx_t *x = calloc(1, sizeof *x);
+    if (!x) {
+        gh_session_respond(r, 503, "text/plain", "out of memory\n", 14, NULL);
+        return 1;
+    }
+    x->r = r, x->v = v, x->m = v->msg, x->a = a;
+    int rc = dispatch(x);
+    free(x);
+    return rc;
+}
+
+void gh_cp_call(const gh_cp_actor_t *a, const char *peer, const char *method, const char *target, const char *body,
+                size_t len, const char *if_match, const char *idem_key, gh_cp_reply_t *out)
+{
+    static const char *const names[] = {[GH_M_GET] = "GET", [GH_M_HEAD] = "HEAD", [GH_M_POST] = "POST",
+                                        [GH_M_PUT] = "PUT", [GH_M_DELETE] = "DELETE", [GH_M_PATCH] = "PATCH"};
+    memset(out, 0, sizeof *out);
+    ctx_t *x = calloc(1, sizeof *x);
+    if (!x) {
+        out->status = 503;
+        return;
+    }
+    gh_h1_request_t m;
+    gh_h1_header_t h[3];
+    memset(&m, 0, sizeof m);
+    m.method = gh_str(method, strlen(method));
+    for (int i = 0; i < (int)(sizeof names / sizeof *names); i++)
+        if (names[i] && !strcmp(names[i], method))
+            m.method_id = i;
+    m.target = gh_str(target, strlen(target));
+    const char *qm = strchr(target, '?');
+    m.path = gh_str(target, qm ? (size_t)(qm - target) : strlen(target));
+    m.query = qm ? gh_str(qm + 1, strlen(qm + 1)) : GH_STR("");
+    m.minor = 1;
+    m.headers = h;
+    int patch = m.method_id == GH_M_PATCH;
+    h[m.nheaders++] = (gh_h1_header_t){GH_STR("content-type"),
+                                       patch ? GH_STR("application/merge-patch+json") : GH_STR("application/json")};
+    if (if_match && *if_match)
+        h[m.nheaders++] = (gh_h1_header_t){GH_STR("if-match"), gh_str(if_match, strlen(if_match))};
+    if (idem_key && *idem_key)
+        h[m.nheaders++] = (gh_h1_header_t){GH_STR("idempotency-key"), gh_str(idem_key, strlen(idem_key))};
+    gh_req_view_t v = {.msg = &m, .peer = peer, .body = body, .body_len = body ? len : 0};
+    x->cap = out, x->v = &v, x->m = &m, x->a = a;
+    if (!dispatch(x))
+        problem(x, 404, "not-found", "Not Found", "no such resource");
+    free(x);
+}
+
+void gh_cp_reply_free(gh_cp_reply_t *r)
+{
+    free(r->ctype);
+    free(r->headers);
+    free(r->body);
+    memset(r, 0, sizeof *r);
+}
+
+int gh_cp_auth_token(const gh_conf_t *c, const char *token, size_t n, gh_cp_actor_t *a)
+{
+    char hv[200];
+    gh_h1_header_t h = {GH_STR("authorization"), GH_STR("")};
+    gh_h1_request_t m;
+    memset(&m, 0, sizeof m);
+    if (token) {
+        if (n > sizeof hv - 8)
+            return 401;
+        int l = snprintf(hv, sizeof hv, "Bearer %.*s", (int)n, token);
+        h.value = gh_str(hv, (size_t)l);
+        m.headers = &h;
+        m.nheaders = 1;
+    }
+    return gh_cp_auth(c, &m, a);
 }

@@ -58,6 +58,24 @@ typedef struct {
 int gh_cp_auth(const gh_conf_t *c, const gh_h1_request_t *m, gh_cp_actor_t *a);
 /* Requests under /v1/tenants, /v1/versions, /v1/audit: 1 when answered. */
 int gh_cp_handle(gh_req_t *r, const gh_req_view_t *v, const gh_cp_actor_t *a);
+/* gh_cp_auth for a bare token (token NULL: none sent), as the gRPC admin service gets it. */
+int gh_cp_auth_token(const gh_conf_t *c, const char *token, size_t n, gh_cp_actor_t *a);
+
+/* The same resources without HTTP/1 (the gRPC admin service). method "GET", "POST", "PUT",
+ * "PATCH", "DELETE"; target "/v1/tenants/acme/sites?limit=10"; body JSON or NULL; if_match
+ * and idem_key may be NULL; peer is recorded in the audit log. out receives the answer
+ * (status, content type, extra header lines, body); free it with gh_cp_reply_free. */
+typedef struct {
+    int status;
+    char *ctype;
+    char *headers; /* "Name: value\r\n"... (ETag, Location, Gatehouse-Config-Version ...) */
+    char *body;    /* NUL-terminated */
+    size_t len;
+} gh_cp_reply_t;
+void gh_cp_call(const gh_cp_actor_t *a, const char *peer, const char *method, const char *target, const char *body,
+                size_t len, const char *if_match, const char *idem_key, gh_cp_reply_t *out);
+void gh_cp_reply_free(gh_cp_reply_t *r);
+
 /* The admin API's own rate limit per caller: 0, or the seconds to wait. */
 int gh_cp_rate(const gh_conf_t *c, const gh_cp_actor_t *a, const char *peer);
 
