@@ -38,6 +38,8 @@ static struct {
     size_t overlay_len;
     gh_conf_t *cur; /* the configuration in force (a reference) */
     int (*publish)(gh_conf_t *, const char *, int);
+    json_t *keys;      /* API keys usable on the flag listeners: [{tenant, hash, scopes, expires}] */
+    char keys_mark[200]; /* the store's api_keys table as last read (count, newest creation/revocation) */
     json_t *file_docs; /* file tenants as JSON documents, built from cur->source on demand */
     const gh_conf_t *file_docs_of;
 } cp = {.lock = PTHREAD_MUTEX_INITIALIZER};
@@ -61,7 +63,7 @@ typedef struct {
 static void reply(ctx_t *x, int status, const char *ctype, const char *body, size_t len, const char *headers)
 {
     if (x->r) {
-        reply(x, status, ctype, body, len, headers);
+        gh_session_respond(x->r, status, ctype, body, len, headers);
         return;
     }
     gh_cp_reply_t *c = x->cap;
@@ -356,11 +358,13 @@ static void rename_upstreams(json_t *j, const char *tenant, const json_t *pools)
 static char *compose(const json_t *state, size_t *len)
 {
     json_t *tenants = json_object_get(state, "tenants");
-    if (!json_object_size(tenants)) {
+    if (!json_object_size(tenants) && !json_array_size(cp.keys)) {
         *len = 0;
         return NULL;
     }
     json_t *ov = json_pack("{s:o,s:o}", "upstreams", json_object(), "tenants", json_array());
+    if (json_array_size(cp.keys))
+        json_object_set(ov, "keys", cp.keys);
     json_t *ups = json_object_get(ov, "upstreams"), *list = json_object_get(ov, "tenants");
     const char *name;
     json_t *doc;
@@ -448,6 +452,58 @@ static int adopt_state(json_t *state, int64_t version, gh_conf_t *n, const char 
     return 0;
 }
 
+/* The api_keys table's mark: changes when a key is created or revoked (on any node). */
+static int keys_mark(gh_store_t *st, char *out, size_t cap)
+{
+    json_t *rows = NULL;
+    if (gh_store_exec(st, "SELECT count(*) AS n, max(created_at) AS c, max(revoked_at) AS r FROM api_keys", 0, NULL, &rows) < 0)
+        return -1;
+    json_t *row = json_array_get(rows, 0);
+    const char *n = json_string_value(json_object_get(row, "n")), *c = json_string_value(json_object_get(row, "c")),
+               *r = json_string_value(json_object_get(row, "r"));
+    snprintf(out, cap, "%s|%s|%s", n ? n : "0", c ? c : "", r ? r : "");
+    json_decref(rows);
+    return 0;
+}
+
+/* cp.keys from the store: the live keys that work on the flag listeners. */
+static int load_keys(gh_store_t *st)
+{
+    json_t *rows = NULL;
+    if (keys_mark(st, cp.keys_mark, sizeof cp.keys_mark) < 0 ||
+        gh_store_exec(st, "SELECT tenant, hash, scopes, expires_at FROM api_keys WHERE revoked_at IS NULL", 0, NULL, &rows) < 0)
+        return -1;
+    json_t *keys = json_array();
+    size_t i;
+    json_t *row;
+    json_array_foreach(rows, i, row) {
+        const char *sc = json_string_value(json_object_get(row, "scopes"));
+        unsigned bits = (strstr(sc, "\"flags:evaluate\"") ? GH_SCOPE_FLAGS : 0) | (strstr(sc, "\"events:publish\"") ? GH_SCOPE_EVENTS : 0);
+        if (!bits)
+            continue;
+        const char *exp = json_string_value(json_object_get(row, "expires_at"));
+        struct tm tm;
+        memset(&tm, 0, sizeof tm);
+        long long until = exp && strptime(exp, "%Y-%m-%dT%H:%M:%SZ", &tm) ? (long long)timegm(&tm) : 0;
+        json_array_append_new(keys, json_pack("{s:O,s:O,s:i,s:I}", "tenant", json_object_get(row, "tenant"), "hash",
+                                              json_object_get(row, "hash"), "scopes", (int)bits, "expires", (json_int_t)until));
+    }
+    json_decref(rows);
+    json_decref(cp.keys);
+    cp.keys = keys;
+    return 0;
+}
+
+/* Keys changed: build the configuration in force again with them (no new version). Under the lock. */
+static void keys_changed(gh_store_t *st, const char *what)
+{
+    if (load_keys(st) < 0)
+        return;
+    json_t *state = json_incref(cp.state);
+    if (adopt_state(state, cp.version, NULL, what) == 0)
+        gh_log(GH_LOG_INFO, "%s: API keys for the flag listeners updated", what);
+}
+
 /* The newest version in the store: 0 and its number/state (state NULL: none), or -1. */
 static int store_head(gh_store_t *st, int64_t *version, json_t **state)
 {
@@ -479,6 +535,9 @@ static int64_t store_max(gh_store_t *st)
 /* Bring this node up to the store's newest version (another node wrote it). Under the lock. */
 static void sync_head(gh_store_t *st, const char *what)
 {
+    char mark[sizeof cp.keys_mark];
+    if (keys_mark(st, mark, sizeof mark) == 0 && strcmp(mark, cp.keys_mark))
+        keys_changed(st, what);
     int64_t head = store_max(st);
     if (head <= cp.version)
         return;
@@ -519,11 +578,13 @@ int gh_cp_start(gh_conf_t *c, gh_conf_t **out)
     }
     json_t *state = NULL;
     int64_t v = 0;
-    if (store_head(cp.st, &v, &state) < 0) {
+    if (load_keys(cp.st) < 0 || store_head(cp.st, &v, &state) < 0) {
         fprintf(stderr, "gatehouse: admin.store: cannot read the newest version: %s\n", gh_store_error(cp.st));
         gh_conf_unref(c);
         return -1;
     }
+    if (!state && json_array_size(cp.keys))
+        state = json_incref(cp.state); /* only keys: the file with them */
     if (state) {
         json_t *errors = NULL;
         gh_conf_t *n = build(state, &errors);
@@ -565,7 +626,8 @@ void gh_cp_stop(void)
     cp.st = cp.watch_st = NULL;
     json_decref(cp.state);
     json_decref(cp.file_docs);
-    cp.state = cp.file_docs = NULL;
+    json_decref(cp.keys);
+    cp.state = cp.file_docs = cp.keys = NULL;
     free(cp.overlay);
     cp.overlay = NULL;
     if (cp.cur)
@@ -1053,8 +1115,6 @@ static void write_change(ctx_t *x, json_t *work, const char *action, const char 
         rc = audit_insert(x, action, tenant, resource, next, d);
     if (rc == 0)
         rc = idem_insert(x, ans, next);
-    if (rc == 0)
-        rc = gh_store_exec(cp.st, "SELECT 1", 0, NULL, NULL);
     if (rc == 0)
         gh_store_notify(cp.st);
     if (rc == 0)
@@ -1730,6 +1790,8 @@ static void keys_request(ctx_t *x)
         if (rc == 0)
             rc = idem_insert(x, &ans, cp.version);
         if (rc == 0)
+            gh_store_notify(cp.st);
+        if (rc == 0)
             rc = gh_store_commit(cp.st);
         json_decref(d);
         json_decref(b);
@@ -1739,6 +1801,7 @@ static void keys_request(ctx_t *x)
             problem(x, 503, "store-unavailable", "Service Unavailable", "the store could not record the key");
             return;
         }
+        keys_changed(cp.st, "API key created");
         send_answer(x, &ans, cp.version);
         return;
     }
@@ -1777,6 +1840,8 @@ static void keys_request(ctx_t *x)
     if (rc == 0)
         rc = idem_insert(x, &ans, cp.version);
     if (rc == 0)
+        gh_store_notify(cp.st);
+    if (rc == 0)
         rc = gh_store_commit(cp.st);
     json_decref(d);
     if (rc < 0) {
@@ -1784,6 +1849,7 @@ static void keys_request(ctx_t *x)
         problem(x, 503, "store-unavailable", "Service Unavailable", "the store could not record the revocation");
         return;
     }
+    keys_changed(cp.st, "API key revoked");
     send_answer(x, &ans, cp.version);
 }
 

@@ -46,7 +46,6 @@ void gh_cp_unlock(void);
 const char *gh_cp_overlay(size_t *len);
 
 /* Who is calling (gh_cp_auth). */
-enum { GH_SCOPE_READ = 1, GH_SCOPE_WRITE = 2, GH_SCOPE_ADMIN = 4, GH_SCOPE_FLAGS = 8, GH_SCOPE_EVENTS = 16 };
 typedef struct {
     int operator;     /* the operator key (or no key on a loopback listener) */
     char tenant[129]; /* a tenant key's tenant */

@@ -4268,6 +4268,8 @@ static void syntax_error(ctx_t *x)
 
 /* ---------------------------------------------------------------- API overlay */
 
+static bool hexval(char ch, uint8_t *v);
+
 /* A JSON value as nodes of the document (strings quoted, so "true" stays a string; numbers,
  * booleans and null plain), marked as the API's. The node id, 0 on failure. */
 static int overlay_node(yaml_document_t *d, json_t *j, int depth)
@@ -4343,6 +4345,32 @@ static void merge_overlay(ctx_t *x)
     if (!root || root->type != YAML_MAPPING_NODE) {
         json_decref(o);
         return; /* parse_root says what is wrong with the file */
+    }
+    /* the tenants' API keys that work on the flag listeners (hashes only) */
+    json_t *ks = json_object_get(o, "keys");
+    if (json_array_size(ks)) {
+        x->c->keys = xalloc(x, json_array_size(ks) * sizeof *x->c->keys);
+        size_t i;
+        json_t *k;
+        json_array_foreach(ks, i, k) {
+            const char *t = json_string_value(json_object_get(k, "tenant"));
+            const char *h = json_string_value(json_object_get(k, "hash"));
+            gh_conf_key_t *kd = &x->c->keys[x->c->nkeys];
+            bool ok = t && h && strlen(h) == 64;
+            for (int b = 0; ok && b < 32; b++) {
+                uint8_t hi = 0, lo = 0;
+                ok = hexval(h[2 * b], &hi) && hexval(h[2 * b + 1], &lo);
+                kd->hash[b] = (uint8_t)(hi << 4 | lo);
+            }
+            if (!ok) {
+                errat(x, OVERLAY_LINE, 0, "keys", "a stored key record is malformed");
+                continue;
+            }
+            kd->tenant = xstrndup(x, t, strlen(t));
+            kd->scopes = (unsigned)json_integer_value(json_object_get(k, "scopes"));
+            kd->expires = (int64_t)json_integer_value(json_object_get(k, "expires"));
+            x->c->nkeys++;
+        }
     }
     static const char *const keys[] = {"upstreams", "tenants"};
     for (int k = 0; k < 2; k++) {

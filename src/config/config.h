@@ -380,11 +380,23 @@ typedef struct {
     int h2c;          /* cleartext HTTP/2 with prior knowledge is accepted (proxy listeners) */
 } gh_conf_listener_t;
 
+/* A tenant API key (control plane) that works on the flag listeners: the SHA-256 of the whole
+ * token, its tenant, scopes (cp.h GH_SCOPE_*) and expiry (Unix seconds, 0: none). */
+enum { GH_SCOPE_READ = 1, GH_SCOPE_WRITE = 2, GH_SCOPE_ADMIN = 4, GH_SCOPE_FLAGS = 8, GH_SCOPE_EVENTS = 16 };
+typedef struct {
+    uint8_t hash[32];
+    const char *tenant;
+    unsigned scopes;
+    int64_t expires;
+} gh_conf_key_t;
+
 typedef struct gh_conf {
     int refs; /* atomic; gh_conf_ref/unref */
     char *path; /* the file it came from ("<proxy>" for quick mode) */
     char *source; /* the YAML text it was built from (NULL in quick mode): a DNS change rebuilds from it */
     size_t source_len;
+    gh_conf_key_t *keys; /* tenants' API keys with flag or event scopes (from the control plane) */
+    uint32_t nkeys;
     char *overlay; /* JSON of the API-defined objects layered over source, or NULL (gh_conf_load_layered) */
     size_t overlay_len;
     uint64_t dns_gen; /* the DNS cache generation its names were looked up with (dns.h) */

@@ -766,7 +766,7 @@ void gh_grpc_handle(gh_req_t *r, const gh_req_view_t *v)
         fail(r, S_INVALID_ARGUMENT, "the request is not exactly one gRPC message");
         return;
     }
-    const gh_conf_tenant_t *t = gh_flags_tenant_of(c, m);
+    const gh_conf_tenant_t *t = gh_flags_tenant_of(c, m, GH_SCOPE_FLAGS);
     if (!t) {
         fail(r, S_UNAUTHENTICATED, "missing or unknown API key (x-api-key or authorization: Bearer)");
         return;

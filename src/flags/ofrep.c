@@ -1,6 +1,10 @@
 /* ofrep.c: see ofrep.h. */
 #include "flags/ofrep.h"
 
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
+#include <time.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -97,7 +101,26 @@ static int ct_eq(const char *a, size_t an, const char *b, size_t bn)
     return d == 0;
 }
 
-const gh_conf_tenant_t *gh_flags_tenant_of(const gh_conf_t *c, const gh_h1_request_t *m)
+/* A control-plane key (gh_<id>_<secret>) with scope: its tenant, or NULL. */
+static const gh_conf_tenant_t *store_key_tenant(const gh_conf_t *c, gh_str_t key, unsigned scope)
+{
+    if (!c->nkeys || key.n < 4 || memcmp(key.p, "gh_", 3))
+        return NULL;
+    uint8_t h[32];
+    SHA256((const unsigned char *)key.p, key.n, h);
+    time_t now = time(NULL);
+    for (uint32_t i = 0; i < c->nkeys; i++) {
+        const gh_conf_key_t *k = &c->keys[i];
+        if (CRYPTO_memcmp(k->hash, h, 32) || !(k->scopes & scope) || (k->expires && k->expires <= now))
+            continue;
+        for (uint32_t t = 0; t < c->ntenants; t++)
+            if (c->tenants[t].flags.set && !strcmp(c->tenants[t].name, k->tenant))
+                return &c->tenants[t];
+    }
+    return NULL;
+}
+
+const gh_conf_tenant_t *gh_flags_tenant_of(const gh_conf_t *c, const gh_h1_request_t *m, unsigned scope)
 {
     gh_str_t key = GH_STR_NULL;
     const gh_h1_header_t *h = gh_h1_find(m->headers, m->nheaders, GH_STR("x-api-key"));
@@ -106,6 +129,11 @@ const gh_conf_tenant_t *gh_flags_tenant_of(const gh_conf_t *c, const gh_h1_reque
     } else if ((h = gh_h1_find(m->headers, m->nheaders, GH_STR("authorization"))) && h->value.n > 7 &&
                !strncasecmp(h->value.p, "Bearer ", 7)) {
         key = gh_str(h->value.p + 7, h->value.n - 7);
+    }
+    if (key.p) {
+        const gh_conf_tenant_t *kt = store_key_tenant(c, key, scope);
+        if (kt)
+            return kt;
     }
     const gh_conf_tenant_t *open = NULL;
     int nopen = 0;
@@ -285,7 +313,7 @@ void gh_ofrep_handle(gh_req_t *r, const gh_req_view_t *v)
         RESPOND_LIT(r, 405, "{\"errorDetails\":\"use POST\"}\n", "Allow: POST\r\n");
         return;
     }
-    const gh_conf_tenant_t *t = gh_flags_tenant_of(c, m);
+    const gh_conf_tenant_t *t = gh_flags_tenant_of(c, m, events ? GH_SCOPE_EVENTS : GH_SCOPE_FLAGS);
     if (events && t) {
         publish(r, v, t);
         return;

@@ -23,8 +23,9 @@
 void gh_ofrep_handle(gh_req_t *r, const gh_req_view_t *v);
 
 /* Shared with the flagd gRPC service (grpc.c): */
-/* The tenant a request's credentials map to (as above), or NULL. */
-const gh_conf_tenant_t *gh_flags_tenant_of(const gh_conf_t *c, const gh_h1_request_t *m);
+/* The tenant a request's credentials map to (as above; or a control-plane API key holding
+ * scope, GH_SCOPE_FLAGS or GH_SCOPE_EVENTS), or NULL. */
+const gh_conf_tenant_t *gh_flags_tenant_of(const gh_conf_t *c, const gh_h1_request_t *m, unsigned scope);
 /* The tenant's flags.rate_limit: 1 when one more evaluation request may go, else 0 with
  * the seconds until one may in *retry_after_s (OFREP 429 Retry-After, gRPC RESOURCE_EXHAUSTED). */
 int gh_flags_admit(const gh_conf_tenant_t *t, uint64_t *retry_after_s);
