@@ -215,6 +215,14 @@ def test_quickstart_example_runs(gatehouse):
                 data='{"context":{"targetingKey":"me"}}')
     assert r.status_code == 200 and r.json()["variant"] == g.get("/home", host="localhost", headers={"Cookie": "uid=me"}).headers["X-Gatehouse-Variant"]
     assert poll(lambda: sum(g.admin_get("/v1/experiments/new-home/results?tenant=demo").json()["units"].values()) == 1)
+    # the control plane's store (var/gatehouse.db, made at start): a tenant made through the API answers
+    assert '"var/gatehouse.db"' in text
+    assert os.path.exists(os.path.join(g.dir, "var", "gatehouse.db"))
+    doc = {"name": "acme", "sites": [{"name": "main", "hosts": ["acme.test"],
+                                      "routes": [{"name": "hi", "respond": {"status": 200, "body": "hi\n"}}]}]}
+    r = request("POST", "http://127.0.0.1:%d/v1/tenants" % g.admin_port, json=doc)
+    assert r.status_code == 201, r.text
+    assert g.get("/", host="acme.test").text == "hi\n"
 
 
 def test_reload_without_running_gatehouse_fails(tmp_path):
