@@ -851,6 +851,73 @@ static void test_refcount_threads(void)
         pthread_join(th[i], NULL);
 }
 
+/* gh_conf_load_layered: the control plane's objects over the file. */
+static void test_layered(void)
+{
+    static const char file[] = LISTEN "upstreams: {app: {backends: [\"127.0.0.1:9000\"]}}\n"
+                               "tenants:\n  - name: filet\n    sites: [{name: s, hosts: [file.test], routes: [{name: r, upstream: app}]}]\n";
+    /* an API tenant with its own pool (named t/web), a route to it and one to the file's pool */
+    static const char ov[] = "{\"upstreams\": {\"acme/web\": {\"backends\": [\"127.0.0.1:9001\"]}},"
+                             " \"tenants\": [{\"name\": \"acme\", \"sites\": [{\"name\": \"m\", \"hosts\": [\"acme.test\"],"
+                             " \"routes\": [{\"name\": \"a\", \"match\": {\"path\": \"/a\"}, \"upstream\": \"acme/web\"},"
+                             " {\"name\": \"b\", \"upstream\": \"app\"}]}]}],"
+                             " \"keys\": [{\"tenant\": \"acme\", \"hash\": \"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\","
+                             " \"scopes\": 8, \"expires\": 0}]}";
+    gh_conf_t *c = NULL;
+    gh_conf_errors_t e = {0};
+    CHECK_INT(gh_conf_load_layered("t.yaml", file, strlen(file), ov, strlen(ov), &c, &e), 0);
+    dump(&e);
+    if (!c)
+        return;
+    CHECK_INT(c->ntenants, 2);
+    CHECK_INT(c->nupstreams, 2);
+    CHECK(!strcmp(c->upstreams[1].name, "acme/web"));
+    CHECK(!strcmp(c->tenants[1].name, "acme"));
+    CHECK(gh_router_site(c, GH_STR("acme.test")) != NULL);
+    CHECK(gh_router_site(c, GH_STR("file.test")) != NULL);
+    CHECK_INT(c->nkeys, 1);
+    CHECK(c->nkeys == 1 && c->keys[0].hash[1] == 0x11 && c->keys[0].scopes == 8 && !strcmp(c->keys[0].tenant, "acme"));
+    CHECK(c->overlay && c->overlay_len == strlen(ov));
+    gh_conf_unref(c);
+
+    /* errors in API objects name the tenant and say "api:"; file errors keep FILE:LINE:COL */
+    static const char bad[] = "{\"tenants\": [{\"name\": \"acme\", \"sites\": [{\"name\": \"m\", \"hosts\": [\"acme.test\"],"
+                              " \"routes\": [{\"name\": \"a\", \"upstream\": \"nope\"}]}]}]}";
+    c = NULL;
+    CHECK_INT(gh_conf_load_layered("t.yaml", file, strlen(file), bad, strlen(bad), &c, &e), GH_ECONFIG);
+    CHECK(c == NULL);
+    CHECK(e.n == 1 && !strncmp(e.msgs[0], "api: tenants[acme].sites[0].routes[0].upstream: unknown upstream", 64));
+    gh_conf_errors_free(&e);
+
+    /* a tenant in both places, a pool in both places: refused */
+    static const char clash[] = "{\"upstreams\": {\"app\": {\"backends\": [\"127.0.0.1:9002\"]}},"
+                                " \"tenants\": [{\"name\": \"filet\"}]}";
+    CHECK_INT(gh_conf_load_layered("t.yaml", file, strlen(file), clash, strlen(clash), &c, &e), GH_ECONFIG);
+    CHECK(e.n >= 2);
+    gh_conf_errors_free(&e);
+
+    /* the overlay must be a JSON object; strings stay strings ("true" is no boolean) */
+    CHECK_INT(gh_conf_load_layered("t.yaml", file, strlen(file), "[1]", 3, &c, &e), GH_ECONFIG);
+    CHECK(e.n == 1 && !strncmp(e.msgs[0], "api: (root): the stored API objects are not a JSON object", 50));
+    gh_conf_errors_free(&e);
+    static const char str[] = "{\"tenants\": [{\"name\": \"acme\", \"sites\": [{\"name\": \"m\", \"hosts\": \"acme.test\"}]}]}";
+    CHECK_INT(gh_conf_load_layered("t.yaml", file, strlen(file), str, strlen(str), &c, &e), GH_ECONFIG);
+    CHECK(e.n == 1 && strstr(e.msgs[0], "api: tenants[acme].sites[0].hosts"));
+    gh_conf_errors_free(&e);
+    /* no tenants key in the file: the overlay adds one */
+    static const char bare[] = LISTEN;
+    CHECK_INT(gh_conf_load_layered("t.yaml", bare, strlen(bare), ov + 0, strlen(ov), &c, &e), GH_ECONFIG); /* app unknown */
+    gh_conf_errors_free(&e);
+    static const char ov2[] = "{\"tenants\": [{\"name\": \"acme\", \"sites\": [{\"name\": \"m\", \"hosts\": [\"*\"],"
+                              " \"routes\": [{\"name\": \"r\", \"respond\": {\"status\": 204}}]}]}]}";
+    CHECK_INT(gh_conf_load_layered("t.yaml", bare, strlen(bare), ov2, strlen(ov2), &c, &e), 0);
+    dump(&e);
+    if (c) {
+        CHECK_INT(c->ntenants, 1);
+        gh_conf_unref(c);
+    }
+}
+
 int main(void)
 {
     RUN(test_err_unknown_key);
@@ -874,5 +941,6 @@ int main(void)
     RUN(test_parse_addr);
     RUN(test_trusted);
     RUN(test_refcount_threads);
+    RUN(test_layered);
     return t_done("test_config");
 }
