@@ -24,6 +24,8 @@
 #define LIST_MAX 500
 #define IDEM_KEY_MAX 255
 #define IDEM_KEEP_S (24 * 3600) /* an Idempotency-Key is remembered a day */
+#define KEEP_VERSIONS 1000       /* versions kept for diff and rollback */
+#define MAX_STATE (32u << 20)    /* the API's objects, as stored JSON */
 
 static struct {
     pthread_mutex_t lock;
@@ -1106,11 +1108,27 @@ static void write_change(ctx_t *x, json_t *work, const char *action, const char 
     now_text(at, sizeof at, 0);
     snprintf(comment, sizeof comment, "%s %s", action, resource);
     char *text = canon(work);
+    if (!text || strlen(text) > MAX_STATE) {
+        free(text);
+        json_decref(d);
+        gh_conf_unref(n);
+        problem(x, 413, "configuration-too-large", "Content Too Large",
+                "the API's objects would exceed 32 MiB in all; split tenants across gateways");
+        goto out;
+    }
     const char *p[] = {vs, at, x->actor, comment, cp.version ? ps : NULL, text};
+    char old_v[24], old_at[32];
+    snprintf(old_v, sizeof old_v, "%lld", (long long)(next - KEEP_VERSIONS));
+    now_text(old_at, sizeof old_at, -IDEM_KEEP_S);
+    const char *pv[] = {old_v}, *pi[] = {old_at};
     int rc = gh_store_begin(cp.st);
     if (rc == 0)
         rc = gh_store_exec(cp.st, "INSERT INTO versions (id, created_at, actor, comment, parent, state) VALUES (?, ?, ?, ?, ?, ?)",
                            6, p, NULL);
+    if (rc == 0 && next > KEEP_VERSIONS) /* retention: the newest KEEP_VERSIONS versions */
+        rc = gh_store_exec(cp.st, "DELETE FROM versions WHERE id <= ?", 1, pv, NULL);
+    if (rc == 0)
+        rc = gh_store_exec(cp.st, "DELETE FROM idempotency WHERE created_at < ?", 1, pi, NULL);
     if (rc == 0)
         rc = audit_insert(x, action, tenant, resource, next, d);
     if (rc == 0)
