@@ -5,13 +5,27 @@
 #   bash bench/cache.sh        both parts, ~7-8 min (+ at most NOISE_BUDGET s on a noisy box)
 #
 # Part "hit", cache-hit throughput: a small hot set (HOT URLs of SMALL_KB = 1 KiB, HOT of LARGE_KB =
-# 256 KiB) is fetched once through a fresh proxy (the warm-up fills the cache), then per size a 1 s wrk
-# warm-up, a /proc/stat busy check and wrk -t1 -c64 -d10s --latency -s cache/hot.lua cycling over the
-# hot URLs. The origin's request counter (stub_status) is read around the measured run: every request
-# must be a hit, and the count of requests that reached the origin is printed (0 expected). RUNS rounds,
-# the systems' order rotating from round to round, a fresh proxy per system and round. Reported: req/s
-# median (min..max), p50/p99, proxy CPU µs/request, origin requests, ratios gatehouse/varnish and
-# gatehouse/nginx.
+# 256 KiB) is fetched once through a fresh proxy (the warm-up fills the cache), then per size a 1 s
+# warm-up run of the client, a /proc/stat busy check and the measured run: CONNS (64) keep-alive
+# connections for DURATION (10) s cycling over the hot URLs, by bench/hitload (CLIENT=hitload, the
+# default: hitload -c64 -d10 -p /h/s/ -n 16) or by wrk (CLIENT=wrk: wrk -t1 -c64 -d10s --latency
+# -s cache/hot.lua). The origin's request counter (stub_status) is read around the measured run: every
+# request must be a hit, and the count of requests that reached the origin is printed (0 expected).
+# RUNS rounds, the systems' order rotating from round to round, a fresh proxy per system and round.
+# Reported: req/s median (min..max), p50/p99, proxy CPU µs/request, origin requests, ratios
+# gatehouse/varnish and gatehouse/nginx. Per run also (log line, raw TSV): the client's CPU µs/request,
+# each core's busy % as user+system (core0/1 busy) and with irq/softirq (with softirq: the loopback's
+# TCP receive work runs as softirq on the sending core, charged to no process; near 100 % = saturated).
+#
+# Why hitload (bench/hitload.c, built into the temp dir at start): wrk copies every body byte to user
+# space in 8 KiB read() calls and runs it through its HTTP parser; with 256 KiB bodies its core was
+# 92-94 % busy in every run, so req/s measured wrk, not the caches (gatehouse used 0.79x Varnish's CPU
+# per hit but showed 0.98x its req/s). hitload (one thread, epoll, same request bytes and the same
+# cycling over the paths as hot.lua) reads only the response head and drops the body in the kernel
+# (recv MSG_TRUNC, no copy), checking status and Content-Length; it prints wrk's summary format (same
+# parser). Its latencies are not corrected for coordinated omission as wrk 4.1's are, and it counts
+# any status but 200 as "Non-2xx" (wrk: >= 400). CLIENT=wrk gives the earlier figures. The zipf part
+# always uses wrk (zipf.lua): it measures hit ratios, not throughput.
 #
 # Part "zipf", hit ratio under a memory cap: cache/zipf.py draws once, with a fixed seed, REQUESTS
 # (200,000) paths over OBJECTS (20,000) objects of 4-64 KiB with Zipf popularity (exponent 0.9); each
@@ -23,11 +37,13 @@
 # an unbounded cache (compulsory misses only) and an exact LRU holding the cap in body bytes.
 #
 # Placement (as bench/proxy.sh, /work/shared/BENCHMARKING.md): origin nginx and the proxy under test on
-# core 0, wrk and this script on core 1; one proxy at a time. Workers: gatehouse `workers: N`, nginx
-# `worker_processes N`, Varnish `-p thread_pools=1` (its defaults otherwise: a thread per connection).
+# core 0, the client (hitload or wrk) and this script on core 1; one proxy at a time. Workers:
+# gatehouse `workers: N`, nginx `worker_processes N`, Varnish `-p thread_pools=1` (its defaults
+# otherwise: a thread per connection).
 #
 # Environment: DURATION (10) RUNS (3) CONNS (64) WORKERS (1; a list such as "1 2" runs each)
-# SYSTEMS ("gatehouse varnish nginx") PARTS ("hit zipf") HOT (16) SMALL_KB (1) LARGE_KB (256)
+# CLIENT (hitload; wrk: the hit part's load generator, see above) SYSTEMS ("gatehouse varnish nginx")
+# PARTS ("hit zipf") HOT (16) SMALL_KB (1) LARGE_KB (256)
 # HIT_MEM (256m: cache size in the hit part) OBJECTS (20000) REQUESTS (200000) ZIPF_S (0.9)
 # ZIPF_SEED (42) MIN_KB (4) MAX_KB (64) ZIPF_MEM (64m) ZIPF_CONNS (8) ZIPF_RUNS (1)
 # ZIPF_MAX_TIME (180: seconds one system may take for the sequence) NGINX_CACHE_ROOT (/dev/shm)
@@ -42,7 +58,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 case "${1:-}" in -h | --help) sed -n '2,/^$/p' "$0"; exit 0 ;; esac
 
 # The command as given (knobs that were set in the environment first), for the report.
-KNOBS="DURATION RUNS CONNS WORKERS SYSTEMS PARTS HOT SMALL_KB LARGE_KB HIT_MEM OBJECTS REQUESTS ZIPF_S ZIPF_SEED
+KNOBS="DURATION RUNS CONNS WORKERS CLIENT SYSTEMS PARTS HOT SMALL_KB LARGE_KB HIT_MEM OBJECTS REQUESTS ZIPF_S ZIPF_SEED
 MIN_KB MAX_KB ZIPF_MEM ZIPF_CONNS ZIPF_RUNS ZIPF_MAX_TIME NGINX_CACHE_ROOT NGINX_KEYS_ZONE BUSY_MAX BUSY_WAIT
 OTHER_MAX NOISY_RETRIES NOISE_BUDGET GATEHOUSE_BIN GATEHOUSE_ARGS GH_CACHE_CONF SERVER_CPU CLIENT_CPU"
 CMDLINE=""
@@ -56,6 +72,7 @@ DURATION=${DURATION:-10}
 RUNS=${RUNS:-3}
 CONNS=${CONNS:-64}
 WORKERS=${WORKERS:-1}
+CLIENT=${CLIENT:-hitload}
 SYSTEMS=${SYSTEMS:-gatehouse varnish nginx}
 PARTS=${PARTS:-hit zipf}
 HOT=${HOT:-16}
@@ -83,9 +100,11 @@ GH_CACHE_CONF=${GH_CACHE_CONF:-1}
 NOISE_SPENT=0
 T_START=$(date +%s)
 
+case $CLIENT in hitload | wrk) ;; *) die "CLIENT must be hitload or wrk (not '$CLIENT')" ;; esac
 for t in nginx wrk curl taskset ss awk ps du /usr/bin/python3; do
     command -v "$t" >/dev/null || die "missing tool: $t"
 done
+[ "$CLIENT" = hitload ] && [[ " $PARTS " == *" hit "* ]] && { command -v cc >/dev/null || die "missing tool: cc (to build bench/hitload.c; or CLIENT=wrk)"; }
 case " $SYSTEMS " in *" varnish "*)
     command -v varnishd >/dev/null || die "varnishd not found: apt-get install -y varnish (it is in scripts/deps.sh)" ;;
 esac
@@ -115,7 +134,7 @@ OUTDIR=$HERE/out
 mkdir -p "$OUTDIR"
 HIT_TSV=$TMPD/hit.tsv
 ZIPF_TSV=$TMPD/zipf.tsv
-printf 'workers\tsystem\tsize\tround\trequests\trps\tp50_ms\tp99_ms\tproxy_us_req\torigin_reqs\terrors\tbusy_before\tcore0_busy\tcore1_busy\tother_cpu0\tother_cpu1\tattempts\tflag\n' >"$HIT_TSV"
+printf 'workers\tsystem\tsize\tround\trequests\trps\tp50_ms\tp99_ms\tproxy_us_req\torigin_reqs\terrors\tbusy_before\tcore0_busy\tcore1_busy\tother_cpu0\tother_cpu1\tattempts\tflag\tclient\tclient_us_req\tcore0_all\tcore1_all\n' >"$HIT_TSV"
 printf 'workers\tsystem\tround\tclient_reqs\tcompleted\torigin_reqs\torigin_logged\torigin_bytes\terrors\tseconds\trps\tp99_ms\tproxy_us_req\tused_end\tused_avg\tused_peak\trss_kb\tbusy_before\tcore0_busy\tflag\tnotes\n' >"$ZIPF_TSV"
 
 pick_ports 5
@@ -124,10 +143,18 @@ declare -A PORT_OF=([gatehouse]=${PORTS[1]} [varnish]=${PORTS[2]} [nginx]=${PORT
 APORT=${PORTS[4]}   # gatehouse's admin listener (GET /cache for the bytes it holds)
 
 log "temp dir $TMPD; nginx cache dir $NCD (tmpfs); ports: origin $OPORT gatehouse ${PORT_OF[gatehouse]} (admin $APORT) varnish ${PORT_OF[varnish]} nginx ${PORT_OF[nginx]}"
-log "pinning: origin and proxy on core $SERVER_CPU, wrk and this script on core $CLIENT_CPU; nofile limit $NOFILE"
+log "pinning: origin and proxy on core $SERVER_CPU, the client ($CLIENT in the hit part, wrk in the zipf part) and this script on core $CLIENT_CPU; nofile limit $NOFILE"
+
+# The hit part's client: bench/hitload.c, built here (as bench/idle_conns.sh builds idleconn.c).
+HITLOAD=$TMPD/hitload
+if [ "$CLIENT" = hitload ] && [[ " $PARTS " == *" hit "* ]]; then
+    cc -O2 -Wall -Wextra -o "$HITLOAD" "$HERE/hitload.c" -lm || die "cannot build bench/hitload.c"
+    HITLOAD_SHA=$(sha256sum "$HERE/hitload.c" | cut -c1-16)
+fi
 
 machine() {
     versions | grep -v '^haproxy:'
+    [ "$CLIENT" = hitload ] && [ -n "${HITLOAD_SHA:-}" ] && echo "hitload: bench/hitload.c sha256 $HITLOAD_SHA (the hit part's client)"
     command -v varnishd >/dev/null && echo "varnish: $(varnishd -V 2>&1 | head -1 | sed 's/^varnishd (//; s/ revision.*//')"
 }
 machine | sed 's/^/  /' >&2
@@ -309,11 +336,18 @@ cache_notes() {
 
 # ---------------------------------------------------------------- measurement helpers
 
-# wrk_hot DURATION PORT PREFIX OUT [ARGS...]: wrk on the client core over the hot set PREFIX0..PREFIX(HOT-1).
-wrk_hot() {
+# client_hot DURATION PORT PREFIX OUT [ARGS...]: the CLIENT on the client core over the hot set
+# PREFIX0..PREFIX(HOT-1), its summary (wrk's format either way) into OUT. ARGS are wrk's (--latency);
+# hitload always prints the latency distribution.
+client_hot() {
     local d=$1 port=$2 prefix=$3 out=$4; shift 4
-    taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNS" -d"${d}s" "$@" -s "$HERE/cache/hot.lua" \
-        "http://127.0.0.1:$port" -- "$prefix" "$HOT" >"$out" 2>&1 </dev/null &
+    if [ "$CLIENT" = hitload ]; then
+        taskset -c "$CLIENT_CPU" "$HITLOAD" -c "$CONNS" -d "$d" -H "127.0.0.1:$port" -p "$prefix" -n "$HOT" \
+            >"$out" 2>&1 </dev/null &
+    else
+        taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNS" -d"${d}s" "$@" -s "$HERE/cache/hot.lua" \
+            "http://127.0.0.1:$port" -- "$prefix" "$HOT" >"$out" 2>&1 </dev/null &
+    fi
     local w=$!
     STARTED_PIDS+=("$w")
     wait "$w"
@@ -343,25 +377,40 @@ warm() {
     fi
 }
 
+# core_all_busy BEFORE AFTER: "server% client%": the two cores' busy share counting everything but
+# idle and iowait, from two snapshots of the cpuN lines of /proc/stat. core_busy (lib.sh) counts
+# user+nice+system only; the loopback's TCP receive work runs as softirq on the sending core (for the
+# responses: the server core), is charged to no process, and is left out there. A core is saturated
+# when this figure is near 100 %.
+core_all_busy() {
+    awk -v A="$1" -v B="$2" -v sc="cpu$SERVER_CPU" -v cc="cpu$CLIENT_CPU" 'BEGIN {
+        n = split(A, la, "\n"); split(B, lb, "\n");
+        for (i = 1; i <= n; i++) { split(la[i], x, " "); split(lb[i], y, " "); t = 0
+            for (j = 2; j <= 9; j++) t += y[j] - x[j]
+            idle = (y[5] - x[5]) + (y[6] - x[6]); b[x[1]] = t > 0 ? 100 * (t - idle) / t : 0 }
+        printf "%.0f %.0f\n", b[sc], b[cc] }'
+}
+
 # run_hit SYSTEM N SIZE ROUND PID: one measured run on the hot set of SIZE (small|large).
 run_hit() {
     local sys=$1 n=$2 size=$3 round=$4 pid=$5 port=${PORT_OF[$1]} prefix=/h/s/
     [ "$size" = large ] && prefix=/h/l/
-    local out=$TMPD/wrk-hit-$sys-$n-$size-$round.txt
-    local attempt tp0 tp1 to0 to1 pp0 pp1 po0 po1 r0 r1 c0 c1 s0 s1 o0 o1 b0 b1 orq
-    local req rps p50 p99 ec er ew et st pus err
+    local out=$TMPD/$CLIENT-hit-$sys-$n-$size-$round.txt
+    local attempt tp0 tp1 to0 to1 pp0 pp1 po0 po1 r0 r1 c0 c1 a0 a1 s0 s1 o0 o1 b0 b1 x0 x1 orq
+    local req rps p50 p99 ec er ew et st pus cus err
     for ((attempt = 1; attempt <= 1 + NOISY_RETRIES; attempt++)); do
-        wrk_hot 1 "$port" "$prefix" "$TMPD/warmup.txt"
+        client_hot 1 "$port" "$prefix" "$TMPD/warmup.txt"
         calm_down
-        [ "$WAITED" = 1 ] && wrk_hot 1 "$port" "$prefix" "$TMPD/warmup.txt"
+        [ "$WAITED" = 1 ] && client_hot 1 "$port" "$prefix" "$TMPD/warmup.txt"
         read -r tp0 pp0 <<<"$(tree_ticks "$pid")"; read -r to0 po0 <<<"$(tree_ticks "$ORIGIN_PID")"
-        r0=$(origin_count); c0=$(cpu_cores); s0=$(self_ticks)
-        wrk_hot "$DURATION" "$port" "$prefix" "$out" --latency
-        s1=$(self_ticks); c1=$(cpu_cores); r1=$(origin_count)
+        r0=$(origin_count); c0=$(cpu_cores); a0=$(grep '^cpu[0-9]' /proc/stat); s0=$(self_ticks)
+        client_hot "$DURATION" "$port" "$prefix" "$out" --latency
+        s1=$(self_ticks); a1=$(grep '^cpu[0-9]' /proc/stat); c1=$(cpu_cores); r1=$(origin_count)
         read -r tp1 pp1 <<<"$(tree_ticks "$pid")"; read -r to1 po1 <<<"$(tree_ticks "$ORIGIN_PID")"
         orq=$((r1 - r0 - 1))
         read -r o0 o1 _ <<<"$(other_load "$c0" "$c1" $((tp1 - tp0 + to1 - to0)) $((s1 - s0)))"
         read -r b0 b1 <<<"$(core_busy "$c0" "$c1")"
+        read -r x0 x1 <<<"$(core_all_busy "$a0" "$a1")"
         [ "$pp0" != "$pp1" ] || [ "$po0" != "$po1" ] && FLAG="$FLAG,PIDS_CHANGED"
         kill -0 "$pid" 2>/dev/null || FLAG="$FLAG,DIED"
         if [ "$o0" -gt "$OTHER_MAX" ] || [ "$o1" -gt "$OTHER_MAX" ]; then
@@ -379,17 +428,19 @@ run_hit() {
     err=$((ec + er + ew + et + st))
     if [ "${req:-0}" -gt 0 ]; then
         pus=$(awk -v t=$((tp1 - tp0)) -v k="$CLK_TCK" -v r="$req" 'BEGIN { printf "%.2f", t * 1e6 / k / r }')
+        # the client's CPU per request: this script's reaped children over the measured run (the client only)
+        cus=$(awk -v t=$((s1 - s0)) -v k="$CLK_TCK" -v r="$req" 'BEGIN { printf "%.2f", t * 1e6 / k / r }')
     else
-        pus=nan; FLAG="$FLAG,FAILED"; log "wrk got no responses from $sys:"; cat "$out" >&2
+        pus=nan; cus=nan; FLAG="$FLAG,FAILED"; log "$CLIENT got no responses from $sys:"; cat "$out" >&2
     fi
     [ "$err" -gt 0 ] && FLAG="$FLAG,ERR"
     [ "$orq" -gt 0 ] && FLAG="$FLAG,MISSES"
     FLAG=${FLAG#ok,}
     read -r -a bb <<<"$BUSY"
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$n" "$sys" "$size" "$round" \
-        "$req" "$rps" "$p50" "$p99" "$pus" "$orq" "$err" "${bb[0]}" "$b0" "$b1" "$o0" "$o1" "$attempt" "$FLAG" >>"$HIT_TSV"
-    printf '  N=%s %-9s %-5s run %s: %8.0f req/s  p50 %7.3f ms  p99 %7.3f ms  proxy %6s us/req  origin requests %s  core0/1 busy %s/%s%%  other %s/%s%% %s\n' \
-        "$n" "$sys" "$size" "$round" "$rps" "$p50" "$p99" "$pus" "$orq" "$b0" "$b1" "$o0" "$o1" \
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$n" "$sys" "$size" "$round" \
+        "$req" "$rps" "$p50" "$p99" "$pus" "$orq" "$err" "${bb[0]}" "$b0" "$b1" "$o0" "$o1" "$attempt" "$FLAG" "$CLIENT" "$cus" "$x0" "$x1" >>"$HIT_TSV"
+    printf '  N=%s %-9s %-5s run %s: %8.0f req/s  p50 %7.3f ms  p99 %7.3f ms  proxy %6s us/req  %s %6s us/req  origin requests %s  core0/1 busy %s/%s%% (with softirq %s/%s%%)  other %s/%s%% %s\n' \
+        "$n" "$sys" "$size" "$round" "$rps" "$p50" "$p99" "$pus" "$CLIENT" "$cus" "$orq" "$b0" "$b1" "$x0" "$x1" "$o0" "$o1" \
         "$([ "$FLAG" = ok ] || echo "[$FLAG]")" >&2
 }
 
@@ -462,6 +513,12 @@ done
 [ ${#ACTIVE[@]} -gt 0 ] || die "no system to measure"
 [ "$GH_CACHE_CONF" = 1 ] || log "GH_CACHE_CONF=0: gatehouse runs WITHOUT its cache sections (plain proxying): its figures are not cache figures"
 
+# hit_client_desc: the hit part's client command, for the log and the report.
+hit_client_desc() {
+    if [ "$CLIENT" = hitload ]; then echo "hitload -c$CONNS -d$DURATION (body dropped with MSG_TRUNC)"
+    else echo "wrk -t1 -c$CONNS -d${DURATION}s --latency -s cache/hot.lua"; fi
+}
+
 # order ROUND: ACTIVE rotated by ROUND-1 (every system is first, middle and last in turn).
 order() {
     local r=$1 i
@@ -478,7 +535,7 @@ log "systems: ${ACTIVE[*]}; workers: $WORKERS; parts: $PARTS; ~$((est / 60 + 1))
 # ---------------------------------------------------------------- part 1: cache-hit throughput
 
 if [[ " $PARTS " == *" hit "* ]]; then
-    log "part hit: $HOT hot URLs of $SMALL_KB KiB and $HOT of $LARGE_KB KiB; cache size $HIT_MEM; $RUNS rounds of wrk -t1 -c$CONNS -d${DURATION}s --latency"
+    log "part hit: $HOT hot URLs of $SMALL_KB KiB and $HOT of $LARGE_KB KiB; cache size $HIT_MEM; $RUNS rounds of $(hit_client_desc)"
     for n in $WORKERS; do
         for ((r = 1; r <= RUNS; r++)); do
             order "$r"
@@ -535,8 +592,8 @@ MD=$OUTDIR/cache-$STAMP.md
     echo '```'
     echo "command: $CMDLINE"
     machine
-    echo "method: origin nginx and the cache under test pinned to core $SERVER_CPU, wrk to core $CLIENT_CPU; one cache at a time, fresh for every run"
-    echo "hit part: $HOT hot URLs per size, warmed, then wrk -t1 -c$CONNS -d${DURATION}s --latency (after a 1 s warm-up); median of $RUNS rounds, system order rotating; cache size $HIT_MEM"
+    echo "method: origin nginx and the cache under test pinned to core $SERVER_CPU, the client ($CLIENT in the hit part, wrk in the zipf part) to core $CLIENT_CPU; one cache at a time, fresh for every run"
+    echo "hit part: $HOT hot URLs per size, warmed, then $(hit_client_desc) (after a 1 s warm-up); median of $RUNS rounds, system order rotating; cache size $HIT_MEM"
     echo "zipf part: $REQUESTS requests, $OBJECTS objects of $MIN_KB-$MAX_KB KiB, Zipf s=$ZIPF_S seed $ZIPF_SEED, cap $ZIPF_MEM each (nginx: max_size on tmpfs $NGINX_CACHE_ROOT, keys_zone $NGINX_KEYS_ZONE), wrk -c$ZIPF_CONNS"
     echo "gatehouse: workers N, cache.memory; varnish: -s malloc,MEM -p thread_pools=1 (defaults otherwise), built-in VCL; nginx: worker_processes N, proxy_cache_path max_size=MEM, proxy_cache_lock on, sendfile on"
     [ "$GH_CACHE_CONF" = 1 ] || echo "NOTE: GH_CACHE_CONF=0: gatehouse ran without its cache sections (plain proxy)"
