@@ -1,6 +1,7 @@
 /* buf.c: see buf.h. */
 #include "core/buf.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -75,4 +76,29 @@ void gh_bufpool_clear(gh_bufpool_t *p)
         p->free = n;
     }
     p->nfree = 0;
+}
+
+void *gh_tlsbuf(gh_tlsbuf_t *slot, size_t size)
+{
+    static pthread_mutex_t once = PTHREAD_MUTEX_INITIALIZER;
+    _Static_assert(sizeof(pthread_key_t) <= sizeof slot->key, "pthread_key_t fits");
+    if (!__atomic_load_n(&slot->ready, __ATOMIC_ACQUIRE)) {
+        pthread_mutex_lock(&once);
+        if (!slot->ready) {
+            pthread_key_t k;
+            if (pthread_key_create(&k, free) != 0) {
+                pthread_mutex_unlock(&once);
+                return NULL;
+            }
+            slot->key = (unsigned)k;
+            __atomic_store_n(&slot->ready, 1, __ATOMIC_RELEASE);
+        }
+        pthread_mutex_unlock(&once);
+    }
+    void *p = pthread_getspecific((pthread_key_t)slot->key);
+    if (!p && (p = malloc(size)) && pthread_setspecific((pthread_key_t)slot->key, p) != 0) {
+        free(p);
+        p = NULL;
+    }
+    return p;
 }

@@ -8,6 +8,7 @@
 #ifndef GH_CORE_BUF_H
 #define GH_CORE_BUF_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define GH_BUF_SIZE 16384
@@ -34,5 +35,14 @@ void gh_buf_compact(gh_buf_t *b);
 static inline uint32_t gh_buf_len(const gh_buf_t *b) { return b->wr - b->rd; }
 static inline uint32_t gh_buf_room(const gh_buf_t *b) { return b->cap - b->wr; }
 void gh_bufpool_clear(gh_bufpool_t *p);
+
+/* A lazily malloc'd scratch block of this thread, freed when the thread ends (a
+ * pthread key's destructor): handlers' per-thread arenas. Declare the slot static
+ * and zeroed; size must be the same on every call for one slot. NULL on OOM. */
+typedef struct {
+    unsigned ready;
+    unsigned key; /* pthread_key_t */
+} gh_tlsbuf_t;
+void *gh_tlsbuf(gh_tlsbuf_t *slot, size_t size);
 
 #endif

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "core/buf.h"
 #include "core/json.h"
 #include "experiments/exp.h"
 #include "flags/flags.h"
@@ -290,8 +291,9 @@ static void publish(gh_req_t *r, const gh_req_view_t *v, const gh_conf_tenant_t 
 
 int gh_flags_arena(gh_jl_arena_t *a)
 {
-    static __thread char *mem;
-    if (!mem && !(mem = malloc(ARENA_SIZE)))
+    static gh_tlsbuf_t slot;
+    char *mem = gh_tlsbuf(&slot, ARENA_SIZE);
+    if (!mem)
         return -1;
     *a = (gh_jl_arena_t){mem, ARENA_SIZE, 0};
     return 0;

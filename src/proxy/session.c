@@ -2199,8 +2199,9 @@ static int64_t wall_sec(void)
  * parse scratch has been reused for the response. */
 static int reparse(gh_req_t *r, gh_h1_request_t *m)
 {
-    static __thread gh_h1_header_t *hdrs;
-    if (!hdrs && !(hdrs = malloc(GH_MAX_HEADERS * sizeof *hdrs)))
+    static gh_tlsbuf_t slot;
+    gh_h1_header_t *hdrs = gh_tlsbuf(&slot, GH_MAX_HEADERS * sizeof *hdrs);
+    if (!hdrs)
         return GH_ENOMEM;
     gh_client_t *c = r->c;
     gh_h1_limits_t lim = {UINT32_MAX, UINT32_MAX, GH_MAX_HEADERS};
@@ -2826,10 +2827,11 @@ static gh_str_t query_param(gh_str_t q, gh_str_t name)
 
 static void route_flag(gh_req_t *r, const gh_h1_request_t *m)
 {
-    static __thread char *arena_mem;
+    static gh_tlsbuf_t slot;
     const gh_conf_routeflag_t *rf = r->route->flag;
     const gh_flagset_t *set = r->route->tenant->flags.set;
-    if (!set || (!arena_mem && !(arena_mem = malloc(64 << 10))))
+    char *arena_mem = set ? gh_tlsbuf(&slot, 64 << 10) : NULL;
+    if (!arena_mem)
         return;
     gh_str_t unit = GH_STR_NULL, name = gh_str(rf->unit.name, rf->unit.name_len);
     switch (rf->unit.kind) {
