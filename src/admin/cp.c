@@ -125,10 +125,73 @@ static char *canon(const json_t *j)
     return json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
 }
 
-/* A strong ETag: "\"" + 32 hex of SHA-256(canonical JSON) + "\"" */
+/* A PEM private key in a string (a site's inline tls.key): never shown by the API. */
+static int private_pem(const json_t *j)
+{
+    const char *v = json_string_value(j);
+    return v && strstr(v, "PRIVATE KEY-----") != NULL;
+}
+
+/* What the API shows of a stored document: private keys as "[redacted]" (new reference). */
+static json_t *public_copy(const json_t *j)
+{
+    if (json_is_object(j)) {
+        json_t *o = json_object();
+        const char *k;
+        json_t *v;
+        json_object_foreach((json_t *)j, k, v)
+            json_object_set_new(o, k, public_copy(v));
+        return o;
+    }
+    if (json_is_array(j)) {
+        json_t *a = json_array();
+        size_t i;
+        json_t *v;
+        json_array_foreach(j, i, v)
+            json_array_append_new(a, public_copy(v));
+        return a;
+    }
+    return private_pem(j) ? json_string("[redacted]") : json_deep_copy(j);
+}
+
+/* A document sent back after a GET carries "[redacted]" where a private key was: keep the
+ * stored one there (arrays of named objects matched by name, others by index). */
+static void restore_redacted(json_t *nw, const json_t *old)
+{
+    if (json_is_object(nw) && json_is_object(old)) {
+        const char *k;
+        json_t *v;
+        json_object_foreach(nw, k, v) {
+            json_t *o = json_object_get(old, k);
+            if (json_is_string(v) && !strcmp(json_string_value(v), "[redacted]") && private_pem(o))
+                json_object_set(nw, k, o);
+            else
+                restore_redacted(v, o);
+        }
+    } else if (json_is_array(nw) && json_is_array(old)) {
+        size_t i;
+        json_t *v;
+        json_array_foreach(nw, i, v) {
+            const char *name = json_is_object(v) ? json_string_value(json_object_get(v, "name")) : NULL;
+            json_t *o = json_array_get(old, i);
+            if (name) {
+                size_t j;
+                json_t *w;
+                o = NULL;
+                json_array_foreach(old, j, w) if (json_is_object(w) && json_string_value(json_object_get(w, "name")) &&
+                                                  !strcmp(json_string_value(json_object_get(w, "name")), name)) o = w;
+            }
+            restore_redacted(v, o);
+        }
+    }
+}
+
+/* A strong ETag of what the API shows: "\"" + 32 hex of SHA-256(canonical JSON) + "\"" */
 static void etag_of(const json_t *j, char out[40])
 {
-    char *t = canon(j), h[65];
+    json_t *pub = public_copy(j);
+    char *t = canon(pub), h[65];
+    json_decref(pub);
     sha256_hex(t ? t : "", t ? strlen(t) : 0, h);
     free(t);
     snprintf(out, 40, "\"%.32s\"", h);
@@ -254,7 +317,7 @@ static json_t *redact(const json_t *j)
             json_array_append_new(a, redact(v));
         return a;
     }
-    return json_deep_copy(j);
+    return private_pem(j) ? json_string("[redacted]") : json_deep_copy(j);
 }
 
 /* The key an array element is known by: its "name" or "id" string. */
@@ -1000,6 +1063,34 @@ static const char *foreign_upstream(const json_t *j, const json_t *pools)
     return NULL;
 }
 
+/* A place in a tenant document that names a file on the gateway's host (flags.file, an ip
+ * list's file, a tls cert/key/ca that is not inline PEM): only the operator may. */
+static const char *host_path(const json_t *j, int in_tls)
+{
+    if (json_is_object(j)) {
+        const char *k;
+        json_t *v;
+        json_object_foreach((json_t *)j, k, v) {
+            if (json_is_string(v) && (!strcmp(k, "file") || (in_tls && (!strcmp(k, "cert") || !strcmp(k, "key") ||
+                                                                         !strcmp(k, "ca")))) &&
+                strncmp(json_string_value(v), "-----BEGIN", 10))
+                return k;
+            const char *f = host_path(v, !strcmp(k, "tls"));
+            if (f)
+                return f;
+        }
+    } else if (json_is_array(j)) {
+        size_t i;
+        json_t *v;
+        json_array_foreach(j, i, v) {
+            const char *f = host_path(v, 0);
+            if (f)
+                return f;
+        }
+    }
+    return NULL;
+}
+
 /* ---------------------------------------------------------------- writes */
 
 /* An answer prepared before the commit (so that the idempotency record holds it). */
@@ -1013,8 +1104,11 @@ static void send_answer(ctx_t *x, answer_t *ans, int64_t version)
 {
     char hdr[800];
     snprintf(hdr, sizeof hdr, "%sGatehouse-Config-Version: %lld\r\n", ans->headers, (long long)version);
-    if (ans->body)
-        send_json(x, ans->status, ans->body, hdr);
+    if (ans->body) {
+        json_t *pub = public_copy(ans->body);
+        json_decref(ans->body);
+        send_json(x, ans->status, pub, hdr);
+    }
     else
         reply(x, ans->status, NULL, "", 0, hdr);
     ans->body = NULL;
@@ -1028,7 +1122,9 @@ static int idem_insert(ctx_t *x, const answer_t *ans, int64_t version)
     snprintf(st, sizeof st, "%d", ans->status);
     snprintf(hdr, sizeof hdr, "%sGatehouse-Config-Version: %lld\r\n", ans->headers, (long long)version);
     now_text(at, sizeof at, 0);
-    char *body = ans->body ? json_dumps(ans->body, JSON_INDENT(1) | JSON_PRESERVE_ORDER) : NULL;
+    json_t *pub = ans->body ? public_copy(ans->body) : NULL;
+    char *body = pub ? json_dumps(pub, JSON_INDENT(1) | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(pub);
     const char *p[] = {x->actor, x->idem, x->req_hash, st, hdr, body ? body : "", at};
     int rc = gh_store_exec(cp.st,
                            "INSERT INTO idempotency (actor, key, request_hash, status, headers, body, created_at)"
@@ -1075,6 +1171,14 @@ static void write_change(ctx_t *x, json_t *work, const char *action, const char 
         if (f) {
             char d[300];
             snprintf(d, sizeof d, "upstream \"%.128s\" is not one of the tenant's upstreams", f);
+            problem(x, 422, "invalid-configuration", "Unprocessable Content", d);
+            goto out;
+        }
+        const char *hp = doc ? host_path(doc, 0) : NULL;
+        if (hp) {
+            char d[300];
+            snprintf(d, sizeof d, "\"%s\" names a file on the gateway: tenant keys give certificates and keys as "
+                                  "inline PEM, and lists and flag definitions inline", hp);
             problem(x, 422, "invalid-configuration", "Unprocessable Content", d);
             goto out;
         }
@@ -1285,9 +1389,11 @@ static void send_list(ctx_t *x, json_t *entries, json_t *extra)
     send_json(x, 200, out, link[0] ? link : NULL);
 }
 
-static json_t *entry(const char *k, json_t *v)
+static json_t *entry(const char *k, json_t *v /* consumed */)
 {
-    return json_pack("{s:s,s:o}", "k", k, "v", v);
+    json_t *pub = public_copy(v);
+    json_decref(v);
+    return json_pack("{s:s,s:o}", "k", k, "v", pub);
 }
 
 /* ---------------------------------------------------------------- tenants and their resources */
@@ -1349,8 +1455,10 @@ static void etag_headers(answer_t *ans, const json_t *view, const char *location
         snprintf(ans->headers + n, sizeof ans->headers - n, "Location: %.400s\r\n", location);
 }
 
-static void send_item(ctx_t *x, json_t *view /* consumed */, int file)
+static void send_item(ctx_t *x, json_t *stored_view /* consumed */, int file)
 {
+    json_t *view = public_copy(stored_view);
+    json_decref(stored_view);
     char et[40], hdr[200];
     etag_of(view, et);
     if (if_none_match_hit(x->m, et)) {
@@ -1467,6 +1575,8 @@ static void tenants_request(ctx_t *x)
     } else {
         nd = b;
     }
+    if (doc)
+        restore_redacted(nd, doc);
     const char *bn = json_string_value(json_object_get(nd, "name"));
     if (json_object_get(nd, "name") && (!bn || strcmp(bn, name))) {
         json_decref(nd);
@@ -1622,6 +1732,8 @@ static void coll_request(ctx_t *x, const coll_t *c, const char *id)
     } else {
         nv = b;
     }
+    if (view)
+        restore_redacted(nv, view);
     json_decref(view);
     const char *bid = json_string_value(json_object_get(nv, c->key));
     if (json_object_get(nv, c->key) && (!bid || strcmp(bid, id))) {
@@ -1688,6 +1800,8 @@ static void single_request(ctx_t *x, const char *field)
         merge_patch(nv, b);
         json_decref(b);
     }
+    if (cur)
+        restore_redacted(nv, cur);
     json_object_set(wd, field, nv);
     answer_t ans = {.status = cur ? 200 : 201, .body = nv};
     etag_headers(&ans, nv, cur ? NULL : res);

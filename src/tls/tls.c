@@ -286,13 +286,26 @@ static void cert_clear(cert_t *c)
     memset(c, 0, sizeof *c);
 }
 
+/* A PEM source: a file name, or the PEM text itself ("-----BEGIN ...", as the admin API
+ * stores certificates); name is what errors call it (never the text: it may hold a key). */
+static BIO *pem_open(const char *src, const char *what, const char **name)
+{
+    if (!strncmp(src, "-----BEGIN", 10)) {
+        *name = what;
+        return BIO_new_mem_buf(src, -1);
+    }
+    *name = src;
+    return BIO_new_file(src, "r");
+}
+
 /* Loads a PEM chain (leaf first) and its key, and checks that they match. */
-static int load_cert_key(cert_t *c, const char *cert_file, const char *key_file, char *err,
+static int load_cert_key(cert_t *c, const char *cert_src, const char *key_src, char *err,
                          size_t errlen)
 {
     char why[200];
+    const char *cert_file = cert_src, *key_file = key_src;
     ERR_clear_error();
-    BIO *b = BIO_new_file(cert_file, "r");
+    BIO *b = pem_open(cert_src, "the inline certificate", &cert_file);
     if (!b) {
         file_err(err, errlen, cert_file);
         return GH_ECONFIG;
@@ -327,7 +340,7 @@ static int load_cert_key(cert_t *c, const char *cert_file, const char *key_file,
         set_err(err, errlen, "%s: no key file given", cert_file);
         return GH_ECONFIG;
     }
-    b = BIO_new_file(key_file, "r");
+    b = pem_open(key_src, "the inline key", &key_file);
     if (!b) {
         file_err(err, errlen, key_file);
         return GH_ECONFIG;
