@@ -21,6 +21,7 @@
 #include "admin/cp.h"
 #include "cache/cache.h"
 #include "config/config.h"
+#include "ctl/ctl.h"
 #include "experiments/exp.h"
 #include "experiments/report.h"
 #include "flags/grpc.h"
@@ -51,6 +52,7 @@ static const char usage_main[] =
     "  reload -c FILE     ask the running gateway (pid_file of FILE) to reload its configuration\n"
     "  experiments results ID --tenant T [-c FILE | --admin ADDR]\n"
     "                     print an experiment's results from a running gateway\n"
+    "  ctl COMMAND ...    the admin API's command-line client (get, apply, delete, versions, keys, ...)\n"
     "  version            print the version\n"
     "\n"
     "'gatehouse <command> --help' describes a command.\n";
@@ -591,67 +593,6 @@ static const char usage_experiments[] =
     "  Asks the running gateway's admin listener (the one of FILE, or ADDR, default 127.0.0.1:9090)\n"
     "  for GET /v1/experiments/ID/results?tenant=T and prints it as a table (or the JSON).\n";
 
-/* GET path from host:port over HTTP/1.1; the body (malloc'd) and *status, or NULL. */
-static char *http_get(const char *addr, const char *path, int *status)
-{
-    struct sockaddr_storage ss;
-    socklen_t sl = 0;
-    char a[300];
-    snprintf(a, sizeof a, "%s", addr);
-    char *colon = strrchr(a, ':');
-    if (!colon)
-        return NULL;
-    *colon = 0;
-    const char *host = a[0] == '[' ? a + 1 : a[0] ? a : "127.0.0.1";
-    if (a[0] == '[' && colon > a && colon[-1] == ']')
-        colon[-1] = 0;
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL;
-    if (getaddrinfo(host, colon + 1, &hints, &ai) != 0 || !ai)
-        return NULL;
-    memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
-    sl = ai->ai_addrlen;
-    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    freeaddrinfo(ai);
-    struct timeval tv = {10, 0};
-    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0 || connect(fd, (struct sockaddr *)&ss, sl) < 0) {
-        if (fd >= 0)
-            close(fd);
-        return NULL;
-    }
-    char req[1024];
-    int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", path, addr);
-    if (n < 0 || (size_t)n >= sizeof req || write(fd, req, (size_t)n) != n) {
-        close(fd);
-        return NULL;
-    }
-    size_t cap = 65536, len = 0;
-    char *buf = malloc(cap + 1);
-    for (ssize_t k; buf && (k = read(fd, buf + len, cap - len)) > 0;) {
-        len += (size_t)k;
-        if (len == cap) {
-            char *nb = cap < (64u << 20) ? realloc(buf, cap * 2 + 1) : NULL;
-            if (!nb) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = nb;
-            cap *= 2;
-        }
-    }
-    close(fd);
-    if (!buf)
-        return NULL;
-    buf[len] = 0;
-    char *body = strstr(buf, "\r\n\r\n");
-    if (sscanf(buf, "HTTP/1.%*d %d", status) != 1 || !body) {
-        free(buf);
-        return NULL;
-    }
-    memmove(buf, body + 4, strlen(body + 4) + 1);
-    return buf;
-}
-
 static int cmd_experiments(int argc, char **argv)
 {
     if (wants_help(argc, argv) || argc < 3 || strcmp(argv[1], "results")) {
@@ -702,8 +643,18 @@ static int cmd_experiments(int argc, char **argv)
         b += (size_t)snprintf(et + b, sizeof et - b, isalnum((unsigned char)*p) || strchr("-._~", *p) ? "%c" : "%%%02X", (unsigned char)*p);
     eid[a] = et[b] = 0;
     snprintf(url, sizeof url, "/v1/experiments/%s/results?tenant=%s", eid, et);
-    int status = 0;
-    char *body = http_get(addr, url, &status);
+    gh_ctl_resp_t resp = {0};
+    char herr[256];
+    const char *key = getenv("GATEHOUSE_ADMIN_KEY");
+    char auth[600] = "";
+    if (key && *key && strlen(key) < 500)
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s\r\n", key);
+    int hrc = gh_ctl_http(addr, "GET", url, auth, NULL, 0, &resp, herr, sizeof herr);
+    explicit_bzero(auth, sizeof auth);
+    int status = resp.status;
+    char *body = hrc == 0 ? resp.body : NULL;
+    resp.body = NULL;
+    gh_ctl_resp_free(&resp);
     if (!body) {
         fprintf(stderr, "gatehouse experiments: cannot reach the admin listener at %s\n", addr);
         return 1;
@@ -767,6 +718,8 @@ int main(int argc, char **argv)
         return cmd_flags(argc - 1, argv + 1);
     if (!strcmp(cmd, "experiments"))
         return cmd_experiments(argc - 1, argv + 1);
+    if (!strcmp(cmd, "ctl"))
+        return gh_ctl_main(argc - 1, argv + 1);
     if (!strcmp(cmd, "version") && wants_help(argc - 1, argv + 1)) {
         fputs("usage: gatehouse version\n  Prints the version.\n", stdout);
         return 0;
