@@ -16,6 +16,8 @@
 #include "proxy/dns.h"
 #include "proxy/health.h"
 
+static void problem(gh_req_t *r, int status, const char *title, const char *detail);
+
 /* GET /upstreams: pools, their policy and backends with their health, as JSON. */
 static void upstreams_json(gh_req_t *r, const gh_conf_t *c)
 {
@@ -25,7 +27,7 @@ static void upstreams_json(gh_req_t *r, const gh_conf_t *c)
         cap += (size_t)c->upstreams[i].nbackends * 512;
     char *out = malloc(cap);
     if (!out) {
-        gh_session_respond(r, 503, "text/plain", "out of memory\n", 14, NULL);
+        problem(r, 503, "Service Unavailable", "out of memory");
         return;
     }
     size_t n = 0;
@@ -67,46 +69,47 @@ static void upstreams_json(gh_req_t *r, const gh_conf_t *c)
     OUT("]}\n");
 #undef OUT
     if (n >= cap)
-        gh_session_respond(r, 503, "text/plain", "too large\n", 10, NULL);
+        problem(r, 503, "Service Unavailable", "the answer is too large");
     else
         gh_session_respond(r, 200, "application/json", out, n, "Cache-Control: no-store\r\n");
     free(out);
 }
 
-/* POST /upstreams/{name}/drain?backend=ADDR and .../undrain?backend=ADDR */
+/* POST /upstreams/{name}/drain?backend=ADDR and .../undrain?backend=ADDR; the name may hold
+ * a slash (an API tenant's pool, TENANT/NAME), raw or as %2F. */
 static void drain_request(gh_req_t *r, const gh_h1_request_t *m)
 {
     gh_str_t rest = gh_str(m->path.p + 11, m->path.n - 11);
-    const char *slash = memchr(rest.p, '/', rest.n);
+    const char *slash = memrchr(rest.p, '/', rest.n);
     gh_str_t q = m->query;
-    if (!slash || q.n < 9 || memcmp(q.p, "backend=", 8) || memchr(q.p, '&', q.n)) {
-        gh_session_respond(r, 400, "text/plain", "use POST /upstreams/NAME/drain?backend=HOST:PORT (or /undrain)\n",
-                           63, NULL);
+    char name[300], backend[300];
+    if (!slash || q.n < 9 || memcmp(q.p, "backend=", 8) || memchr(q.p, '&', q.n) ||
+        gh_h1_pct_decode(gh_str(rest.p, (size_t)(slash - rest.p)), name, sizeof name, 0) <= 0 ||
+        gh_h1_pct_decode(gh_str(q.p + 8, q.n - 8), backend, sizeof backend, 1) <= 0) {
+        problem(r, 400, "Bad Request", "use POST /upstreams/NAME/drain?backend=HOST:PORT (or /undrain)");
         return;
     }
-    gh_str_t name = gh_str(rest.p, (size_t)(slash - rest.p));
-    gh_str_t action = gh_str(slash + 1, rest.n - name.n - 1);
-    gh_str_t backend = gh_str(q.p + 8, q.n - 8);
+    gh_str_t action = gh_str(slash + 1, rest.n - (size_t)(slash + 1 - rest.p));
     int drain = gh_str_eq(action, GH_STR("drain"));
-    if (!drain && !gh_str_eq(action, GH_STR("undrain"))) {
-        gh_session_respond(r, 404, "text/plain", "not found\n", 10, NULL);
-        return;
-    }
-    if (gh_health_set_drain(name, backend, drain) < 0) {
-        gh_session_respond(r, 404, "text/plain", "no such upstream backend\n", 25, NULL);
+    if (gh_health_set_drain(gh_str(name, strlen(name)), gh_str(backend, strlen(backend)), drain) < 0) {
+        problem(r, 404, "Not Found", "no such upstream backend");
         return;
     }
     gh_session_respond(r, 200, "text/plain", drain ? "drained\n" : "undrained\n", drain ? 8 : 10, NULL);
 }
 
+/* RFC 9457 problem+json; the type is the one the control plane gives for the status. */
 static void problem(gh_req_t *r, int status, const char *title, const char *detail)
 {
-    char body[1300], esc[1000];
-    esc[gh_json_str(esc, sizeof esc - 1, gh_str(detail, GH_MIN(strlen(detail), 160u)), 1)] = 0; /* details may quote input */
-    int n = snprintf(body, sizeof body, "{\"type\":\"about:blank\",\"title\":\"%s\",\"status\":%d,\"detail\":%s}\n",
-                     title, status, esc);
-    gh_session_respond(r, status, "application/problem+json", body, (size_t)GH_MIN(n, (int)sizeof body - 1),
-                       "Cache-Control: no-store\r\n");
+    (void)title;
+    gh_session_problem(r, status, NULL, detail, NULL);
+}
+
+static void method_not_allowed(gh_req_t *r, const char *allow)
+{
+    char hdr[96];
+    snprintf(hdr, sizeof hdr, "Allow: %s\r\n", allow);
+    gh_session_problem(r, 405, NULL, "see the Allow header", hdr);
 }
 
 /* "http://host/path?q" or "host/path?q" -> "host/path?q" (the store's URL form). */
@@ -401,22 +404,15 @@ void gh_admin_handle(gh_req_t *r, const gh_req_view_t *v)
         const gh_conf_t *c = v->w->gen->conf;
         gh_cp_actor_t a;
         if (gh_cp_auth(c, m, &a) != 0) {
-            char body[240];
-            int n = snprintf(body, sizeof body,
-                             "{\"type\":\"https://gatehouse.dev/problems/unauthorized\",\"title\":\"Unauthorized\","
-                             "\"status\":401,\"detail\":\"send Authorization: Bearer <operator key or API key>\"}\n");
-            gh_session_respond(r, 401, "application/problem+json", body, (size_t)n,
-                               "WWW-Authenticate: Bearer realm=\"gatehouse admin\"\r\nCache-Control: no-store\r\n");
+            gh_session_problem(r, 401, NULL, "send Authorization: Bearer <operator key or API key>",
+                               "WWW-Authenticate: Bearer realm=\"gatehouse admin\"\r\n");
             return;
         }
         int wait = gh_cp_rate(c, &a, v->peer);
         if (wait > 0) {
-            char body[240], hdr[96];
-            int n = snprintf(body, sizeof body,
-                             "{\"type\":\"https://gatehouse.dev/problems/rate-limited\",\"title\":\"Too Many Requests\","
-                             "\"status\":429,\"detail\":\"the admin API's rate limit (admin.rate_limit)\"}\n");
-            snprintf(hdr, sizeof hdr, "Retry-After: %d\r\nCache-Control: no-store\r\n", wait);
-            gh_session_respond(r, 429, "application/problem+json", body, (size_t)n, hdr);
+            char hdr[64];
+            snprintf(hdr, sizeof hdr, "Retry-After: %d\r\n", wait);
+            gh_session_problem(r, 429, NULL, "the admin API's rate limit (admin.rate_limit)", hdr);
             return;
         }
         if (gh_cp_handle(r, v, &a))
@@ -426,19 +422,32 @@ void gh_admin_handle(gh_req_t *r, const gh_req_view_t *v)
             return;
         }
     }
-    if (gh_str_eq(m->path, GH_STR("/cache/purge"))) {
+    /* the path first, then the method: 404 for what is not here, 405 with Allow for the wrong method */
+    int get = m->method_id == GH_M_GET || m->method_id == GH_M_HEAD;
+    gh_str_t path = m->path;
+    int drain = path.n > 11 && !memcmp(path.p, "/upstreams/", 11) &&
+                ((path.n > 17 && !memcmp(path.p + path.n - 6, "/drain", 6)) ||
+                 (path.n > 19 && !memcmp(path.p + path.n - 8, "/undrain", 8)));
+    if (gh_str_eq(path, GH_STR("/cache/purge")) || drain) {
         if (m->method_id != GH_M_POST)
-            gh_session_respond(r, 405, "text/plain", "method not allowed\n", 19, "Allow: POST\r\n");
+            method_not_allowed(r, "POST");
+        else if (drain)
+            drain_request(r, m);
         else
             purge_request(r, m, v->w->gen->conf);
         return;
     }
-    if (m->method_id == GH_M_POST && m->path.n > 11 && !memcmp(m->path.p, "/upstreams/", 11)) {
-        drain_request(r, m);
+    static const char *const gets[] = {"/healthz", "/readyz", "/upstreams", "/metrics", "/cache", "/v1/analytics",
+                                       "/v1/experiments/plan", "/protection/top"};
+    int known = path.n > 24 && !memcmp(path.p, "/v1/experiments/", 16) && !memcmp(path.p + path.n - 8, "/results", 8);
+    for (size_t i = 0; i < GH_ARRAY_LEN(gets) && !known; i++)
+        known = gh_str_eq(path, gh_str(gets[i], strlen(gets[i])));
+    if (!known) {
+        problem(r, 404, "Not Found", "no such resource");
         return;
     }
-    if (m->method_id != GH_M_GET && m->method_id != GH_M_HEAD) {
-        gh_session_respond(r, 405, "text/plain", "method not allowed\n", 19, "Allow: GET, HEAD\r\n");
+    if (!get) {
+        method_not_allowed(r, "GET, HEAD");
         return;
     }
     if (gh_str_eq(m->path, GH_STR("/healthz"))) {
@@ -479,7 +488,7 @@ void gh_admin_handle(gh_req_t *r, const gh_req_view_t *v)
             free(text);
             free(health);
             free(prot);
-            gh_session_respond(r, 503, "text/plain", "out of memory\n", 14, NULL);
+            problem(r, 503, "Service Unavailable", "out of memory");
             return;
         }
         memcpy(all + len, health, hlen);
@@ -506,6 +515,6 @@ void gh_admin_handle(gh_req_t *r, const gh_req_view_t *v)
         gh_session_respond(r, out ? 200 : 503, "application/json", out ? out : "", n, "Cache-Control: no-store\r\n");
         free(out);
     } else {
-        gh_session_respond(r, 404, "text/plain", "not found\n", 10, NULL);
+        problem(r, 404, "Not Found", "no such resource");
     }
 }

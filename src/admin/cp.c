@@ -59,6 +59,7 @@ typedef struct {
     char idem[IDEM_KEY_MAX + 1]; /* Idempotency-Key, or "" */
     char req_hash[65];
     int dry_run;
+    const char *revoke_keys_of; /* a tenant deleted: its keys are revoked in the same transaction */
 } ctx_t;
 
 /* Every answer goes out here: to the HTTP request, or into the capture of gh_cp_call. */
@@ -260,6 +261,16 @@ static int qparam(const gh_h1_request_t *m, const char *name, char *out, size_t 
         }
     }
     return 0;
+}
+
+/* A whole decimal number in s, or def when s is empty; -1 when it is not one (or < 0). */
+static long long num_or(const char *s, long long def)
+{
+    if (!*s)
+        return def;
+    char *e = NULL;
+    long long v = strtoll(s, &e, 10);
+    return e && !*e && isdigit((unsigned char)*s) ? v : -1;
 }
 
 static int qbool(const gh_h1_request_t *m, const char *name)
@@ -872,13 +883,14 @@ typedef struct {
     const char *field[3];
     int nfield, map;
     const char *key;
+    const char *one; /* an item, in messages */
 } coll_t;
 
-static const coll_t C_SITES = {"sites", {"sites"}, 1, 0, "name"};
-static const coll_t C_ROUTES = {"routes", {"routes"}, 1, 0, "name"};
-static const coll_t C_UPSTREAMS = {"upstreams", {"upstreams"}, 1, 1, "name"};
-static const coll_t C_FLAGS = {"flags", {"flags", "definition", "flags"}, 3, 1, "key"};
-static const coll_t C_EXPERIMENTS = {"experiments", {"experiments"}, 1, 0, "id"};
+static const coll_t C_SITES = {"sites", {"sites"}, 1, 0, "name", "site"};
+static const coll_t C_ROUTES = {"routes", {"routes"}, 1, 0, "name", "route"};
+static const coll_t C_UPSTREAMS = {"upstreams", {"upstreams"}, 1, 1, "name", "upstream"};
+static const coll_t C_FLAGS = {"flags", {"flags", "definition", "flags"}, 3, 1, "key", "flag"};
+static const coll_t C_EXPERIMENTS = {"experiments", {"experiments"}, 1, 0, "id", "experiment"};
 static const coll_t *const tenant_colls[] = {&C_SITES, &C_UPSTREAMS, &C_FLAGS, &C_EXPERIMENTS};
 static const char *const singletons[] = {"protection", "cache"};
 
@@ -1235,6 +1247,10 @@ static void write_change(ctx_t *x, json_t *work, const char *action, const char 
         rc = gh_store_exec(cp.st, "DELETE FROM idempotency WHERE created_at < ?", 1, pi, NULL);
     if (rc == 0)
         rc = audit_insert(x, action, tenant, resource, next, d);
+    if (rc == 0 && x->revoke_keys_of) {
+        const char *pk[] = {at, x->revoke_keys_of};
+        rc = gh_store_exec(cp.st, "UPDATE api_keys SET revoked_at = ? WHERE tenant = ? AND revoked_at IS NULL", 2, pk, NULL);
+    }
     if (rc == 0)
         rc = idem_insert(x, ans, next);
     if (rc == 0)
@@ -1263,6 +1279,8 @@ static void write_change(ctx_t *x, json_t *work, const char *action, const char 
         goto out;
     }
     work = NULL; /* cp.state now */
+    if (x->revoke_keys_of)
+        keys_changed(cp.st, "tenant deleted");
     send_answer(x, ans, next);
 out:
     json_decref(work);
@@ -1307,11 +1325,13 @@ static int key_cmp(const void *a, const void *b)
                   json_string_value(json_object_get(*(json_t *const *)b, "k")));
 }
 
-/* Answer a list: entries is an array of {"k": key, "v": item} (consumed); sorted by key,
- * filtered by ?prefix=, paged by ?limit= and ?cursor= (the last key of the previous page, hex). */
-static void send_list(ctx_t *x, json_t *entries, json_t *extra)
+/* Answer a list: entries is an array of {"k": key, "v": item} (consumed); sorted by key, or
+ * in their order when ordered (routes match in order); filtered by ?prefix=, paged by ?limit=
+ * and ?cursor= (hex of the last key of the previous page; ordered: of "INDEX:KEY", so that a
+ * page still follows on when that item was deleted meanwhile). */
+static void send_list(ctx_t *x, json_t *entries, json_t *extra, int ordered)
 {
-    char prefix[MAX_SEG + 1] = "", cur[2 * MAX_SEG + 1] = "", lim[16] = "", after[MAX_SEG + 1] = "";
+    char prefix[MAX_SEG + 1] = "", cur[2 * (MAX_SEG + 24) + 1] = "", lim[16] = "", after[MAX_SEG + 25] = "";
     if (qparam(x->m, "prefix", prefix, sizeof prefix) < 0 || qparam(x->m, "cursor", cur, sizeof cur) < 0 ||
         qparam(x->m, "limit", lim, sizeof lim) < 0) {
         json_decref(entries);
@@ -1331,7 +1351,7 @@ static void send_list(ctx_t *x, json_t *entries, json_t *extra)
         }
     }
     size_t cl = strlen(cur);
-    if (cl % 2 || cl / 2 > MAX_SEG) {
+    if (cl % 2 || cl / 2 > MAX_SEG + 24) {
         json_decref(entries);
         json_decref(extra);
         problem(x, 400, "bad-request", "Bad Request", "bad cursor");
@@ -1352,12 +1372,31 @@ static void send_list(ctx_t *x, json_t *entries, json_t *extra)
     json_t **vec = malloc((n ? n : 1) * sizeof *vec);
     for (size_t i = 0; i < n; i++)
         vec[i] = json_array_get(entries, i);
-    qsort(vec, n, sizeof *vec, key_cmp);
+    size_t start = 0;
+    if (!ordered) {
+        qsort(vec, n, sizeof *vec, key_cmp);
+    } else if (after[0]) {
+        char *colon = strchr(after, ':'), *e = NULL;
+        long long idx = colon ? strtoll(after, &e, 10) : -1;
+        if (!colon || e != colon || idx < 0) {
+            free(vec);
+            json_decref(entries);
+            json_decref(extra);
+            problem(x, 400, "bad-request", "Bad Request", "bad cursor");
+            return;
+        }
+        start = (size_t)idx; /* the item there was deleted: the next one moved into its place */
+        for (size_t i = 0; i < n; i++)
+            if (!strcmp(json_string_value(json_object_get(vec[i], "k")), colon + 1))
+                start = i + 1;
+        after[0] = 0;
+    }
     json_t *items = json_array();
     const char *last = NULL;
+    size_t last_i = 0;
     int more = 0;
     size_t pl = strlen(prefix);
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = start; i < n; i++) {
         const char *k = json_string_value(json_object_get(vec[i], "k"));
         if (strncmp(k, prefix, pl) || (after[0] && strcmp(k, after) <= 0))
             continue;
@@ -1366,12 +1405,17 @@ static void send_list(ctx_t *x, json_t *entries, json_t *extra)
             break;
         }
         json_array_append(items, json_object_get(vec[i], "v"));
-        last = k;
+        last = k, last_i = i;
     }
-    char next[2 * MAX_SEG + 1] = "", link[700] = "";
+    char next[2 * (MAX_SEG + 24) + 1] = "", link[900] = "";
     if (more && last) {
-        for (size_t i = 0; last[i] && i < MAX_SEG; i++)
-            sprintf(next + 2 * i, "%02x", (unsigned char)last[i]);
+        char raw[MAX_SEG + 25];
+        if (ordered)
+            snprintf(raw, sizeof raw, "%zu:%s", last_i, last);
+        else
+            snprintf(raw, sizeof raw, "%s", last);
+        for (size_t i = 0; raw[i]; i++)
+            sprintf(next + 2 * i, "%02x", (unsigned char)raw[i]);
         char ep[3 * MAX_SEG + 1] = "";
         for (size_t i = 0, k = 0; i < pl; i++) /* the prefix, percent-encoded but for unreserved bytes */
             k += (size_t)sprintf(ep + k, isalnum((unsigned char)prefix[i]) || strchr("-._~", prefix[i]) ? "%c" : "%%%02X",
@@ -1489,7 +1533,7 @@ static void tenants_request(ctx_t *x)
                 json_array_append_new(entries, entry(k, json_incref(v)));
                 json_array_append_new(files, json_string(k));
             }
-            send_list(x, entries, json_pack("{s:o}", "file_managed", files));
+            send_list(x, entries, json_pack("{s:o}", "file_managed", files), 0);
             return;
         }
         if (meth != GH_M_POST)
@@ -1559,6 +1603,7 @@ static void tenants_request(ctx_t *x)
         }
         json_object_del(wt, name);
         answer_t ans = {.status = 204};
+        x->revoke_keys_of = name;
         write_change(x, work, "delete", name, res, &ans);
         return;
     }
@@ -1640,7 +1685,7 @@ static void coll_request(ctx_t *x, const coll_t *c, const char *id)
                         json_array_append_new(entries, entry(k, json_incref(v)));
                 }
             }
-            return send_list(x, entries, NULL);
+            return send_list(x, entries, NULL, !c->map);
         }
         if (meth != GH_M_POST)
             return method_not_allowed(x, "GET, HEAD, POST");
@@ -1684,7 +1729,7 @@ static void coll_request(ctx_t *x, const coll_t *c, const char *id)
     json_t *stored = item_find(cont, c, id, NULL);
     if (meth == GH_M_GET || meth == GH_M_HEAD) {
         if (!stored)
-            return not_found(x, c->name);
+            return not_found(x, c->one);
         if (forbidden(x, GH_SCOPE_READ))
             return;
         return send_item(x, item_view(c, id, stored), file);
@@ -1692,7 +1737,7 @@ static void coll_request(ctx_t *x, const coll_t *c, const char *id)
     if (meth != GH_M_PUT && meth != GH_M_PATCH && meth != GH_M_DELETE)
         return method_not_allowed(x, "GET, HEAD, PUT, PATCH, DELETE");
     if (!stored && meth != GH_M_PUT)
-        return not_found(x, c->name);
+        return not_found(x, c->one);
     if (forbidden(x, GH_SCOPE_WRITE) || (file && file_managed(x, x->seg[1])) || !need_store(x))
         return;
     if (!good_name(id)) {
@@ -1846,7 +1891,7 @@ static void keys_request(ctx_t *x)
             json_array_foreach(rows, i, row)
                 json_array_append_new(entries, entry(json_string_value(json_object_get(row, "id")), key_view(row)));
             json_decref(rows);
-            return send_list(x, entries, NULL);
+            return send_list(x, entries, NULL, 0);
         }
         if (meth != GH_M_POST)
             return method_not_allowed(x, "GET, HEAD, POST");
@@ -1876,6 +1921,13 @@ static void keys_request(ctx_t *x)
         if (why) {
             json_decref(b);
             problem(x, 422, "invalid-key", "Unprocessable Content", why);
+            return;
+        }
+        if (x->dry_run) {
+            json_decref(b);
+            send_json(x, 200, json_pack("{s:b,s:b,s:I,s:o}", "dry_run", 1, "valid", 1, "version", (json_int_t)cp.version,
+                                        "errors", json_array()),
+                      NULL);
             return;
         }
         unsigned char rnd[38];
@@ -1909,8 +1961,8 @@ static void keys_request(ctx_t *x)
         snprintf(ans.headers, sizeof ans.headers, "Location: /v1/tenants/%s/keys/%s\r\n", tenant, id);
         char res[300];
         snprintf(res, sizeof res, "/v1/tenants/%s/keys/%s", tenant, id);
-        json_t *d = json_pack("[{s:s,s:s,s:{s:s,s:s,s:s}}]", "op", "add", "path", "key", "after", "id", id, "name", name,
-                              "scopes", sc);
+        json_t *d = json_pack("[{s:s,s:s,s:{s:s,s:s,s:o}}]", "op", "add", "path", "key", "after", "id", id, "name", name,
+                              "scopes", json_loads(sc, 0, NULL));
         int rc = gh_store_begin(cp.st);
         if (rc == 0)
             rc = gh_store_exec(cp.st,
@@ -1919,8 +1971,13 @@ static void keys_request(ctx_t *x)
                                8, p, NULL);
         if (rc == 0)
             rc = audit_insert(x, "key.create", tenant, res, 0, d);
-        if (rc == 0)
-            rc = idem_insert(x, &ans, cp.version);
+        if (rc == 0) { /* a replay answers the same, but the secret is not kept anywhere */
+            answer_t kept = ans;
+            kept.body = json_copy(ans.body);
+            json_object_set_new(kept.body, "key", json_string("[shown once, not kept]"));
+            rc = idem_insert(x, &kept, cp.version);
+            json_decref(kept.body);
+        }
         if (rc == 0)
             gh_store_notify(cp.st);
         if (rc == 0)
@@ -1957,6 +2014,12 @@ static void keys_request(ctx_t *x)
     json_decref(rows);
     if (meth != GH_M_DELETE)
         return method_not_allowed(x, "GET, HEAD, DELETE");
+    if (x->dry_run) {
+        send_json(x, 200, json_pack("{s:b,s:b,s:I,s:o}", "dry_run", 1, "valid", 1, "version", (json_int_t)cp.version,
+                                    "errors", json_array()),
+                  NULL);
+        return;
+    }
     char at[32], res[300];
     now_text(at, sizeof at, 0);
     snprintf(res, sizeof res, "/v1/tenants/%s/keys/%s", tenant, id);
@@ -2021,6 +2084,13 @@ static void purge_request(ctx_t *x)
                 "give one of tags, urls, prefixes (1-64 strings of at most 1024 bytes) or all: true; soft is a boolean");
         return;
     }
+    if (x->dry_run) {
+        json_decref(b);
+        send_json(x, 200, json_pack("{s:b,s:b,s:I,s:o}", "dry_run", 1, "valid", 1, "version", (json_int_t)cp.version,
+                                    "errors", json_array()),
+                  NULL);
+        return;
+    }
     uint64_t n = 0;
     gh_str_t tn = gh_str(tenant, strlen(tenant));
     if (kind == GH_PURGE_ALL) {
@@ -2062,8 +2132,8 @@ static void audit_request(ctx_t *x)
             return not_found(x, "tenant");
         snprintf(tenant, sizeof tenant, "%s", x->a->tenant);
     }
-    long limit = lim[0] ? strtol(lim, NULL, 10) : LIST_DEFAULT;
-    long long after = cur[0] ? strtoll(cur, NULL, 10) : 0;
+    long limit = (long)num_or(lim, LIST_DEFAULT);
+    long long after = num_or(cur, 0);
     if (limit < 1 || limit > LIST_MAX || (cur[0] && after < 1)) {
         problem(x, 400, "bad-request", "Bad Request", "limit is 1..500; cursor is a number from next_cursor");
         return;
@@ -2149,8 +2219,8 @@ static void versions_request(ctx_t *x)
             problem(x, 400, "bad-request", "Bad Request", "cursor or limit is badly encoded");
             return;
         }
-        long limit = lim[0] ? strtol(lim, NULL, 10) : LIST_DEFAULT;
-        long long after = cur[0] ? strtoll(cur, NULL, 10) : 0;
+        long limit = (long)num_or(lim, LIST_DEFAULT);
+        long long after = num_or(cur, 0);
         if (limit < 1 || limit > LIST_MAX || (cur[0] && after < 1)) {
             problem(x, 400, "bad-request", "Bad Request", "limit is 1..500; cursor is a number from next_cursor");
             return;
@@ -2211,7 +2281,11 @@ static void versions_request(ctx_t *x)
             problem(x, 400, "bad-request", "Bad Request", "from is badly encoded");
             return;
         }
-        long long f = from[0] ? strtoll(from, NULL, 10) : id - 1;
+        long long f = num_or(from, id - 1);
+        if (f < 0) {
+            problem(x, 400, "bad-request", "Bad Request", "from is a version number (0: the empty state)");
+            return;
+        }
         json_t *b = version_row(id, 1), *a = f > 0 ? version_row(f, 1) : json_pack("{s:{s:{}}}", "state", "tenants");
         if (!b || !a) {
             json_decref(a);

@@ -149,8 +149,12 @@ static void answer(gh_wtask_t *t)
     json_decref(o);
     if (body)
         gh_session_answer_deferred(a->token, 200, "application/json", body, strlen(body), "Cache-Control: no-store\r\n");
-    else
-        gh_session_answer_deferred(a->token, 500, "text/plain", "out of memory\n", 14, NULL);
+    else {
+        static const char oom[] = "{\"type\":\"https://gatehouse.dev/problems/internal\",\"title\":\"Internal Server "
+                                  "Error\",\"status\":500,\"detail\":\"out of memory\"}\n";
+        gh_session_answer_deferred(a->token, 500, "application/problem+json", oom, sizeof oom - 1,
+                                   "Cache-Control: no-store\r\n");
+    }
     free(body);
     gh_sk_set_free(&a->out);
     pthread_mutex_destroy(&a->mu);
@@ -176,10 +180,7 @@ static void read_one(gh_wtask_t *t)
 
 static void problem(gh_req_t *r, int status, const char *detail)
 {
-    char body[400];
-    int n = snprintf(body, sizeof body, "{\"type\":\"about:blank\",\"title\":\"%s\",\"status\":%d,\"detail\":\"%s\"}\n",
-                     status == 404 ? "Not Found" : "Bad Request", status, detail);
-    gh_session_respond(r, status, "application/problem+json", body, (size_t)n, "Cache-Control: no-store\r\n");
+    gh_session_problem(r, status, NULL, detail, NULL);
 }
 
 static int param(gh_str_t q, const char *name, char *out, size_t cap)
@@ -254,7 +255,7 @@ void gh_analytics_request(gh_req_t *r, const gh_req_view_t *v)
     gh_sk_cfg_compact(&cfg);
     if (!a || gh_sk_set_init(&a->out, &cfg) != 0) {
         free(a);
-        gh_session_respond(r, 503, "text/plain", "out of memory\n", 14, NULL);
+        problem(r, 503, "out of memory");
         return;
     }
     pthread_mutex_init(&a->mu, NULL);

@@ -15,6 +15,7 @@
  * head sent to the client (or a whole direct response). Reads stop when a buffer is
  * full, which is the backpressure: memory per request is bounded. */
 #include "proxy/session.h"
+#include "core/json.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -641,6 +642,40 @@ void gh_session_respond(gh_req_t *r, int status, const char *ctype, const char *
     respond(r, status, ctype, body, len, extra_headers, 0);
 }
 
+/* The admin listener's problem type for a status (https://gatehouse.dev/problems/<type>). */
+static const char *problem_type(int status)
+{
+    switch (status) {
+    case 400: return "bad-request";
+    case 401: return "unauthorized";
+    case 403: return "forbidden";
+    case 404: return "not-found";
+    case 405: return "method-not-allowed";
+    case 408: return "request-timeout";
+    case 413: return "payload-too-large";
+    case 414:
+    case 431: return "header-too-large";
+    case 429: return "rate-limited";
+    case 502:
+    case 503:
+    case 504: return "unavailable";
+    default: return "internal";
+    }
+}
+
+void gh_session_problem(gh_req_t *r, int status, const char *type, const char *detail, const char *extra_headers)
+{
+    if (!type)
+        type = problem_type(status);
+    char body[1400], esc[1000], hdr[512];
+    esc[gh_json_str(esc, sizeof esc - 1, gh_str(detail, GH_MIN(strlen(detail), 300u)), 1)] = 0; /* details may quote input */
+    int n = snprintf(body, sizeof body,
+                     "{\"type\":\"https://gatehouse.dev/problems/%s\",\"title\":\"%s\",\"status\":%d,\"detail\":%s}\n",
+                     type, reason_of(status), status, esc);
+    snprintf(hdr, sizeof hdr, "Cache-Control: no-store\r\n%s", extra_headers ? extra_headers : "");
+    respond(r, status, "application/problem+json", body, (size_t)GH_MIN(n, (int)sizeof body - 1), hdr, 0);
+}
+
 /* ---- streamed answers (see session.h) ---- */
 
 #define STREAM_PENDING_MAX (1u << 20) /* bytes a client may leave unread before the stream is cut */
@@ -842,9 +877,17 @@ static void respond_error(gh_req_t *r, int status, const char *msg)
         respond(r, 200, "application/grpc", NULL, 0, extra, status == 400 || status == 408 || status == 413);
         return;
     }
-    char body[128];
+    char body[320];
+    int close = status == 400 || status == 408 || status == 413;
+    if (c->listener->role == GH_LISTEN_ADMIN) { /* the admin API answers problem+json (RFC 9457) */
+        int n = snprintf(body, sizeof body,
+                         "{\"type\":\"https://gatehouse.dev/problems/%s\",\"title\":\"%s\",\"status\":%d,"
+                         "\"detail\":\"%s\"}\n", problem_type(status), reason_of(status), status, msg); /* msg: ours */
+        respond(r, status, "application/problem+json", body, (size_t)n, "Cache-Control: no-store\r\n", close);
+        return;
+    }
     int n = snprintf(body, sizeof body, "%d %s: %s\n", status, reason_of(status), msg);
-    respond(r, status, "text/plain; charset=utf-8", body, (size_t)n, NULL, status == 400 || status == 408 || status == 413);
+    respond(r, status, "text/plain; charset=utf-8", body, (size_t)n, NULL, close);
 }
 
 /* ---- the request body from the client ---- */

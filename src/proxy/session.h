@@ -41,6 +41,12 @@ void gh_session_drain(gh_worker_t *w);
 void gh_session_respond(gh_req_t *r, int status, const char *ctype, const char *body, size_t len,
                         const char *extra_headers);
 
+/* An RFC 9457 problem+json answer (the admin listener's errors): type is the last part of
+ * https://gatehouse.dev/problems/<type> (NULL: the one for status: bad-request, unauthorized,
+ * forbidden, not-found, method-not-allowed, payload-too-large, rate-limited, unavailable,
+ * internal); detail is escaped. extra_headers as above. */
+void gh_session_problem(gh_req_t *r, int status, const char *type, const char *detail, const char *extra_headers);
+
 /* What a handler may read of the request it answers. */
 typedef struct {
     const gh_h1_request_t *msg;

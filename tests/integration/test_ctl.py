@@ -184,9 +184,10 @@ def test_apply_tenant_then_get_table_and_json(gh, acme):
     assert one == [{"NAME": "filet", "ORIGIN": "file", "SITES": "1", "ROUTES": "1", "UPSTREAMS": "0", "FLAGS": "0",
                     "EXPERIMENTS": "0"}]
     routes = table(ok(ctl(gh, "get", "routes", "--tenant", "acme", "--site", "main")).stdout)
-    assert routes == [{"NAME": "api", "MATCH": "prefix /api", "ACTION": "upstream app"},
-                      {"NAME": "hello", "MATCH": "exact /hello", "ACTION": "respond 200"}]
-    assert table(ok(ctl(gh, "get", "route", "hello", "--tenant", "acme", "--site", "main")).stdout) == routes[1:]
+    # routes list in the order they match (the document's), not by name
+    assert routes == [{"NAME": "hello", "MATCH": "exact /hello", "ACTION": "respond 200"},
+                      {"NAME": "api", "MATCH": "prefix /api", "ACTION": "upstream app"}]
+    assert table(ok(ctl(gh, "get", "route", "hello", "--tenant", "acme", "--site", "main")).stdout) == routes[:1]
     assert table(ok(ctl(gh, "get", "sites", "--tenant", "acme")).stdout) == [
         {"NAME": "main", "HOSTS": "acme.example", "ROUTES": "2"}]
     assert table(ok(ctl(gh, "get", "upstreams", "--tenant", "acme")).stdout)[0]["BALANCE"] == "round_robin"
