@@ -13,8 +13,9 @@ LDLIBS  := $(PKG_LIBS) -pthread -lm
 
 SRCS    := $(sort $(wildcard src/*/*.c))
 # Protocol buffers (protoc-c): the flagd evaluation service and google.protobuf.Struct
-# (v1 is wire-identical to v2 but for optional presence, so C uses the v2 messages for both)
-PROTOS  := proto/flagd/evaluation/v2/evaluation.proto
+# (v1 is wire-identical to v2 but for optional presence, so C uses the v2 messages for both),
+# and the gRPC admin API (gatehouse.admin.v1)
+PROTOS  := proto/flagd/evaluation/v2/evaluation.proto proto/gatehouse/admin/v1/admin.proto
 GEN     := $(BUILD)/gen
 GEN_SRCS := $(PROTOS:proto/%.proto=$(GEN)/%.pb-c.c) $(GEN)/google/protobuf/struct.pb-c.c
 OBJS    := $(SRCS:%.c=$(BUILD)/%.o) $(GEN_SRCS:.c=.o)

@@ -2,6 +2,7 @@
 #include "protect/protect.h"
 #include "admin/admin.h"
 #include "admin/cp.h"
+#include "admin/grpc_admin.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -399,6 +400,10 @@ static void plan_request(gh_req_t *r, const gh_h1_request_t *m)
 void gh_admin_handle(gh_req_t *r, const gh_req_view_t *v)
 {
     const gh_h1_request_t *m = v->msg;
+    if (gh_admin_grpc_is(m)) { /* the gRPC admin API (grpc_admin.h): its own key and rate checks */
+        gh_admin_grpc_handle(r, v);
+        return;
+    }
     /* everything but the probes needs a key: the operator's, or a tenant's (cp.h) */
     if (!gh_str_eq(m->path, GH_STR("/healthz")) && !gh_str_eq(m->path, GH_STR("/readyz"))) {
         const gh_conf_t *c = v->w->gen->conf;

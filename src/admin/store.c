@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -60,17 +61,19 @@ int gh_store_schema_version(void) { return NMIGRATIONS; }
 const char *gh_store_kind(const gh_store_t *s) { return s->pg ? "postgresql" : "sqlite"; }
 const char *gh_store_error(const gh_store_t *s) { return s->err; }
 
-/* "? ... ?" -> "$1 ... $2" (our statements have no ? inside literals). */
+/* "? ... ?" -> "$1 ... $2" (our statements have no ? inside literals). A parameter only
+ * tested for NULL ("? IS NULL") gives PostgreSQL nothing to infer its type from ("could not
+ * determine data type of parameter"): it becomes "$n::text" (every parameter is text). */
 static char *pg_sql(const char *sql)
 {
     size_t n = strlen(sql), k = 0;
-    char *out = malloc(n * 4 + 1);
+    char *out = malloc(n * 10 + 1);
     if (!out)
         return NULL;
     int i = 0;
     for (const char *p = sql; *p; p++) {
         if (*p == '?')
-            k += (size_t)sprintf(out + k, "$%d", ++i);
+            k += (size_t)sprintf(out + k, "$%d%s", ++i, !strncasecmp(p + 1, " IS ", 4) ? "::text" : "");
         else
             out[k++] = *p;
     }
@@ -194,7 +197,15 @@ int gh_store_wait(gh_store_t *s, int ms)
         }
         s->listening = 1;
     }
+    /* a notice that came during one of our statements is already queued by libpq: the
+     * socket will not show it again, so look before sleeping */
     int got = 0;
+    for (PGnotify *n; (n = PQnotifies(s->pg));) {
+        got = 1;
+        PQfreemem(n);
+    }
+    if (got)
+        return 1;
     struct pollfd pfd = {.fd = PQsocket(s->pg), .events = POLLIN};
     if (pfd.fd >= 0 && poll(&pfd, 1, ms) > 0) {
         if (!PQconsumeInput(s->pg)) {
@@ -230,13 +241,15 @@ static void make_parent(const char *path)
 
 static int migrate(gh_store_t *s)
 {
-    if (gh_store_exec(s, "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
-                         " applied_at TEXT NOT NULL)", 0, NULL, NULL) < 0)
-        return -1;
     if (gh_store_begin(s) < 0)
         return -1;
-    /* two nodes starting at once against one PostgreSQL: one migrates, the other waits */
+    /* Two nodes starting at once against one PostgreSQL: one migrates, the other waits. The
+     * lock comes first: two concurrent CREATE TABLE IF NOT EXISTS of one table can both pass
+     * the existence check, and the second then fails on PostgreSQL's catalog unique index. */
     if (s->pg && gh_store_exec(s, "SELECT pg_advisory_xact_lock(7201901)", 0, NULL, NULL) < 0)
+        goto fail;
+    if (gh_store_exec(s, "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
+                         " applied_at TEXT NOT NULL)", 0, NULL, NULL) < 0)
         goto fail;
     json_t *rows = NULL;
     if (gh_store_exec(s, "SELECT max(version) AS v FROM schema_migrations", 0, NULL, &rows) < 0)

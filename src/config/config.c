@@ -1278,15 +1278,15 @@ static void parse_listener(ctx_t *x, yaml_node_t *n, int role, size_t idx)
     gh_conf_t *c = x->c;
     gh_conf_listener_t *l = &c->listeners[c->nlisteners];
     memset(l, 0, sizeof *l); /* the slot of a listener that failed before may be reused */
-    field_t f[] = {F("listen"), F("backlog"), F("name"), F("tls"), F("h2c"), F("keepalive")};
-    /* tls, h2c: proxy, OFREP and flagd gRPC; keepalive: flagd gRPC */
+    field_t f[] = {F("listen"), F("backlog"), F("name"), F("tls"), F("h2c"), F("keepalive"), F("h2c")};
+    /* tls, h2c: proxy, OFREP and flagd gRPC; keepalive: flagd gRPC; the admin listener: f[6] h2c */
     size_t nf = role == GH_LISTEN_GRPC ? 6 : role == GH_LISTEN_PROXY || role == GH_LISTEN_OFREP ? 5 : 2;
     if (role == GH_LISTEN_ADMIN) { /* the admin listener: its operator key, store and rate instead */
         f[2] = (field_t)F("key_file");
         f[3] = (field_t)F("store");
         f[4] = (field_t)F("rate_limit");
         f[5] = (field_t)F("burst");
-        nf = 6;
+        nf = 7;
     }
     if (!fields(x, n, f, nf))
         return;
@@ -1323,6 +1323,9 @@ static void parse_listener(ctx_t *x, yaml_node_t *n, int role, size_t idx)
         if (f[4].val && !f_rate(x, &f[4], &c->admin.rate_quota, &c->admin.rate_period))
             ok = false;
         if (f[5].val && !f_u32(x, &f[5], 1, 1000000, &c->admin.burst))
+            ok = false;
+        l->h2c = 1; /* the gRPC admin API: HTTP/2 with prior knowledge beside HTTP/1.1 */
+        if (f[6].val && !f_bool(x, &f[6], &l->h2c))
             ok = false;
     } else {
         if (nf > 3 && f[3].val && !parse_listener_tls(x, l, f[3].val))
