@@ -626,10 +626,16 @@ static void sync_head(gh_store_t *st, const char *what)
 static void *watch_main(void *arg)
 {
     (void)arg;
+    int slices = 0;
     while (!cp.stop) {
-        gh_store_wait(cp.watch_st, 1000);
+        /* a notice (PostgreSQL) is acted on at once; otherwise a look each second, in 100 ms
+         * slices so that stopping never waits long */
+        int got = gh_store_wait(cp.watch_st, 100);
         if (cp.stop)
             break;
+        if (!got && ++slices < 10)
+            continue;
+        slices = 0;
         gh_cp_lock();
         sync_head(cp.watch_st, "store change");
         gh_cp_unlock();
