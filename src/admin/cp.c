@@ -187,8 +187,7 @@ static void restore_redacted(json_t *nw, const json_t *old)
     }
 }
 
-/* A strong ETag of what the API shows: "\"" + 32 hex of SHA-256(canonical JSON) + "\"" */
-static void etag_of(const json_t *j, char out[40])
+void gh_cp_etag(const json_t *j, char out[40])
 {
     json_t *pub = public_copy(j);
     char *t = canon(pub), h[65];
@@ -1499,7 +1498,7 @@ static int file_managed(ctx_t *x, const char *tenant)
 static void etag_headers(answer_t *ans, const json_t *view, const char *location)
 {
     char et[40];
-    etag_of(view, et);
+    gh_cp_etag(view, et);
     size_t n = (size_t)snprintf(ans->headers, sizeof ans->headers, "ETag: %s\r\n", et);
     if (location && n < sizeof ans->headers)
         snprintf(ans->headers + n, sizeof ans->headers - n, "Location: %.400s\r\n", location);
@@ -1510,7 +1509,7 @@ static void send_item(ctx_t *x, json_t *stored_view /* consumed */, int file)
     json_t *view = public_copy(stored_view);
     json_decref(stored_view);
     char et[40], hdr[200];
-    etag_of(view, et);
+    gh_cp_etag(view, et);
     if (if_none_match_hit(x->m, et)) {
         json_decref(view);
         snprintf(hdr, sizeof hdr, "ETag: %s\r\nCache-Control: no-store\r\n", et);
@@ -1594,7 +1593,7 @@ static void tenants_request(ctx_t *x)
         return;
     char et[40];
     if (doc)
-        etag_of(doc, et);
+        gh_cp_etag(doc, et);
     if (!if_match_ok(x->m, doc ? et : NULL)) {
         problem(x, 412, "precondition-failed", "Precondition Failed", "the tenant changed since you read it (If-Match)");
         return;
@@ -1753,7 +1752,7 @@ static void coll_request(ctx_t *x, const coll_t *c, const char *id)
     json_t *view = stored ? item_view(c, id, stored) : NULL;
     char et[40];
     if (view)
-        etag_of(view, et);
+        gh_cp_etag(view, et);
     if (!if_match_ok(x->m, view ? et : NULL)) {
         json_decref(view);
         problem(x, 412, "precondition-failed", "Precondition Failed", "the item changed since you read it (If-Match)");
@@ -1827,7 +1826,7 @@ static void single_request(ctx_t *x, const char *field)
         return;
     char et[40];
     if (cur)
-        etag_of(cur, et);
+        gh_cp_etag(cur, et);
     if (!if_match_ok(x->m, cur ? et : NULL)) {
         problem(x, 412, "precondition-failed", "Precondition Failed", "it changed since you read it (If-Match)");
         return;

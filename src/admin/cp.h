@@ -26,6 +26,8 @@
 #ifndef GH_ADMIN_CP_H
 #define GH_ADMIN_CP_H
 
+#include <jansson.h>
+
 #include "config/config.h"
 #include "proxy/session.h"
 
@@ -74,6 +76,10 @@ typedef struct {
 void gh_cp_call(const gh_cp_actor_t *a, const char *peer, const char *method, const char *target, const char *body,
                 size_t len, const char *if_match, const char *idem_key, gh_cp_reply_t *out);
 void gh_cp_reply_free(gh_cp_reply_t *r);
+
+/* The strong ETag the API gives a representation: "\"" + 32 hex of SHA-256 of its canonical
+ * JSON (sorted keys, compact, private keys redacted as shown) + "\"". */
+void gh_cp_etag(const json_t *j, char out[40]);
 
 /* The admin API's own rate limit per caller: 0, or the seconds to wait. */
 int gh_cp_rate(const gh_conf_t *c, const gh_cp_actor_t *a, const char *peer);

@@ -1,9 +1,9 @@
 /* grpc_admin.c: see grpc_admin.h. */
 #include "admin/grpc_admin.h"
+#include "grpc/pb.h"
 
 #include <ctype.h>
 #include <math.h>
-#include <openssl/sha.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,57 +87,6 @@ int gh_admin_grpc_method(const char *name, size_t n)
     return -1;
 }
 
-/* ---- a bump arena for the messages of one answer (freed at once) ---- */
-
-typedef struct block {
-    struct block *next;
-    size_t used, cap;
-    char mem[];
-} block_t;
-
-typedef struct {
-    block_t *head;
-    int oom;
-} pool_t;
-
-static void *palloc(pool_t *pl, size_t n)
-{
-    n = (n + 15) & ~(size_t)15;
-    block_t *b = pl->head;
-    if (!b || b->cap - b->used < n) {
-        size_t cap = n > 16384 ? n : 16384;
-        if (!(b = malloc(sizeof *b + cap))) {
-            pl->oom = 1;
-            return NULL;
-        }
-        b->next = pl->head;
-        b->used = 0;
-        b->cap = cap;
-        pl->head = b;
-    }
-    void *p = b->mem + b->used;
-    b->used += n;
-    memset(p, 0, n);
-    return p;
-}
-
-static void pool_free(pool_t *pl)
-{
-    for (block_t *b = pl->head, *n; b; b = n) {
-        n = b->next;
-        free(b);
-    }
-    pl->head = NULL;
-}
-
-static ProtobufCMessage *new_msg(pool_t *pl, const ProtobufCMessageDescriptor *d)
-{
-    ProtobufCMessage *m = palloc(pl, d->sizeof_message);
-    if (m)
-        protobuf_c_message_init(d, m);
-    return m;
-}
-
 /* ---- a growing string ---- */
 
 typedef struct {
@@ -192,131 +141,6 @@ static void sb_q(sb_t *s, const char *name, const char *value)
 
 /* ---- JSON <-> google.protobuf.Struct / Value ---- */
 
-static Google__Protobuf__Struct *to_struct(pool_t *pl, const json_t *o);
-
-static Google__Protobuf__Value *to_value(pool_t *pl, const json_t *v)
-{
-    Google__Protobuf__Value *pv = (Google__Protobuf__Value *)new_msg(pl, &google__protobuf__value__descriptor);
-    if (!pv)
-        return NULL;
-    switch (json_typeof(v)) {
-    case JSON_OBJECT:
-        pv->kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRUCT_VALUE;
-        pv->struct_value = to_struct(pl, v);
-        break;
-    case JSON_ARRAY: {
-        Google__Protobuf__ListValue *l =
-            (Google__Protobuf__ListValue *)new_msg(pl, &google__protobuf__list_value__descriptor);
-        if (!l)
-            return NULL;
-        size_t n = json_array_size(v);
-        l->values = palloc(pl, (n ? n : 1) * sizeof *l->values);
-        if (!l->values)
-            return NULL;
-        for (size_t i = 0; i < n; i++)
-            if ((l->values[l->n_values] = to_value(pl, json_array_get(v, i))))
-                l->n_values++;
-        pv->kind_case = GOOGLE__PROTOBUF__VALUE__KIND_LIST_VALUE;
-        pv->list_value = l;
-        break;
-    }
-    case JSON_STRING:
-        pv->kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE;
-        pv->string_value = (char *)json_string_value(v);
-        break;
-    case JSON_INTEGER:
-    case JSON_REAL:
-        pv->kind_case = GOOGLE__PROTOBUF__VALUE__KIND_NUMBER_VALUE;
-        pv->number_value = json_number_value(v);
-        break;
-    case JSON_TRUE:
-    case JSON_FALSE:
-        pv->kind_case = GOOGLE__PROTOBUF__VALUE__KIND_BOOL_VALUE;
-        pv->bool_value = json_is_true(v);
-        break;
-    default:
-        pv->kind_case = GOOGLE__PROTOBUF__VALUE__KIND_NULL_VALUE;
-        pv->null_value = GOOGLE__PROTOBUF__NULL_VALUE__NULL_VALUE;
-        break;
-    }
-    return pv;
-}
-
-static Google__Protobuf__Struct *to_struct(pool_t *pl, const json_t *o)
-{
-    Google__Protobuf__Struct *s = (Google__Protobuf__Struct *)new_msg(pl, &google__protobuf__struct__descriptor);
-    if (!s || !json_is_object(o))
-        return s;
-    size_t n = json_object_size(o);
-    s->fields = palloc(pl, (n ? n : 1) * sizeof *s->fields);
-    if (!s->fields)
-        return NULL;
-    const char *k;
-    json_t *v;
-    json_object_foreach((json_t *)o, k, v)
-    {
-        Google__Protobuf__Struct__FieldsEntry *e = (Google__Protobuf__Struct__FieldsEntry *)new_msg(
-            pl, &google__protobuf__struct__fields_entry__descriptor);
-        if (!e)
-            return NULL;
-        e->key = (char *)k;
-        e->value = to_value(pl, v);
-        s->fields[s->n_fields++] = e;
-    }
-    return s;
-}
-
-static json_t *from_struct(const Google__Protobuf__Struct *s);
-
-/* NULL: a number JSON cannot hold, or a string that is not UTF-8 */
-static json_t *from_value(const Google__Protobuf__Value *v)
-{
-    if (!v)
-        return json_null();
-    switch (v->kind_case) {
-    case GOOGLE__PROTOBUF__VALUE__KIND_NUMBER_VALUE:
-        if (!isfinite(v->number_value))
-            return NULL;
-        /* whole numbers are integers (the configuration wants ports, statuses, counts as such) */
-        if (v->number_value == trunc(v->number_value) && fabs(v->number_value) < 9007199254740992.0)
-            return json_integer((json_int_t)v->number_value);
-        return json_real(v->number_value);
-    case GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE:
-        return json_string(v->string_value);
-    case GOOGLE__PROTOBUF__VALUE__KIND_BOOL_VALUE:
-        return json_boolean(v->bool_value);
-    case GOOGLE__PROTOBUF__VALUE__KIND_STRUCT_VALUE:
-        return from_struct(v->struct_value);
-    case GOOGLE__PROTOBUF__VALUE__KIND_LIST_VALUE: {
-        json_t *a = json_array();
-        for (size_t i = 0; a && v->list_value && i < v->list_value->n_values; i++) {
-            json_t *e = from_value(v->list_value->values[i]);
-            if (!e || json_array_append_new(a, e) < 0) {
-                json_decref(a);
-                return NULL;
-            }
-        }
-        return a;
-    }
-    default: /* null, or no kind */
-        return json_null();
-    }
-}
-
-static json_t *from_struct(const Google__Protobuf__Struct *s)
-{
-    json_t *o = json_object();
-    for (size_t i = 0; o && s && i < s->n_fields; i++) {
-        const Google__Protobuf__Struct__FieldsEntry *e = s->fields[i];
-        json_t *v = from_value(e->value);
-        if (!v || json_object_set_new(o, e->key ? e->key : "", v) < 0) { /* a later duplicate wins */
-            json_decref(o);
-            return NULL;
-        }
-    }
-    return o;
-}
-
 /* ---- the request on the wire: nesting and NUL bytes, before protobuf-c recurses into it ---- */
 
 typedef struct {
@@ -325,18 +149,7 @@ typedef struct {
 
 static int varint(wire_t *w, uint64_t *v)
 {
-    uint64_t x = 0;
-    for (int shift = 0; shift < 64; shift += 7) {
-        if (w->p >= w->e)
-            return -1;
-        uint8_t b = *w->p++;
-        x |= (uint64_t)(b & 0x7f) << shift;
-        if (!(b & 0x80)) {
-            *v = x;
-            return 0;
-        }
-    }
-    return -1;
+    return gh_pb_varint(&w->p, w->e, v);
 }
 
 /* -1: malformed, too deep, or a string (a field of string type) holding a NUL byte */
@@ -598,7 +411,7 @@ static json_t *mask_patch(dec_t *d, const json_t *spec, const json_t *mask)
 static json_t *spec_doc(dec_t *d, int k, const ProtobufCMessage *res, const char *id, int *rc)
 {
     const ProtobufCMessage *sp = get_msg(res, "spec");
-    json_t *doc = sp ? from_struct((const Google__Protobuf__Struct *)sp) : json_object();
+    json_t *doc = sp ? gh_pb_struct_json((const Google__Protobuf__Struct *)sp, GH_PB_STRICT | GH_PB_INTEGERS) : json_object();
     if (!doc) {
         *rc = bad(d, "spec holds a number JSON cannot carry (NaN, infinity) or a string that is not UTF-8");
         return NULL;
@@ -907,7 +720,7 @@ void gh_admin_grpc_call_free(gh_agrpc_call_t *call)
 
 /* Fill message m from the JSON object j by field names: strings, integers, bools, doubles,
  * Struct, Value, nested messages, repeated strings and messages. Strings point into j. */
-static void fill(pool_t *pl, ProtobufCMessage *m, const json_t *j)
+static void fill(gh_pb_pool_t *pl, ProtobufCMessage *m, const json_t *j)
 {
     const ProtobufCMessageDescriptor *d = m->descriptor;
     for (unsigned i = 0; i < d->n_fields; i++) {
@@ -920,7 +733,7 @@ static void fill(pool_t *pl, ProtobufCMessage *m, const json_t *j)
             if (!json_is_array(v) || (f->type != PROTOBUF_C_TYPE_STRING && f->type != PROTOBUF_C_TYPE_MESSAGE))
                 continue;
             size_t n = json_array_size(v), k = 0;
-            void **arr = palloc(pl, (n ? n : 1) * sizeof *arr);
+            void **arr = gh_pb_alloc(pl, (n ? n : 1) * sizeof *arr);
             if (!arr)
                 return;
             for (size_t e = 0; e < n; e++) {
@@ -928,7 +741,7 @@ static void fill(pool_t *pl, ProtobufCMessage *m, const json_t *j)
                 if (f->type == PROTOBUF_C_TYPE_STRING && json_is_string(x)) {
                     arr[k++] = (char *)json_string_value(x);
                 } else if (f->type == PROTOBUF_C_TYPE_MESSAGE && json_is_object(x)) {
-                    ProtobufCMessage *sub = new_msg(pl, f->descriptor);
+                    ProtobufCMessage *sub = gh_pb_new(pl, f->descriptor);
                     if (!sub)
                         return;
                     fill(pl, sub, x);
@@ -945,7 +758,7 @@ static void fill(pool_t *pl, ProtobufCMessage *m, const json_t *j)
             if (json_is_string(v)) {
                 *(char **)at = (char *)json_string_value(v);
             } else if (json_is_integer(v)) {
-                char *s = palloc(pl, 24);
+                char *s = gh_pb_alloc(pl, 24);
                 if (s)
                     snprintf(s, 24, "%lld", (long long)json_integer_value(v));
                 *(char **)at = s ? s : (char *)"";
@@ -972,13 +785,13 @@ static void fill(pool_t *pl, ProtobufCMessage *m, const json_t *j)
             break;
         case PROTOBUF_C_TYPE_MESSAGE:
             if (f->descriptor == &google__protobuf__value__descriptor) {
-                *(void **)at = to_value(pl, v);
+                *(void **)at = gh_pb_value(pl, v);
             } else if (!json_is_object(v)) {
                 set = 0;
             } else if (f->descriptor == &google__protobuf__struct__descriptor) {
-                *(void **)at = to_struct(pl, v);
+                *(void **)at = gh_pb_struct(pl, v);
             } else {
-                ProtobufCMessage *sub = new_msg(pl, f->descriptor);
+                ProtobufCMessage *sub = gh_pb_new(pl, f->descriptor);
                 if (sub)
                     fill(pl, sub, v);
                 *(void **)at = sub;
@@ -1013,15 +826,12 @@ static const char *header(const char *lines, const char *name, char *out, size_t
     return NULL;
 }
 
-/* The REST ETag (quoted) of a representation: SHA-256 of its canonical JSON (cp.c's etag_of). */
+/* The REST ETag of a representation, without its quotes. */
 static void etag_of(const json_t *j, char out[33])
 {
-    char *t = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
-    unsigned char h[32];
-    SHA256((const unsigned char *)(t ? t : ""), t ? strlen(t) : 0, h);
-    free(t);
-    for (int i = 0; i < 16; i++)
-        snprintf(out + 2 * i, 3, "%02x", h[i]);
+    char q[40];
+    gh_cp_etag(j, q);
+    snprintf(out, 33, "%.32s", q + 1);
 }
 
 /* The JSON of a resource message: identity from the request (or the item), spec, etag. */
@@ -1220,32 +1030,19 @@ int gh_admin_grpc_encode(const gh_agrpc_call_t *c, const gh_cp_reply_t *rep, uin
         break;
     }
     int rc = S_OK;
-    pool_t pl = {0};
+    gh_pb_pool_t pl = {0};
     const ProtobufCMethodDescriptor *md = method_desc(c->method);
-    ProtobufCMessage *resp = j ? new_msg(&pl, md->output) : NULL;
+    ProtobufCMessage *resp = j ? gh_pb_new(&pl, md->output) : NULL;
     if (resp)
         fill(&pl, resp, j);
     if (!resp || pl.oom) {
         snprintf(msg, msgcap, j ? "out of memory" : "the answer was not understood");
         rc = S_INTERNAL;
-    } else {
-        size_t n = protobuf_c_message_get_packed_size(resp);
-        uint8_t *f = malloc(n + 5);
-        if (!f) {
-            snprintf(msg, msgcap, "out of memory");
-            rc = S_INTERNAL;
-        } else {
-            f[0] = 0;
-            f[1] = (uint8_t)(n >> 24);
-            f[2] = (uint8_t)(n >> 16);
-            f[3] = (uint8_t)(n >> 8);
-            f[4] = (uint8_t)n;
-            protobuf_c_message_pack(resp, f + 5);
-            *out = f;
-            *outlen = n + 5;
-        }
+    } else if (gh_grpc_frame(resp, out, outlen) < 0) {
+        snprintf(msg, msgcap, "out of memory");
+        rc = S_INTERNAL;
     }
-    pool_free(&pl);
+    gh_pb_pool_free(&pl);
     json_decref(j);
     json_decref(b);
     return rc;
@@ -1253,23 +1050,6 @@ int gh_admin_grpc_encode(const gh_agrpc_call_t *c, const gh_cp_reply_t *rep, uin
 
 /* ---- the handler ---- */
 
-/* "grpc-status: N\r\ngrpc-message: percent-encoded\r\n" + meta */
-static void status_lines(char *out, size_t cap, int code, const char *msg, const char *meta)
-{
-    size_t n = (size_t)snprintf(out, cap, "grpc-status: %d\r\n", code);
-    if (msg && *msg && n + 32 < cap) {
-        n += (size_t)snprintf(out + n, cap - n, "grpc-message: ");
-        for (const unsigned char *p = (const unsigned char *)msg; *p && n + 8 < cap; p++) {
-            if (*p >= 0x20 && *p <= 0x7e && *p != '%')
-                out[n++] = (char)*p;
-            else
-                n += (size_t)snprintf(out + n, cap - n, "%%%02X", *p);
-        }
-        n += (size_t)snprintf(out + n, cap - n, "\r\n");
-    }
-    if (meta && n < cap)
-        snprintf(out + n, cap - n, "%s", meta);
-}
 
 static void fail(gh_req_t *r, int code, const char *meta, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 static void fail(gh_req_t *r, int code, const char *meta, const char *fmt, ...)
@@ -1279,7 +1059,7 @@ static void fail(gh_req_t *r, int code, const char *meta, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    status_lines(lines, sizeof lines, code, msg, meta);
+    gh_grpc_status_lines(lines, sizeof lines, code, msg, meta);
     gh_session_respond(r, 200, "application/grpc", NULL, 0, lines);
 }
 
@@ -1366,6 +1146,6 @@ void gh_admin_grpc_handle(gh_req_t *r, const gh_req_view_t *v)
     int sent = gh_session_stream_send(r, out, outlen);
     free(out);
     char lines[1200];
-    status_lines(lines, sizeof lines, sent < 0 ? S_INTERNAL : S_OK, sent < 0 ? "out of memory" : NULL, meta);
+    gh_grpc_status_lines(lines, sizeof lines, sent < 0 ? S_INTERNAL : S_OK, sent < 0 ? "out of memory" : NULL, meta);
     gh_session_stream_end(r, lines);
 }

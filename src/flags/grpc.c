@@ -1,5 +1,6 @@
 /* grpc.c: see grpc.h. */
 #include "flags/grpc.h"
+#include "grpc/pb.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -25,182 +26,13 @@ static const struct {
     [M_EVENTS] = {"EventStream", GH_FT_ANY},
 };
 
-/* ---- a bump arena for the messages of one answer (freed at once) ---- */
-
-typedef struct block {
-    struct block *next;
-    size_t used, cap;
-    char mem[];
-} block_t;
-
-typedef struct {
-    block_t *head;
-    int oom;
-} pool_t;
-
-static void *palloc(pool_t *pl, size_t n)
-{
-    n = (n + 15) & ~(size_t)15;
-    block_t *b = pl->head;
-    if (!b || b->cap - b->used < n) {
-        size_t cap = n > 16384 ? n : 16384;
-        if (!(b = malloc(sizeof *b + cap))) {
-            pl->oom = 1;
-            return NULL;
-        }
-        b->next = pl->head;
-        b->used = 0;
-        b->cap = cap;
-        pl->head = b;
-    }
-    void *p = b->mem + b->used;
-    b->used += n;
-    return p;
-}
-
-static void pool_free(pool_t *pl)
-{
-    for (block_t *b = pl->head, *n; b; b = n) {
-        n = b->next;
-        free(b);
-    }
-    pl->head = NULL;
-}
-
 #define PNEW(pl, T, init)                      \
     ({                                         \
-        T *p_ = palloc((pl), sizeof(T));       \
+        T *p_ = gh_pb_alloc((pl), sizeof(T));  \
         if (p_)                                \
             *p_ = (T)init;                     \
         p_;                                    \
     })
-
-/* ---- JSON -> google.protobuf.Struct / Value (for values and metadata) ---- */
-
-static Google__Protobuf__Struct *to_struct(pool_t *pl, const json_t *o);
-
-static Google__Protobuf__Value *to_value(pool_t *pl, const json_t *v)
-{
-    Google__Protobuf__Value *pv = PNEW(pl, Google__Protobuf__Value, GOOGLE__PROTOBUF__VALUE__INIT);
-    if (!pv)
-        return NULL;
-    switch (json_typeof(v)) {
-    case JSON_OBJECT:
-        pv->kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRUCT_VALUE;
-        pv->struct_value = to_struct(pl, v);
-        break;
-    case JSON_ARRAY: {
-        Google__Protobuf__ListValue *l = PNEW(pl, Google__Protobuf__ListValue, GOOGLE__PROTOBUF__LIST_VALUE__INIT);
-        if (!l)
-            return NULL;
-        l->n_values = json_array_size(v);
-        l->values = palloc(pl, (l->n_values ? l->n_values : 1) * sizeof *l->values);
-        if (!l->values)
-            return NULL;
-        for (size_t i = 0; i < l->n_values; i++)
-            l->values[i] = to_value(pl, json_array_get(v, i));
-        pv->kind_case = GOOGLE__PROTOBUF__VALUE__KIND_LIST_VALUE;
-        pv->list_value = l;
-        break;
-    }
-    case JSON_STRING:
-        pv->kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE;
-        pv->string_value = (char *)json_string_value(v);
-        break;
-    case JSON_INTEGER:
-    case JSON_REAL:
-        pv->kind_case = GOOGLE__PROTOBUF__VALUE__KIND_NUMBER_VALUE;
-        pv->number_value = json_number_value(v);
-        break;
-    case JSON_TRUE:
-    case JSON_FALSE:
-        pv->kind_case = GOOGLE__PROTOBUF__VALUE__KIND_BOOL_VALUE;
-        pv->bool_value = json_is_true(v);
-        break;
-    default:
-        pv->kind_case = GOOGLE__PROTOBUF__VALUE__KIND_NULL_VALUE;
-        pv->null_value = GOOGLE__PROTOBUF__NULL_VALUE__NULL_VALUE;
-        break;
-    }
-    return pv;
-}
-
-static Google__Protobuf__Struct *to_struct(pool_t *pl, const json_t *o)
-{
-    Google__Protobuf__Struct *s = PNEW(pl, Google__Protobuf__Struct, GOOGLE__PROTOBUF__STRUCT__INIT);
-    if (!s || !o)
-        return s;
-    size_t n = json_object_size(o), i = 0;
-    s->fields = palloc(pl, (n ? n : 1) * sizeof *s->fields);
-    if (!s->fields)
-        return NULL;
-    const char *k;
-    json_t *v;
-    json_object_foreach((json_t *)o, k, v)
-    {
-        Google__Protobuf__Struct__FieldsEntry *e =
-            PNEW(pl, Google__Protobuf__Struct__FieldsEntry, GOOGLE__PROTOBUF__STRUCT__FIELDS_ENTRY__INIT);
-        if (!e)
-            return NULL;
-        e->key = (char *)k;
-        e->value = to_value(pl, v);
-        s->fields[i++] = e;
-    }
-    s->n_fields = i;
-    return s;
-}
-
-/* ---- google.protobuf.Struct -> JSON (the evaluation context) ---- */
-
-static json_t *from_struct(const Google__Protobuf__Struct *s);
-
-static json_t *from_value(const Google__Protobuf__Value *v)
-{
-    if (!v)
-        return json_null();
-    switch (v->kind_case) {
-    case GOOGLE__PROTOBUF__VALUE__KIND_NUMBER_VALUE:
-        /* JSON has no NaN or infinity: such a number is null, as protobuf's JSON mapping has none */
-        if (!isfinite(v->number_value))
-            return json_null();
-        if (v->number_value == trunc(v->number_value) && fabs(v->number_value) < 9007199254740992.0)
-            return json_integer((json_int_t)v->number_value);
-        return json_real(v->number_value);
-    case GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE:
-        return json_string(v->string_value); /* NULL when not UTF-8: the caller rejects */
-    case GOOGLE__PROTOBUF__VALUE__KIND_BOOL_VALUE:
-        return json_boolean(v->bool_value);
-    case GOOGLE__PROTOBUF__VALUE__KIND_STRUCT_VALUE:
-        return from_struct(v->struct_value);
-    case GOOGLE__PROTOBUF__VALUE__KIND_LIST_VALUE: {
-        json_t *a = json_array();
-        for (size_t i = 0; a && v->list_value && i < v->list_value->n_values; i++) {
-            json_t *e = from_value(v->list_value->values[i]);
-            if (!e || json_array_append_new(a, e) < 0) {
-                json_decref(a);
-                return NULL;
-            }
-        }
-        return a;
-    }
-    default:
-        return json_null();
-    }
-}
-
-static json_t *from_struct(const Google__Protobuf__Struct *s)
-{
-    json_t *o = json_object();
-    for (size_t i = 0; o && s && i < s->n_fields; i++) {
-        const Google__Protobuf__Struct__FieldsEntry *e = s->fields[i];
-        json_t *v = from_value(e->value);
-        if (!v || json_object_set_new(o, e->key ? e->key : "", v) < 0) { /* a later duplicate wins, as in protobuf maps */
-            json_decref(o);
-            return NULL;
-        }
-    }
-    return o;
-}
 
 /* ---- the nesting of a request, checked on the wire before protobuf-c recurses into it ---- */
 
@@ -210,18 +42,7 @@ typedef struct {
 
 static int varint(wire_t *w, uint64_t *v)
 {
-    uint64_t x = 0;
-    for (int shift = 0; shift < 64; shift += 7) {
-        if (w->p >= w->e)
-            return -1;
-        uint8_t b = *w->p++;
-        x |= (uint64_t)(b & 0x7f) << shift;
-        if (!(b & 0x80)) {
-            *v = x;
-            return 0;
-        }
-    }
-    return -1;
+    return gh_pb_varint(&w->p, w->e, v);
 }
 
 /* Walk the fields of one message; sub(field, body, depth) for length-delimited fields. */
@@ -346,7 +167,7 @@ int gh_grpc_parse_request(const uint8_t *p, size_t n, int with_key, char **key, 
         snprintf(err, errcap, "the request is not a valid message");
         rc = -1;
     } else {
-        if (sctx && !(*ctx = from_struct(sctx))) {
+        if (sctx && !(*ctx = gh_pb_struct_json(sctx, 0))) {
             snprintf(err, errcap, "the context holds a string that is not UTF-8");
             rc = -1;
         }
@@ -372,21 +193,6 @@ int gh_grpc_parse_request(const uint8_t *p, size_t n, int with_key, char **key, 
 
 /* ---- answers ---- */
 
-/* "grpc-status: N\r\ngrpc-message: percent-encoded\r\n" */
-static void status_lines(char *out, size_t cap, int code, const char *msg)
-{
-    size_t n = (size_t)snprintf(out, cap, "grpc-status: %d\r\n", code);
-    if (!msg || !*msg || n + 32 > cap)
-        return;
-    n += (size_t)snprintf(out + n, cap - n, "grpc-message: ");
-    for (const unsigned char *p = (const unsigned char *)msg; *p && n + 8 < cap; p++) {
-        if (*p >= 0x20 && *p <= 0x7e && *p != '%')
-            out[n++] = (char)*p;
-        else
-            n += (size_t)snprintf(out + n, cap - n, "%%%02X", *p);
-    }
-    snprintf(out + n, cap - n, "\r\n");
-}
 
 /* A failed call: a trailers-only answer. */
 static void fail(gh_req_t *r, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -397,33 +203,16 @@ static void fail(gh_req_t *r, int code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    status_lines(lines, sizeof lines, code, msg);
+    gh_grpc_status_lines(lines, sizeof lines, code, msg, NULL);
     gh_session_respond(r, 200, "application/grpc", NULL, 0, lines);
 }
 
-/* One message, 5-byte framed, from a packed protobuf-c message. -1: no memory. */
-static int frame(const ProtobufCMessage *m, uint8_t **out, size_t *len)
-{
-    size_t n = protobuf_c_message_get_packed_size(m);
-    uint8_t *b = malloc(n + 5);
-    if (!b)
-        return -1;
-    b[0] = 0;
-    b[1] = (uint8_t)(n >> 24);
-    b[2] = (uint8_t)(n >> 16);
-    b[3] = (uint8_t)(n >> 8);
-    b[4] = (uint8_t)n;
-    protobuf_c_message_pack(m, b + 5);
-    *out = b;
-    *len = n + 5;
-    return 0;
-}
 
 static void ok_unary(gh_req_t *r, const ProtobufCMessage *m)
 {
     uint8_t *b;
     size_t n;
-    if (frame(m, &b, &n) < 0) {
+    if (gh_grpc_frame(m, &b, &n) < 0) {
         fail(r, S_INTERNAL, "out of memory");
         return;
     }
@@ -435,7 +224,7 @@ static void ok_unary(gh_req_t *r, const ProtobufCMessage *m)
     int rc = gh_session_stream_send(r, b, n);
     free(b);
     char lines[64];
-    status_lines(lines, sizeof lines, rc < 0 ? S_INTERNAL : S_OK, rc < 0 ? "out of memory" : NULL);
+    gh_grpc_status_lines(lines, sizeof lines, rc < 0 ? S_INTERNAL : S_OK, rc < 0 ? "out of memory" : NULL, NULL);
     gh_session_stream_end(r, lines);
 }
 
@@ -480,9 +269,9 @@ static void resolve_one(gh_req_t *r, uint32_t slot, int method, int v2, const gh
              res.message[0] ? res.message : gh_flag_error_name(res.error));
         return;
     }
-    pool_t pl = {0};
+    gh_pb_pool_t pl = {0};
     char *reason = (char *)gh_flag_reason_name(res.reason), *variant = (char *)res.variant;
-    Google__Protobuf__Struct *meta = res.metadata ? to_struct(&pl, res.metadata) : NULL;
+    Google__Protobuf__Struct *meta = res.metadata ? gh_pb_struct(&pl, res.metadata) : NULL;
     const json_t *jv = res.value;
     /* the five responses differ in the value's type (and so in layout): each filled as itself */
 #define FILL(msg, T, VALUE)                                                       \
@@ -532,7 +321,7 @@ static void resolve_one(gh_req_t *r, uint32_t slot, int method, int v2, const gh
     }
     default:
         u.o = (Flagd__Evaluation__V2__ResolveObjectResponse)FLAGD__EVALUATION__V2__RESOLVE_OBJECT_RESPONSE__INIT;
-        FILL(u.o, OBJECT, to_struct(&pl, jv));
+        FILL(u.o, OBJECT, gh_pb_struct(&pl, jv));
         break;
     }
 #undef FILL
@@ -540,7 +329,7 @@ static void resolve_one(gh_req_t *r, uint32_t slot, int method, int v2, const gh
         fail(r, S_INTERNAL, "out of memory");
     else
         ok_unary(r, &u.base);
-    pool_free(&pl);
+    gh_pb_pool_free(&pl);
 }
 
 static void resolve_all(gh_req_t *r, const gh_conf_tenant_t *t, const json_t *ctx)
@@ -552,9 +341,9 @@ static void resolve_all(gh_req_t *r, const gh_conf_tenant_t *t, const json_t *ct
     }
     const gh_flagset_t *set = t->flags.set;
     uint32_t n = gh_flags_count(set);
-    pool_t pl = {0};
+    gh_pb_pool_t pl = {0};
     Flagd__Evaluation__V2__ResolveAllResponse resp = FLAGD__EVALUATION__V2__RESOLVE_ALL_RESPONSE__INIT;
-    resp.flags = palloc(&pl, (n ? n : 1) * sizeof *resp.flags);
+    resp.flags = gh_pb_alloc(&pl, (n ? n : 1) * sizeof *resp.flags);
     for (uint32_t i = 0; resp.flags && i < n; i++) {
         const char *k = gh_flags_key(set, i);
         gh_flag_result_t res;
@@ -572,7 +361,7 @@ static void resolve_all(gh_req_t *r, const gh_conf_tenant_t *t, const json_t *ct
             f->_variant_case = FLAGD__EVALUATION__V2__ANY_FLAG___VARIANT_VARIANT;
             f->variant = (char *)res.variant;
         }
-        f->metadata = res.metadata ? to_struct(&pl, res.metadata) : NULL;
+        f->metadata = res.metadata ? gh_pb_struct(&pl, res.metadata) : NULL;
         const json_t *v = res.value;
         if (json_is_boolean(v)) {
             f->value_case = FLAGD__EVALUATION__V2__ANY_FLAG__VALUE_BOOL_VALUE;
@@ -585,7 +374,7 @@ static void resolve_all(gh_req_t *r, const gh_conf_tenant_t *t, const json_t *ct
             f->double_value = json_number_value(v);
         } else if (json_is_object(v)) {
             f->value_case = FLAGD__EVALUATION__V2__ANY_FLAG__VALUE_OBJECT_VALUE;
-            f->object_value = to_struct(&pl, v);
+            f->object_value = gh_pb_struct(&pl, v);
         }
         e->key = (char *)k;
         e->value = f;
@@ -595,7 +384,7 @@ static void resolve_all(gh_req_t *r, const gh_conf_tenant_t *t, const json_t *ct
         fail(r, S_INTERNAL, "out of memory");
     else
         ok_unary(r, &resp.base);
-    pool_free(&pl);
+    gh_pb_pool_free(&pl);
 }
 
 /* ---- EventStream ---- */
@@ -615,15 +404,15 @@ static const gh_conf_tenant_t *tenant_named(const gh_conf_t *c, const char *name
 /* Send one EventStreamResponse {type, data}. -1: the stream is over. */
 static int send_event(gh_req_t *r, const char *type, const json_t *data)
 {
-    pool_t pl = {0};
+    gh_pb_pool_t pl = {0};
     Flagd__Evaluation__V2__EventStreamResponse ev = FLAGD__EVALUATION__V2__EVENT_STREAM_RESPONSE__INIT;
     ev.type = (char *)type;
-    ev.data = data ? to_struct(&pl, data) : NULL;
+    ev.data = data ? gh_pb_struct(&pl, data) : NULL;
     uint8_t *b = NULL;
     size_t n = 0;
-    int rc = pl.oom || frame(&ev.base, &b, &n) < 0 ? -1 : gh_session_stream_send(r, b, n);
+    int rc = pl.oom || gh_grpc_frame(&ev.base, &b, &n) < 0 ? -1 : gh_session_stream_send(r, b, n);
     free(b);
-    pool_free(&pl);
+    gh_pb_pool_free(&pl);
     return rc;
 }
 
@@ -679,7 +468,7 @@ static void on_stream(gh_req_t *r, int event)
         const gh_conf_t *after = gh_session_stream_conf(r);
         const gh_conf_tenant_t *now = tenant_named(after, wt->tenant);
         if (!now || !now->flags.set) {
-            status_lines(lines, sizeof lines, S_UNAVAILABLE, "the tenant's flags were removed");
+            gh_grpc_status_lines(lines, sizeof lines, S_UNAVAILABLE, "the tenant's flags were removed", NULL);
             gh_session_stream_end(r, lines);
             return;
         }
@@ -692,12 +481,12 @@ static void on_stream(gh_req_t *r, int event)
     }
     case GH_STREAM_DRAIN:
     default:
-        status_lines(lines, sizeof lines, S_UNAVAILABLE, "the server is shutting down");
+        gh_grpc_status_lines(lines, sizeof lines, S_UNAVAILABLE, "the server is shutting down", NULL);
         gh_session_stream_end(r, lines);
         return;
     }
 unavailable: /* the client is too far behind (or no memory): it reconnects and starts over */
-    status_lines(lines, sizeof lines, S_UNAVAILABLE, "the event stream fell behind");
+    gh_grpc_status_lines(lines, sizeof lines, S_UNAVAILABLE, "the event stream fell behind", NULL);
     gh_session_stream_end(r, lines);
 }
 
@@ -716,7 +505,7 @@ static void event_stream(gh_req_t *r, const gh_conf_t *c, const gh_conf_tenant_t
     }
     if (send_event(r, "provider_ready", NULL) < 0) {
         char lines[128];
-        status_lines(lines, sizeof lines, S_INTERNAL, "out of memory");
+        gh_grpc_status_lines(lines, sizeof lines, S_INTERNAL, "out of memory", NULL);
         gh_session_stream_end(r, lines);
     }
 }
