@@ -112,6 +112,19 @@ static void now_text(char *out, size_t cap, time_t delta)
     strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
+/* The same with milliseconds ("...:SS.mmmZ"), delta in ms: key expiry, compared as text. */
+static void now_text_ms(char *out, size_t cap, int64_t delta_ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + delta_ms;
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    size_t n = strftime(out, cap, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + n, cap - n, ".%03uZ", (unsigned)(ms % 1000) % 1000u);
+}
+
 static void sha256_hex(const void *p, size_t n, char out[65])
 {
     unsigned char d[32];
@@ -236,6 +249,13 @@ static void problem_x(ctx_t *x, int status, const char *type, const char *title,
 static void problem(ctx_t *x, int status, const char *type, const char *title, const char *detail)
 {
     problem_x(x, status, type, title, detail, NULL, NULL);
+}
+
+/* 422 invalid-configuration found before compiling: one error at path, as the compiler's are. */
+static void invalid(ctx_t *x, const char *path, const char *message)
+{
+    problem_x(x, 422, "invalid-configuration", "Unprocessable Content", message,
+              json_pack("{s:[{s:s,s:s}]}", "errors", "path", path, "message", message), NULL);
 }
 
 static const gh_h1_header_t *header(const gh_h1_request_t *m, const char *name)
@@ -559,7 +579,8 @@ static int load_keys(gh_store_t *st)
         const char *exp = json_string_value(json_object_get(row, "expires_at"));
         struct tm tm;
         memset(&tm, 0, sizeof tm);
-        long long until = exp && strptime(exp, "%Y-%m-%dT%H:%M:%SZ", &tm) ? (long long)timegm(&tm) : 0;
+        /* "...:SS.mmmZ": the flag listeners check whole seconds, rounded up */
+        long long until = exp && strptime(exp, "%Y-%m-%dT%H:%M:%S", &tm) ? (long long)timegm(&tm) + 1 : 0;
         json_array_append_new(keys, json_pack("{s:O,s:O,s:i,s:I}", "tenant", json_object_get(row, "tenant"), "hash",
                                               json_object_get(row, "hash"), "scopes", (int)bits, "expires", (json_int_t)until));
     }
@@ -818,7 +839,7 @@ int gh_cp_auth(const gh_conf_t *c, const gh_h1_request_t *m, gh_cp_actor_t *a)
     memcpy(id, tok.p + 3, 12);
     id[12] = 0;
     sha256_hex(tok.p, tok.n, hash);
-    now_text(now, sizeof now, 0);
+    now_text_ms(now, sizeof now, 0);
     gh_cp_lock();
     json_t *rows = NULL;
     const char *p[] = {id};
@@ -1055,54 +1076,73 @@ static json_t *body_object(ctx_t *x, int patch)
     return b;
 }
 
-/* Every "upstream" a tenant document names must be one of its own pools (tenant keys). */
-static const char *foreign_upstream(const json_t *j, const json_t *pools)
+/* Extend path at (of size cap, now of length len) by a key or an element: ".key", or
+ * "[name]" for an array element known by name/id, else "[i]". */
+static size_t path_push(char *at, size_t cap, size_t len, const char *key, const json_t *elem, size_t i)
+{
+    const char *k = elem ? elem_key(elem) : NULL;
+    int n = key ? snprintf(at + len, cap - len, "%s%s", len ? "." : "", key)
+            : k  ? snprintf(at + len, cap - len, "[%s]", k)
+                 : snprintf(at + len, cap - len, "[%zu]", i);
+    return n > 0 && (size_t)n < cap - len ? len + (size_t)n : len;
+}
+
+/* The first "upstream" in a tenant document that is not one of its own pools (tenant keys may
+ * route only to those): its value, with its path in at; NULL when there is none. */
+static const char *foreign_upstream(const json_t *j, const json_t *pools, char *at, size_t cap, size_t len)
 {
     if (json_is_object(j)) {
         const char *k;
         json_t *v;
         json_object_foreach((json_t *)j, k, v) {
+            size_t l2 = path_push(at, cap, len, k, NULL, 0);
             if (!strcmp(k, "upstream") && json_is_string(v) && !json_object_get(pools, json_string_value(v)))
                 return json_string_value(v);
-            const char *f = foreign_upstream(v, pools);
+            const char *f = foreign_upstream(v, pools, at, cap, l2);
             if (f)
                 return f;
+            at[len] = 0;
         }
     } else if (json_is_array(j)) {
         size_t i;
         json_t *v;
         json_array_foreach(j, i, v) {
-            const char *f = foreign_upstream(v, pools);
+            const char *f = foreign_upstream(v, pools, at, cap, path_push(at, cap, len, NULL, v, i));
             if (f)
                 return f;
+            at[len] = 0;
         }
     }
     return NULL;
 }
 
 /* A place in a tenant document that names a file on the gateway's host (flags.file, an ip
- * list's file, a tls cert/key/ca that is not inline PEM): only the operator may. */
-static const char *host_path(const json_t *j, int in_tls)
+ * list's file, a tls cert/key/ca that is not inline PEM): only the operator may. Its key, with
+ * its path in at; NULL when there is none. */
+static const char *host_path(const json_t *j, int in_tls, char *at, size_t cap, size_t len)
 {
     if (json_is_object(j)) {
         const char *k;
         json_t *v;
         json_object_foreach((json_t *)j, k, v) {
+            size_t l2 = path_push(at, cap, len, k, NULL, 0);
             if (json_is_string(v) && (!strcmp(k, "file") || (in_tls && (!strcmp(k, "cert") || !strcmp(k, "key") ||
                                                                          !strcmp(k, "ca")))) &&
                 strncmp(json_string_value(v), "-----BEGIN", 10))
                 return k;
-            const char *f = host_path(v, !strcmp(k, "tls"));
+            const char *f = host_path(v, !strcmp(k, "tls"), at, cap, l2);
             if (f)
                 return f;
+            at[len] = 0;
         }
     } else if (json_is_array(j)) {
         size_t i;
         json_t *v;
         json_array_foreach(j, i, v) {
-            const char *f = host_path(v, 0);
+            const char *f = host_path(v, 0, at, cap, path_push(at, cap, len, NULL, v, i));
             if (f)
                 return f;
+            at[len] = 0;
         }
     }
     return NULL;
@@ -1182,21 +1222,22 @@ static int need_store(ctx_t *x)
 static void write_change(ctx_t *x, json_t *work, const char *action, const char *tenant, const char *resource,
                          answer_t *ans)
 {
-    if (!x->a->operator && tenant) { /* a tenant key routes to its own pools only */
+    if (!x->a->operator && tenant) { /* a tenant key routes to its own pools only, names no host file */
         json_t *doc = json_object_get(json_object_get(work, "tenants"), tenant);
-        const char *f = doc ? foreign_upstream(doc, json_object_get(doc, "upstreams")) : NULL;
+        char at[1024], d[300];
+        size_t l0 = (size_t)snprintf(at, sizeof at, "tenants[%.128s]", tenant);
+        const char *f = doc ? foreign_upstream(doc, json_object_get(doc, "upstreams"), at, sizeof at, l0) : NULL;
         if (f) {
-            char d[300];
             snprintf(d, sizeof d, "upstream \"%.128s\" is not one of the tenant's upstreams", f);
-            problem(x, 422, "invalid-configuration", "Unprocessable Content", d);
+            invalid(x, at, d);
             goto out;
         }
-        const char *hp = doc ? host_path(doc, 0) : NULL;
+        at[l0] = 0;
+        const char *hp = doc ? host_path(doc, 0, at, sizeof at, l0) : NULL;
         if (hp) {
-            char d[300];
             snprintf(d, sizeof d, "\"%s\" names a file on the gateway: tenant keys give certificates and keys as "
                                   "inline PEM, and lists and flag definitions inline", hp);
-            problem(x, 422, "invalid-configuration", "Unprocessable Content", d);
+            invalid(x, at, d);
             goto out;
         }
     }
@@ -1555,7 +1596,7 @@ static void tenants_request(ctx_t *x)
         const char *name = json_string_value(json_object_get(b, "name"));
         if (!name || !good_name(name)) {
             json_decref(b);
-            problem(x, 422, "invalid-configuration", "Unprocessable Content",
+            invalid(x, "tenants[].name",
                     "a tenant needs a name: visible ASCII, no quotes, backslashes or slashes, at most 128 bytes");
             return;
         }
@@ -1631,7 +1672,9 @@ static void tenants_request(ctx_t *x)
     if (json_object_get(nd, "name") && (!bn || strcmp(bn, name))) {
         json_decref(nd);
         json_decref(work);
-        problem(x, 422, "invalid-configuration", "Unprocessable Content", "the body's name differs from the URL's");
+        char at[200];
+        snprintf(at, sizeof at, "tenants[%.128s].name", name);
+        invalid(x, at, "the body's name differs from the URL's");
         return;
     }
     json_object_set_new(nd, "name", json_string(name));
@@ -1705,7 +1748,9 @@ static void coll_request(ctx_t *x, const coll_t *c, const char *id)
             snprintf(d, sizeof d, "the body needs \"%s\": visible ASCII, no quotes, backslashes or slashes, at most 128 bytes",
                      c->key);
             json_decref(b);
-            problem(x, 422, "invalid-configuration", "Unprocessable Content", d);
+            char at[300];
+            snprintf(at, sizeof at, "tenants[%.128s].%s[].%s", x->seg[1], c->name, c->key);
+            invalid(x, at, d);
             return;
         }
         if (item_find(cont, c, nid, NULL)) {
@@ -1746,7 +1791,9 @@ static void coll_request(ctx_t *x, const coll_t *c, const char *id)
     if (forbidden(x, GH_SCOPE_WRITE) || (file && file_managed(x, x->seg[1])) || !need_store(x))
         return;
     if (!good_name(id)) {
-        problem(x, 422, "invalid-configuration", "Unprocessable Content", "bad name in the URL");
+        char at[300];
+        snprintf(at, sizeof at, "tenants[%.128s].%s[].%s", x->seg[1], c->name, c->key);
+        invalid(x, at, "bad name in the URL: visible ASCII, no quotes, backslashes or slashes, at most 128 bytes");
         return;
     }
     json_t *view = stored ? item_view(c, id, stored) : NULL;
@@ -1790,8 +1837,10 @@ static void coll_request(ctx_t *x, const coll_t *c, const char *id)
         json_decref(nv);
         json_decref(work);
         char d[200];
+        char at[300];
         snprintf(d, sizeof d, "the body's \"%s\" differs from the URL's", c->key);
-        problem(x, 422, "invalid-configuration", "Unprocessable Content", d);
+        snprintf(at, sizeof at, "tenants[%.128s].%s[%.128s].%s", x->seg[1], c->name, id, c->key);
+        invalid(x, at, d);
         return;
     }
     json_object_set_new(nv, c->key, json_string(id));
@@ -1949,8 +1998,8 @@ static void keys_request(ctx_t *x)
             tl += sprintf(token + tl, "%02x", rnd[6 + k]);
         sha256_hex(token, (size_t)tl, hash);
         now_text(at, sizeof at, 0);
-        if (ttl)
-            now_text(exp, sizeof exp, (time_t)json_integer_value(ttl));
+        if (ttl) /* to the millisecond */
+            now_text_ms(exp, sizeof exp, (int64_t)json_integer_value(ttl) * 1000);
         size_t sl = (size_t)snprintf(sc, sizeof sc, "[");
         for (unsigned k = 0; k < 5; k++)
             if (want & (1u << k))
@@ -2099,7 +2148,8 @@ static void purge_request(ctx_t *x)
     uint64_t n = 0;
     gh_str_t tn = gh_str(tenant, strlen(tenant));
     if (kind == GH_PURGE_ALL) {
-        n = (uint64_t)GH_MAX(gh_admin_purge(cp.cur, tn, kind, "", json_is_true(soft)), 0);
+        int64_t got = gh_admin_purge(cp.cur, tn, kind, "", json_is_true(soft));
+        n = got > 0 ? (uint64_t)got : 0;
     } else {
         json_array_foreach(vals, i, v) {
             int64_t got = gh_admin_purge(cp.cur, tn, kind, json_string_value(v), json_is_true(soft));
