@@ -18,7 +18,12 @@ SRCS    := $(sort $(wildcard src/*/*.c))
 PROTOS  := proto/flagd/evaluation/v2/evaluation.proto proto/gatehouse/admin/v1/admin.proto
 GEN     := $(BUILD)/gen
 GEN_SRCS := $(PROTOS:proto/%.proto=$(GEN)/%.pb-c.c) $(GEN)/google/protobuf/struct.pb-c.c
-OBJS    := $(SRCS:%.c=$(BUILD)/%.o) $(GEN_SRCS:.c=.o)
+# The web dashboard (web/dashboard, plus uPlot's dist files from npm: web/package.json), staged in
+# $(BUILD)/web/dashboard and embedded in the binary (served at /dashboard/ on the admin listener)
+WEB_SRCS := $(sort $(wildcard web/dashboard/*.html web/dashboard/*.js web/dashboard/*.css web/dashboard/*.svg))
+UPLOT    := $(BUILD)/web/node_modules/uplot/dist
+WEB_GEN  := $(GEN)/web_assets.c
+OBJS    := $(SRCS:%.c=$(BUILD)/%.o) $(GEN_SRCS:.c=.o) $(WEB_GEN:.c=.o)
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz_*.c))
@@ -43,6 +48,16 @@ $(GEN)/%.o: $(GEN)/%.c
 
 $(SRCS:%.c=$(BUILD)/%.o) $(BUILD)/src/main.o: | $(GEN_SRCS)
 
+# npm installs uPlot into $(BUILD)/web (no network: a warning, and a dashboard without charts)
+$(UPLOT)/uPlot.iife.min.js: web/package.json web/package-lock.json
+	@mkdir -p $(BUILD)/web
+	cp web/package.json web/package-lock.json $(BUILD)/web/
+	cd $(BUILD)/web && npm install --no-audit --no-fund --loglevel=error || echo "warning: npm could not install uPlot: the dashboard has no charts"
+	@[ ! -f $@ ] || touch $@
+
+$(WEB_GEN): scripts/embed_web.py $(WEB_SRCS) $(UPLOT)/uPlot.iife.min.js
+	python3 scripts/embed_web.py $@ $(BUILD)/web/dashboard $(WEB_SRCS) $(UPLOT)/uPlot.iife.min.js $(UPLOT)/uPlot.min.css
+
 $(BUILD)/libgatehouse.a: $(OBJS)
 	@rm -f $@
 	ar rcs $@ $^
@@ -62,7 +77,7 @@ $(BUILD)/tests-bin/stats_driver: tests/exp/stats_driver.c $(BUILD)/libgatehouse.
 # libFuzzer targets: clang, with ASan+UBSan, over the library's sources.
 FUZZ_CFLAGS := -std=gnu11 -D_GNU_SOURCE= -O1 -g -Isrc -I$(GEN) $(PKG_CFLAGS) -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 # the library's objects are built once for all targets (fuzzer-instrumented), then archived
-FUZZ_OBJS := $(patsubst %.c,$(BUILD)/fuzzobj/%.o,$(SRCS)) $(patsubst $(GEN)/%.c,$(BUILD)/fuzzobj/gen/%.o,$(GEN_SRCS))
+FUZZ_OBJS := $(patsubst %.c,$(BUILD)/fuzzobj/%.o,$(SRCS)) $(patsubst $(GEN)/%.c,$(BUILD)/fuzzobj/gen/%.o,$(GEN_SRCS) $(WEB_GEN))
 $(BUILD)/fuzzobj/gen/%.o: $(GEN)/%.c
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -MMD -MP -c $< -o $@

@@ -28,7 +28,9 @@
 #include "flags/ofrep.h"
 #include "core/log.h"
 #include "obs/accesslog.h"
+#include "obs/trace.h"
 #include "obs/metrics.h"
+#include "obs/slo.h"
 #include "proxy/demo.h"
 #include "proxy/dns.h"
 #include "proxy/health.h"
@@ -380,6 +382,14 @@ static int start(gh_conf_t *file_conf, const char *path)
             return 1;
         }
     }
+    if (c->tracing.enabled) {
+        int rc = gh_trace_start(c->tracing.endpoint, c->tracing.service_name, GH_VERSION, c->tracing.batch,
+                                c->workers + 1);
+        if (rc < 0) {
+            gh_log(GH_LOG_ERROR, "tracing %s: %s", c->tracing.endpoint, gh_err_msg(rc));
+            return 1;
+        }
+    }
     if (c->exposure_log) {
         int rc = gh_exposurelog_start(c->exposure_log, c->workers + 1);
         if (rc < 0) {
@@ -402,7 +412,8 @@ static int start(gh_conf_t *file_conf, const char *path)
     }
     /* protection's state tables (~110 MB at the default max_keys, committed at once) only
      * when something uses them; a reload that turns protection on starts them then */
-    if ((c->protect.used && gh_protect_start(c) < 0) || gh_workers_start(c) < 0 || gh_health_start(c) < 0 || dns_follow(c) < 0) {
+    if ((c->protect.used && gh_protect_start(c) < 0) || gh_workers_start(c) < 0 || gh_health_start(c) < 0 || dns_follow(c) < 0 ||
+        gh_slo_start() < 0) {
         gh_log(GH_LOG_ERROR, "could not start");
         return 1;
     }
@@ -427,7 +438,9 @@ static int start(gh_conf_t *file_conf, const char *path)
     gh_exp_stop(); /* after the drain: the last publishes are committed and answered */
     gh_dns_stop();
     gh_health_stop();
+    gh_slo_stop();
     gh_accesslog_stop();
+    gh_trace_stop();
     if (c->pid_file)
         unlink(c->pid_file);
     /* c stays referenced: the listeners of the first configuration are used until exit */

@@ -13,6 +13,7 @@
 #include "experiments/exp.h"
 #include "experiments/stats.h"
 #include "obs/analytics.h"
+#include "obs/slo.h"
 #include "proxy/router.h"
 #include "proxy/dns.h"
 #include "proxy/health.h"
@@ -111,6 +112,58 @@ static void method_not_allowed(gh_req_t *r, const char *allow)
     char hdr[96];
     snprintf(hdr, sizeof hdr, "Allow: %s\r\n", allow);
     gh_session_problem(r, 405, NULL, "see the Allow header", hdr);
+}
+
+/* The dashboard's files (web/dashboard and uPlot), embedded at build time by scripts/embed_web.py
+ * into build/gen/web_assets.c (the same layout there). */
+typedef struct {
+    const char *name, *type, *etag;
+    const unsigned char *data;
+    size_t len;
+} gh_web_asset_t;
+extern const gh_web_asset_t gh_web_assets[];
+extern const size_t gh_web_nassets;
+
+/* GET/HEAD /dashboard (a redirect), /dashboard/ (index.html) and /dashboard/NAME, without a key:
+ * the page asks for one and sends it with each request for data. */
+static void dashboard_request(gh_req_t *r, const gh_h1_request_t *m)
+{
+    int get = m->method_id == GH_M_GET || m->method_id == GH_M_HEAD;
+    if (m->path.n == 10) {
+        if (!get)
+            method_not_allowed(r, "GET, HEAD");
+        else
+            gh_session_respond(r, 308, "text/plain", "/dashboard/\n", 12,
+                               "Location: /dashboard/\r\nCache-Control: no-cache\r\n");
+        return;
+    }
+    gh_str_t name = m->path.n == 11 ? GH_STR("index.html") : gh_str(m->path.p + 11, m->path.n - 11);
+    const gh_web_asset_t *a = NULL;
+    for (size_t i = 0; i < gh_web_nassets && !a; i++)
+        if (gh_str_eq(name, gh_str(gh_web_assets[i].name, strlen(gh_web_assets[i].name))))
+            a = &gh_web_assets[i];
+    if (!a) {
+        problem(r, 404, "Not Found", "no such file of the dashboard");
+        return;
+    }
+    if (!get) {
+        method_not_allowed(r, "GET, HEAD");
+        return;
+    }
+    char hdr[512];
+    snprintf(hdr, sizeof hdr,
+             "ETag: %s\r\nCache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\n"
+             "Referrer-Policy: no-referrer\r\nX-Frame-Options: DENY\r\n"
+             "Content-Security-Policy: default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+             "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'\r\n",
+             a->etag);
+    const gh_h1_header_t *inm = gh_h1_find(m->headers, m->nheaders, GH_STR("if-none-match"));
+    if (inm && ((inm->value.n == 1 && inm->value.p[0] == '*') ||
+                memmem(inm->value.p, inm->value.n, a->etag, strlen(a->etag)))) {
+        gh_session_respond(r, 304, NULL, "", 0, hdr);
+        return;
+    }
+    gh_session_respond(r, 200, a->type, (const char *)a->data, a->len, hdr);
 }
 
 /* "http://host/path?q" or "host/path?q" -> "host/path?q" (the store's URL form). */
@@ -397,11 +450,57 @@ static void plan_request(gh_req_t *r, const gh_h1_request_t *m)
     gh_session_respond(r, 200, "application/json", body, (size_t)len, "Cache-Control: no-store\r\n");
 }
 
+/* GET /v1/slos[?tenant=T]: the SLOs (slo.h) with their budgets, burn rates and alerts; a
+ * tenant key sees its tenant's (read scope). */
+static void slos_request(gh_req_t *r, const gh_h1_request_t *m, const gh_cp_actor_t *a)
+{
+    if (m->method_id != GH_M_GET && m->method_id != GH_M_HEAD) {
+        method_not_allowed(r, "GET, HEAD");
+        return;
+    }
+    if (!a->operator && !(a->scopes & GH_SCOPE_READ)) {
+        problem(r, 403, "Forbidden", "this key lacks the read scope");
+        return;
+    }
+    char tenant[256] = "";
+    const char *p = m->query.p, *end = m->query.p + m->query.n;
+    while (p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        gh_str_t kv = gh_str(p, (size_t)((amp ? amp : end) - p));
+        p = amp ? amp + 1 : end;
+        if (kv.n > 7 && !memcmp(kv.p, "tenant=", 7) && gh_h1_pct_decode(gh_str(kv.p + 7, kv.n - 7), tenant, sizeof tenant, 1) < 0) {
+            problem(r, 400, "Bad Request", "the tenant is badly percent-encoded or too long");
+            return;
+        }
+    }
+    if (!a->operator) {
+        if (tenant[0] && strcmp(tenant, a->tenant)) {
+            problem(r, 404, "Not Found", "no such tenant");
+            return;
+        }
+        snprintf(tenant, sizeof tenant, "%s", a->tenant);
+    }
+    json_t *res = gh_slo_json(tenant[0] ? tenant : NULL);
+    char *body = res ? json_dumps(res, JSON_INDENT(1) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10)) : NULL;
+    json_decref(res);
+    if (!body) {
+        problem(r, 500, "Internal Server Error", "out of memory");
+        return;
+    }
+    gh_session_respond(r, 200, "application/json", body, strlen(body), "Cache-Control: no-store\r\n");
+    free(body);
+}
+
 void gh_admin_handle(gh_req_t *r, const gh_req_view_t *v)
 {
     const gh_h1_request_t *m = v->msg;
     if (gh_admin_grpc_is(m)) { /* the gRPC admin API (grpc_admin.h): its own key and rate checks */
         gh_admin_grpc_handle(r, v);
+        return;
+    }
+    /* the dashboard's page and files: no key (the data it fetches needs one) */
+    if (m->path.n >= 10 && !memcmp(m->path.p, "/dashboard", 10) && (m->path.n == 10 || m->path.p[10] == '/')) {
+        dashboard_request(r, m);
         return;
     }
     /* everything but the probes needs a key: the operator's, or a tenant's (cp.h) */
@@ -422,6 +521,10 @@ void gh_admin_handle(gh_req_t *r, const gh_req_view_t *v)
         }
         if (gh_cp_handle(r, v, &a))
             return;
+        if (gh_str_eq(m->path, GH_STR("/v1/slos"))) {
+            slos_request(r, m, &a);
+            return;
+        }
         if (!a.operator) {
             problem(r, 403, "Forbidden", "this endpoint is the operator's: tenant keys use /v1/tenants/{tenant}/...");
             return;
@@ -483,16 +586,28 @@ void gh_admin_handle(gh_req_t *r, const gh_req_view_t *v)
                             (unsigned long long)ds.queries, (unsigned long long)ds.failures,
                             (unsigned long long)ds.changes, ds.names);
         size_t dn = dlen > 0 && (size_t)dlen < sizeof dns ? (size_t)dlen : 0;
-        size_t pcap = 16384 + (size_t)v->w->gen->conf->ntenants * 4096;
-        char *prot = malloc(pcap);
-        size_t pn = prot ? gh_protect_metrics(v->w->gen->conf, prot, pcap) : 0;
-        if (prot && pn < pcap)
+        size_t pcap = 16384 + (size_t)v->w->gen->conf->ntenants * 8192, pn = 0;
+        char *prot = NULL;
+        for (int tries = 0; tries < 4; tries++, pcap *= 2) { /* it says what it needs when cut short */
+            free(prot);
+            if (!(prot = malloc(pcap)))
+                break;
+            pn = gh_protect_metrics(v->w->gen->conf, prot, pcap);
+            if (pn + 4096 < pcap) /* room for the cache's lines too */
+                break;
+        }
+        if (prot && pn + 4096 < pcap)
             pn += cache_metrics(prot + pn, pcap - pn);
-        char *all = text && health ? realloc(text, len + hlen + dn + pn) : NULL;
+        else
+            pn = 0; /* never a cut line: without them rather than broken */
+        size_t sn = 0;
+        char *slo = gh_slo_metrics(&sn);
+        char *all = text && health && slo ? realloc(text, len + hlen + dn + pn + sn) : NULL;
         if (!all) {
             free(text);
             free(health);
             free(prot);
+            free(slo);
             problem(r, 503, "Service Unavailable", "out of memory");
             return;
         }
@@ -500,9 +615,11 @@ void gh_admin_handle(gh_req_t *r, const gh_req_view_t *v)
         memcpy(all + len + hlen, dns, dn);
         if (pn)
             memcpy(all + len + hlen + dn, prot, pn);
+        memcpy(all + len + hlen + dn + pn, slo, sn);
+        free(slo);
         free(health);
         free(prot);
-        gh_session_respond(r, 200, "text/plain; version=0.0.4; charset=utf-8", all, len + hlen + dn + pn,
+        gh_session_respond(r, 200, "text/plain; version=0.0.4; charset=utf-8", all, len + hlen + dn + pn + sn,
                            "Cache-Control: no-store\r\n");
         free(all);
     } else if (gh_str_eq(m->path, GH_STR("/cache"))) {

@@ -1107,6 +1107,40 @@ static void parse_access_log(ctx_t *x, yaml_node_t *n)
     f_str(x, &f[1], &c->access_log.path, NULL, false);
 }
 
+static bool f_num(ctx_t *x, field_t *f, double min, double max, double *out);
+
+/* tracing: {endpoint, sample_ratio, service_name, respect_parent, batch}; the exporter's
+ * HTTP client speaks plain HTTP/1.1 only, so the endpoint must be http:// */
+static void parse_tracing(ctx_t *x, yaml_node_t *n)
+{
+    gh_conf_t *c = x->c;
+    size_t o = path_key(x, "tracing");
+    field_t f[] = {F("endpoint"), F("sample_ratio"), F("service_name"), F("respect_parent"), F("batch")};
+    if (fields(x, n, f, GH_ARRAY_LEN(f))) {
+        c->tracing.enabled = 1;
+        c->tracing.endpoint = "http://127.0.0.1:4318";
+        c->tracing.sample_ratio = 0.01;
+        c->tracing.service_name = "gatehouse";
+        c->tracing.respect_parent = 1;
+        c->tracing.batch = 512;
+        if (f_str(x, &f[0], &c->tracing.endpoint, NULL, false) && strncmp(c->tracing.endpoint, "http://", 7)) {
+            size_t o2 = path_key(x, "endpoint");
+            err(x, f[0].val, "only http:// collector endpoints are supported (plain OTLP/HTTP), got %s",
+                q(x, sv(f[0].val), sl(f[0].val)));
+            path_pop(x, o2);
+        } else if (f[0].val && strlen(c->tracing.endpoint) <= 7) {
+            size_t o2 = path_key(x, "endpoint");
+            err(x, f[0].val, "the endpoint needs a host, e.g. http://127.0.0.1:4318");
+            path_pop(x, o2);
+        }
+        f_num(x, &f[1], 0, 1, &c->tracing.sample_ratio);
+        f_str(x, &f[2], &c->tracing.service_name, NULL, false);
+        f_bool(x, &f[3], &c->tracing.respect_parent);
+        f_u32(x, &f[4], 1, 65536, &c->tracing.batch);
+    }
+    path_pop(x, o);
+}
+
 static void parse_trusted(ctx_t *x, yaml_node_t *n)
 {
     gh_conf_t *c = x->c;
@@ -2811,6 +2845,91 @@ static void parse_names(ctx_t *x, field_t *f, bool star, char ***out, uint32_t *
     path_pop(x, o);
 }
 
+/* slos: [{name, objective: availability|latency, target: 0.999, threshold: 300ms, window: 30d}]
+ * under a tenant or a route (src/obs/slo.c computes them). */
+static void parse_slos(ctx_t *x, yaml_node_t *n, gh_conf_slo_t **out, uint32_t *nout)
+{
+    if (!want_seq(x, n, false))
+        return;
+    size_t cnt = seq_len(n);
+    gh_conf_slo_t *v = xalloc(x, (cnt ? cnt : 1) * sizeof *v);
+    char **seen = xalloc(x, (cnt ? cnt : 1) * sizeof *seen); /* every name, valid entry or not */
+    uint32_t k = 0, nseen = 0;
+    for (size_t i = 0; i < cnt; i++) {
+        size_t o = path_idx(x, i);
+        yaml_node_t *sn = node(x, n->data.sequence.items.start[i]);
+        gh_conf_slo_t *e = &v[k];
+        memset(e, 0, sizeof *e);
+        field_t f[] = {F("name"), F("objective"), F("target"), F("threshold"), F("window")};
+        if (!fields(x, sn, f, GH_ARRAY_LEN(f))) {
+            path_pop(x, o);
+            continue;
+        }
+        bool ok = true;
+        if (!f[0].val || !f[1].val || !f[2].val) {
+            missing(x, sn, !f[0].val ? "name" : !f[1].val ? "objective" : "target");
+            ok = false;
+        }
+        ok &= !f[0].val || f_name(x, &f[0], &e->name);
+        for (uint32_t j = 0; e->name && j < nseen; j++)
+            if (!strcmp(seen[j], e->name)) {
+                size_t o2 = path_key(x, "name");
+                err(x, f[0].val, "SLO name \"%s\" is used twice here", e->name);
+                path_pop(x, o2);
+                ok = false;
+                break;
+            }
+        if (e->name)
+            seen[nseen++] = e->name;
+        if (f[1].val) {
+            size_t o2 = path_key(x, "objective");
+            if (is_scalar(f[1].val) && seq_eq(sv(f[1].val), sl(f[1].val), "availability"))
+                e->objective = GH_SLO_AVAILABILITY;
+            else if (is_scalar(f[1].val) && seq_eq(sv(f[1].val), sl(f[1].val), "latency"))
+                e->objective = GH_SLO_LATENCY;
+            else {
+                err(x, f[1].val, "objective must be availability or latency");
+                ok = false;
+            }
+            path_pop(x, o2);
+        }
+        if (f[2].val && f_num(x, &f[2], 0, 1, &e->target) && !(e->target > 0 && e->target < 1)) {
+            size_t o2 = path_key(x, "target");
+            err(x, f[2].val, "target must be between 0 and 1 (exclusive), e.g. 0.999");
+            path_pop(x, o2);
+            ok = false;
+        }
+        if (e->objective == GH_SLO_LATENCY) {
+            if (!f[3].val) {
+                missing(x, sn, "threshold");
+                ok = false;
+            } else if (f_dur(x, &f[3], false, &e->threshold_ms) && (e->threshold_ms < 1 || e->threshold_ms > 10000)) {
+                size_t o2 = path_key(x, "threshold");
+                err(x, f[3].val, "threshold must be 1ms..10s (the request duration histogram's range)");
+                path_pop(x, o2);
+                ok = false;
+            }
+        } else if (f[3].val) {
+            size_t o2 = path_key(x, "threshold");
+            err(x, f[3].val, "threshold is for objective: latency");
+            path_pop(x, o2);
+            ok = false;
+        }
+        e->window_ms = 30u * 86400000u;
+        if (f_dur(x, &f[4], false, &e->window_ms) && e->window_ms < 600000) {
+            size_t o2 = path_key(x, "window");
+            err(x, f[4].val, "window must be at least 10m (usual: 28d or 30d)");
+            path_pop(x, o2);
+            ok = false;
+        }
+        if (ok)
+            k++;
+        path_pop(x, o);
+    }
+    *out = v;
+    *nout = k;
+}
+
 static void parse_route_cache(ctx_t *x, yaml_node_t *n, gh_conf_route_t *r)
 {
     field_t f[] = {F("enabled"), F("default_ttl"), F("max_ttl"), F("lock_timeout"), F("set_cookie"), F("key")};
@@ -2983,10 +3102,15 @@ static void parse_route(ctx_t *x, yaml_node_t *n, gh_conf_tenant_t *t, gh_conf_s
     gh_conf_t *c = x->c;
     gh_conf_route_t *r = &s->routes[s->nroutes];
     field_t f[] = {F("name"), F("match"), F("upstream"), F("respond"), F("limits"), F("timeouts"), F("protection"),
-                   F("cache"), F("flag"), F("analytics")};
+                   F("cache"), F("flag"), F("analytics"), F("slos")};
     if (!fields(x, n, f, GH_ARRAY_LEN(f)))
         return;
     f_bool(x, &f[9], &r->analytics);
+    if (f[10].val) {
+        size_t o = path_key(x, "slos");
+        parse_slos(x, f[10].val, &r->slos, &r->nslos);
+        path_pop(x, o);
+    }
     r->site = s;
     r->tenant = t;
     if (f[7].val) {
@@ -3677,8 +3801,13 @@ static void parse_tenants(ctx_t *x, yaml_node_t *n)
                 }
             }
         }
-        field_t f[] = {F("name"), F("sites"), F("protection"), F("cache"), F("flags"), F("experiments")};
+        field_t f[] = {F("name"), F("sites"), F("protection"), F("cache"), F("flags"), F("experiments"), F("slos")};
         if (fields(x, tn, f, GH_ARRAY_LEN(f))) {
+            if (f[6].val) {
+                size_t o2 = path_key(x, "slos");
+                parse_slos(x, f[6].val, &t->slos, &t->nslos);
+                path_pop(x, o2);
+            }
             if (f[4].val) {
                 size_t o2 = path_key(x, "flags");
                 parse_tenant_flags(x, f[4].val, t);
@@ -3830,13 +3959,13 @@ static void parse_root(ctx_t *x, yaml_node_t *root)
 {
     gh_conf_t *c = x->c;
     enum { WORKERS, PID, DRAIN, VIA, LIMITS, TIMEOUTS, TRUSTED, ALOG, ADMIN, DEMO, LISTENERS, UPSTREAMS, TENANTS,
-           RESOLVER, HTTP2, PROTECTION, CACHE, OFREP, GRPC, ELOG, EXPS, NF };
+           RESOLVER, HTTP2, PROTECTION, CACHE, OFREP, GRPC, ELOG, EXPS, TRACING, NF };
     field_t f[NF] = {F("workers"),   F("pid_file"),        F("drain_timeout"), F("via"),
                      F("limits"),    F("timeouts"),        F("trusted_proxies"), F("access_log"),
                      F("admin"),     F("demo_origin"),     F("listeners"),     F("upstreams"),
                      F("tenants"),   F("resolver"),        F("http2"),         F("protection"),
                      F("cache"),     F("ofrep"),           F("flagd_grpc"),    F("exposure_log"),
-                     F("experiments")};
+                     F("experiments"), F("tracing")};
     if (!root || root->type != YAML_MAPPING_NODE) {
         err(x, root, "the configuration must be a mapping, got %s", kind(root));
         return;
@@ -3868,6 +3997,8 @@ static void parse_root(ctx_t *x, yaml_node_t *root)
         path_pop(x, o);
     }
     f_str(x, &f[ELOG], &c->exposure_log, NULL, false);
+    if (f[TRACING].val)
+        parse_tracing(x, f[TRACING].val);
     if (f[EXPS].val) { /* experiments: {store, audit_log} */
         o = path_key(x, "experiments");
         field_t g[] = {F("store"), F("audit_log")};

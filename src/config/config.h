@@ -250,6 +250,17 @@ typedef struct {
     uint32_t nmetrics;
 } gh_conf_experiment_t;
 
+/* A service level objective (src/obs/slo.c) on a tenant's requests (all its routes) or one
+ * route's: `slos: [{name, objective, target, threshold, window}]`. */
+enum { GH_SLO_AVAILABILITY = 1, GH_SLO_LATENCY };
+typedef struct {
+    char *name;            /* unique among the SLOs of its tenant or route */
+    int objective;         /* GH_SLO_*: availability (not 5xx is good), latency (under threshold) */
+    double target;         /* the share of good requests to meet, e.g. 0.999 */
+    uint32_t threshold_ms; /* GH_SLO_LATENCY: a request faster than this is good */
+    uint32_t window_ms;    /* the SLO window (30d; 10m..49d); alert windows scale with it */
+} gh_conf_slo_t;
+
 /* A route's flag: evaluated per request, its variant steering the request (src/flags). */
 typedef struct {
     char *name;                        /* the variant */
@@ -306,6 +317,8 @@ typedef struct gh_conf_route {
     uint64_t max_body_size;
     gh_conf_timeouts_t timeouts;
     void *stats; /* obs: this route's metrics series (gh_route_stats_t *), bound after load */
+    gh_conf_slo_t *slos; /* this route's SLOs (src/obs/slo.c) */
+    uint32_t nslos;
 } gh_conf_route_t;
 
 typedef struct {
@@ -357,6 +370,8 @@ typedef struct gh_conf_tenant {
     void *state; /* protect.c's lasting per-tenant state (counters, flood mode), bound at load */
     gh_conf_experiment_t *experiments;
     uint32_t nexperiments;
+    gh_conf_slo_t *slos; /* SLOs over all the tenant's routes (src/obs/slo.c) */
+    uint32_t nslos;
 } gh_conf_tenant_t;
 
 enum { GH_LISTEN_PROXY = 1, GH_LISTEN_ADMIN, GH_LISTEN_DEMO, GH_LISTEN_OFREP, GH_LISTEN_GRPC };
@@ -426,6 +441,14 @@ typedef struct gh_conf {
         char *path;  /* default "-" = stdout */
     } access_log;
     char *exposure_log; /* JSON lines of flag exposures (routes' flags with exposure on), or NULL */
+    struct { /* tracing: W3C Trace Context and OTLP/HTTP JSON export (obs/trace.c); absent: off */
+        int enabled;
+        char *endpoint;     /* collector base URL, http:// only ("http://127.0.0.1:4318") */
+        double sample_ratio; /* new traces sampled (0.01) */
+        char *service_name; /* "gatehouse" */
+        int respect_parent; /* a caller's sampled flag decides (1) */
+        uint32_t batch;     /* spans per export, at most (512) */
+    } tracing;
     struct {
         char *store;                     /* the control plane's store: a SQLite path or postgres:// URL, or NULL */
         uint32_t rate_quota, rate_period; /* admin API requests per caller (100/s) */

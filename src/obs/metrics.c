@@ -1,5 +1,7 @@
 /* metrics.c: see metrics.h. */
 #include "obs/metrics.h"
+#include "obs/slo.h"
+#include "obs/trace.h"
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -20,6 +22,8 @@ static const uint64_t bucket_us[GH_HIST_BUCKETS - 1] = {
     1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000};
 static const char *const bucket_le[GH_HIST_BUCKETS] = {
     "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "+Inf"};
+
+uint64_t gh_metrics_bucket_us(int b) { return b >= 0 && b < GH_HIST_BUCKETS - 1 ? bucket_us[b] : UINT64_MAX; }
 
 int gh_metrics_init(uint32_t n)
 {
@@ -98,6 +102,8 @@ int gh_metrics_bind(gh_conf_t *c)
             }
     }
     pthread_mutex_unlock(&reg_lock);
+    if (gh_slo_bind(c) < 0)
+        rc = GH_ENOMEM;
     return rc;
 }
 
@@ -311,6 +317,24 @@ char *gh_metrics_render(size_t *len)
         SUM(v, *(uint64_t *)((char *)&threads[i_] + th[k].off));
         sb_printf(&b, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", th[k].name, th[k].help, th[k].name, th[k].type,
                   th[k].name, (unsigned long long)v);
+    }
+    { /* tracing (obs/trace.c): zero when it is off */
+        gh_trace_stats_t ts;
+        gh_trace_stats(&ts);
+        sb_printf(&b,
+                  "# HELP gatehouse_trace_spans_exported_total Spans the OTLP collector accepted.\n"
+                  "# TYPE gatehouse_trace_spans_exported_total counter\ngatehouse_trace_spans_exported_total %llu\n"
+                  "# HELP gatehouse_trace_spans_dropped_total Spans lost: a worker's ring was full, or an export failed after its retries.\n"
+                  "# TYPE gatehouse_trace_spans_dropped_total counter\n"
+                  "gatehouse_trace_spans_dropped_total{reason=\"ring_full\"} %llu\n"
+                  "gatehouse_trace_spans_dropped_total{reason=\"export_failed\"} %llu\n"
+                  "# HELP gatehouse_trace_exports_total OTLP export requests (batches), by result.\n"
+                  "# TYPE gatehouse_trace_exports_total counter\n"
+                  "gatehouse_trace_exports_total{result=\"ok\"} %llu\n"
+                  "gatehouse_trace_exports_total{result=\"error\"} %llu\n",
+                  (unsigned long long)ts.exported, (unsigned long long)ts.dropped_ring,
+                  (unsigned long long)ts.dropped_export, (unsigned long long)ts.exports_ok,
+                  (unsigned long long)ts.exports_failed);
     }
     sb_printf(&b, "# HELP gatehouse_parser_rejections_total Requests rejected by the HTTP/1 parser, by reason.\n"
                   "# TYPE gatehouse_parser_rejections_total counter\n");

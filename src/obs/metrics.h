@@ -117,11 +117,14 @@ typedef struct {
 
 /* Once, before any thread starts: nslots = workers + admin thread. */
 int gh_metrics_init(uint32_t nslots);
-/* Point every route and upstream of c at its series (created on first sight). */
+/* Point every route and upstream of c at its series (created on first sight), and follow
+ * c's SLOs (slo.h). */
 int gh_metrics_bind(gh_conf_t *c);
 gh_thread_stats_t *gh_metrics_thread(uint32_t slot);
 /* Slots per series (workers + admin thread). */
 uint32_t gh_metrics_nslots(void);
+/* The upper bound (us) of duration histogram bucket b (UINT64_MAX for the last, +Inf). */
+uint64_t gh_metrics_bucket_us(int b);
 /* Record one finished request on a route. */
 void gh_metrics_request(gh_route_stats_t *s, uint32_t slot, int status, uint64_t dur_us,
                         uint64_t bytes_in, uint64_t bytes_out);

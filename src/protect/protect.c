@@ -1124,15 +1124,28 @@ size_t gh_protect_metrics(const gh_conf_t *c, char *out, size_t cap)
                 (unsigned long long)t->flood_entered);
             PUT("gatehouse_protection_flood_transitions_total{tenant=\"%s\",to=\"off\"} %llu\n", t->name,
                 (unsigned long long)t->flood_left);
-            PUT("gatehouse_protection_tenant_rate{tenant=\"%s\"} %.0f\n", t->name, t->rate);
-            PUT("gatehouse_protection_tenant_baseline_rate{tenant=\"%s\"} %.1f\n", t->name, t->baseline);
         }
+    }
+    PUT("# HELP gatehouse_protection_tenant_requests_per_second The tenant's request rate as flood detection measures it.\n"
+        "# TYPE gatehouse_protection_tenant_requests_per_second gauge\n");
+    for (uint32_t ti = 0; ti < c->ntenants; ti++) {
+        tstate_t *t = c->tenants[ti].state;
+        if (t && c->tenants[ti].flood.enabled)
+            PUT("gatehouse_protection_tenant_requests_per_second{tenant=\"%s\"} %.0f\n", t->name, t->rate);
+    }
+    PUT("# HELP gatehouse_protection_tenant_baseline_requests_per_second The tenant's learned baseline request rate.\n"
+        "# TYPE gatehouse_protection_tenant_baseline_requests_per_second gauge\n");
+    for (uint32_t ti = 0; ti < c->ntenants; ti++) {
+        tstate_t *t = c->tenants[ti].state;
+        if (t && c->tenants[ti].flood.enabled)
+            PUT("gatehouse_protection_tenant_baseline_requests_per_second{tenant=\"%s\"} %.1f\n", t->name, t->baseline);
     }
     gh_shtab_stats_t st;
     gh_shtab_stats(G.limits, &st);
-    PUT("# HELP gatehouse_protection_keys Rate-limit states held, and the table's capacity.\n"
-        "# TYPE gatehouse_protection_keys gauge\n"
-        "gatehouse_protection_keys %llu\ngatehouse_protection_keys_capacity %llu\n"
+    PUT("# HELP gatehouse_protection_keys Rate-limit states held.\n"
+        "# TYPE gatehouse_protection_keys gauge\ngatehouse_protection_keys %llu\n"
+        "# HELP gatehouse_protection_keys_capacity Rate-limit states the table can hold (protection.max_keys).\n"
+        "# TYPE gatehouse_protection_keys_capacity gauge\ngatehouse_protection_keys_capacity %llu\n"
         "# HELP gatehouse_protection_key_evictions_total States evicted from the full table (active: a limited key lost its state).\n"
         "# TYPE gatehouse_protection_key_evictions_total counter\n"
         "gatehouse_protection_key_evictions_total{kind=\"idle\"} %llu\n"
@@ -1144,7 +1157,10 @@ size_t gh_protect_metrics(const gh_conf_t *c, char *out, size_t cap)
         gh_glimit_status(G.glimit, &gs);
         PUT("# HELP gatehouse_protection_redis_up Whether the Redis of the global limits answers.\n"
             "# TYPE gatehouse_protection_redis_up gauge\ngatehouse_protection_redis_up %d\n"
-            "gatehouse_protection_redis_syncs_total %llu\ngatehouse_protection_redis_errors_total %llu\n",
+            "# HELP gatehouse_protection_redis_syncs_total Syncs of the global limits with Redis.\n"
+            "# TYPE gatehouse_protection_redis_syncs_total counter\ngatehouse_protection_redis_syncs_total %llu\n"
+            "# HELP gatehouse_protection_redis_errors_total Syncs with Redis that failed.\n"
+            "# TYPE gatehouse_protection_redis_errors_total counter\ngatehouse_protection_redis_errors_total %llu\n",
             gs.connected, (unsigned long long)gs.syncs, (unsigned long long)gs.sync_errors);
     }
 #undef PUT

@@ -35,6 +35,7 @@
 #include "core/log.h"
 #include "flags/flags.h"
 #include "obs/accesslog.h"
+#include "obs/trace.h"
 #include "proxy/conn.h"
 #include "proxy/health.h"
 #include "proxy/lb.h"
@@ -142,6 +143,7 @@ struct gh_req {
     /* on one of the worker's lists (w->streams or w->deferred), or none */
     struct gh_req *l_next, *l_prev;
     void **list;
+    gh_trace_ctx_t tr; /* tracing (obs/trace.h): zero when not traced; stays last (req_new clears up to its tries) */
 };
 
 static gh_handler_fn role_handlers[8];
@@ -153,6 +155,14 @@ static void client_timeout(gh_timer_t *t);
 static void client_resume(gh_task_t *t);
 static void client_close(gh_client_t *c);
 static void req_timeout(gh_timer_t *t);
+static void trace_try(gh_req_t *r);
+static void trace_finish(gh_req_t *r, uint64_t dur);
+/* the current upstream try of a sampled request ended (GH_TT_*) */
+#define TRACE_TRY_END(r, oc)                                  \
+    do {                                                      \
+        if ((r)->tr.sampled)                                  \
+            gh_trace_try_end(&(r)->tr, (oc), now_us());       \
+    } while (0)
 static void backend_result(gh_req_t *r, int failed);
 static void try_end(gh_req_t *r);
 static void pending_done(gh_req_t *r);
@@ -440,7 +450,8 @@ static gh_req_t *req_new(gh_client_t *c)
     } else if (!(r = malloc(sizeof(*r)))) {
         return NULL;
     }
-    memset(r, 0, sizeof(*r));
+    /* the trace context's try records (last) are written before they are read: not cleared */
+    memset(r, 0, offsetof(gh_req_t, tr) + offsetof(gh_trace_ctx_t, tries));
     r->c = c;
     r->w = w;
     r->up_us = -1;
@@ -510,6 +521,8 @@ static void req_account(gh_req_t *r)
             gh_exp_observe(w->id, r->route->tenant, r->xunit_h, r->path.p, r->path.n, r->status, dur, r->bytes_out,
                            r->wall_ms);
     }
+    if (r->tr.sampled)
+        trace_finish(r, dur);
     if (!gh_accesslog_enabled() || r->c->listener->role != GH_LISTEN_PROXY)
         return;
     gh_access_rec_t rec = {
@@ -1141,6 +1154,8 @@ static int response_head(gh_req_t *r)
         if (m.status == 101 && !r->ws)
             return E_BADRESP;
         r->status = m.status;
+        if (r->tr.sampled)
+            gh_trace_try_status(&r->tr, m.status);
         r->up_us = (int64_t)(now_us() - r->t_up_us);
         backend_result(r, m.status == 502 || m.status == 503 || m.status == 504);
         if (retried_status(r, m.status) && replayable(r) && retry_allowed(r, 0) && pick_backend(r) == 0) {
@@ -1150,6 +1165,7 @@ static int response_head(gh_req_t *r)
             gh_upstream_close(r->u);
             r->u = NULL;
             r->status = 0;
+            TRACE_TRY_END(r, GH_TT_RETRIED);
             retry_start(r);
             return 2;
         }
@@ -1691,6 +1707,8 @@ static void upstream_start(gh_req_t *r, int fresh)
             return;
         }
         r->tries++;
+        if (r->tr.on)
+            trace_try(r);
         if (u && !reused && st) {
             u->live = &st->live.conns;
             __atomic_add_fetch(u->live, 1, __ATOMIC_RELAXED);
@@ -1730,6 +1748,7 @@ static void upstream_start(gh_req_t *r, int fresh)
         }
         if (st)
             GH_COUNT(st->slot[w->id].connect_errors, 1);
+        TRACE_TRY_END(r, GH_TT_CONNECT_ERROR);
         backend_result(r, 1);
         if (!retry_allowed(r, GH_RETRY_CONNECT) || pick_backend(r) < 0) {
             respond_error(r, 502, "cannot connect to upstream");
@@ -1770,6 +1789,7 @@ static void connect_failed(gh_req_t *r)
         GH_COUNT(st->slot[r->w->id].connect_errors, 1);
     gh_upstream_close(r->u);
     r->u = NULL;
+    TRACE_TRY_END(r, GH_TT_CONNECT_ERROR);
     backend_result(r, 1);
     if (!retry_allowed(r, GH_RETRY_CONNECT) || pick_backend(r) < 0) {
         respond_error(r, 502, "cannot connect to upstream");
@@ -1791,6 +1811,7 @@ static void upstream_failed(gh_req_t *r, int err)
         gh_upstream_close(r->u);
         r->u = NULL;
     }
+    TRACE_TRY_END(r, err == E_BADRESP ? GH_TT_BAD_RESPONSE : GH_TT_RESET);
     if (stale) {
         r->replayed = 1;
         rewind_request(r);
@@ -1890,6 +1911,14 @@ static int build_upstream_head(gh_req_t *r, const gh_h1_request_t *m)
                 continue;
             }
             break;
+        case 10: /* forwarded only with a valid traceparent (ours follows), unchanged */
+            if (r->tr.on && !r->tr.parent_ok && gh_str_caseeq_lit(n, "tracestate"))
+                continue;
+            break;
+        case 11:
+            if (r->tr.on && gh_str_caseeq_lit(n, "traceparent"))
+                continue;
+            break;
         case 12:
             if (gh_str_caseeq_lit(n, "x-request-id"))
                 continue;
@@ -1976,6 +2005,14 @@ static int build_upstream_head(gh_req_t *r, const gh_h1_request_t *m)
     rc |= PUTL(w, b, "X-Request-Id: ");
     rc |= put(w, b, r->reqid, r->reqid_len);
     rc |= PUTL(w, b, "\r\n");
+    if (r->tr.on) { /* the parent id is each try's span id, patched in by trace_try */
+        char tp[GH_TRACEPARENT_LEN];
+        gh_trace_format(tp, r->tr.trace_id, r->tr.span_id, r->tr.sampled);
+        rc |= PUTL(w, b, "traceparent: ");
+        r->tr.tp_off = b->wr + 36;
+        rc |= put(w, b, tp, sizeof tp);
+        rc |= PUTL(w, b, "\r\n");
+    }
     if (r->route && r->route->flag) {
         const gh_conf_routeflag_t *rf = r->route->flag;
         if (rf->variant_header && r->fvariant) {
@@ -2076,6 +2113,8 @@ static void route_and_dispatch(gh_req_t *r, const gh_h1_request_t *m)
         return;
     }
     r->route = rt;
+    if (r->tr.sampled)
+        r->tr.decide_us = now_us(); /* protection and the cache lookup come next */
     if (rt->analytics) { /* only its routes pay for the two lookups */
         const gh_h1_header_t *hr = gh_h1_find(m->headers, m->nheaders, GH_STR("referer")),
                              *hu = gh_h1_find(m->headers, m->nheaders, GH_STR("user-agent"));
@@ -3031,6 +3070,77 @@ static void new_request_id(gh_req_t *r)
     r->reqid_len = 32;
 }
 
+static uint64_t trace_rand(void *w) { return gh_worker_rand(w); }
+
+/* Tracing is on: the request's trace context from the caller's traceparent (exactly one
+ * valid field, else a new trace) and its tracestate (kept only with a valid traceparent). */
+static void trace_start(gh_req_t *r, const gh_h1_request_t *m)
+{
+    const gh_conf_t *conf = r->gen->conf;
+    if (!conf->tracing.enabled) /* turned off by a reload */
+        return;
+    gh_str_t tp = GH_STR_NULL, ts = GH_STR_NULL;
+    int ntp = 0;
+    for (uint16_t i = 0; i < m->nheaders; i++) {
+        gh_str_t n = m->headers[i].name;
+        if (n.n == 11 && gh_str_caseeq_lit(n, "traceparent")) {
+            tp = m->headers[i].value;
+            ntp++;
+        } else if (n.n == 10 && !ts.n && gh_str_caseeq_lit(n, "tracestate")) {
+            ts = m->headers[i].value;
+        }
+    }
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    gh_trace_begin(&r->tr, ntp == 1 ? tp : GH_STR_NULL, conf->tracing.sample_ratio, conf->tracing.respect_parent,
+                   trace_rand, r->w, r->t_start_us, (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec);
+    if (r->tr.parent_ok)
+        r->tr.tracestate = ts;
+}
+
+/* A try starts: its span id, also patched into the traceparent of the upstream head. */
+static void trace_try(gh_req_t *r)
+{
+    const uint8_t *id = gh_trace_try_begin(&r->tr, r->backend->name, gh_worker_rand(r->w), now_us());
+    if (r->tr.tp_off && r->tr.tp_off + 16 <= r->uhead.wr)
+        gh_trace_hex(r->uhead.base + r->tr.tp_off, id, 8);
+}
+
+/* A sampled request ends: its spans to the exporter (dropped and counted when its ring is full). */
+static void trace_finish(gh_req_t *r, uint64_t dur)
+{
+    gh_trace_req_t q = {
+        .ctx = &r->tr,
+        .start_us = r->t_start_us,
+        .end_us = r->t_start_us + dur,
+        .status = r->status,
+        .method = r->method,
+        .path = r->path,
+        .host = r->host,
+        .client = gh_str(r->peer, strlen(r->peer)),
+        .proto = r->c->h2s ? GH_STR("2") : r->minor ? GH_STR("1.1") : GH_STR("1.0"),
+        .request_id = gh_str(r->reqid, r->reqid_len),
+    };
+    if (r->route) {
+        q.tenant = gh_str(r->route->tenant->name, strlen(r->route->tenant->name));
+        q.route = gh_str(r->route->name, strlen(r->route->name));
+    }
+    if (r->ups)
+        q.upstream = gh_str(r->ups->name, strlen(r->ups->name));
+    if (r->cresult) {
+        const char *cr = gh_cache_result_names[r->cresult];
+        q.cache = gh_str(cr, strlen(cr));
+    }
+    if (r->prot_reason) {
+        const char *rs = gh_protect_reason_name(r->prot_reason), *as = gh_protect_action_name(r->prot_action);
+        q.prot_reason = gh_str(rs, strlen(rs));
+        q.prot_action = gh_str(as, strlen(as));
+        if (r->prot_detail)
+            q.prot_detail = gh_str(r->prot_detail, strlen(r->prot_detail));
+    }
+    gh_trace_record(r->w->id, &q);
+}
+
 /* A complete head at c->in.rd: start the request. */
 static void request_start(gh_client_t *c, const gh_h1_request_t *m)
 {
@@ -3064,6 +3174,8 @@ static void request_start(gh_client_t *c, const gh_h1_request_t *m)
         new_request_id(r);
     }
     int role = c->listener->role;
+    if (gh_trace_on() && role == GH_LISTEN_PROXY && !c->bg)
+        trace_start(r, m);
     if (role == GH_LISTEN_PROXY) {
         route_and_dispatch(r, m);
     } else if (role_handlers[role]) {
@@ -3442,6 +3554,7 @@ static void req_timeout(gh_timer_t *t)
             GH_COUNT(st->slot[r->w->id].timeouts, 1);
         gh_upstream_close(r->u);
         r->u = NULL;
+        TRACE_TRY_END(r, GH_TT_TIMEOUT);
         backend_result(r, 1);
         if (retry_allowed(r, GH_RETRY_CONNECT) && pick_backend(r) == 0) /* nothing was sent: safe elsewhere */
             retry_start(r);
@@ -3461,6 +3574,7 @@ static void req_timeout(gh_timer_t *t)
                 pending_done(r);
                 gh_upstream_close(r->u);
                 r->u = NULL;
+                TRACE_TRY_END(r, GH_TT_TIMEOUT);
                 backend_result(r, 1);
                 if (r->sent_done && replayable(r) && retry_allowed(r, GH_RETRY_TIMEOUT) && pick_backend(r) == 0)
                     retry_start(r);

@@ -597,6 +597,26 @@ def test_every_documented_operation_answers_as_documented(gh, world, spec):
     api.call("GET", RES, {"experiment": "home-test"}, query={"tenant": "filet"}, expect=200)
     api.call("HEAD", RES, {"experiment": "home-test"}, query={"tenant": "filet"}, expect=200)
 
+    # ---- the dashboard's files (no key)
+    for method in ("GET", "HEAD"):  # (not followed)
+        r = request(method, api.base + "/dashboard", allow_redirects=False)
+        assert r.status_code == 308 and r.headers["Location"] == "/dashboard/", (method, r.status_code)
+        api.check(method, "/dashboard", r, method + " /dashboard")
+    r = api.call("GET", "/dashboard/", key=None, expect=200)
+    api.call("GET", "/dashboard/", key=None, headers={"If-None-Match": etag(r)}, expect=304)
+    api.call("HEAD", "/dashboard/", key=None, expect=200)
+    api.call("HEAD", "/dashboard/", key=None, headers={"If-None-Match": etag(r)}, expect=304)
+    DF = "/dashboard/{file}"
+    for f in ("index.html", "app.js", "style.css", "favicon.svg", "uPlot.iife.min.js"):
+        r = api.call("GET", DF, {"file": f}, key=None, expect=200)
+    api.call("GET", DF, {"file": "uPlot.iife.min.js"}, headers={"If-None-Match": etag(r)}, expect=304)
+    api.call("HEAD", DF, {"file": "app.js"}, key=None, expect=200)
+    api.call("HEAD", DF, {"file": "app.js"}, key=None, headers={"If-None-Match": "*"}, expect=304)
+    api.call("GET", DF, {"file": "nope.js"}, key=None, expect=404, ptype="not-found")
+    api.call("HEAD", DF, {"file": "nope.js"}, key=None, expect=404)
+    api.call("GET", "/v1/slos", expect=200)  # docs/metrics.md, src/obs/slo.c
+    api.call("HEAD", "/v1/slos", query={"tenant": "filet"}, expect=200)
+
     # ---- every documented operation was called, and succeeded at least once
     missing = []
     for path, item in spec["paths"].items():
@@ -749,7 +769,7 @@ UNKNOWN_OTHER = ["/v1/nothing", "/admin", "/v2/tenants", "/", "/v1", "/v1/", "/v
 def test_nothing_undocumented_is_served(gh, world, spec):
     api, keys = world["api"], world["keys"]
     values = {"tenant": "acme", "site": "main", "route": "hello", "flag": "banner", "key_id": keys["ro_id"],
-              "version": 1}
+              "version": 1, "file": "app.js"}
     checked = 0
     for template, item in spec["paths"].items():
         rule = item["x-undocumented-methods"]
