@@ -622,3 +622,47 @@ parse_wrk_full() {
         /^LUA non2xx=/ { split($2, a, "="); ln = a[2]; split($3, b, "="); lr = b[2] }
         END { printf "%d %s %.3f %.3f %d %d %d %d %d %d %d\n", req, rps + 0, p50, p99, c, r, w, t, st, ln, lr }' "$1"
 }
+
+# Overhead of a feature on the hot path (bench/protect_overhead.sh, bench/obs_overhead.sh): gatehouse
+# (1 worker) on core 0 with the origin, wrk on core 1.
+# overhead_measure NAME CONF PORT ROUND [wrk args...]: start gatehouse with CONF, 1 s warm-up, then
+# wrk -t1 -c$CONNS -d${DURATION}s --latency /small; the proxy's CPU around it. A row into $TMPD/res.tsv.
+overhead_measure() {
+    local name=$1 conf=$2 port=$3 round=$4 t0 t1 out=$TMPD/wrk-$1-$4.txt
+    shift 4
+    start_system gatehouse "$conf" "$port" || die "gatehouse ($name) did not start"
+    local pid=$SERVER_PID
+    taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNS" -d1s "$@" "http://127.0.0.1:$port/small" >/dev/null 2>&1
+    t0=$(tree_ticks "$pid"); t0=${t0%% *}
+    taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$@" "http://127.0.0.1:$port/small" >"$out" 2>&1
+    t1=$(tree_ticks "$pid"); t1=${t1%% *}
+    stop_system "$pid"
+    awk -v name="$name" -v round="$round" -v ticks=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" '
+        function ms(v) { if (v ~ /us$/) { sub(/us$/, "", v); return v / 1000 } if (v ~ /ms$/) { sub(/ms$/, "", v); return v + 0 } if (v ~ /s$/) { sub(/s$/, "", v); return v * 1000 } return v + 0 }
+        /^ +99% / { p99 = ms($2) }
+        / requests in / { req = $1 }
+        /^Requests\/sec:/ { rps = $2 }
+        /Non-2xx or 3xx responses:/ { bad = $NF }
+        END { printf "%s\t%d\t%.0f\t%.3f\t%.2f\t%d\n", name, round, rps, p99, ticks / hz * 1e6 / (req ? req : 1), bad + 0 }' "$out" >>"$TMPD/res.tsv"
+    tail -n 1 "$TMPD/res.tsv" | awk -F'\t' '{ printf "  %-5s round %d: %8s req/s  p99 %7s ms  proxy %6s us/req  non-2xx %s\n", $1, $2, $3, $4, $5, $6 }' >&2
+}
+
+# overhead_report BASE OTHER WHAT: medians per configuration and OTHER / BASE.
+overhead_report() {
+    /usr/bin/python3 - "$TMPD/res.tsv" "$1" "$2" "$3" <<'PY'
+import statistics, sys
+path, base, other, what = sys.argv[1:5]
+rows = [l.rstrip("\n").split("\t") for l in open(path)]
+med = {}
+for name in (base, other):
+    rs = [r for r in rows if r[0] == name]
+    med[name] = [statistics.median(float(r[i]) for r in rs) for i in (2, 3, 4)] + [sum(int(r[5]) for r in rs)]
+    med[name].append((min(float(r[2]) for r in rs), max(float(r[2]) for r in rs)))
+print("config  rate req/s (min..max)    p99 ms  proxy CPU us/req  non-2xx")
+for name in (base, other):
+    m = med[name]
+    print("%-6s  %10.0f (%.0f..%.0f)  %6.3f  %16.2f  %d" % (name, m[0], m[4][0], m[4][1], m[1], m[2], m[3]))
+b, f = med[base], med[other]
+print("%s / %s: rate %.3f, p99 %.2f, CPU per request %.3f (%s)" % (other, base, f[0] / b[0], f[1] / b[1], f[2] / b[2], what))
+PY
+}

@@ -67,42 +67,9 @@ PY
 HDRS=(-H "User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36"
       -H "Accept: text/html" -H "Accept-Language: en" -H "Accept-Encoding: gzip")
 
-# measure NAME CONF PORT ROUND: one measurement into $TMPD/res.tsv
-measure() {
-    local name=$1 conf=$2 port=$3 round=$4 t0 t1 out=$TMPD/wrk-$1-$4.txt
-    start_system gatehouse "$conf" "$port" || die "gatehouse ($name) did not start"
-    local pid=$SERVER_PID
-    taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNS" -d1s "${HDRS[@]}" "http://127.0.0.1:$port/small" >/dev/null 2>&1
-    t0=$(tree_ticks "$pid"); t0=${t0%% *}
-    taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "${HDRS[@]}" "http://127.0.0.1:$port/small" >"$out" 2>&1
-    t1=$(tree_ticks "$pid"); t1=${t1%% *}
-    stop_system "$pid"
-    awk -v name="$name" -v round="$round" -v ticks=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" '
-        function ms(v) { if (v ~ /us$/) { sub(/us$/, "", v); return v / 1000 } if (v ~ /ms$/) { sub(/ms$/, "", v); return v + 0 } if (v ~ /s$/) { sub(/s$/, "", v); return v * 1000 } return v + 0 }
-        /^ +99% / { p99 = ms($2) }
-        / requests in / { req = $1 }
-        /^Requests\/sec:/ { rps = $2 }
-        /Non-2xx or 3xx responses:/ { bad = $NF }
-        END { printf "%s\t%d\t%.0f\t%.3f\t%.2f\t%d\n", name, round, rps, p99, ticks / hz * 1e6 / (req ? req : 1), bad + 0 }' "$out" >>"$TMPD/res.tsv"
-    tail -n 1 "$TMPD/res.tsv" | awk -F'\t' '{ printf "  %-5s round %d: %8s req/s  p99 %7s ms  proxy %6s us/req  non-2xx %s\n", $1, $2, $3, $4, $5, $6 }' >&2
-}
-
 log "gatehouse $GH_BIN_SHA ($GH_BIN_DATE); $RUNS rounds of ${DURATION}s, wrk -c$CONNS /small"
 for ((r = 1; r <= RUNS; r++)); do
-    if ((r % 2)); then measure bare "$bare" "$BPORT" "$r"; measure full "$full" "$FPORT" "$r"
-    else measure full "$full" "$FPORT" "$r"; measure bare "$bare" "$BPORT" "$r"; fi
+    if ((r % 2)); then overhead_measure bare "$bare" "$BPORT" "$r" "${HDRS[@]}"; overhead_measure full "$full" "$FPORT" "$r" "${HDRS[@]}"
+    else overhead_measure full "$full" "$FPORT" "$r" "${HDRS[@]}"; overhead_measure bare "$bare" "$BPORT" "$r" "${HDRS[@]}"; fi
 done
-$python3_bin - "$TMPD/res.tsv" <<'PY'
-import statistics, sys
-rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])]
-med = {}
-for name in ("bare", "full"):
-    rs = [r for r in rows if r[0] == name]
-    med[name] = [statistics.median(float(r[i]) for r in rs) for i in (2, 3, 4)] + [sum(int(r[5]) for r in rs)]
-print("config  rate req/s  p99 ms  proxy CPU us/req  non-2xx")
-for name in ("bare", "full"):
-    m = med[name]
-    print("%-6s  %10.0f  %6.3f  %16.2f  %d" % (name, m[0], m[1], m[2], m[3]))
-b, f = med["bare"], med["full"]
-print("full / bare: rate %.3f, p99 %.2f, CPU per request %.3f (all protections on, no attack)" % (f[0] / b[0], f[1] / b[1], f[2] / b[2]))
-PY
+overhead_report bare full "all protections on, no attack"
