@@ -172,17 +172,45 @@ static void put_fmt(out_t *o, const char *fmt, ...)
         o->n += GH_MIN((size_t)m, o->cap - o->n - 1);
 }
 
+/* Decimal digits of v (no printf on the request path: it is most of a line's cost). */
+static void put_u64(out_t *o, uint64_t v)
+{
+    char d[20];
+    int i = 20;
+    do
+        d[--i] = (char)('0' + v % 10);
+    while ((v /= 10) && i > 0);
+    put(o, d + i, (size_t)(20 - i));
+}
+
+/* Microseconds as milliseconds with three decimals (what "%.3f" of us / 1000.0 prints). */
+static void put_ms3(out_t *o, uint64_t us)
+{
+    put_u64(o, us / 1000);
+    char f[4] = {'.', (char)('0' + us / 100 % 10), (char)('0' + us / 10 % 10), (char)('0' + us % 10)};
+    put(o, f, 4);
+}
+
 size_t gh_accesslog_format(char *buf, size_t cap, const gh_access_rec_t *r)
 {
     out_t o = {buf, 0, cap - 64}; /* reserve room for the numeric tail and "}\n" */
-    time_t sec = (time_t)(r->time_ms / 1000);
-    struct tm tm;
-    gmtime_r(&sec, &tm);
-    char ts[40];
-    size_t tn = strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(ts + tn, sizeof ts - tn, ".%03uZ", (unsigned)(r->time_ms % 1000));
+    /* the date and time to the second are the same for many lines: formatted once a second */
+    static __thread int64_t ts_sec = -1;
+    static __thread char ts[32];
+    static __thread size_t tn;
+    int64_t sec = r->time_ms / 1000;
+    if (sec != ts_sec) {
+        time_t t = (time_t)sec;
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        tn = strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
+        ts_sec = sec;
+    }
+    unsigned ms = (unsigned)(r->time_ms % 1000);
+    char msz[5] = {'.', (char)('0' + ms / 100), (char)('0' + ms / 10 % 10), (char)('0' + ms % 10), 'Z'};
     put(&o, "{\"time\":\"", 9);
-    put(&o, ts, strlen(ts));
+    put(&o, ts, tn);
+    put(&o, msz, 5);
     put(&o, "\"", 1);
     put_key_str(&o, ",\"client\":", r->client, 64);
     put_key_str(&o, ",\"tenant\":", r->tenant, 128);
@@ -191,14 +219,18 @@ size_t gh_accesslog_format(char *buf, size_t cap, const gh_access_rec_t *r)
     put_key_str(&o, ",\"host\":", r->host, 256);
     put_key_str(&o, ",\"path\":", r->path, 2048);
     put_key_str(&o, ",\"query\":", r->query, 1024);
-    put_fmt(&o, ",\"status\":%d,\"bytes_in\":%llu,\"bytes_out\":%llu", r->status,
-            (unsigned long long)r->bytes_in, (unsigned long long)r->bytes_out);
+    put(&o, ",\"status\":", 10);
+    put_u64(&o, (uint64_t)(r->status > 0 ? r->status : 0));
+    put(&o, ",\"bytes_in\":", 12);
+    put_u64(&o, r->bytes_in);
+    put(&o, ",\"bytes_out\":", 13);
+    put_u64(&o, r->bytes_out);
     if (r->upstream.n)
         put_key_str(&o, ",\"upstream\":", r->upstream, 256);
     else
         put(&o, ",\"upstream\":null", 16);
     if (r->upstream_us >= 0)
-        put_fmt(&o, ",\"upstream_time_ms\":%.3f", (double)r->upstream_us / 1000.0);
+        put(&o, ",\"upstream_time_ms\":", 20), put_ms3(&o, (uint64_t)r->upstream_us);
     else
         put(&o, ",\"upstream_time_ms\":null", 24);
     put_key_str(&o, ",\"request_id\":", r->request_id, 128);
@@ -220,7 +252,9 @@ size_t gh_accesslog_format(char *buf, size_t cap, const gh_access_rec_t *r)
         put_key_str(&o, ",\"variant\":", r->variant, 128);
     }
     o.cap = cap;
-    put_fmt(&o, ",\"total_time_ms\":%.3f}\n", (double)r->total_us / 1000.0);
+    put(&o, ",\"total_time_ms\":", 17);
+    put_ms3(&o, (uint64_t)r->total_us);
+    put(&o, "}\n", 2);
     return o.n;
 }
 

@@ -41,6 +41,25 @@ static void test_accesslog_format(void)
     n = gh_accesslog_format(line, sizeof line, &r);
     line[n] = 0;
     CHECK(strstr(line, "\"upstream\":null,\"upstream_time_ms\":null") != NULL);
+
+    /* the numbers are written without printf: the same text as printf's, at the edges too */
+    static const uint64_t us[] = {0, 1, 9, 10, 999, 1000, 1001, 123456789, 18446744073709551615ull};
+    for (size_t i = 0; i < sizeof us / sizeof us[0]; i++) {
+        char want[64];
+        r.total_us = us[i];
+        r.bytes_out = us[i];
+        r.time_ms = 1700000000000ull + i * 1001; /* other seconds and milliseconds */
+        n = gh_accesslog_format(line, sizeof line, &r);
+        line[n] = 0;
+        snprintf(want, sizeof want, "\"total_time_ms\":%llu.%03llu}", (unsigned long long)(us[i] / 1000),
+                 (unsigned long long)(us[i] % 1000));
+        CHECK(strstr(line, want) != NULL);
+        snprintf(want, sizeof want, "\"bytes_out\":%llu,", (unsigned long long)us[i]);
+        CHECK(strstr(line, want) != NULL);
+        unsigned ms = (unsigned)((1700000000000ull + i * 1001) % 1000);
+        snprintf(want, sizeof want, ".%03uZ\"", ms);
+        CHECK(strstr(line, want) != NULL);
+    }
 }
 
 static void test_accesslog_bounded(void)
