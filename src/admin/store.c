@@ -1,5 +1,6 @@
 /* store.c: see store.h. */
 #include "admin/store.h"
+#include "core/path.h"
 
 #include <errno.h>
 #include <libpq-fe.h>
@@ -221,24 +222,6 @@ int gh_store_wait(gh_store_t *s, int ms)
     return got;
 }
 
-/* mkdir -p of path's directory */
-static void make_parent(const char *path)
-{
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (!slash || slash == dir)
-        return;
-    *slash = 0;
-    for (char *p = dir + 1; *p; p++)
-        if (*p == '/') {
-            *p = 0;
-            mkdir(dir, 0750);
-            *p = '/';
-        }
-    mkdir(dir, 0750);
-}
-
 static int migrate(gh_store_t *s)
 {
     if (gh_store_begin(s) < 0)
@@ -303,7 +286,7 @@ gh_store_t *gh_store_open(const char *url, char *err, size_t errlen)
         gh_store_exec(s, "SET client_min_messages TO warning", 0, NULL, NULL);
     } else {
         const char *path = !strncmp(url, "sqlite:", 7) ? url + 7 : url;
-        make_parent(path);
+        gh_mkdir_parents(path);
         if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL) !=
             SQLITE_OK) {
             snprintf(err, errlen, "cannot open %s: %s", path, s->db ? sqlite3_errmsg(s->db) : "out of memory");

@@ -1,5 +1,6 @@
 /* exp.c: see exp.h. */
 #include "experiments/exp.h"
+#include "core/path.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -470,28 +471,9 @@ static const char SCHEMA[] =
     " metric TEXT NOT NULL, num REAL NOT NULL, den REAL NOT NULL,"
     " PRIMARY KEY(tenant, experiment, unit_h, metric)) WITHOUT ROWID;";
 
-/* The store's directory, made when missing (as mkdir -p), so that a relative default such as
- * build/x.db works from a fresh checkout. */
-static void make_parent(const char *path)
-{
-    char dir[1024];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (!slash || slash == dir)
-        return;
-    *slash = 0;
-    for (char *p = dir + 1; *p; p++)
-        if (*p == '/') {
-            *p = 0;
-            mkdir(dir, 0750);
-            *p = '/';
-        }
-    mkdir(dir, 0750);
-}
-
 static int db_open(const char *path, char *err, size_t errcap)
 {
-    make_parent(path);
+    gh_mkdir_parents(path);
     int rc = sqlite3_open_v2(path, &P.db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
         snprintf(err, errcap, "experiments store %s: %s", path, P.db ? sqlite3_errmsg(P.db) : sqlite3_errstr(rc));

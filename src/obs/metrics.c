@@ -139,15 +139,7 @@ void gh_metrics_reload(int ok)
     __atomic_add_fetch(ok ? &reloads_ok : &reloads_failed, 1, __ATOMIC_RELAXED);
 }
 
-/* A growing string for rendering. */
-typedef struct {
-    char *p;
-    size_t n, cap;
-    int oom;
-} sb_t;
-
-static void sb_printf(sb_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(sb_t *b, const char *fmt, ...)
+void gh_text_printf(gh_text_t *b, const char *fmt, ...)
 {
     for (;;) {
         if (b->oom)
@@ -171,8 +163,7 @@ static void sb_printf(sb_t *b, const char *fmt, ...)
     }
 }
 
-/* Label values are config names (validated), but escape anyway per the exposition format. */
-static const char *esc(const char *s, char *out, size_t cap)
+const char *gh_metrics_esc(const char *s, char *out, size_t cap)
 {
     size_t o = 0;
     for (; *s && o + 3 < cap; s++) {
@@ -197,54 +188,54 @@ static const char *esc(const char *s, char *out, size_t cap)
 
 char *gh_metrics_render(size_t *len)
 {
-    sb_t b = {.p = malloc(16384), .cap = 16384};
+    gh_text_t b = {.p = malloc(16384), .cap = 16384};
     if (!b.p)
         return NULL;
     b.p[0] = 0;
     char t1[256], t2[256];
     pthread_mutex_lock(&reg_lock);
 
-    sb_printf(&b, "# HELP gatehouse_requests_total Requests answered, by tenant, route and status class.\n"
+    gh_text_printf(&b, "# HELP gatehouse_requests_total Requests answered, by tenant, route and status class.\n"
                   "# TYPE gatehouse_requests_total counter\n");
     for (gh_route_stats_t *s = routes; s; s = s->next)
         for (int c = 0; c < 5; c++) {
             SUM(v, s->slot[i_].code[c]);
-            sb_printf(&b, "gatehouse_requests_total{tenant=\"%s\",route=\"%s\",code=\"%dxx\"} %llu\n",
-                      esc(s->tenant, t1, sizeof t1), esc(s->route, t2, sizeof t2), c + 1,
+            gh_text_printf(&b, "gatehouse_requests_total{tenant=\"%s\",route=\"%s\",code=\"%dxx\"} %llu\n",
+                      gh_metrics_esc(s->tenant, t1, sizeof t1), gh_metrics_esc(s->route, t2, sizeof t2), c + 1,
                       (unsigned long long)v);
         }
-    sb_printf(&b, "# HELP gatehouse_request_duration_seconds Time from the first byte of a request to its last response byte.\n"
+    gh_text_printf(&b, "# HELP gatehouse_request_duration_seconds Time from the first byte of a request to its last response byte.\n"
                   "# TYPE gatehouse_request_duration_seconds histogram\n");
     for (gh_route_stats_t *s = routes; s; s = s->next) {
         uint64_t cum = 0;
-        esc(s->tenant, t1, sizeof t1);
-        esc(s->route, t2, sizeof t2);
+        gh_metrics_esc(s->tenant, t1, sizeof t1);
+        gh_metrics_esc(s->route, t2, sizeof t2);
         for (int h = 0; h < GH_HIST_BUCKETS; h++) {
             SUM(v, s->slot[i_].hist[h]);
             cum += v;
-            sb_printf(&b, "gatehouse_request_duration_seconds_bucket{tenant=\"%s\",route=\"%s\",le=\"%s\"} %llu\n",
+            gh_text_printf(&b, "gatehouse_request_duration_seconds_bucket{tenant=\"%s\",route=\"%s\",le=\"%s\"} %llu\n",
                       t1, t2, bucket_le[h], (unsigned long long)cum);
         }
         SUM(sum, s->slot[i_].sum_us);
-        sb_printf(&b, "gatehouse_request_duration_seconds_sum{tenant=\"%s\",route=\"%s\"} %.6f\n", t1, t2,
+        gh_text_printf(&b, "gatehouse_request_duration_seconds_sum{tenant=\"%s\",route=\"%s\"} %.6f\n", t1, t2,
                   (double)sum / 1e6);
-        sb_printf(&b, "gatehouse_request_duration_seconds_count{tenant=\"%s\",route=\"%s\"} %llu\n", t1, t2,
+        gh_text_printf(&b, "gatehouse_request_duration_seconds_count{tenant=\"%s\",route=\"%s\"} %llu\n", t1, t2,
                   (unsigned long long)cum);
     }
-    sb_printf(&b, "# HELP gatehouse_request_bytes_total Bytes received from clients (in) and sent to them (out).\n"
+    gh_text_printf(&b, "# HELP gatehouse_request_bytes_total Bytes received from clients (in) and sent to them (out).\n"
                   "# TYPE gatehouse_request_bytes_total counter\n");
     for (gh_route_stats_t *s = routes; s; s = s->next) {
         SUM(in, s->slot[i_].bytes_in);
         SUM(out, s->slot[i_].bytes_out);
-        esc(s->tenant, t1, sizeof t1);
-        esc(s->route, t2, sizeof t2);
-        sb_printf(&b, "gatehouse_request_bytes_total{tenant=\"%s\",route=\"%s\",direction=\"in\"} %llu\n", t1, t2,
+        gh_metrics_esc(s->tenant, t1, sizeof t1);
+        gh_metrics_esc(s->route, t2, sizeof t2);
+        gh_text_printf(&b, "gatehouse_request_bytes_total{tenant=\"%s\",route=\"%s\",direction=\"in\"} %llu\n", t1, t2,
                   (unsigned long long)in);
-        sb_printf(&b, "gatehouse_request_bytes_total{tenant=\"%s\",route=\"%s\",direction=\"out\"} %llu\n", t1, t2,
+        gh_text_printf(&b, "gatehouse_request_bytes_total{tenant=\"%s\",route=\"%s\",direction=\"out\"} %llu\n", t1, t2,
                   (unsigned long long)out);
     }
 
-    sb_printf(&b, "# HELP gatehouse_cache_requests_total Requests on caching routes, by cache result.\n"
+    gh_text_printf(&b, "# HELP gatehouse_cache_requests_total Requests on caching routes, by cache result.\n"
                   "# TYPE gatehouse_cache_requests_total counter\n");
     for (gh_route_stats_t *s = routes; s; s = s->next) {
         uint64_t any = 0;
@@ -254,11 +245,11 @@ char *gh_metrics_render(size_t *len)
         }
         if (!any)
             continue;
-        esc(s->tenant, t1, sizeof t1);
-        esc(s->route, t2, sizeof t2);
+        gh_metrics_esc(s->tenant, t1, sizeof t1);
+        gh_metrics_esc(s->route, t2, sizeof t2);
         for (int k = 1; k < 7; k++) {
             SUM(v, s->slot[i_].cache[k]);
-            sb_printf(&b, "gatehouse_cache_requests_total{tenant=\"%s\",route=\"%s\",result=\"%s\"} %llu\n", t1, t2,
+            gh_text_printf(&b, "gatehouse_cache_requests_total{tenant=\"%s\",route=\"%s\",result=\"%s\"} %llu\n", t1, t2,
                       gh_cache_result_names[k], (unsigned long long)v);
         }
     }
@@ -280,17 +271,17 @@ char *gh_metrics_render(size_t *len)
         {"gatehouse_upstream_tls_failures_total", "TLS handshakes with the pool's backends that failed (verification, protocol).", offsetof(gh_upstream_slot_t, tls_failures)},
     };
     for (size_t k = 0; k < GH_ARRAY_LEN(ups); k++) {
-        sb_printf(&b, "# HELP %s %s\n# TYPE %s counter\n", ups[k].name, ups[k].help, ups[k].name);
+        gh_text_printf(&b, "# HELP %s %s\n# TYPE %s counter\n", ups[k].name, ups[k].help, ups[k].name);
         for (gh_upstream_stats_t *s = upstreams; s; s = s->next) {
             SUM(v, *(uint64_t *)((char *)&s->slot[i_] + ups[k].off));
-            sb_printf(&b, "%s{upstream=\"%s\"} %llu\n", ups[k].name, esc(s->name, t1, sizeof t1),
+            gh_text_printf(&b, "%s{upstream=\"%s\"} %llu\n", ups[k].name, gh_metrics_esc(s->name, t1, sizeof t1),
                       (unsigned long long)v);
         }
     }
-    sb_printf(&b, "# HELP gatehouse_upstream_active_connections Open connections to the pool's backends.\n"
+    gh_text_printf(&b, "# HELP gatehouse_upstream_active_connections Open connections to the pool's backends.\n"
                   "# TYPE gatehouse_upstream_active_connections gauge\n");
     for (gh_upstream_stats_t *s = upstreams; s; s = s->next)
-        sb_printf(&b, "gatehouse_upstream_active_connections{upstream=\"%s\"} %u\n", esc(s->name, t1, sizeof t1),
+        gh_text_printf(&b, "gatehouse_upstream_active_connections{upstream=\"%s\"} %u\n", gh_metrics_esc(s->name, t1, sizeof t1),
                   __atomic_load_n(&s->live.conns, __ATOMIC_RELAXED));
     pthread_mutex_unlock(&reg_lock);
 
@@ -315,13 +306,13 @@ char *gh_metrics_render(size_t *len)
     };
     for (size_t k = 0; k < GH_ARRAY_LEN(th); k++) {
         SUM(v, *(uint64_t *)((char *)&threads[i_] + th[k].off));
-        sb_printf(&b, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", th[k].name, th[k].help, th[k].name, th[k].type,
+        gh_text_printf(&b, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", th[k].name, th[k].help, th[k].name, th[k].type,
                   th[k].name, (unsigned long long)v);
     }
     { /* tracing (obs/trace.c): zero when it is off */
         gh_trace_stats_t ts;
         gh_trace_stats(&ts);
-        sb_printf(&b,
+        gh_text_printf(&b,
                   "# HELP gatehouse_trace_spans_exported_total Spans the OTLP collector accepted.\n"
                   "# TYPE gatehouse_trace_spans_exported_total counter\ngatehouse_trace_spans_exported_total %llu\n"
                   "# HELP gatehouse_trace_spans_dropped_total Spans lost: a worker's ring was full, or an export failed after its retries.\n"
@@ -336,11 +327,11 @@ char *gh_metrics_render(size_t *len)
                   (unsigned long long)ts.dropped_export, (unsigned long long)ts.exports_ok,
                   (unsigned long long)ts.exports_failed);
     }
-    sb_printf(&b, "# HELP gatehouse_parser_rejections_total Requests rejected by the HTTP/1 parser, by reason.\n"
+    gh_text_printf(&b, "# HELP gatehouse_parser_rejections_total Requests rejected by the HTTP/1 parser, by reason.\n"
                   "# TYPE gatehouse_parser_rejections_total counter\n");
     for (int e = gh_err_index(GH_EH1_METHOD); e <= gh_err_index(GH_EH1_STATUS); e++) {
         SUM(v, threads[i_].parser_rejections[e]);
-        sb_printf(&b, "gatehouse_parser_rejections_total{reason=\"%s\"} %llu\n", gh_err_name(-e),
+        gh_text_printf(&b, "gatehouse_parser_rejections_total{reason=\"%s\"} %llu\n", gh_err_name(-e),
                   (unsigned long long)v);
     }
     static const char *const h2kinds[] = {
@@ -348,19 +339,19 @@ char *gh_metrics_render(size_t *len)
         GH_H2_PROTECTIONS(X)
 #undef X
     };
-    sb_printf(&b, "# HELP gatehouse_h2_protections_total HTTP/2 connections or streams cut by a protection, by attack kind.\n"
+    gh_text_printf(&b, "# HELP gatehouse_h2_protections_total HTTP/2 connections or streams cut by a protection, by attack kind.\n"
                   "# TYPE gatehouse_h2_protections_total counter\n");
     for (int k = 0; k < GH_H2P__COUNT; k++) {
         SUM(v, threads[i_].h2_protections[k]);
-        sb_printf(&b, "gatehouse_h2_protections_total{kind=\"%s\"} %llu\n", h2kinds[k], (unsigned long long)v);
+        gh_text_printf(&b, "gatehouse_h2_protections_total{kind=\"%s\"} %llu\n", h2kinds[k], (unsigned long long)v);
     }
-    sb_printf(&b, "# HELP gatehouse_config_reloads_total Configuration reloads, by result.\n"
+    gh_text_printf(&b, "# HELP gatehouse_config_reloads_total Configuration reloads, by result.\n"
                   "# TYPE gatehouse_config_reloads_total counter\n"
                   "gatehouse_config_reloads_total{result=\"ok\"} %llu\n"
                   "gatehouse_config_reloads_total{result=\"error\"} %llu\n",
               (unsigned long long)__atomic_load_n(&reloads_ok, __ATOMIC_RELAXED),
               (unsigned long long)__atomic_load_n(&reloads_failed, __ATOMIC_RELAXED));
-    sb_printf(&b, "# HELP gatehouse_start_time_seconds Unix time the process started.\n"
+    gh_text_printf(&b, "# HELP gatehouse_start_time_seconds Unix time the process started.\n"
                   "# TYPE gatehouse_start_time_seconds gauge\ngatehouse_start_time_seconds %llu\n",
               (unsigned long long)start_time);
     if (b.oom) {

@@ -135,4 +135,14 @@ void gh_metrics_reload(int ok);
 /* Render everything as Prometheus text (malloc'd, *len set). NULL on ENOMEM. */
 char *gh_metrics_render(size_t *len);
 
+/* A growing text (Prometheus rendering): p malloc'd with cap bytes at first; oom once a grow failed. */
+typedef struct {
+    char *p;
+    size_t n, cap;
+    int oom;
+} gh_text_t;
+void gh_text_printf(gh_text_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A label value escaped per the exposition format (\\, \", \n) into out (cut to fit). */
+const char *gh_metrics_esc(const char *s, char *out, size_t cap);
+
 #endif

@@ -405,86 +405,39 @@ void gh_slo_stop(void)
 
 /* ---------------------------------------------------------------- reading */
 
-typedef struct {
-    char *p;
-    size_t n, cap;
-    int oom;
-} sb_t;
-
-static void sb_printf(sb_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(sb_t *b, const char *fmt, ...)
-{
-    for (;;) {
-        if (b->oom)
-            return;
-        va_list ap;
-        va_start(ap, fmt);
-        int m = vsnprintf(b->p + b->n, b->cap - b->n, fmt, ap);
-        va_end(ap);
-        if (m >= 0 && (size_t)m < b->cap - b->n) {
-            b->n += (size_t)m;
-            return;
-        }
-        size_t cap = b->cap * 2 + (size_t)(m > 0 ? m : 0);
-        char *np = realloc(b->p, cap);
-        if (!np) {
-            b->oom = 1;
-            return;
-        }
-        b->p = np;
-        b->cap = cap;
-    }
-}
-
-/* Names are validated configuration names; escape per the exposition format all the same. */
-static const char *esc(const char *s, char *out, size_t cap)
-{
-    size_t o = 0;
-    for (; *s && o + 3 < cap; s++) {
-        if (*s == '\\' || *s == '"' || *s == '\n') {
-            out[o++] = '\\';
-            out[o++] = *s == '\n' ? 'n' : *s;
-        } else {
-            out[o++] = *s;
-        }
-    }
-    out[o] = 0;
-    return out;
-}
-
 static const char *labels(const slo_t *s, char *out, size_t cap)
 {
     char t[300], r[300], n[300];
-    snprintf(out, cap, "tenant=\"%s\",route=\"%s\",slo=\"%s\"", esc(s->tenant, t, sizeof t), esc(s->route, r, sizeof r),
-             esc(s->name, n, sizeof n));
+    snprintf(out, cap, "tenant=\"%s\",route=\"%s\",slo=\"%s\"", gh_metrics_esc(s->tenant, t, sizeof t), gh_metrics_esc(s->route, r, sizeof r),
+             gh_metrics_esc(s->name, n, sizeof n));
     return out;
 }
 
 char *gh_slo_metrics(size_t *len)
 {
-    sb_t b = {.p = malloc(4096), .cap = 4096};
+    gh_text_t b = {.p = malloc(4096), .cap = 4096};
     if (!b.p)
         return NULL;
     b.p[0] = 0;
     char l[1024];
     pthread_mutex_lock(&lock);
-    sb_printf(&b, "# HELP gatehouse_slo_error_budget_remaining_ratio Share of the SLO window's error budget left (below 0: overspent).\n"
+    gh_text_printf(&b, "# HELP gatehouse_slo_error_budget_remaining_ratio Share of the SLO window's error budget left (below 0: overspent).\n"
                   "# TYPE gatehouse_slo_error_budget_remaining_ratio gauge\n");
     for (slo_t *s = slos; s; s = s->next)
         if (s->live)
-            sb_printf(&b, "gatehouse_slo_error_budget_remaining_ratio{%s} %.6f\n", labels(s, l, sizeof l), s->ev.budget);
-    sb_printf(&b, "# HELP gatehouse_slo_burn_rate Error rate over an alert window divided by the error budget rate (1 - target).\n"
+            gh_text_printf(&b, "gatehouse_slo_error_budget_remaining_ratio{%s} %.6f\n", labels(s, l, sizeof l), s->ev.budget);
+    gh_text_printf(&b, "# HELP gatehouse_slo_burn_rate Error rate over an alert window divided by the error budget rate (1 - target).\n"
                   "# TYPE gatehouse_slo_burn_rate gauge\n");
     for (slo_t *s = slos; s; s = s->next)
         for (int w = 0; s->live && w < GH_SLO_NWIN; w++)
-            sb_printf(&b, "gatehouse_slo_burn_rate{%s,window=\"%s\"} %.6f\n", labels(s, l, sizeof l),
+            gh_text_printf(&b, "gatehouse_slo_burn_rate{%s,window=\"%s\"} %.6f\n", labels(s, l, sizeof l),
                       gh_slo_window_names[w], s->ev.burn[w]);
-    sb_printf(&b, "# HELP gatehouse_slo_alert Whether a multi-window burn-rate alert fires (1) or not (0).\n"
+    gh_text_printf(&b, "# HELP gatehouse_slo_alert Whether a multi-window burn-rate alert fires (1) or not (0).\n"
                   "# TYPE gatehouse_slo_alert gauge\n");
     for (slo_t *s = slos; s; s = s->next)
         if (s->live) {
             labels(s, l, sizeof l);
-            sb_printf(&b, "gatehouse_slo_alert{%s,severity=\"page\"} %d\ngatehouse_slo_alert{%s,severity=\"ticket\"} %d\n", l,
+            gh_text_printf(&b, "gatehouse_slo_alert{%s,severity=\"page\"} %d\ngatehouse_slo_alert{%s,severity=\"ticket\"} %d\n", l,
                       s->page, l, s->ticket);
         }
     pthread_mutex_unlock(&lock);
