@@ -1076,6 +1076,40 @@ static json_t *body_object(ctx_t *x, int patch)
     return b;
 }
 
+/* If-Match against the representation cur (NULL: absent): 0 when it holds, else 1 after
+ * answering 412. */
+static int precondition_failed(ctx_t *x, const json_t *cur, const char *what)
+{
+    char et[40];
+    if (cur)
+        gh_cp_etag(cur, et);
+    if (if_match_ok(x->m, cur ? et : NULL))
+        return 0;
+    char d[160];
+    snprintf(d, sizeof d, "the %s changed since you read it (If-Match)", what);
+    problem(x, 412, "precondition-failed", "Precondition Failed", d);
+    return 1;
+}
+
+/* The document a PUT or PATCH makes of cur (NULL: absent): the body, or cur with the body merged
+ * into it (RFC 7396); a "[redacted]" private key keeps cur's. NULL after answering 400/415. */
+static json_t *new_doc(ctx_t *x, const json_t *cur)
+{
+    int patch = x->m->method_id == GH_M_PATCH;
+    json_t *b = body_object(x, patch);
+    if (!b)
+        return NULL;
+    json_t *nd = b;
+    if (patch) { /* PATCH needs cur: absent is 404 before this */
+        nd = json_deep_copy(cur);
+        merge_patch(nd, b);
+        json_decref(b);
+    }
+    if (cur)
+        restore_redacted(nd, cur);
+    return nd;
+}
+
 /* Extend path at (of size cap, now of length len) by a key or an element: ".key", or
  * "[name]" for an array element known by name/id, else "[i]". */
 static size_t path_push(char *at, size_t cap, size_t len, const char *key, const json_t *elem, size_t i)
@@ -1632,13 +1666,8 @@ static void tenants_request(ctx_t *x)
         return not_found(x, "tenant");
     if (forbidden(x, GH_SCOPE_WRITE) || (file && file_managed(x, name)) || !need_store(x))
         return;
-    char et[40];
-    if (doc)
-        gh_cp_etag(doc, et);
-    if (!if_match_ok(x->m, doc ? et : NULL)) {
-        problem(x, 412, "precondition-failed", "Precondition Failed", "the tenant changed since you read it (If-Match)");
+    if (precondition_failed(x, doc, "tenant"))
         return;
-    }
     json_t *work = json_deep_copy(cp.state);
     json_t *wt = json_object_get(work, "tenants");
     if (meth == GH_M_DELETE) {
@@ -1653,21 +1682,11 @@ static void tenants_request(ctx_t *x)
         write_change(x, work, "delete", name, res, &ans);
         return;
     }
-    json_t *b = body_object(x, meth == GH_M_PATCH);
-    if (!b) {
+    json_t *nd = new_doc(x, doc);
+    if (!nd) {
         json_decref(work);
         return;
     }
-    json_t *nd;
-    if (meth == GH_M_PATCH) {
-        nd = json_deep_copy(doc);
-        merge_patch(nd, b);
-        json_decref(b);
-    } else {
-        nd = b;
-    }
-    if (doc)
-        restore_redacted(nd, doc);
     const char *bn = json_string_value(json_object_get(nd, "name"));
     if (json_object_get(nd, "name") && (!bn || strcmp(bn, name))) {
         json_decref(nd);
@@ -1797,12 +1816,8 @@ static void coll_request(ctx_t *x, const coll_t *c, const char *id)
         return;
     }
     json_t *view = stored ? item_view(c, id, stored) : NULL;
-    char et[40];
-    if (view)
-        gh_cp_etag(view, et);
-    if (!if_match_ok(x->m, view ? et : NULL)) {
+    if (precondition_failed(x, view, c->one)) {
         json_decref(view);
-        problem(x, 412, "precondition-failed", "Precondition Failed", "the item changed since you read it (If-Match)");
         return;
     }
     json_t *work = json_deep_copy(cp.state);
@@ -1815,23 +1830,12 @@ static void coll_request(ctx_t *x, const coll_t *c, const char *id)
         write_change(x, work, "delete", x->seg[1], res, &ans);
         return;
     }
-    json_t *b = body_object(x, meth == GH_M_PATCH);
-    if (!b) {
-        json_decref(view);
+    json_t *nv = new_doc(x, view);
+    json_decref(view);
+    if (!nv) {
         json_decref(work);
         return;
     }
-    json_t *nv;
-    if (meth == GH_M_PATCH) {
-        nv = json_deep_copy(view);
-        merge_patch(nv, b);
-        json_decref(b);
-    } else {
-        nv = b;
-    }
-    if (view)
-        restore_redacted(nv, view);
-    json_decref(view);
     const char *bid = json_string_value(json_object_get(nv, c->key));
     if (json_object_get(nv, c->key) && (!bid || strcmp(bid, id))) {
         json_decref(nv);
@@ -1873,13 +1877,8 @@ static void single_request(ctx_t *x, const char *field)
         return not_found(x, field);
     if (forbidden(x, GH_SCOPE_WRITE) || (file && file_managed(x, x->seg[1])) || !need_store(x))
         return;
-    char et[40];
-    if (cur)
-        gh_cp_etag(cur, et);
-    if (!if_match_ok(x->m, cur ? et : NULL)) {
-        problem(x, 412, "precondition-failed", "Precondition Failed", "it changed since you read it (If-Match)");
+    if (precondition_failed(x, cur, field))
         return;
-    }
     json_t *work = json_deep_copy(cp.state);
     json_t *wd = json_object_get(json_object_get(work, "tenants"), x->seg[1]);
     if (meth == GH_M_DELETE) {
@@ -1888,19 +1887,11 @@ static void single_request(ctx_t *x, const char *field)
         write_change(x, work, "delete", x->seg[1], res, &ans);
         return;
     }
-    json_t *b = body_object(x, meth == GH_M_PATCH);
-    if (!b) {
+    json_t *nv = new_doc(x, cur);
+    if (!nv) {
         json_decref(work);
         return;
     }
-    json_t *nv = b;
-    if (meth == GH_M_PATCH) {
-        nv = json_deep_copy(cur);
-        merge_patch(nv, b);
-        json_decref(b);
-    }
-    if (cur)
-        restore_redacted(nv, cur);
     json_object_set(wd, field, nv);
     answer_t ans = {.status = cur ? 200 : 201, .body = nv};
     etag_headers(&ans, nv, cur ? NULL : res);

@@ -147,50 +147,25 @@ typedef struct {
     const uint8_t *p, *e;
 } wire_t;
 
-static int varint(wire_t *w, uint64_t *v)
-{
-    return gh_pb_varint(&w->p, w->e, v);
-}
-
 /* -1: malformed, too deep, or a string (a field of string type) holding a NUL byte */
 static int check_wire(const ProtobufCMessageDescriptor *d, wire_t w, int depth)
 {
     if (depth > GH_AGRPC_MAX_DEPTH)
         return -1;
     while (w.p < w.e) {
-        uint64_t tag, v;
-        if (varint(&w, &tag) < 0 || (tag >> 3) == 0 || (tag >> 3) > 0x1fffffff)
+        uint32_t field;
+        const uint8_t *p = NULL;
+        size_t v = 0;
+        int k = gh_pb_next(&w.p, w.e, &field, &p, &v);
+        if (k < 0)
             return -1;
-        switch (tag & 7) {
-        case 0:
-            if (varint(&w, &v) < 0)
-                return -1;
-            break;
-        case 1:
-            if (w.e - w.p < 8)
-                return -1;
-            w.p += 8;
-            break;
-        case 5:
-            if (w.e - w.p < 4)
-                return -1;
-            w.p += 4;
-            break;
-        case 2: {
-            if (varint(&w, &v) < 0 || v > (uint64_t)(w.e - w.p))
-                return -1;
-            wire_t body = {w.p, w.p + v};
-            const ProtobufCFieldDescriptor *f = d ? protobuf_c_message_descriptor_get_field(d, (unsigned)(tag >> 3)) : NULL;
-            if (f && f->type == PROTOBUF_C_TYPE_MESSAGE && check_wire(f->descriptor, body, depth + 1) < 0)
-                return -1;
-            if (f && f->type == PROTOBUF_C_TYPE_STRING && memchr(body.p, 0, v))
-                return -1;
-            w.p += v;
-            break;
-        }
-        default: /* groups: in no message here */
+        if (!k)
+            continue;
+        const ProtobufCFieldDescriptor *f = d ? protobuf_c_message_descriptor_get_field(d, field) : NULL;
+        if (f && f->type == PROTOBUF_C_TYPE_MESSAGE && check_wire(f->descriptor, (wire_t){p, p + v}, depth + 1) < 0)
             return -1;
-        }
+        if (f && f->type == PROTOBUF_C_TYPE_STRING && memchr(p, 0, v))
+            return -1;
     }
     return 0;
 }

@@ -40,46 +40,18 @@ typedef struct {
     const uint8_t *p, *e;
 } wire_t;
 
-static int varint(wire_t *w, uint64_t *v)
-{
-    return gh_pb_varint(&w->p, w->e, v);
-}
-
 /* Walk the fields of one message; sub(field, body, depth) for length-delimited fields. */
 typedef int (*sub_fn)(uint32_t field, wire_t body, int depth);
 
 static int walk(wire_t w, int depth, sub_fn sub)
 {
     while (w.p < w.e) {
-        uint64_t tag, v;
-        if (varint(&w, &tag) < 0)
+        uint32_t field;
+        const uint8_t *body = NULL;
+        size_t len = 0;
+        int k = gh_pb_next(&w.p, w.e, &field, &body, &len);
+        if (k < 0 || (k && sub && sub(field, (wire_t){body, body + len}, depth) < 0))
             return -1;
-        uint32_t field = (uint32_t)(tag >> 3);
-        switch (tag & 7) {
-        case 0:
-            if (varint(&w, &v) < 0)
-                return -1;
-            break;
-        case 1:
-            if (w.e - w.p < 8)
-                return -1;
-            w.p += 8;
-            break;
-        case 5:
-            if (w.e - w.p < 4)
-                return -1;
-            w.p += 4;
-            break;
-        case 2:
-            if (varint(&w, &v) < 0 || v > (uint64_t)(w.e - w.p))
-                return -1;
-            if (sub && sub(field, (wire_t){w.p, w.p + v}, depth) < 0)
-                return -1;
-            w.p += v;
-            break;
-        default: /* groups: not in these messages */
-            return -1;
-        }
     }
     return 0;
 }

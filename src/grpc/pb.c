@@ -185,6 +185,37 @@ int gh_pb_varint(const uint8_t **p, const uint8_t *e, uint64_t *v)
     return -1;
 }
 
+int gh_pb_next(const uint8_t **p, const uint8_t *e, uint32_t *field, const uint8_t **body, size_t *len)
+{
+    uint64_t tag, v;
+    if (gh_pb_varint(p, e, &tag) < 0 || (tag >> 3) == 0 || (tag >> 3) > 0x1fffffff)
+        return -1;
+    *field = (uint32_t)(tag >> 3);
+    switch (tag & 7) {
+    case 0:
+        return gh_pb_varint(p, e, &v) < 0 ? -1 : 0;
+    case 1:
+        if (e - *p < 8)
+            return -1;
+        *p += 8;
+        return 0;
+    case 5:
+        if (e - *p < 4)
+            return -1;
+        *p += 4;
+        return 0;
+    case 2:
+        if (gh_pb_varint(p, e, &v) < 0 || v > (uint64_t)(e - *p))
+            return -1;
+        *body = *p;
+        *len = (size_t)v;
+        *p += v;
+        return 1;
+    default: /* groups: in no message here */
+        return -1;
+    }
+}
+
 int gh_grpc_frame(const ProtobufCMessage *m, uint8_t **out, size_t *len)
 {
     size_t n = protobuf_c_message_get_packed_size(m);

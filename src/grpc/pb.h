@@ -41,6 +41,11 @@ json_t *gh_pb_value_json(const Google__Protobuf__Value *v, int flags);
 /* A protobuf varint from *p (advanced), not past e: 0, or -1 when cut short or too long. */
 int gh_pb_varint(const uint8_t **p, const uint8_t *e, uint64_t *v);
 
+/* The next field of a message on the wire at *p (advanced past it), not past e: 1 with its
+ * number and, for a length-delimited field, its bytes in *body and *len; 0 for a scalar field (skipped);
+ * -1 when malformed (cut short, field number 0 or over 2^29-1, a group). */
+int gh_pb_next(const uint8_t **p, const uint8_t *e, uint32_t *field, const uint8_t **body, size_t *len);
+
 /* One message with its 5-byte gRPC prefix (malloc'd). -1: no memory. */
 int gh_grpc_frame(const ProtobufCMessage *m, uint8_t **out, size_t *len);
 /* "grpc-status: N\r\n" [+ "grpc-message: percent-encoded msg\r\n"] [+ meta lines]. */
