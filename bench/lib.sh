@@ -630,7 +630,7 @@ parse_wrk_full() {
 overhead_measure() {
     local name=$1 conf=$2 port=$3 round=$4 t0 t1 out=$TMPD/wrk-$1-$4.txt
     shift 4
-    start_system gatehouse "$conf" "$port" || die "gatehouse ($name) did not start"
+    start_system "${OVERHEAD_SYS:-gatehouse}" "$conf" "$port" || die "${OVERHEAD_SYS:-gatehouse} ($name) did not start"
     local pid=$SERVER_PID
     taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNS" -d1s "$@" "http://127.0.0.1:$port/small" >/dev/null 2>&1
     t0=$(tree_ticks "$pid"); t0=${t0%% *}

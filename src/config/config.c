@@ -15,11 +15,16 @@
 #include "config/config.h"
 #include "experiments/exp.h"
 
+/* Something built at load that the snapshot owns besides its arena (a flag set, a rule set):
+ * registered before it exists, so that no unwinding (longjmp on a full arena) can lose it. */
 struct gh_conf_owned {
     struct gh_conf_owned *next;
-    void *set; /* gh_flagset_t */
+    void *obj;
+    void (*free)(void *obj);
 };
 #include "flags/flags.h"
+#include "edge/lua.h"
+#include "rules/rules.h"
 #include "proxy/dns.h"
 
 #include <arpa/inet.h>
@@ -206,6 +211,17 @@ static char *tstrdup(ctx_t *x, const char *s)
     memcpy(p, s, n + 1);
     return p;
 }
+
+static struct gh_conf_owned *owned(ctx_t *x, void (*fn)(void *))
+{
+    struct gh_conf_owned *own = xalloc(x, sizeof *own);
+    own->free = fn;
+    own->next = x->c->owned;
+    x->c->owned = own;
+    return own;
+}
+
+static void free_flagset(void *set) { gh_flags_free(set); }
 
 /* A printable, quoted copy of s for messages (a few rotating buffers). */
 static const char *q(ctx_t *x, const char *s, size_t n)
@@ -2051,9 +2067,9 @@ static void parse_methods(ctx_t *x, yaml_node_t *n, gh_conf_route_t *r)
     }
 }
 
-static void parse_header_match(ctx_t *x, yaml_node_t *n, gh_conf_route_t *r)
+static void parse_header_match(ctx_t *x, yaml_node_t *n, gh_conf_header_match_t *arr, uint32_t *narr)
 {
-    gh_conf_header_match_t *h = &r->headers[r->nheaders];
+    gh_conf_header_match_t *h = &arr[*narr];
     field_t f[] = {F("name"), F("exact"), F("regex"), F("present")};
     if (!fields(x, n, f, GH_ARRAY_LEN(f)))
         return;
@@ -2102,7 +2118,7 @@ static void parse_header_match(ctx_t *x, yaml_node_t *n, gh_conf_route_t *r)
         }
     }
     if (ok)
-        r->nheaders++;
+        (*narr)++;
 }
 
 static void parse_match(ctx_t *x, yaml_node_t *n, gh_conf_route_t *r)
@@ -2153,7 +2169,7 @@ static void parse_match(ctx_t *x, yaml_node_t *n, gh_conf_route_t *r)
             r->headers = xalloc(x, (cnt ? cnt : 1) * sizeof *r->headers);
             for (size_t i = 0; i < cnt; i++) {
                 size_t o2 = path_idx(x, i);
-                parse_header_match(x, node(x, f[2].val->data.sequence.items.start[i]), r);
+                parse_header_match(x, node(x, f[2].val->data.sequence.items.start[i]), r->headers, &r->nheaders);
                 path_pop(x, o2);
             }
         }
@@ -3096,13 +3112,594 @@ static void parse_route_flag(ctx_t *x, yaml_node_t *n, gh_conf_route_t *r, gh_co
     r->flag = rf;
 }
 
+/* ---------------------------------------------------------------- request rules and edge functions */
+
+static void free_ruleset(void *rs) { gh_rules_free(rs); }
+
+/* Problems gh_rules_* report: at the YAML node that brought the rules (a file's or inline
+ * text's own line and column lead the message). */
+typedef struct {
+    ctx_t *x;
+    yaml_node_t *at;
+    const char *yaml_file; /* rules declared in the YAML itself: the error is placed at their line */
+} rules_err_t;
+
+static void rules_err(void *arg, const char *file, uint32_t line, uint32_t col, const char *msg)
+{
+    rules_err_t *e = arg;
+    if (e->yaml_file && file == e->yaml_file) {
+        errat(e->x, line, col, e->x->path, "%s", msg);
+        return;
+    }
+    if (line)
+        err(e->x, e->at, "%s:%u:%u: %s", file, line, col ? col : 1, msg);
+    else
+        err(e->x, e->at, "%s: %s", file, msg);
+}
+
+/* Netlify text for a site: {file: PATH} or {text: "..."} (tenant keys: text only). */
+static void parse_netlify(ctx_t *x, yaml_node_t *n, gh_ruleset_t *rs, int headers)
+{
+    field_t f[] = {F("file"), F("text")};
+    if (!fields(x, n, f, GH_ARRAY_LEN(f)))
+        return;
+    if (!!f[0].val == !!f[1].val) {
+        err(x, n, "give one of file (a Netlify %s file) or text (the same, inline)", headers ? "_headers" : "_redirects");
+        return;
+    }
+    char *name = NULL, *text = NULL;
+    size_t len = 0;
+    size_t o = path_key(x, f[0].val ? "file" : "text");
+    yaml_node_t *at = f[0].val ? f[0].val : f[1].val;
+    if (f[0].val) {
+        if (get_str(x, f[0].val, &name, NULL, false, false)) {
+            FILE *fp = fopen(name, "rb");
+            struct stat st;
+            if (!fp || fstat(fileno(fp), &st) < 0 || st.st_size > (16 << 20)) {
+                err(x, at, "cannot read %s: %s", q(x, name, strlen(name)), fp ? "over 16 MiB" : strerror(errno));
+            } else {
+                text = talloc(x, (size_t)st.st_size + 1);
+                len = fread(text, 1, (size_t)st.st_size, fp);
+                if (len != (size_t)st.st_size) {
+                    err(x, at, "cannot read %s", q(x, name, strlen(name)));
+                    text = NULL;
+                }
+            }
+            if (fp)
+                fclose(fp);
+        }
+    } else if (get_str(x, f[1].val, &text, &len, true, true)) {
+        char nm[64];
+        snprintf(nm, sizeof nm, "(inline %s)", headers ? "_headers" : "_redirects");
+        name = xstrndup(x, nm, strlen(nm));
+    }
+    if (text) {
+        rules_err_t e = {x, at, NULL};
+        char *fname = gh_rules_strdup(rs, name, strlen(name));
+        if (!fname)
+            longjmp(x->oom, 1);
+        if (headers)
+            gh_rules_netlify_headers(rs, fname, text, len, rules_err, &e);
+        else
+            gh_rules_netlify_redirects(rs, fname, text, len, rules_err, &e);
+    }
+    path_pop(x, o);
+}
+
+static char *rdup(ctx_t *x, gh_ruleset_t *rs, const char *p, size_t n)
+{
+    char *d = gh_rules_strdup(rs, p, n);
+    if (!d)
+        longjmp(x->oom, 1);
+    return d;
+}
+
+static void *ralloc(ctx_t *x, gh_ruleset_t *rs, size_t n)
+{
+    void *d = gh_rules_alloc(rs, n ? n : 1);
+    if (!d)
+        longjmp(x->oom, 1);
+    return d;
+}
+
+/* A string list (countries, languages, variants) into the rule set's memory. */
+static void rule_names(ctx_t *x, gh_ruleset_t *rs, field_t *f, int upper, int lower, char ***out, uint32_t *nout)
+{
+    if (!f->val)
+        return;
+    size_t o = path_key(x, f->name);
+    if (want_seq(x, f->val, true)) {
+        size_t cnt = seq_len(f->val);
+        *out = ralloc(x, rs, cnt * sizeof **out);
+        for (size_t i = 0; i < cnt; i++) {
+            yaml_node_t *v = node(x, f->val->data.sequence.items.start[i]);
+            size_t o2 = path_idx(x, i);
+            if (!is_scalar(v) || !printable(sv(v), sl(v)) || sl(v) > 64) {
+                err(x, v, "expected a name, got %s", is_scalar(v) ? q(x, sv(v), sl(v)) : kind(v));
+            } else {
+                char *d = rdup(x, rs, sv(v), sl(v));
+                for (char *p = d; *p; p++)
+                    *p = (char)(upper ? toupper((unsigned char)*p) : lower ? tolower((unsigned char)*p) : *p);
+                (*out)[(*nout)++] = d;
+            }
+            path_pop(x, o2);
+        }
+    }
+    path_pop(x, o);
+}
+
+static void rule_match(ctx_t *x, gh_ruleset_t *rs, yaml_node_t *n, gh_rule_t *r)
+{
+    field_t f[] = {F("path"),      F("host"),      F("methods"),   F("query"),   F("headers"),
+                   F("cookies"),   F("countries"), F("languages"), F("client_ip"), F("variant")};
+    if (!fields(x, n, f, GH_ARRAY_LEN(f)))
+        return;
+    char *s = NULL;
+    size_t len = 0;
+    if (f_str(x, &f[0], &s, &len, false)) {
+        if (s[0] != '/') {
+            size_t o = path_key(x, "path");
+            err(x, f[0].val, "a path pattern must start with \"/\"");
+            path_pop(x, o);
+        }
+        r->from = rdup(x, rs, s, len);
+    }
+    if (f_str(x, &f[1], &s, &len, false)) {
+        char *d = rdup(x, rs, s, len);
+        for (char *p = d; *p; p++)
+            *p = (char)tolower((unsigned char)*p);
+        r->host = d;
+    }
+    if (f[2].val) {
+        gh_conf_route_t tmp = {0};
+        size_t o = path_key(x, "methods");
+        parse_methods(x, f[2].val, &tmp);
+        path_pop(x, o);
+        r->methods = tmp.methods;
+    }
+    if (f[3].val) {
+        size_t o = path_key(x, "query");
+        if (want_map(x, f[3].val)) {
+            yaml_node_t *m = f[3].val;
+            size_t cnt = (size_t)(m->data.mapping.pairs.top - m->data.mapping.pairs.start);
+            r->query = ralloc(x, rs, cnt * sizeof *r->query);
+            for (yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top; p++) {
+                yaml_node_t *k = node(x, p->key), *v = node(x, p->value);
+                if (!is_scalar(k) || !printable(sv(k), sl(k))) {
+                    err(x, k, "expected a query parameter name");
+                } else if (!v || v->type != YAML_SCALAR_NODE) {
+                    err_key(x, k, sv(k), "expected a value (\":name\" captures it, \"\" any value)");
+                } else if (!dup_key(x, m, p, k)) {
+                    r->query[r->nquery++] = (gh_rule_query_t){rdup(x, rs, sv(k), sl(k)), rdup(x, rs, sv(v), sl(v))};
+                }
+            }
+        }
+        path_pop(x, o);
+    }
+    if (f[4].val) {
+        size_t o = path_key(x, "headers");
+        if (want_seq(x, f[4].val, true)) {
+            size_t cnt = seq_len(f[4].val);
+            r->headers = ralloc(x, rs, cnt * sizeof *r->headers);
+            for (size_t i = 0; i < cnt; i++) {
+                size_t o2 = path_idx(x, i);
+                parse_header_match(x, node(x, f[4].val->data.sequence.items.start[i]), r->headers, &r->nheaders);
+                path_pop(x, o2);
+            }
+        }
+        path_pop(x, o);
+    }
+    if (f[5].val) { /* cookies: {name: value} exact, {name: true} present */
+        size_t o = path_key(x, "cookies");
+        if (want_map(x, f[5].val)) {
+            yaml_node_t *m = f[5].val;
+            size_t cnt = (size_t)(m->data.mapping.pairs.top - m->data.mapping.pairs.start);
+            r->cookies = ralloc(x, rs, cnt * sizeof *r->cookies);
+            for (yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top; p++) {
+                yaml_node_t *k = node(x, p->key), *v = node(x, p->value);
+                int present = 0;
+                if (!is_scalar(k) || !is_token(sv(k), sl(k))) {
+                    err(x, k, "expected a cookie name");
+                    continue;
+                }
+                if (dup_key(x, m, p, k))
+                    continue;
+                size_t o2 = path_key(x, sv(k));
+                if (is_scalar(v) && v->data.scalar.style == YAML_PLAIN_SCALAR_STYLE && seq_eq(sv(v), sl(v), "true"))
+                    present = 1;
+                if (!present && !is_scalar(v))
+                    err(x, v, "expected the cookie's value, or true (present)");
+                else
+                    r->cookies[r->ncookies++] =
+                        (gh_rule_cookie_t){rdup(x, rs, sv(k), sl(k)), present ? NULL : rdup(x, rs, sv(v), sl(v))};
+                path_pop(x, o2);
+            }
+        }
+        path_pop(x, o);
+    }
+    rule_names(x, rs, &f[6], 1, 0, &r->countries, &r->ncountries);
+    rule_names(x, rs, &f[7], 0, 1, &r->languages, &r->nlanguages);
+    if (f[8].val) {
+        size_t o = path_key(x, "client_ip");
+        if (want_seq(x, f[8].val, true)) {
+            size_t cnt = seq_len(f[8].val);
+            r->cidrs = ralloc(x, rs, cnt * sizeof *r->cidrs);
+            for (size_t i = 0; i < cnt; i++) {
+                yaml_node_t *v = node(x, f[8].val->data.sequence.items.start[i]);
+                size_t o2 = path_idx(x, i);
+                char msg[128];
+                if (!is_scalar(v))
+                    err(x, v, "expected an address or CIDR, got %s", kind(v));
+                else if (parse_cidr(sv(v), sl(v), &r->cidrs[r->ncidrs], msg, sizeof msg))
+                    err(x, v, "bad CIDR %s: %s", q(x, sv(v), sl(v)), msg);
+                else
+                    r->ncidrs++;
+                path_pop(x, o2);
+            }
+        }
+        path_pop(x, o);
+    }
+    if (f[9].val) { /* variant: {flag: NAME, in: [v1, v2]} */
+        size_t o = path_key(x, "variant");
+        field_t g[] = {F("flag"), F("in")};
+        if (fields(x, f[9].val, g, GH_ARRAY_LEN(g))) {
+            if (!g[0].val || !g[1].val)
+                err(x, f[9].val, "a variant condition needs flag and in (the variants that match)");
+            if (f_str(x, &g[0], &s, &len, false))
+                r->flag = rdup(x, rs, s, len);
+            rule_names(x, rs, &g[1], 0, 0, &r->variants, &r->nvariants);
+        }
+        path_pop(x, o);
+    }
+}
+
+/* request_headers / response_headers: {set: {N: V}, append: {N: V}, remove: [N]} */
+static void rule_hedits(ctx_t *x, gh_ruleset_t *rs, field_t *fh, int resp, gh_rule_t *r, uint32_t cap)
+{
+    if (!fh->val)
+        return;
+    size_t o = path_key(x, fh->name);
+    field_t f[] = {F("set"), F("append"), F("remove")};
+    if (fields(x, fh->val, f, GH_ARRAY_LEN(f))) {
+        for (int k = 0; k < 2; k++) {
+            if (!f[k].val)
+                continue;
+            gh_conf_kv_t *kv = NULL;
+            uint32_t nkv = 0;
+            size_t o2 = path_key(x, f[k].name);
+            parse_header_map(x, f[k].val, &kv, &nkv);
+            path_pop(x, o2);
+            for (uint32_t i = 0; i < nkv && r->nedits < cap; i++)
+                r->edits[r->nedits++] = (gh_rule_hedit_t){(uint8_t)(k ? GH_HE_APPEND : GH_HE_SET), (uint8_t)resp,
+                                                          rdup(x, rs, kv[i].name, kv[i].name_len), kv[i].name_len,
+                                                          rdup(x, rs, kv[i].value, kv[i].value_len), kv[i].value_len};
+        }
+        if (f[2].val) {
+            char **names = NULL;
+            uint32_t nn = 0;
+            parse_names(x, &f[2], false, &names, &nn);
+            for (uint32_t i = 0; i < nn && r->nedits < cap; i++)
+                r->edits[r->nedits++] = (gh_rule_hedit_t){GH_HE_REMOVE, (uint8_t)resp, rdup(x, rs, names[i],
+                                                          strlen(names[i])), strlen(names[i]), rdup(x, rs, "", 0), 0};
+        }
+    }
+    path_pop(x, o);
+}
+
+static size_t hedit_count(ctx_t *x, yaml_node_t *n)
+{
+    size_t cnt = 0;
+    if (!n || n->type != YAML_MAPPING_NODE)
+        return 0;
+    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+        yaml_node_t *v = node(x, p->value);
+        if (v && v->type == YAML_MAPPING_NODE)
+            cnt += (size_t)(v->data.mapping.pairs.top - v->data.mapping.pairs.start);
+        else if (v && v->type == YAML_SEQUENCE_NODE)
+            cnt += seq_len(v);
+    }
+    return cnt;
+}
+
+static const gh_conf_upstream_t *find_upstream(const gh_conf_t *c, const char *name)
+{
+    for (uint32_t i = 0; i < c->nupstreams; i++)
+        if (strcmp(c->upstreams[i].name, name) == 0)
+            return &c->upstreams[i];
+    return NULL;
+}
+
+/* One YAML rule: match, one of redirect / rewrite / respond (or none: header edits only),
+ * request_headers, response_headers, force. */
+static void parse_rule(ctx_t *x, gh_ruleset_t *rs, yaml_node_t *n)
+{
+    field_t f[] = {F("match"),           F("redirect"),         F("rewrite"), F("respond"),
+                   F("request_headers"), F("response_headers"), F("force")};
+    if (!fields(x, n, f, GH_ARRAY_LEN(f)))
+        return;
+    gh_rule_t *r = gh_rules_add(rs);
+    if (!r)
+        longjmp(x->oom, 1);
+    r->file = x->file;
+    r->line = (uint32_t)n->start_mark.line + 1;
+    r->force = 1;
+    f_bool(x, &f[6], &r->force);
+    if (f[0].val) {
+        size_t o = path_key(x, "match");
+        rule_match(x, rs, f[0].val, r);
+        path_pop(x, o);
+    }
+    if (!!f[1].val + !!f[2].val + !!f[3].val > 1)
+        err(x, n, "a rule has at most one of redirect, rewrite or respond");
+    char *s = NULL;
+    size_t len = 0;
+    if (f[1].val || f[2].val) {
+        int redirect = f[1].val != NULL;
+        size_t o = path_key(x, redirect ? "redirect" : "rewrite");
+        field_t g[] = {F("to"), F("status"), F("upstream")};
+        if (fields(x, f[redirect ? 1 : 2].val, g, redirect ? 2 : 3)) {
+            r->action = redirect ? GH_RULE_REDIRECT : GH_RULE_REWRITE;
+            r->status = redirect ? 301 : 200;
+            uint32_t st;
+            if (f_u32(x, &g[1], redirect ? 301 : 200, redirect ? 308 : 599, &st))
+                r->status = (int)st;
+            if (!g[0].val && !(g[2].val && !redirect))
+                missing(x, f[redirect ? 1 : 2].val, "to");
+            if (f_str(x, &g[0], &s, &len, false))
+                r->to = rdup(x, rs, s, len);
+            if (f_str(x, &g[2], &s, &len, false)) {
+                r->upstream_name = rdup(x, rs, s, len);
+                r->upstream = find_upstream(x->c, s);
+                if (!r->upstream) {
+                    size_t o2 = path_key(x, "upstream");
+                    err(x, g[2].val, "unknown upstream %s", q(x, s, len));
+                    path_pop(x, o2);
+                }
+            }
+        }
+        path_pop(x, o);
+    }
+    if (f[3].val) {
+        size_t o = path_key(x, "respond");
+        field_t g[] = {F("status"), F("body"), F("headers"), F("content_type")};
+        if (fields(x, f[3].val, g, GH_ARRAY_LEN(g))) {
+            r->action = GH_RULE_RESPOND;
+            r->status = 200;
+            uint32_t st;
+            if (f_u32(x, &g[0], 200, 599, &st))
+                r->status = (int)st;
+            r->body = rdup(x, rs, "", 0);
+            if (g[1].val) {
+                size_t o2 = path_key(x, "body");
+                if (get_str(x, g[1].val, &s, &len, true, true)) {
+                    r->body = rdup(x, rs, s, len);
+                    r->body_len = len;
+                }
+                path_pop(x, o2);
+            }
+            if (f_str(x, &g[3], &s, &len, false)) {
+                if (!valid_field_value(s, len))
+                    err(x, g[3].val, "content_type must not contain control characters");
+                r->ctype = rdup(x, rs, s, len);
+            }
+            size_t cap = hedit_count(x, f[4].val) + hedit_count(x, f[5].val) +
+                         (g[2].val && g[2].val->type == YAML_MAPPING_NODE
+                              ? (size_t)(g[2].val->data.mapping.pairs.top - g[2].val->data.mapping.pairs.start)
+                              : 0);
+            r->edits = ralloc(x, rs, cap * sizeof *r->edits);
+            if (g[2].val) {
+                gh_conf_kv_t *kv = NULL;
+                uint32_t nkv = 0;
+                size_t o2 = path_key(x, "headers");
+                parse_header_map(x, g[2].val, &kv, &nkv);
+                path_pop(x, o2);
+                for (uint32_t i = 0; i < nkv; i++)
+                    r->edits[r->nedits++] = (gh_rule_hedit_t){GH_HE_SET, 1, rdup(x, rs, kv[i].name, kv[i].name_len),
+                                                              kv[i].name_len, rdup(x, rs, kv[i].value, kv[i].value_len),
+                                                              kv[i].value_len};
+            }
+            rule_hedits(x, rs, &f[4], 0, r, (uint32_t)cap);
+            rule_hedits(x, rs, &f[5], 1, r, (uint32_t)cap);
+        }
+        path_pop(x, o);
+        return;
+    }
+    size_t cap = hedit_count(x, f[4].val) + hedit_count(x, f[5].val);
+    r->edits = ralloc(x, rs, cap * sizeof *r->edits);
+    rule_hedits(x, rs, &f[4], 0, r, (uint32_t)cap);
+    rule_hedits(x, rs, &f[5], 1, r, (uint32_t)cap);
+    if (!r->action && !r->nedits && !f[4].val && !f[5].val)
+        err(x, n, "a rule needs an effect: redirect, rewrite, respond, request_headers or response_headers");
+}
+
+/* After compiling: no rule edits a field gatehouse manages, and a rewrite to an absolute URL
+ * (Netlify's proxying) goes to a declared pool with that backend ("host:port", TLS for https):
+ * gatehouse proxies only where the operator said traffic may go. */
+static bool rules_resolve(ctx_t *x, gh_ruleset_t *rs, rules_err_t *e)
+{
+    size_t nerr0 = x->nerrs;
+    for (uint32_t i = 0; i < gh_rules_count(rs); i++) {
+        gh_rule_t *r = gh_rules_at(rs, i);
+        char msg[1024];
+        for (uint32_t k = 0; k < r->nedits; k++)
+            if (gh_edits_managed(gh_str(r->edits[k].name, r->edits[k].name_len))) {
+                snprintf(msg, sizeof msg, "%s is managed by gatehouse and cannot be set by a rule", r->edits[k].name);
+                rules_err(e, r->file, r->line, 0, msg);
+            }
+        if (r->action != GH_RULE_REWRITE || r->upstream || !r->to)
+            continue;
+        int tls = !strncmp(r->to, "https://", 8);
+        if (!tls && strncmp(r->to, "http://", 7))
+            continue;
+        const char *a = r->to + (tls ? 8 : 7);
+        size_t al = strcspn(a, "/?#");
+        char want[300];
+        if (al == 0 || al > 255) {
+            snprintf(msg, sizeof msg, "bad proxy target %.200s", r->to);
+            rules_err(e, r->file, r->line, 0, msg);
+            continue;
+        }
+        const char *colon = a[0] == '[' ? strstr(a, "]:") : memchr(a, ':', al);
+        if (colon && colon < a + al)
+            snprintf(want, sizeof want, "%.*s", (int)al, a);
+        else
+            snprintf(want, sizeof want, "%.*s:%d", (int)al, a, tls ? 443 : 80);
+        for (uint32_t u = 0; u < x->c->nupstreams && !r->upstream; u++) {
+            const gh_conf_upstream_t *up = &x->c->upstreams[u];
+            for (uint32_t b = 0; b < up->nbackends && !r->upstream; b++) {
+                const char *bn = up->backends[b].dns_name ? up->backends[b].dns_name : up->backends[b].name;
+                if (!strcasecmp(bn, want) && !!up->tls.enabled == tls)
+                    r->upstream = up;
+            }
+        }
+        if (!r->upstream) {
+            snprintf(msg, sizeof msg, "proxy target %.200s: no upstream has the backend %s%s; declare one (gatehouse "
+                     "proxies only to declared pools)", r->to, want, tls ? " with tls" : "");
+            rules_err(e, r->file, r->line, 0, msg);
+        }
+    }
+    return x->nerrs == nerr0;
+}
+
+/* A site's rules: the YAML list, then _headers, then _redirects (first match among the actions
+ * in that order; every matching header rule applies). */
+static void parse_site_rules(ctx_t *x, gh_conf_site_t *s, field_t *rules, field_t *redirects, field_t *headers)
+{
+    if (!rules->val && !redirects->val && !headers->val)
+        return;
+    struct gh_conf_owned *own = owned(x, free_ruleset);
+    gh_ruleset_t *rs = gh_rules_new();
+    if (!rs)
+        longjmp(x->oom, 1);
+    own->obj = rs;
+    size_t nerr0 = x->nerrs;
+    if (rules->val) {
+        size_t o = path_key(x, "rules");
+        if (want_seq(x, rules->val, false))
+            for (size_t i = 0; i < seq_len(rules->val); i++) {
+                size_t o2 = path_idx(x, i);
+                parse_rule(x, rs, node(x, rules->val->data.sequence.items.start[i]));
+                path_pop(x, o2);
+            }
+        path_pop(x, o);
+    }
+    if (headers->val) {
+        size_t o = path_key(x, "headers");
+        parse_netlify(x, headers->val, rs, 1);
+        path_pop(x, o);
+    }
+    if (redirects->val) {
+        size_t o = path_key(x, "redirects");
+        parse_netlify(x, redirects->val, rs, 0);
+        path_pop(x, o);
+    }
+    if (x->nerrs != nerr0)
+        return;
+    size_t o = path_key(x, rules->val ? "rules" : redirects->val ? "redirects" : "headers");
+    rules_err_t e = {x, rules->val ? rules->val : redirects->val ? redirects->val : headers->val, x->file};
+    if (gh_rules_compile(rs, rules_err, &e) == 0 && rules_resolve(x, rs, &e))
+        s->rules = rs;
+    path_pop(x, o);
+}
+
+/* A route's edge function: {file: PATH | code: TEXT, on_error: fail|continue,
+ * max_instructions: N, max_memory: SIZE}. Checked (compiled, top level run) here. */
+static void parse_function(ctx_t *x, yaml_node_t *n, gh_conf_route_t *r, gh_conf_tenant_t *t)
+{
+    field_t f[] = {F("file"), F("code"), F("on_error"), F("max_instructions"), F("max_memory")};
+    if (!fields(x, n, f, GH_ARRAY_LEN(f)))
+        return;
+    gh_conf_function_t *fn = xalloc(x, sizeof *fn);
+    fn->max_instructions = 1000000;
+    fn->max_memory = 8 << 20;
+    if (f[3].val) {
+        size_t o = path_key(x, "max_instructions");
+        get_uint(x, f[3].val, 1000, 1000000000000ull, &fn->max_instructions);
+        path_pop(x, o);
+    }
+    f_size(x, &f[4], 64 << 10, 1ull << 30, &fn->max_memory);
+    if (f[2].val) {
+        size_t o = path_key(x, "on_error");
+        if (is_scalar(f[2].val) && seq_eq(sv(f[2].val), sl(f[2].val), "fail"))
+            fn->on_error = GH_FN_FAIL;
+        else if (is_scalar(f[2].val) && seq_eq(sv(f[2].val), sl(f[2].val), "continue"))
+            fn->on_error = GH_FN_CONTINUE;
+        else
+            err(x, f[2].val, "expected fail (the request gets 500) or continue (it goes on unchanged)");
+        path_pop(x, o);
+    }
+    if (!!f[0].val == !!f[1].val) {
+        err(x, n, "give one of file (a Lua file) or code (the same, inline)");
+        return;
+    }
+    char *s = NULL;
+    size_t len = 0;
+    yaml_node_t *at = f[0].val ? f[0].val : f[1].val;
+    size_t o = path_key(x, f[0].val ? "file" : "code");
+    if (f[0].val) {
+        if (get_str(x, f[0].val, &s, NULL, false, false)) {
+            FILE *fp = fopen(s, "rb");
+            struct stat st;
+            if (!fp || fstat(fileno(fp), &st) < 0 || st.st_size > (1 << 20)) {
+                err(x, at, "cannot read %s: %s", q(x, s, strlen(s)), fp ? "over 1 MiB" : strerror(errno));
+            } else {
+                fn->code = xalloc(x, (size_t)st.st_size + 1);
+                fn->code_len = fread(fn->code, 1, (size_t)st.st_size, fp);
+                if (fn->code_len != (size_t)st.st_size) {
+                    err(x, at, "cannot read %s", q(x, s, strlen(s)));
+                    fn->code = NULL;
+                }
+                char cn[600];
+                snprintf(cn, sizeof cn, "@%s", s);
+                fn->chunkname = xstrndup(x, cn, strlen(cn));
+            }
+            if (fp)
+                fclose(fp);
+        }
+    } else if (get_str(x, f[1].val, &s, &len, false, true)) {
+        if (len > (1 << 20)) {
+            err(x, at, "code over 1 MiB");
+        } else {
+            fn->code = s;
+            fn->code_len = len;
+            char cn[600];
+            snprintf(cn, sizeof cn, "=%s/%s", t->name, r->name ? r->name : "route");
+            fn->chunkname = xstrndup(x, cn, strlen(cn));
+        }
+    }
+    if (fn->code) {
+        char msg[512];
+        gh_fn_limits_t lim = {fn->max_instructions, (size_t)fn->max_memory};
+        int ph = gh_lua_check(fn->chunkname, fn->code, fn->code_len, &lim, msg, sizeof msg);
+        const char *name = fn->chunkname + 1;
+        size_t nl = strlen(name), k = strcspn(msg + 3, ":");
+        if (ph < 0 && !strncmp(msg, "...", 3) && k <= nl && !memcmp(name + nl - k, msg + 3, k)) {
+            err(x, at, "%s%s", name, msg + 3 + k); /* Lua shortens long chunk names from the front */
+        } else if (ph < 0) {
+            err(x, at, "%s", msg);
+        } else {
+            fn->phases = ph;
+            if (t->nfunctions % 16 == 0) {
+                gh_conf_function_t **nf = xalloc(x, (t->nfunctions + 16) * sizeof *nf);
+                if (t->nfunctions)
+                    memcpy(nf, t->functions, t->nfunctions * sizeof *nf);
+                t->functions = nf;
+            }
+            fn->id = t->nfunctions;
+            t->functions[t->nfunctions++] = fn;
+            r->function = fn;
+        }
+    }
+    path_pop(x, o);
+}
+
 static void parse_route(ctx_t *x, yaml_node_t *n, gh_conf_tenant_t *t, gh_conf_site_t *s,
                         uint32_t tenant_route_idx)
 {
     gh_conf_t *c = x->c;
     gh_conf_route_t *r = &s->routes[s->nroutes];
     field_t f[] = {F("name"), F("match"), F("upstream"), F("respond"), F("limits"), F("timeouts"), F("protection"),
-                   F("cache"), F("flag"), F("analytics"), F("slos")};
+                   F("cache"), F("flag"), F("analytics"), F("slos"), F("function")};
     if (!fields(x, n, f, GH_ARRAY_LEN(f)))
         return;
     f_bool(x, &f[9], &r->analytics);
@@ -3127,6 +3724,11 @@ static void parse_route(ctx_t *x, yaml_node_t *n, gh_conf_tenant_t *t, gh_conf_s
         char nm[32];
         snprintf(nm, sizeof nm, "route%u", tenant_route_idx);
         r->name = xstrndup(x, nm, strlen(nm));
+    }
+    if (f[11].val) {
+        size_t o = path_key(x, "function");
+        parse_function(x, f[11].val, r, t);
+        path_pop(x, o);
     }
     if (r->analytics) { /* its sketches outlive reloads: found by tenant and route name */
         char kb[600];
@@ -3215,7 +3817,8 @@ static void parse_site(ctx_t *x, yaml_node_t *n, gh_conf_tenant_t *t, uint32_t t
                        uint32_t *route_counter)
 {
     gh_conf_site_t *s = &t->sites[t->nsites];
-    field_t f[] = {F("name"), F("hosts"), F("routes"), F("tls"), F("https_redirect"), F("hsts"), F("protection")};
+    field_t f[] = {F("name"),  F("hosts"),      F("routes"),    F("tls"),    F("https_redirect"),
+                   F("hsts"), F("protection"), F("rules"),     F("redirects"), F("headers")};
     if (!fields(x, n, f, GH_ARRAY_LEN(f)))
         return;
     s->tenant = t;
@@ -3312,6 +3915,7 @@ static void parse_site(ctx_t *x, yaml_node_t *n, gh_conf_tenant_t *t, uint32_t t
         snprintf(where, sizeof where, "%s/%s", t->name, s->name);
         s->prot = parse_protection(x, f[6].val, where);
     }
+    parse_site_rules(x, s, &f[7], &f[8], &f[9]);
     if (f[2].val) {
         size_t o = path_key(x, "routes");
         yaml_node_t *rn = f[2].val;
@@ -3422,11 +4026,7 @@ static void parse_tenant_flags(ctx_t *x, yaml_node_t *n, gh_conf_tenant_t *t)
     gh_flags_errors_t fe = {0};
     gh_flagset_t *set = NULL;
     yaml_node_t *at = f[0].val ? f[0].val : f[1].val;
-    /* registered before it exists, so that no unwinding (longjmp on a full arena) can lose it */
-    struct gh_conf_owned *own = xalloc(x, sizeof *own);
-    own->set = NULL;
-    own->next = x->c->flagsets;
-    x->c->flagsets = own;
+    struct gh_conf_owned *own = owned(x, free_flagset);
     if (f[0].val) {
         size_t o = path_key(x, "file");
         char *file = NULL;
@@ -3467,7 +4067,7 @@ static void parse_tenant_flags(ctx_t *x, yaml_node_t *n, gh_conf_tenant_t *t)
         err(x, at, "%s", fe.msgs[i]);
     path_pop(x, o);
     gh_flags_errors_free(&fe);
-    t->flags.set = own->set = set;
+    t->flags.set = own->obj = set;
     if (f[2].val) {
         size_t o2 = path_key(x, "api_keys");
         if (want_seq(x, f[2].val, false)) {
@@ -3869,6 +4469,7 @@ static void parse_tenants(ctx_t *x, yaml_node_t *n)
                 }
                 path_pop(x, o2);
             }
+            t->index = c->ntenants;
             c->ntenants++;
         }
         path_pop(x, o);
@@ -4564,18 +5165,19 @@ static void merge_overlay(ctx_t *x)
 /* x is not modified after setjmp, so it is valid after a longjmp. */
 static uint64_t dns_gen_counter; /* every load looks DNS names up with a new generation */
 
-static void free_flagsets(gh_conf_t *c)
+static void free_owned(gh_conf_t *c)
 {
-    for (struct gh_conf_owned *o = c->flagsets; o; o = o->next)
-        gh_flags_free(o->set);
-    c->flagsets = NULL;
+    for (struct gh_conf_owned *o = c->owned; o; o = o->next)
+        if (o->obj)
+            o->free(o->obj);
+    c->owned = NULL;
 }
 
 static int load(ctx_t *x, const char *yaml, size_t len, gh_conf_t **out, gh_conf_errors_t *errs)
 {
     if (setjmp(x->oom)) {
         if (x->c)
-            free_flagsets(x->c);
+            free_owned(x->c);
         yaml_cleanup(x);
         ctx_end(x, NULL, false);
         return GH_ENOMEM;
@@ -4628,7 +5230,7 @@ static int load(ctx_t *x, const char *yaml, size_t len, gh_conf_t **out, gh_conf
     if (rc == 0)
         *out = x->c;
     else
-        free_flagsets(x->c); /* a refused configuration: its flag sets too (the arena goes below) */
+        free_owned(x->c); /* a refused configuration: its flag sets too (the arena goes below) */
     ctx_end(x, errs, rc == 0);
     return rc;
 }
@@ -4803,7 +5405,7 @@ void gh_conf_unref(gh_conf_t *c)
     if (!c || __atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) != 0)
         return;
     arena_t *a = c->arena; /* c itself lives in the arena */
-    free_flagsets(c);
+    free_owned(c);
     gh_protect_free(c);
     free_tls(c);
     gh_router_free(c);

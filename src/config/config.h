@@ -282,6 +282,21 @@ typedef struct {
     uint32_t nvariants;
 } gh_conf_routeflag_t;
 
+/* An edge function attached to a route (src/edge/lua.h): LuaJIT code run in the request
+ * phase, the response-header phase, or both, in its tenant's Lua state on each worker. */
+enum { GH_FN_FAIL = 0, GH_FN_CONTINUE };
+typedef struct {
+    uint32_t id;         /* its number among the tenant's functions (the Lua state's function id) */
+    char *chunkname;     /* "@FILE" or "=tenant/route" (inline) */
+    char *code;
+    size_t code_len;
+    int phases;          /* GH_FN_REQUEST | GH_FN_RESPONSE it defines (checked at load) */
+    int on_error;        /* GH_FN_FAIL: the request gets 500; GH_FN_CONTINUE: it goes on unchanged */
+    uint64_t max_instructions; /* per invocation (1,000,000) */
+    uint64_t max_memory;       /* bytes per invocation (8 MiB) */
+    void *stats;         /* counters: calls, errors, limit hits (gh_fn_stats_t, obs), bound after load */
+} gh_conf_function_t;
+
 typedef struct gh_conf_route {
     char *name; /* default "route<N>" */
     int analytics;          /* traffic analytics (src/obs/analytics.c) for this route */
@@ -313,6 +328,7 @@ typedef struct gh_conf_route {
     const gh_conf_bots_t *bots; /* the most specific scope's bot defence, or NULL */
     gh_conf_cache_t *cache;     /* caching on: its policy; NULL: off */
     gh_conf_routeflag_t *flag;  /* a flag splitting this route's traffic, or NULL */
+    gh_conf_function_t *function; /* its edge function, or NULL */
     /* merged settings */
     uint64_t max_body_size;
     gh_conf_timeouts_t timeouts;
@@ -339,6 +355,7 @@ typedef struct gh_conf_site {
     int https_redirect;       /* a request over plain HTTP gets 308 to https:// */
     char *hsts;               /* Strict-Transport-Security value added over TLS, or NULL */
     gh_conf_protect_t *prot;  /* NULL: none declared */
+    struct gh_ruleset *rules; /* request rules (src/rules): YAML rules, then _headers, then _redirects; or NULL */
 } gh_conf_site_t;
 
 typedef struct gh_conf_tenant {
@@ -372,6 +389,9 @@ typedef struct gh_conf_tenant {
     uint32_t nexperiments;
     gh_conf_slo_t *slos; /* SLOs over all the tenant's routes (src/obs/slo.c) */
     uint32_t nslos;
+    gh_conf_function_t **functions; /* its routes' edge functions, by id */
+    uint32_t nfunctions;
+    uint32_t index; /* position in gh_conf_t.tenants (per-tenant state of a worker) */
 } gh_conf_tenant_t;
 
 enum { GH_LISTEN_PROXY = 1, GH_LISTEN_ADMIN, GH_LISTEN_DEMO, GH_LISTEN_OFREP, GH_LISTEN_GRPC };
@@ -495,7 +515,7 @@ typedef struct gh_conf {
         int used;            /* some route caches */
     } cache;
     uint32_t nflag_files; /* tenants whose flags come from a file (watched) */
-    struct gh_conf_owned *flagsets; /* every flag set loaded (freed with the snapshot, or on a failed load) */
+    struct gh_conf_owned *owned; /* flag sets and rule sets built (freed with the snapshot, or on a failed load) */
     struct {
         char *store;     /* SQLite database of exposures and events ("gatehouse-experiments.db") */
         char *audit_log; /* JSON lines of every exposure and event, or NULL */

@@ -254,6 +254,32 @@ char *gh_metrics_render(size_t *len)
         }
     }
 
+    /* the programmable edge: only routes where something happened */
+    static const char *const rule_kinds[4] = {"headers", "redirect", "rewrite", "respond"};
+    static const char *const fn_results[3] = {"ok", "error", "limit"};
+    gh_text_printf(&b, "# HELP gatehouse_rules_applied_total Requests a site's rules changed, by what they did.\n"
+                       "# TYPE gatehouse_rules_applied_total counter\n");
+    for (gh_route_stats_t *s = routes; s; s = s->next)
+        for (int k = 0; k < 4; k++) {
+            SUM(v, s->slot[i_].rules[k]);
+            if (v)
+                gh_text_printf(&b, "gatehouse_rules_applied_total{tenant=\"%s\",route=\"%s\",action=\"%s\"} %llu\n",
+                               gh_metrics_esc(s->tenant, t1, sizeof t1), gh_metrics_esc(s->route, t2, sizeof t2),
+                               rule_kinds[k], (unsigned long long)v);
+        }
+    gh_text_printf(&b, "# HELP gatehouse_edge_function_calls_total Edge function invocations, by result (error: the "
+                       "function raised an error; limit: it hit its instruction or memory limit).\n"
+                       "# TYPE gatehouse_edge_function_calls_total counter\n");
+    for (gh_route_stats_t *s = routes; s; s = s->next)
+        for (int k = 0; k < 3; k++) {
+            SUM(v, s->slot[i_].fn[k]);
+            if (v)
+                gh_text_printf(&b, "gatehouse_edge_function_calls_total{tenant=\"%s\",route=\"%s\",result=\"%s\"} "
+                                   "%llu\n",
+                               gh_metrics_esc(s->tenant, t1, sizeof t1), gh_metrics_esc(s->route, t2, sizeof t2),
+                               fn_results[k], (unsigned long long)v);
+        }
+
     static const struct {
         const char *name, *help;
         size_t off;

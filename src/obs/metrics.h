@@ -26,6 +26,8 @@ typedef struct {
     uint64_t sum_us;
     uint64_t bytes_in, bytes_out;
     uint64_t cache[7];                /* cache results (GH_CR_*), on routes that cache */
+    uint64_t rules[4];                /* request rules applied (GH_RULE_*: header edits, redirect, rewrite, respond) */
+    uint64_t fn[3];                   /* edge function invocations: ok, error, limit */
 } __attribute__((aligned(GH_CACHELINE))) gh_route_slot_t;
 
 /* Cache results (gatehouse_cache_requests_total, the access log's "cache"). */

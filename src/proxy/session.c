@@ -43,6 +43,9 @@
 #include "experiments/exp.h"
 #include "obs/analytics.h"
 #include "protect/protect.h"
+#include "protect/geoip.h"
+#include "edge/lua.h"
+#include "rules/rules.h"
 #include "tls/ja4.h"
 #include "tls/tls.h"
 
@@ -143,6 +146,14 @@ struct gh_req {
     /* on one of the worker's lists (w->streams or w->deferred), or none */
     struct gh_req *l_next, *l_prev;
     void **list;
+    /* the programmable edge: rules' and functions' changes, a shadowed rule (applied on a 404) */
+    gh_edits_t *ed;
+    const gh_rule_t *shadow;
+    gh_str_t shadow_to;
+    int rstatus;        /* a rewrite's answer status (Netlify "404" rewrites), 0: the origin's */
+    int fn_ctx;         /* the edge function's r.ctx reference (0: none) */
+    char country[3];    /* the client's country, looked up once ("" not yet, "-" unknown) */
+    uint8_t shadow_done, fn_failed;
     gh_trace_ctx_t tr; /* tracing (obs/trace.h): zero when not traced; stays last (req_new clears up to its tries) */
 };
 
@@ -185,6 +196,15 @@ static int cache_lookup(gh_req_t *r, const gh_h1_request_t *m);
 static void forward(gh_req_t *r, const gh_h1_request_t *m, uint32_t hold_ms);
 static void route_flag(gh_req_t *r, const gh_h1_request_t *m);
 static int put_flag_headers(gh_req_t *r, gh_buf_t *b);
+static int put_resp_edits(gh_req_t *r, gh_buf_t *b);
+static int apply_rules(gh_req_t *r, const gh_h1_request_t *m, const gh_conf_site_t *site);
+static int shadow_apply(gh_req_t *r);
+static int function_answer(gh_req_t *r);
+static int edit_written(const gh_edits_t *e, uint32_t i, int resp);
+static int reparse(gh_req_t *r, gh_h1_request_t *m);
+static int body_validate(gh_req_t *r);
+static int run_function(gh_req_t *r, const gh_h1_request_t *m, int phase, const gh_h1_header_t *rh, uint32_t nrh);
+static void edge_done(gh_req_t *r);
 
 static uint64_t now_wall_ms(void)
 {
@@ -484,6 +504,7 @@ static void req_free(gh_req_t *r)
         gh_upstream_close(r->u);
         r->u = NULL;
     }
+    edge_done(r);
     if (r->gen)
         gh_gen_release(w, r->gen);
     if (w->nreq_free < 256) {
@@ -620,6 +641,8 @@ static void respond_full(gh_req_t *r, int status, const char *ctype, const char 
     if (extra)
         rc |= put(w, b, extra, strlen(extra));
     rc |= put_hsts(r, b);
+    if (r->ed)
+        rc |= put_resp_edits(r, b);
     for (uint32_t i = 0; i < nkv; i++) {
         rc |= put(w, b, kv[i].name, kv[i].name_len);
         rc |= PUTL(w, b, ": ");
@@ -1077,9 +1100,16 @@ static int build_client_head(gh_req_t *r, const gh_h1_response_t *m)
     if (close)
         c->close_after = 1;
     int rc = PUTL(w, b, "HTTP/1.1 ");
-    rc |= put_u64(w, b, (uint64_t)m->status);
-    rc |= PUTL(w, b, " ");
-    rc |= PUTS(w, b, m->reason);
+    if (r->rstatus && !m->upgrade) { /* a rewrite that answers with its own status */
+        rc |= put_u64(w, b, (uint64_t)r->rstatus);
+        rc |= PUTL(w, b, " ");
+        rc |= put(w, b, reason_of(r->rstatus), strlen(reason_of(r->rstatus)));
+        r->status = r->rstatus;
+    } else {
+        rc |= put_u64(w, b, (uint64_t)m->status);
+        rc |= PUTL(w, b, " ");
+        rc |= PUTS(w, b, m->reason);
+    }
     rc |= PUTL(w, b, "\r\n");
     int has_conn = 0, has_hsts = 0;
     for (uint16_t i = 0; i < m->nheaders; i++) {
@@ -1094,6 +1124,8 @@ static int build_client_head(gh_req_t *r, const gh_h1_response_t *m)
             continue;
         if (has_conn && named_in_connection(m->headers, m->nheaders, h->name))
             continue;
+        if (r->ed && gh_edits_drops(r->ed, 1, h->name))
+            continue;
         rc |= PUTS(w, b, h->name);
         rc |= PUTL(w, b, ": ");
         rc |= PUTS(w, b, h->value);
@@ -1107,6 +1139,8 @@ static int build_client_head(gh_req_t *r, const gh_h1_response_t *m)
         rc |= put_cache_status_fwd(r, b, m->status);
     if (r->route && r->route->flag)
         rc |= put_flag_headers(r, b);
+    if (r->ed)
+        rc |= put_resp_edits(r, b);
     if (m->upgrade)
         rc |= PUTL(w, b, "Connection: upgrade\r\n");
     else if (close)
@@ -1171,6 +1205,14 @@ static int response_head(gh_req_t *r)
         }
         if (r->cstate && cache_response(r, &m, (uint32_t)rc))
             return 2; /* answered from the cache: r is P_DIRECT now */
+        if (r->shadow && !r->shadow_done && m.status == 404 && shadow_apply(r))
+            return 2; /* a shadowed rule took over: answered, or sent again rewritten */
+        const gh_conf_function_t *fn = r->route ? r->route->function : NULL;
+        if (fn && (fn->phases & GH_FN_RESPONSE) && !m.upgrade &&
+            run_function(r, NULL, GH_FN_RESPONSE, m.headers, m.nheaders) < 0) {
+            respond_error(r, 500, "edge function failed"); /* drops the upstream response */
+            return 2;
+        }
         r->resp.rd += (uint32_t)rc;
         r->scan = r->ready_end = r->resp.rd;
         r->resp_body = (uint8_t)m.body;
@@ -1866,11 +1908,22 @@ static int build_upstream_head(gh_req_t *r, const gh_h1_request_t *m)
     gh_buf_t *b = &r->uhead;
     if (gh_buf_get(&w->bufs, b) < 0)
         return GH_ENOMEM;
-    int rc = PUTS(w, b, m->method);
+    const gh_edits_t *ed = r->ed;
+    int rc = PUTS(w, b, ed && ed->method.p ? ed->method : m->method);
     rc |= PUTL(w, b, " ");
     if (r->fv && r->fv->path_prefix && (m->path.n && m->path.p[0] == '/'))
         rc |= put(w, b, r->fv->path_prefix, r->fv->path_prefix_len); /* the variant's path */
-    if (m->target.n && m->target.p[0] != '/' && !(m->target.n == 1 && m->target.p[0] == '*')) {
+    gh_str_t host = m->host, eh;
+    if (ed && gh_edits_req_header(ed, GH_STR("host"), &eh) && eh.n)
+        host = eh;
+    if (ed && (ed->path.p || ed->query.p)) { /* rewritten by a rule or a function */
+        gh_str_t qs = ed->query.p ? ed->query : m->query;
+        rc |= PUTS(w, b, ed->path.p ? ed->path : m->path);
+        if (qs.n) {
+            rc |= PUTL(w, b, "?");
+            rc |= PUTS(w, b, qs);
+        }
+    } else if (m->target.n && m->target.p[0] != '/' && !(m->target.n == 1 && m->target.p[0] == '*')) {
         rc |= PUTS(w, b, m->path); /* absolute-form: send origin-form */
         if (m->query.n) {
             rc |= PUTL(w, b, "?");
@@ -1880,7 +1933,7 @@ static int build_upstream_head(gh_req_t *r, const gh_h1_request_t *m)
         rc |= PUTS(w, b, m->target);
     }
     rc |= PUTL(w, b, " HTTP/1.1\r\nHost: ");
-    rc |= PUTS(w, b, m->host);
+    rc |= PUTS(w, b, host);
     rc |= PUTL(w, b, "\r\n");
 
     int has_conn = 0;
@@ -1957,6 +2010,8 @@ static int build_upstream_head(gh_req_t *r, const gh_h1_request_t *m)
             continue;
         if (r->cstate >= CS_MISS && cache_drops_field(r, n))
             continue;
+        if (ed && gh_edits_drops(ed, 0, n))
+            continue;
         rc |= PUTS(w, b, n);
         rc |= PUTL(w, b, ": ");
         rc |= PUTS(w, b, h->value);
@@ -2028,6 +2083,13 @@ static int build_upstream_head(gh_req_t *r, const gh_h1_request_t *m)
             rc |= PUTL(w, b, "\r\n");
         }
     }
+    for (uint32_t i = 0; ed && i < ed->nh; i++) /* the edge's request fields (Host was written above) */
+        if (edit_written(ed, i, 0) && !gh_str_caseeq_lit(ed->h[i].name, "host")) {
+            rc |= PUTS(w, b, ed->h[i].name);
+            rc |= PUTL(w, b, ": ");
+            rc |= PUTS(w, b, ed->h[i].value);
+            rc |= PUTL(w, b, "\r\n");
+        }
     if (m->body == GH_H1_BODY_LENGTH) {
         rc |= PUTL(w, b, "Content-Length: ");
         rc |= put_u64(w, b, m->content_length);
@@ -2107,7 +2169,9 @@ static void route_and_dispatch(gh_req_t *r, const gh_h1_request_t *m)
         return;
     }
     const gh_conf_route_t *rt = gh_router_route(site, m, (c->parent ? c->parent : c)->ja4);
-    if (!rt) {
+    if (!rt) { /* a site's rules may still redirect or answer */
+        if (site->rules && apply_rules(r, m, site))
+            return;
         GH_COUNT(w->stats->no_route, 1);
         respond_error(r, 404, "no route");
         return;
@@ -2132,6 +2196,10 @@ static void route_and_dispatch(gh_req_t *r, const gh_h1_request_t *m)
         respond_error(r, 413, "request body too large");
         return;
     }
+    if (rt->flag)
+        route_flag(r, m); /* before the rules: they may ask for its variant */
+    if (site->rules && apply_rules(r, m, site))
+        return;
     if (rt->has_respond) {
         /* skip a body already received; otherwise the connection closes after */
         body_validate(r);
@@ -2143,9 +2211,19 @@ static void route_and_dispatch(gh_req_t *r, const gh_h1_request_t *m)
                    rt->respond.nheaders);
         return;
     }
-    if (rt->flag)
-        route_flag(r, m);
-    if (gh_cache_enabled()) {
+    if (rt->function && (rt->function->phases & GH_FN_REQUEST)) {
+        if (run_function(r, m, GH_FN_REQUEST, NULL, 0) < 0) {
+            respond_error(r, 500, "edge function failed");
+            return;
+        }
+        if (function_answer(r))
+            return;
+    }
+    /* a request the edge changed is not the one a stored response answers */
+    int edited = r->ed && (r->ed->path.p || r->ed->query.p || r->ed->method.p || r->ed->upstream || r->shadow);
+    for (uint32_t i = 0; r->ed && !edited && i < r->ed->nh; i++)
+        edited = !r->ed->h[i].resp;
+    if (gh_cache_enabled() && !edited) {
         if (rt->cache) {
             if (cache_lookup(r, m))
                 return;
@@ -2164,7 +2242,8 @@ static void forward(gh_req_t *r, const gh_h1_request_t *m, uint32_t hold_ms)
     gh_worker_t *w = r->w;
     gh_client_t *c = r->c;
     const gh_conf_route_t *rt = r->route;
-    r->ups = r->fv && r->fv->upstream ? r->fv->upstream : rt->upstream;
+    r->ups = r->ed && r->ed->upstream ? (gh_conf_upstream_t *)r->ed->upstream
+             : r->fv && r->fv->upstream ? r->fv->upstream : rt->upstream;
     if (!r->ups || !r->ups->nbackends) {
         respond_error(r, 503, "no backend");
         return;
@@ -3011,6 +3090,406 @@ static int put_flag_headers(gh_req_t *r, gh_buf_t *b)
             rc |= put(w, b, ck, (size_t)n);
     }
     return rc;
+}
+
+/* ---- the programmable edge: request rules (src/rules) and edge functions (src/edge) ---- */
+
+static gh_edits_t *edits_of(gh_req_t *r)
+{
+    if (!r->ed)
+        r->ed = gh_edits_new();
+    return r->ed;
+}
+
+/* Whether edit i is the one written for its name: not a removal, and no later set or removal of
+ * the same name in the same direction replaces it. */
+static int edit_written(const gh_edits_t *e, uint32_t i, int resp)
+{
+    const gh_hedit_t *h = &e->h[i];
+    if (h->resp != resp || h->op == GH_HE_REMOVE)
+        return 0;
+    for (uint32_t j = i + 1; j < e->nh; j++)
+        if (e->h[j].resp == resp && e->h[j].op != GH_HE_APPEND && gh_str_caseeq(e->h[j].name, h->name))
+            return 0;
+    return 1;
+}
+
+static int put_edits(gh_req_t *r, gh_buf_t *b, int resp)
+{
+    const gh_edits_t *e = r->ed;
+    int rc = 0;
+    for (uint32_t i = 0; i < e->nh; i++) {
+        if (!edit_written(e, i, resp))
+            continue;
+        rc |= PUTS(r->w, b, e->h[i].name);
+        rc |= PUTL(r->w, b, ": ");
+        rc |= PUTS(r->w, b, e->h[i].value);
+        rc |= PUTL(r->w, b, "\r\n");
+    }
+    return rc;
+}
+
+static int put_resp_edits(gh_req_t *r, gh_buf_t *b) { return put_edits(r, b, 1); }
+
+static gh_str_t host_only(gh_str_t h)
+{
+    if (h.n && h.p[0] == '[') {
+        const char *end = memchr(h.p, ']', h.n);
+        return end ? gh_str(h.p, (size_t)(end - h.p) + 1) : h;
+    }
+    const char *colon = memchr(h.p, ':', h.n);
+    return colon ? gh_str(h.p, (size_t)(colon - h.p)) : h;
+}
+
+/* The client's country (the GeoIP database of protection), looked up once per request. */
+static const char *req_country(gh_req_t *r, const gh_h1_header_t *hs, uint32_t nh)
+{
+    if (!r->country[0]) {
+        const gh_conf_t *conf = r->gen->conf;
+        struct sockaddr_storage cl;
+        r->country[0] = '-';
+        if (conf->protect.geoip_db) {
+            gh_protect_client(conf, &r->c->peer.sa, hs, nh, &cl);
+            char cc[3];
+            if (gh_geoip_country(conf->protect.geoip_db, (const struct sockaddr *)&cl, cc) == 1)
+                memcpy(r->country, cc, 3);
+        }
+    }
+    return r->country[0] == '-' ? NULL : r->country;
+}
+
+/* Rules and functions ask for a flag's variant: the route's flag, as this request got it. */
+static const char *edge_variant(void *arg, const char *flag)
+{
+    gh_req_t *r = arg;
+    if (r->route && r->route->flag && r->fvariant && !strcmp(r->route->flag->key, flag))
+        return r->fvariant;
+    return NULL;
+}
+
+static void count_rule(gh_req_t *r, int action)
+{
+    if (r->route && r->route->stats)
+        GH_COUNT(((gh_route_stats_t *)r->route->stats)->slot[r->w->id].rules[action], 1);
+}
+
+/* The request's path and query after a rewrite to target (a path, or an absolute URL whose
+ * authority becomes the Host sent upstream). */
+static int set_target(gh_req_t *r, gh_str_t t)
+{
+    gh_edits_t *e = edits_of(r);
+    if (!e)
+        return GH_ENOMEM;
+    if (t.n > 8 && (!strncmp(t.p, "http://", 7) || !strncmp(t.p, "https://", 8))) {
+        const char *a = memchr(t.p, '/', t.n) + 2, *end = t.p + t.n;
+        const char *slash = memchr(a, '/', (size_t)(end - a)), *qm = memchr(a, '?', (size_t)(end - a));
+        const char *pe = slash && (!qm || slash < qm) ? slash : qm ? qm : end;
+        if (gh_edits_header(e, 0, GH_HE_SET, GH_STR("Host"), gh_str(a, (size_t)(pe - a))) < 0)
+            return GH_ENOMEM;
+        t = pe < end && *pe == '/' ? gh_str(pe, (size_t)(end - pe)) : GH_STR("/");
+        if (qm && pe == qm) { /* "https://host?q": the path is "/" and the query follows */
+            char *d = gh_edits_dup(e, "/", 1);
+            if (!d || gh_edits_set(e, &e->query, gh_str(qm + 1, (size_t)(end - qm - 1))) < 0)
+                return GH_ENOMEM;
+            e->path = gh_str(d, 1);
+            return 0;
+        }
+    }
+    const char *qm = memchr(t.p, '?', t.n);
+    size_t pl = qm ? (size_t)(qm - t.p) : t.n;
+    if (gh_edits_set(e, &e->path, gh_str(t.p, pl)) < 0 ||
+        gh_edits_set(e, &e->query, qm ? gh_str(qm + 1, t.n - pl - 1) : GH_STR("")) < 0)
+        return GH_ENOMEM;
+    return 0;
+}
+
+/* A rule's terminal action with its expanded target: 1 when the request was answered. */
+static int rule_action(gh_req_t *r, const gh_rule_t *a, gh_str_t to)
+{
+    if (a->action == GH_RULE_REDIRECT) {
+        count_rule(r, GH_RULE_REDIRECT);
+        size_t cap = to.n + 16;
+        char *loc = malloc(cap);
+        if (!loc) {
+            respond_error(r, 503, "out of memory");
+            return 1;
+        }
+        snprintf(loc, cap, "Location: %.*s\r\n", (int)to.n, to.p);
+        char body[64];
+        int n = snprintf(body, sizeof body, "%d %s\n", a->status, reason_of(a->status));
+        respond(r, a->status, "text/plain; charset=utf-8", body, (size_t)n, loc, 0);
+        free(loc);
+        return 1;
+    }
+    if (a->action == GH_RULE_RESPOND) {
+        count_rule(r, GH_RULE_RESPOND);
+        body_validate(r); /* skip a body already received; otherwise the connection closes after */
+        if (r->body_done) {
+            r->in_pos += r->in_ready;
+            r->in_ready = 0;
+        }
+        respond(r, a->status, a->ctype, a->body, a->body_len, NULL, 0);
+        return 1;
+    }
+    count_rule(r, GH_RULE_REWRITE);
+    if (set_target(r, to) < 0) {
+        respond_error(r, 503, "out of memory");
+        return 1;
+    }
+    if (a->upstream)
+        r->ed->upstream = a->upstream;
+    if (a->status != 200)
+        r->rstatus = a->status;
+    return 0;
+}
+
+/* The site's rules for this request: header edits recorded, the first action applied (or kept
+ * for a 404 from the origin when it is shadowed). 1 when the request was answered. */
+static int apply_rules(gh_req_t *r, const gh_h1_request_t *m, const gh_conf_site_t *site)
+{
+    struct sockaddr_storage cl;
+    const gh_conf_t *conf = r->gen->conf;
+    gh_protect_client(conf, &r->c->peer.sa, m->headers, m->nheaders, &cl);
+    gh_rules_in_t in = {
+        .path = m->path,
+        .query = m->query,
+        .host = host_only(m->host),
+        .method_id = m->method_id,
+        .headers = m->headers,
+        .nheaders = m->nheaders,
+        .peer = (const struct sockaddr *)&cl,
+        .country = req_country(r, m->headers, m->nheaders),
+        .variant = edge_variant,
+        .arg = r,
+    };
+    gh_rules_out_t out;
+    if (!gh_rules_match(site->rules, &in, &out))
+        return 0;
+    gh_edits_t *e = edits_of(r);
+    if (!e) {
+        respond_error(r, 503, "out of memory");
+        return 1;
+    }
+    for (uint32_t i = 0; i < out.nedits; i++) {
+        const gh_rule_t *ru = out.edits[i];
+        for (uint32_t k = 0; k < ru->nedits; k++) {
+            const gh_rule_hedit_t *h = &ru->edits[k];
+            if (gh_edits_header(e, h->resp, h->op, gh_str(h->name, h->name_len), gh_str(h->value, h->value_len)) < 0) {
+                respond_error(r, 500, "too many header edits");
+                return 1;
+            }
+        }
+    }
+    if (out.nedits)
+        count_rule(r, GH_RULE_NONE);
+    const gh_rule_t *a = out.action;
+    if (!a)
+        return 0;
+    char to[8192];
+    ssize_t n = 0;
+    if (a->action == GH_RULE_REDIRECT || a->action == GH_RULE_REWRITE) {
+        n = gh_rules_expand(&out, m->query, to, sizeof to);
+        if (n < 0) {
+            respond_error(r, 414, "the rule's target is too long");
+            return 1;
+        }
+    }
+    /* shadowed (Netlify without "!"): the origin answers first; the rule applies on its 404 */
+    if (!a->force && r->route && !r->route->has_respond && m->body == GH_H1_BODY_NONE) {
+        char *d = n ? gh_edits_dup(e, to, (size_t)n) : NULL;
+        if (n && !d) {
+            respond_error(r, 503, "out of memory");
+            return 1;
+        }
+        r->shadow = a;
+        r->shadow_to = gh_str(d, (size_t)n);
+        return 0;
+    }
+    return rule_action(r, a, gh_str(to, (size_t)n));
+}
+
+/* The origin answered 404 to a request with a shadowed rule: the rule applies now. A redirect or
+ * response replaces the 404; a rewrite sends the request again, rewritten. 1 when it took over. */
+static int shadow_apply(gh_req_t *r)
+{
+    const gh_rule_t *a = r->shadow;
+    r->shadow_done = 1;
+    if (a->action != GH_RULE_REWRITE)
+        return rule_action(r, a, r->shadow_to);
+    gh_h1_request_t m;
+    if (!replayable(r) || reparse(r, &m) < 0)
+        return 0;
+    pending_done(r);
+    try_end(r);
+    gh_upstream_close(r->u);
+    r->u = NULL;
+    r->status = 0;
+    TRACE_TRY_END(r, GH_TT_RETRIED);
+    if (rule_action(r, a, r->shadow_to))
+        return 1;
+    if (r->ed->upstream && r->ed->upstream != r->ups) {
+        if (r->breaker_req)
+            __atomic_sub_fetch(&((gh_upstream_stats_t *)r->ups->stats)->live.requests, 1, __ATOMIC_RELAXED);
+        r->breaker_req = 0;
+        r->ups = (gh_conf_upstream_t *)r->ed->upstream;
+        r->tried = 0;
+    }
+    gh_buf_put(&r->w->bufs, &r->uhead);
+    if (build_upstream_head(r, &m) < 0) {
+        respond_error(r, 500, "out of memory");
+        return 1;
+    }
+    r->tried = 0;
+    if (!r->ups->nbackends || pick_backend(r) < 0) {
+        respond_error(r, 503, "no backend available");
+        return 1;
+    }
+    retry_start(r);
+    return 1;
+}
+
+/* ---- edge functions ---- */
+
+/* The tenant's Lua state on this worker for the request's configuration: made, with every
+ * function of the tenant loaded, on first use. NULL when it cannot be made. */
+static gh_lua_t *lua_state(gh_req_t *r, const gh_conf_tenant_t *t)
+{
+    gh_gen_t *g = r->gen;
+    if (!g->lua) {
+        g->lua = calloc(g->conf->ntenants ? g->conf->ntenants : 1, sizeof *g->lua);
+        if (!g->lua)
+            return NULL;
+    }
+    if (!g->lua[t->index]) {
+        gh_lua_t *L = gh_lua_new();
+        if (!L)
+            return NULL;
+        for (uint32_t i = 0; i < t->nfunctions; i++) {
+            const gh_conf_function_t *fn = t->functions[i];
+            gh_fn_limits_t lim = {fn->max_instructions, (size_t)fn->max_memory};
+            char err[256];
+            if (gh_lua_load(L, fn->id, fn->chunkname, fn->code, fn->code_len, &lim, err, sizeof err) < 0)
+                gh_log(GH_LOG_ERROR, "tenant %s: edge function %s: %s", t->name, fn->chunkname + 1, err);
+        }
+        g->lua[t->index] = L;
+    }
+    return g->lua[t->index];
+}
+
+static const void *edge_upstream(void *arg, const char *name, size_t n)
+{
+    /* a pool the tenant's routes or rules already use (its own API pools are TENANT/NAME) */
+    gh_req_t *r = arg;
+    const gh_conf_tenant_t *t = r->route->tenant;
+    char full[300];
+    int fl = snprintf(full, sizeof full, "%s/%.*s", t->name, (int)n, name);
+    for (uint32_t si = 0; si < t->nsites; si++)
+        for (uint32_t ri = 0; ri < t->sites[si].nroutes; ri++) {
+            const gh_conf_upstream_t *u = t->sites[si].routes[ri].upstream;
+            if (u && ((strlen(u->name) == n && !memcmp(u->name, name, n)) || (fl > 0 && !strcmp(u->name, full))))
+                return u;
+        }
+    return NULL;
+}
+
+static void edge_log(void *arg, const char *msg, size_t n)
+{
+    gh_req_t *r = arg;
+    gh_log(GH_LOG_INFO, "edge function %s/%s: %.*s", r->route->tenant->name, r->route->name, (int)GH_MIN(n, 2000u),
+           msg);
+}
+
+/* Run the route's function for a phase. 0: go on (the function may have answered: the request is
+ * then P_DIRECT, checked by the caller through r->ed->status); -1: it failed and on_error is fail.
+ * rh: the response's fields in the response phase. */
+static int run_function(gh_req_t *r, const gh_h1_request_t *m, int phase, const gh_h1_header_t *rh, uint32_t nrh)
+{
+    const gh_conf_function_t *fn = r->route->function;
+    const gh_conf_tenant_t *t = r->route->tenant;
+    gh_route_stats_t *st = r->route->stats;
+    gh_h1_request_t req;
+    if (!m) {
+        if (reparse(r, &req) < 0)
+            return 0;
+        m = &req;
+    }
+    gh_lua_t *L = lua_state(r, t);
+    gh_edits_t *e = edits_of(r);
+    if (!L || !e)
+        return fn->on_error == GH_FN_FAIL ? -1 : 0;
+    gh_client_t *conn = r->c->parent ? r->c->parent : r->c;
+    gh_fn_req_t fr = {
+        .method = m->method, .path = m->path, .query = m->query, .host = m->host,
+        .headers = m->headers, .nheaders = m->nheaders,
+        .tenant = t->name, .route = r->route->name, .client_ip = r->peer,
+        .country = req_country(r, m->headers, m->nheaders),
+        .ja4 = conn->ja4[0] ? conn->ja4 : NULL,
+        .variant = edge_variant, .upstream = edge_upstream, .log = edge_log, .arg = r,
+        .status = phase == GH_FN_RESPONSE ? r->status : 0,
+        .resp_headers = rh, .nresp_headers = nrh,
+        .edits = e, .ctx_ref = r->fn_ctx,
+        .now_ms = r->wall_ms ? r->wall_ms : now_wall_ms(),
+    };
+    /* what the function changes is undone when it fails */
+    gh_edits_t keep = *e;
+    char err[512];
+    gh_fn_limits_t lim = {fn->max_instructions, (size_t)fn->max_memory};
+    int rc = gh_lua_run(L, fn->id, phase, &fr, &lim, err, sizeof err);
+    r->fn_ctx = fr.ctx_ref;
+    if (st)
+        GH_COUNT(st->slot[r->w->id].fn[rc == GH_FN_OK ? 0 : rc == GH_FN_LIMIT ? 2 : 1], 1);
+    if (rc == GH_FN_OK)
+        return 0;
+    gh_log(GH_LOG_WARN, "edge function %s (tenant %s, route %s): %s", fn->chunkname + 1, t->name, r->route->name, err);
+    e->nh = keep.nh;
+    e->method = keep.method;
+    e->path = keep.path;
+    e->query = keep.query;
+    e->status = keep.status;
+    e->location = keep.location;
+    e->body = keep.body;
+    e->ctype = keep.ctype;
+    e->upstream = keep.upstream;
+    r->fn_failed = 1;
+    return fn->on_error == GH_FN_FAIL ? -1 : 0;
+}
+
+/* A function's own answer (r:respond / r:redirect): 1 when there is one (sent). */
+static int function_answer(gh_req_t *r)
+{
+    gh_edits_t *e = r->ed;
+    if (!e || !e->status)
+        return 0;
+    if (e->location.p) {
+        size_t cap = e->location.n + 16;
+        char *loc = malloc(cap);
+        if (!loc) {
+            respond_error(r, 503, "out of memory");
+            return 1;
+        }
+        snprintf(loc, cap, "Location: %.*s\r\n", (int)e->location.n, e->location.p);
+        respond(r, e->status, "text/plain; charset=utf-8", "", 0, loc, 0);
+        free(loc);
+        return 1;
+    }
+    body_validate(r);
+    if (r->body_done) {
+        r->in_pos += r->in_ready;
+        r->in_ready = 0;
+    }
+    respond(r, e->status, e->ctype.p, e->body.p, e->body.n, NULL, 0);
+    return 1;
+}
+
+static void edge_done(gh_req_t *r)
+{
+    if (r->fn_ctx && r->route && r->route->function && r->gen && r->gen->lua && r->gen->lua[r->route->tenant->index]) {
+        gh_fn_req_t fr = {.ctx_ref = r->fn_ctx};
+        gh_lua_done(r->gen->lua[r->route->tenant->index], &fr);
+    }
+    r->fn_ctx = 0;
+    gh_edits_free(r->ed);
+    r->ed = NULL;
 }
 
 /* The client's address as text (inet_ntop goes through sprintf: too slow per request). */

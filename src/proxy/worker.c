@@ -1,5 +1,6 @@
 /* worker.c: worker threads, listeners, configuration generations, drain (see worker.h). */
 #include "proxy/worker.h"
+#include "edge/lua.h"
 #include "obs/analytics.h"
 
 #include <errno.h>
@@ -69,6 +70,9 @@ static void gen_free(gh_gen_t *g)
         free(u->ok);
         free(u->scratch);
     }
+    for (uint32_t i = 0; g->lua && i < g->conf->ntenants; i++)
+        gh_lua_free(g->lua[i]);
+    free(g->lua);
     gh_conf_unref(g->conf);
     free(g->up);
     free(g);

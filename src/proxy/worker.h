@@ -37,6 +37,7 @@ typedef struct gh_gen {
     gh_conf_t *conf;
     uint32_t nreq;       /* requests of this worker running on it */
     gh_upstate_t *up;    /* per upstream (conf->nupstreams) */
+    struct gh_lua **lua; /* per tenant (conf->ntenants): its edge functions' Lua state, made on first use */
     struct gh_gen *next; /* retired generations still in use */
 } gh_gen_t;
 

@@ -28,6 +28,7 @@ Endpoints (by path; anything else answers like /echo):
   /ws                 101 Switching Protocols, then echoes raw bytes
   /id                 text body: the origin's id
   /health             status origin.health_status (default 200)
+  /nf/...             404 (a path the origin does not have)
   /badresp?kind=K     a malformed or ambiguous response (K: garbage, cl_te, dup_cl,
                       bad_cl, bare_lf, no_status)
 Any request may add close=1 (respond with Connection: close and close) or
@@ -365,6 +366,8 @@ class Origin:
         if path == "/health":  # answers with self.health_status: a backend failing its checks
             st = self.health_status
             return simple(b"%d %s" % (st, b"OK" if st < 400 else b"Unhealthy"), b"health\n")
+        if path.startswith("/nf/"):  # a path the origin does not have (shadowed rules apply on it)
+            return simple(b"404 Not Found", b"origin: not found\n")
         if path == "/size":
             n = int(q.get("n", "0"))
             return simple(b"200 OK", b"x" * n)
