@@ -81,6 +81,20 @@ add haproxy "$(gen_proxy_conf haproxy 1 "${PORTS[9]}" "$OPORT" bench)" "${PORTS[
 add haproxy_hdr "$(gen_proxy_conf haproxy 1 "${PORTS[10]}" "$OPORT" hdr)" "${PORTS[10]}" haproxy
 printf '    http-response set-header X-Edge 1\n' >>"${CONF[haproxy_hdr]}"
 
+# each configuration does what it says: the header where one is set, none elsewhere
+for name in fn hdr nginx_hdr haproxy_hdr bare nginx haproxy; do
+    start_system "${SYS[$name]}" "${CONF[$name]}" "${PORT[$name]}" || die "$name did not start"
+    got=$(curl -s -o /dev/null -D - "http://127.0.0.1:${PORT[$name]}/small" | tr -d '\r' | awk -F': ' 'tolower($1) == "x-edge" { print $2 }')
+    stop_system "$SERVER_PID"
+    case $name in *hdr | fn) want=1 ;; *) want= ;; esac
+    [ "$got" = "$want" ] || die "$name: X-Edge is '$got', expected '$want'"
+done
+# and the rules redirect what they name
+start_system gatehouse "${CONF[rules10k]}" "${PORT[rules10k]}" || die "rules10k did not start"
+loc=$(curl -s -o /dev/null -w '%{http_code} %{redirect_url}' "http://127.0.0.1:${PORT[rules10k]}/p9998/x/y")
+stop_system "$SERVER_PID"
+[ "$loc" = "301 http://127.0.0.1:${PORT[rules10k]}/q9998/x/y" ] || die "rules10k: /p9998/x/y answered '$loc'"
+
 ORDER=(bare fn hdr redir20 rules10 rules10k nginx nginx_hdr haproxy haproxy_hdr)
 log "gatehouse $GH_BIN_SHA ($GH_BIN_DATE); $RUNS rounds of ${DURATION}s, wrk -c$CONNS /small"
 for ((r = 1; r <= RUNS; r++)); do

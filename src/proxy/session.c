@@ -2469,8 +2469,44 @@ static void serve_object(gh_req_t *r, const gh_h1_request_t *m, gh_cobj_t *o)
     if (!r->body_done || w->draining)
         c->close_after = 1;
     gh_buf_t *b = &r->chead;
-    int rc = put_status_line(w, b, status);
-    rc |= put(w, b, o->head, o->head_len);
+    const gh_conf_function_t *fn = r->route ? r->route->function : NULL;
+    int rc = 0;
+    if ((fn && (fn->phases & GH_FN_RESPONSE) && !r->fn_failed) || r->ed) { /* the edge sees the stored fields */
+        static gh_tlsbuf_t slot;
+        gh_h1_header_t *hs = gh_tlsbuf(&slot, GH_MAX_HEADERS * sizeof *hs);
+        uint32_t nh = 0;
+        for (const char *p = o->head, *end = o->head + o->head_len; hs && p < end && nh < GH_MAX_HEADERS;) {
+            const char *eol = memchr(p, '\n', (size_t)(end - p)), *colon = memchr(p, ':', (size_t)(end - p));
+            if (!eol || !colon || colon > eol)
+                break;
+            const char *v = colon + 1, *ve = eol > p && eol[-1] == '\r' ? eol - 1 : eol;
+            while (v < ve && (*v == ' ' || *v == '\t'))
+                v++;
+            hs[nh++] = (gh_h1_header_t){gh_str(p, (size_t)(colon - p)), gh_str(v, (size_t)(ve - v))};
+            p = eol + 1;
+        }
+        r->status = status;
+        if (fn && (fn->phases & GH_FN_RESPONSE) && !r->fn_failed && run_function(r, m, GH_FN_RESPONSE, hs, nh) < 0) {
+            r->cobj = NULL;
+            r->cserve = 0;
+            gh_cache_release(o);
+            respond_error(r, 500, "edge function failed");
+            return;
+        }
+        rc |= put_status_line(w, b, status);
+        for (uint32_t i = 0; i < nh; i++) /* the stored fields, less those the edge replaces */
+            if (!r->ed || !gh_edits_drops(r->ed, 1, hs[i].name)) {
+                rc |= PUTS(w, b, hs[i].name);
+                rc |= PUTL(w, b, ": ");
+                rc |= PUTS(w, b, hs[i].value);
+                rc |= PUTL(w, b, "\r\n");
+            }
+        if (r->ed)
+            rc |= put_resp_edits(r, b);
+    } else {
+        rc |= put_status_line(w, b, status);
+        rc |= put(w, b, o->head, o->head_len);
+    }
     rc |= PUTL(w, b, "Age: ");
     rc |= put_u64(w, b, (uint64_t)(age > 0 ? age : 0));
     rc |= PUTL(w, b, "\r\n");

@@ -288,3 +288,27 @@ tenants:
     gh.reload()
     assert poll(lambda: "edge.lua" in gh.stderr_text() or "v.lua" in gh.stderr_text(), timeout=5)
     assert get(gh, "/echo/3").header("x-version") == "2"
+
+
+def test_cached_responses_pass_through_the_edge(gatehouse, origin, tmp_path):
+    f = tmp_path / "c.lua"
+    f.write_text("function on_response(r) r:set_response_header('X-Seen-Status', tostring(r:status())) "
+                 "r:set_response_header('Content-Type', 'text/x-edge') end\n")
+    cfg = HEADER + """
+upstreams:
+  app: {backends: ["127.0.0.1:{origin_port}"]}
+tenants:
+  - name: acme
+    sites:
+      - hosts: ["example.com"]
+        rules: [{response_headers: {set: {X-Rule: "1"}}}]
+        routes: [{name: r, upstream: app, cache: {default_ttl: 60s}, function: {file: "{code}"}}]
+"""
+    gh = gatehouse(cfg, origin_port=origin.port, code=str(f))
+    first = get(gh, "/size?n=10")
+    again = get(gh, "/size?n=10")
+    assert "hit" in (again.header("cache-status") or ""), again.headers
+    for r in (first, again):
+        assert r.status == 200 and r.body == b"x" * 10
+        assert r.header("x-seen-status") == "200" and r.header("x-rule") == "1"
+        assert r.header_all("content-type") == ["text/x-edge"]  # set: the stored field is replaced

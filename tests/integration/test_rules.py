@@ -390,3 +390,50 @@ tenants:
     assert re.search(r"rules\[0\]\.redirect\.status: .*301", err), err
     assert "set by gatehouse" in err or "managed" in err, err
     assert re.search(r"rules\[3\]: a rule needs an effect", err), err
+
+
+# ---------------------------------------------------------------- through the admin API
+
+API_CONFIG = HEADER.replace('admin: {listen: "127.0.0.1:{admin_port}"}',
+                            'admin: {listen: "127.0.0.1:{admin_port}", store: "{tmp}/cp.db"}') + """
+upstreams:
+  app: {backends: ["127.0.0.1:{origin_port}"]}
+tenants: []
+"""
+
+
+def test_rules_and_functions_through_the_admin_api(gatehouse, origin, monkeypatch):
+    import helpers
+    monkeypatch.setenv("GATEHOUSE_ADMIN_KEY", "op-rules-key-0123456789abcdef")
+    gh = gatehouse(API_CONFIG, origin_port=origin.port)
+    op = {"Authorization": "Bearer op-rules-key-0123456789abcdef"}
+    doc = {"name": "shop", "upstreams": {"web": {"backends": ["127.0.0.1:%d" % origin.port]}},
+           "sites": [{"name": "s", "hosts": ["shop.test"],
+                      "rules": [{"match": {"path": "/a/:x"}, "redirect": {"to": "/b/:x", "status": 302}}],
+                      "redirects": {"text": "/old/*  /echo/new/:splat  200!\n"},
+                      "headers": {"text": "/*\n  X-Shop: yes\n"},
+                      "routes": [{"name": "all", "upstream": "web",
+                                  "function": {"code": "function on_request(r) r:set_header('X-Fn', 'on') end"}}]}]}
+    r = helpers.request("POST", gh.admin_url + "/v1/tenants", json=doc, headers=op)
+    assert r.status_code == 201, r.text
+    got = get(gh, "/a/1", host="shop.test")
+    assert (got.status, hdr(got, "location"), hdr(got, "x-shop")) == (302, "/b/1", "yes")
+    e = echo(get(gh, "/old/z", host="shop.test"))
+    assert e["path"] == "/echo/new/z"
+    assert ("x-fn", "on") in [(n.lower(), v) for n, v in e["headers"]]
+    # a rule error is a 422 with the path of the bad field; nothing changes
+    bad = json.loads(json.dumps(doc))
+    bad["sites"][0]["redirects"] = {"text": "/x  /y  299\n"}
+    r = helpers.request("PUT", gh.admin_url + "/v1/tenants/shop", json=bad, headers=op)
+    assert r.status_code == 422, r.text
+    assert "status 299" in r.text and "redirects" in r.text
+    assert get(gh, "/a/1", host="shop.test").status == 302
+    # a tenant key may not name a file on the gateway
+    r = helpers.request("POST", gh.admin_url + "/v1/tenants/shop/keys", json={"name": "k", "scopes": ["read", "write"]},
+                        headers=op)
+    assert r.status_code == 201, r.text
+    tk = {"Authorization": "Bearer " + r.json()["key"]}
+    bad = json.loads(json.dumps(doc))
+    bad["sites"][0]["redirects"] = {"file": "/etc/passwd"}
+    r = helpers.request("PUT", gh.admin_url + "/v1/tenants/shop", json=bad, headers=tk)
+    assert r.status_code == 422 and "names a file" in r.text, r.text
