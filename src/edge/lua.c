@@ -4,7 +4,11 @@
  * state holds and, while a call runs, refuses growth past the call's ceiling (bytes at
  * the start of the call + max_memory, never above HARD_CAP); a count hook every
  * HOOK_EVERY VM instructions enforces max_instructions. The JIT is off so that the hook
- * sees every instruction. A limit, once hit, sticks for the rest of the call: the hook
+ * sees every instruction. Work done in C is not instructions: string patterns are matched
+ * here (below) with their steps charged to max_instructions, and the hook also enforces a
+ * wall-clock cap derived from max_instructions (TIME_NS_PER_INSTRUCTION) against loops of
+ * costly library calls (long string copies, table.sort, table.insert shifting a big
+ * array). A limit, once hit, sticks for the rest of the call: the hook
  * raises at every tick, the allocator refuses every growth, and the sandbox's pcall,
  * xpcall and coroutine.resume re-raise, so a function cannot catch its way past it.
  * r:respond / r:redirect end the function the same way (a sticky "answered" stop).
@@ -33,17 +37,26 @@
 #include <lua.h>
 #include <luajit.h>
 #include <lualib.h>
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #define HOOK_EVERY 1000              /* VM instructions between two count hooks */
 #define HARD_CAP ((size_t)64 << 20)  /* bytes a state may hold during a call, whatever max_memory says */
 #define DEFAULT_INSTRUCTIONS 1000000
 #define DEFAULT_MEMORY ((size_t)8 << 20)
 #define MAX_ID 65535 /* function ids per state */
+#define GUARDS_NAME "=guards" /* chunk name of the sandbox's pcall wrappers */
 
-enum { STOP_INS = 1, STOP_MEM = 2, STOP_ANSWER = 4 }; /* why a call must end (sticky until its end) */
+/* Work in C library functions (copying a long string, sorting, shifting a table) is not VM
+ * instructions: a call also stops after this many ns of wall-clock time per instruction it
+ * may run (1,000,000 instructions: 100 ms, some 30 times what they take), at least TIME_MIN_MS. */
+#define TIME_NS_PER_INSTRUCTION 100
+#define TIME_MIN_MS 50
+
+enum { STOP_INS = 1, STOP_MEM = 2, STOP_ANSWER = 4, STOP_TIME = 8 }; /* why a call must end (sticky until its end) */
 
 typedef struct {
     int env, on_req, on_resp; /* registry references, LUA_NOREF when absent */
@@ -58,16 +71,24 @@ struct gh_lua {
     int stop;        /* STOP_* of the current call */
     int phase;       /* GH_FN_REQUEST / GH_FN_RESPONSE of the current call (0 at load) */
     uint64_t ticks, max_ticks, max_instructions;
+    uint64_t deadline_ns; /* CLOCK_MONOTONIC_COARSE */
     size_t max_memory; /* of the current call, for the message */
     gh_fn_req_t *req;  /* the current request, NULL outside calls */
     void *r;           /* the request object's block (identity check of self) */
     int r_ref, lib_ref, envmt_ref;
     fn_t *fns;
     uint32_t nfns;
-    char limit_msg[160]; /* where the instruction limit hit */
+    char limit_msg[256]; /* where the instruction or time limit hit */
 };
 
 static char answer_sentinel; /* error object of r:respond / r:redirect */
+
+static uint64_t coarse_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 static gh_lua_t *state_of(lua_State *L)
 {
@@ -115,7 +136,7 @@ static void *state_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 /* Raise the error that ends a stopped call (again, when a pcall caught it). */
 static int raise_stop(lua_State *L, gh_lua_t *g)
 {
-    if (g->stop & STOP_INS)
+    if (g->stop & (STOP_INS | STOP_TIME))
         lua_pushstring(L, g->limit_msg);
     else if (g->stop & STOP_MEM)
         lua_pushliteral(L, "memory limit exceeded"); /* allocating fails: a memory error, as wanted */
@@ -124,20 +145,55 @@ static int raise_stop(lua_State *L, gh_lua_t *g)
     return lua_error(L);
 }
 
-static void count_hook(lua_State *L, lua_Debug *ar)
+static uint64_t time_budget_ms(uint64_t instructions)
+{
+    uint64_t ms = instructions / (1000000u / TIME_NS_PER_INSTRUCTION);
+    return ms > TIME_MIN_MS ? ms : TIME_MIN_MS;
+}
+
+/* One tick of HOOK_EVERY instructions (or pattern-matching steps): past the budget or the
+ * deadline, the sticky stop and its message. */
+static void charge(lua_State *L, gh_lua_t *g)
+{
+    if (!g->limited)
+        return;
+    if (!g->stop) {
+        if (++g->ticks <= g->max_ticks && coarse_ns() <= g->deadline_ns)
+            return;
+        g->stop |= g->ticks > g->max_ticks ? STOP_INS : STOP_TIME;
+        /* where: the innermost Lua function of the tenant (not a C function, not the guards) */
+        lua_Debug frame, *ar = NULL;
+        for (int level = 0; level < 64 && lua_getstack(L, level, &frame); level++) {
+            lua_getinfo(L, "Sl", &frame);
+            if (frame.currentline > 0 && strcmp(frame.source, GUARDS_NAME) != 0) {
+                ar = &frame;
+                break;
+            }
+        }
+        const char *where = ar ? ar->short_src : "?";
+        int line = ar ? ar->currentline : 0;
+        if (g->stop & STOP_INS)
+            snprintf(g->limit_msg, sizeof g->limit_msg, "%s:%d: instruction limit exceeded (max_instructions %llu)",
+                     where, line, (unsigned long long)g->max_instructions);
+        else
+            snprintf(g->limit_msg, sizeof g->limit_msg,
+                     "%s:%d: time limit exceeded (%llu ms for max_instructions %llu; work in library functions counts)",
+                     where, line, (unsigned long long)time_budget_ms(g->max_instructions),
+                     (unsigned long long)g->max_instructions);
+    }
+    raise_stop(L, g);
+}
+
+static void count_hook(lua_State *L, lua_Debug *ar) { charge(L, state_of(L)); }
+
+/* Charge the work of a C function about to run: steps counted as instructions. */
+static void charge_steps(lua_State *L, uint64_t steps)
 {
     gh_lua_t *g = state_of(L);
     if (!g->limited)
         return;
-    if (!g->stop) {
-        if (++g->ticks <= g->max_ticks)
-            return;
-        g->stop |= STOP_INS;
-        lua_getinfo(L, "Sl", ar);
-        snprintf(g->limit_msg, sizeof g->limit_msg, "%s:%d: instruction limit exceeded (max_instructions %llu)",
-                 ar->short_src, ar->currentline, (unsigned long long)g->max_instructions);
-    }
-    raise_stop(L, g);
+    g->ticks += steps / HOOK_EVERY;
+    charge(L, g);
 }
 
 static void limits_begin(gh_lua_t *g, const gh_fn_limits_t *lim)
@@ -147,6 +203,7 @@ static void limits_begin(gh_lua_t *g, const gh_fn_limits_t *lim)
     g->ticks = 0;
     g->max_ticks = ins / HOOK_EVERY; /* stop when ticks * HOOK_EVERY > ins */
     g->max_instructions = ins;
+    g->deadline_ns = coarse_ns() + time_budget_ms(ins) * 1000000u;
     g->max_memory = mem;
     g->ceiling = g->used >= HARD_CAP || mem >= HARD_CAP - g->used ? HARD_CAP : g->used + mem;
     g->stop = 0;
@@ -186,7 +243,7 @@ static int outcome(gh_lua_t *g, int st, const char *name, char *err, size_t errl
 {
     int stop = g->stop, rc = GH_FN_OK;
     g->stop = 0;
-    if (stop & STOP_INS) {
+    if (stop & (STOP_INS | STOP_TIME)) {
         set_err(err, errlen, "%s", g->limit_msg);
         rc = GH_FN_LIMIT;
     } else if (stop & STOP_MEM) {
@@ -627,6 +684,517 @@ static const luaL_Reg r_methods[] = {
     {NULL, NULL},
 };
 
+/* ---- string patterns with a budget ----
+ *
+ * LuaJIT's string.find/match/gmatch/gsub run in C, where the count hook never fires, and
+ * Lua patterns backtrack: string.find(("a"):rep(20), ("a-"):rep(20) .. "b") runs for
+ * minutes. These replacements implement the same pattern language (Lua 5.1 manual 5.4.1:
+ * classes, sets, the four quantifiers, anchors, captures and position captures, %1-%9, %b,
+ * %f) and charge every HOOK_EVERY matching steps as HOOK_EVERY instructions, so a pattern
+ * is stopped by max_instructions like a Lua loop. */
+
+#define PM_MAXCAPTURES 32
+#define PM_MAXDEPTH 200 /* nested quantifiers / captures being matched */
+enum { PM_UNFINISHED = -1, PM_POSITION = -2 };
+
+typedef struct {
+    lua_State *L;
+    gh_lua_t *g;
+    const char *s0, *s_end, *p_end; /* the subject, the pattern's end */
+    int level, depth;
+    unsigned steps;
+    struct {
+        const char *init;
+        ptrdiff_t len; /* or PM_UNFINISHED / PM_POSITION */
+    } cap[PM_MAXCAPTURES];
+} pm_t;
+
+static inline void pm_step(pm_t *m)
+{
+    if (GH_UNLIKELY(++m->steps % HOOK_EVERY == 0))
+        charge(m->L, m->g);
+}
+
+static void pm_init(pm_t *m, lua_State *L, const char *s, size_t ls, const char *p, size_t lp)
+{
+    m->L = L;
+    m->g = state_of(L);
+    m->s0 = s;
+    m->s_end = s + ls;
+    m->p_end = p + lp;
+    m->level = m->depth = 0;
+    m->steps = 0;
+}
+
+static int pm_class(int c, int cl)
+{
+    int r;
+    switch (tolower(cl)) {
+    case 'a': r = isalpha(c); break;
+    case 'c': r = iscntrl(c); break;
+    case 'd': r = isdigit(c); break;
+    case 'l': r = islower(c); break;
+    case 'p': r = ispunct(c); break;
+    case 's': r = isspace(c); break;
+    case 'u': r = isupper(c); break;
+    case 'w': r = isalnum(c); break;
+    case 'x': r = isxdigit(c); break;
+    case 'z': r = c == 0; break;
+    default: return cl == c; /* %. %% %( ...: the character itself */
+    }
+    return isupper(cl) ? !r : r != 0;
+}
+
+/* c in the set [...] that p (at '[') to close (at ']') spells. */
+static int pm_set(int c, const char *p, const char *close)
+{
+    int in = 1;
+    p++;
+    if (*p == '^') {
+        in = 0;
+        p++;
+    }
+    for (; p < close; p++) {
+        if (*p == '%' && p + 1 < close) {
+            p++;
+            if (pm_class(c, (unsigned char)*p))
+                return in;
+        } else if (p[1] == '-' && p + 2 < close) {
+            if ((unsigned char)p[0] <= c && c <= (unsigned char)p[2])
+                return in;
+            p += 2;
+        } else if ((unsigned char)*p == c) {
+            return in;
+        }
+    }
+    return !in;
+}
+
+/* The end of the single-character class starting at p. */
+static const char *pm_class_end(pm_t *m, const char *p)
+{
+    char c = *p++;
+    if (c == '%') {
+        if (p >= m->p_end)
+            luaL_error(m->L, "malformed pattern (ends with '%%')");
+        return p + 1;
+    }
+    if (c == '[') {
+        if (p < m->p_end && *p == '^')
+            p++;
+        do { /* a ']' first in the set is literal */
+            if (p >= m->p_end)
+                luaL_error(m->L, "malformed pattern (missing ']')");
+            if (*p++ == '%' && p < m->p_end)
+                p++;
+        } while (p >= m->p_end || *p != ']');
+        return p + 1;
+    }
+    return p;
+}
+
+static int pm_single(pm_t *m, const char *s, const char *p, const char *ep)
+{
+    if (s >= m->s_end)
+        return 0;
+    int c = (unsigned char)*s;
+    switch (*p) {
+    case '.': return 1;
+    case '%': return pm_class(c, (unsigned char)p[1]);
+    case '[': return pm_set(c, p, ep - 1);
+    default: return (unsigned char)*p == c;
+    }
+}
+
+static const char *pm_match(pm_t *m, const char *s, const char *p);
+
+static const char *pm_max_expand(pm_t *m, const char *s, const char *p, const char *ep)
+{
+    ptrdiff_t i = 0;
+    while (pm_single(m, s + i, p, ep)) {
+        pm_step(m);
+        i++;
+    }
+    for (; i >= 0; i--) { /* the longest run first, then shorter ones */
+        const char *r = pm_match(m, s + i, ep + 1);
+        if (r)
+            return r;
+    }
+    return NULL;
+}
+
+static const char *pm_min_expand(pm_t *m, const char *s, const char *p, const char *ep)
+{
+    for (;;) {
+        const char *r = pm_match(m, s, ep + 1);
+        if (r)
+            return r;
+        if (!pm_single(m, s, p, ep))
+            return NULL;
+        s++;
+    }
+}
+
+static const char *pm_open(pm_t *m, const char *s, const char *p, ptrdiff_t what)
+{
+    if (m->level >= PM_MAXCAPTURES)
+        luaL_error(m->L, "too many captures");
+    m->cap[m->level].init = s;
+    m->cap[m->level].len = what;
+    m->level++;
+    const char *r = pm_match(m, s, p);
+    if (!r)
+        m->level--;
+    return r;
+}
+
+static const char *pm_close(pm_t *m, const char *s, const char *p)
+{
+    int l = m->level - 1;
+    while (l >= 0 && m->cap[l].len != PM_UNFINISHED)
+        l--;
+    if (l < 0)
+        luaL_error(m->L, "invalid pattern capture");
+    m->cap[l].len = s - m->cap[l].init;
+    const char *r = pm_match(m, s, p);
+    if (!r)
+        m->cap[l].len = PM_UNFINISHED;
+    return r;
+}
+
+static const char *pm_balance(pm_t *m, const char *s, const char *p)
+{
+    if (p + 1 >= m->p_end)
+        luaL_error(m->L, "malformed pattern (missing arguments to '%%b')");
+    if (s >= m->s_end || *s != p[0])
+        return NULL;
+    int depth = 1;
+    while (++s < m->s_end) {
+        pm_step(m);
+        if (*s == p[1]) {
+            if (--depth == 0)
+                return s + 1;
+        } else if (*s == p[0]) {
+            depth++;
+        }
+    }
+    return NULL;
+}
+
+static const char *pm_backref(pm_t *m, const char *s, int digit)
+{
+    int l = digit - '1';
+    if (l < 0 || l >= m->level || m->cap[l].len == PM_UNFINISHED)
+        luaL_error(m->L, "invalid capture index");
+    ptrdiff_t len = m->cap[l].len;
+    if (len >= 0 && m->s_end - s >= len && memcmp(m->cap[l].init, s, (size_t)len) == 0)
+        return s + len;
+    return NULL;
+}
+
+/* The end of the match of p at s, or NULL. */
+static const char *pm_match(pm_t *m, const char *s, const char *p)
+{
+    const char *r = NULL;
+    if (++m->depth > PM_MAXDEPTH)
+        luaL_error(m->L, "pattern too complex");
+    for (;;) {
+        pm_step(m);
+        if (p == m->p_end) {
+            r = s;
+            break;
+        }
+        if (*p == '(') {
+            int pos = p + 1 < m->p_end && p[1] == ')';
+            r = pm_open(m, s, p + 1 + pos, pos ? PM_POSITION : PM_UNFINISHED);
+            break;
+        }
+        if (*p == ')') {
+            r = pm_close(m, s, p + 1);
+            break;
+        }
+        if (*p == '$' && p + 1 == m->p_end) {
+            r = s == m->s_end ? s : NULL;
+            break;
+        }
+        if (*p == '%' && p + 1 < m->p_end) {
+            if (p[1] == 'b') {
+                s = pm_balance(m, s, p + 2);
+                if (!s)
+                    break;
+                p += 4;
+                continue;
+            }
+            if (p[1] == 'f') {
+                p += 2;
+                if (p >= m->p_end || *p != '[')
+                    luaL_error(m->L, "missing '[' after '%%f' in pattern");
+                const char *ep = pm_class_end(m, p);
+                int prev = s == m->s0 ? 0 : (unsigned char)s[-1];
+                int cur = s < m->s_end ? (unsigned char)*s : 0;
+                if (pm_set(prev, p, ep - 1) || !pm_set(cur, p, ep - 1))
+                    break;
+                p = ep;
+                continue;
+            }
+            if (isdigit((unsigned char)p[1])) {
+                s = pm_backref(m, s, (unsigned char)p[1]);
+                if (!s)
+                    break;
+                p += 2;
+                continue;
+            }
+        }
+        const char *ep = pm_class_end(m, p);
+        int ok = pm_single(m, s, p, ep);
+        char q = ep < m->p_end ? *ep : 0;
+        if (q == '?') {
+            if (ok && (r = pm_match(m, s + 1, ep + 1)))
+                break;
+            p = ep + 1;
+            continue;
+        }
+        if (q == '*') {
+            r = pm_max_expand(m, s, p, ep);
+            break;
+        }
+        if (q == '+') {
+            r = ok ? pm_max_expand(m, s + 1, p, ep) : NULL;
+            break;
+        }
+        if (q == '-') {
+            r = pm_min_expand(m, s, p, ep);
+            break;
+        }
+        if (!ok)
+            break;
+        s++;
+        p = ep;
+    }
+    m->depth--;
+    return r;
+}
+
+/* Capture i of the match s..e pushed (the whole match when the pattern has none). */
+static void pm_push_one(pm_t *m, int i, const char *s, const char *e)
+{
+    if (i >= m->level) {
+        if (i != 0)
+            luaL_error(m->L, "invalid capture index");
+        lua_pushlstring(m->L, s, (size_t)(e - s));
+        return;
+    }
+    ptrdiff_t len = m->cap[i].len;
+    if (len == PM_UNFINISHED)
+        luaL_error(m->L, "unfinished capture");
+    if (len == PM_POSITION)
+        lua_pushinteger(m->L, m->cap[i].init - m->s0 + 1);
+    else
+        lua_pushlstring(m->L, m->cap[i].init, (size_t)len);
+}
+
+/* The captures pushed (s NULL: none when the pattern has none); their number. */
+static int pm_push_all(pm_t *m, const char *s, const char *e)
+{
+    int n = m->level == 0 && s ? 1 : m->level;
+    luaL_checkstack(m->L, n, "too many captures");
+    for (int i = 0; i < n; i++)
+        pm_push_one(m, i, s, e);
+    return n;
+}
+
+static int pm_plain(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strchr("^$*+?.([%-", p[i]) && p[i])
+            return 0;
+    return 1;
+}
+
+static int str_find_aux(lua_State *L, int find)
+{
+    size_t ls, lp;
+    const char *s = luaL_checklstring(L, 1, &ls), *p = luaL_checklstring(L, 2, &lp);
+    lua_Integer init = luaL_optinteger(L, 3, 1);
+    if (init < 0)
+        init += (lua_Integer)ls + 1;
+    init = init < 1 ? 0 : init - 1;
+    if ((size_t)init > ls) /* LuaJIT (Lua 5.1): past the end starts at the end */
+        init = (lua_Integer)ls;
+    if (find && (lua_toboolean(L, 4) || pm_plain(p, lp))) {
+        const char *f = lp ? memmem(s + init, ls - (size_t)init, p, lp) : s + init;
+        if (!f) {
+            lua_pushnil(L);
+            return 1;
+        }
+        lua_pushinteger(L, f - s + 1);
+        lua_pushinteger(L, (lua_Integer)(f - s) + (lua_Integer)lp);
+        return 2;
+    }
+    int anchor = lp && *p == '^';
+    pm_t m;
+    pm_init(&m, L, s, ls, p + anchor, lp - (size_t)anchor);
+    const char *s1 = s + init;
+    do {
+        m.level = m.depth = 0;
+        const char *e = pm_match(&m, s1, p + anchor);
+        if (e) {
+            if (!find)
+                return pm_push_all(&m, s1, e);
+            lua_pushinteger(L, s1 - s + 1);
+            lua_pushinteger(L, e - s);
+            return pm_push_all(&m, NULL, NULL) + 2;
+        }
+        pm_step(&m);
+    } while (s1++ < m.s_end && !anchor);
+    lua_pushnil(L);
+    return 1;
+}
+
+static int str_find(lua_State *L) { return str_find_aux(L, 1); }
+static int str_match(lua_State *L) { return str_find_aux(L, 0); }
+
+static int gmatch_next(lua_State *L)
+{
+    size_t ls, lp;
+    const char *s = lua_tolstring(L, lua_upvalueindex(1), &ls), *p = lua_tolstring(L, lua_upvalueindex(2), &lp);
+    pm_t m;
+    pm_init(&m, L, s, ls, p, lp);
+    for (const char *src = s + lua_tointeger(L, lua_upvalueindex(3)); src <= m.s_end; src++) {
+        m.level = m.depth = 0;
+        const char *e = pm_match(&m, src, p);
+        if (e) {
+            lua_pushinteger(L, (e - s) + (e == src)); /* after an empty match, move on by one */
+            lua_replace(L, lua_upvalueindex(3));
+            return pm_push_all(&m, src, e);
+        }
+        pm_step(&m);
+    }
+    return 0;
+}
+
+static int str_gmatch(lua_State *L)
+{
+    luaL_checkstring(L, 1);
+    luaL_checkstring(L, 2);
+    lua_settop(L, 2);
+    lua_pushinteger(L, 0);
+    lua_pushcclosure(L, gmatch_next, 3);
+    return 1;
+}
+
+/* Append the replacement of the match s..e (repl at index 3, of type tr). */
+static void gsub_add(pm_t *m, luaL_Buffer *b, const char *s, const char *e, int tr)
+{
+    lua_State *L = m->L;
+    if (tr == LUA_TSTRING || tr == LUA_TNUMBER) {
+        size_t l;
+        const char *r = lua_tolstring(L, 3, &l);
+        for (size_t i = 0; i < l; i++) {
+            pm_step(m);
+            if (r[i] != '%') {
+                luaL_addchar(b, r[i]);
+            } else if (!isdigit((unsigned char)r[++i])) { /* "%x": x; a final '%': the NUL after it (5.1) */
+                luaL_addchar(b, r[i]);
+            } else if (r[i] == '0') {
+                luaL_addlstring(b, s, (size_t)(e - s));
+            } else {
+                pm_push_one(m, r[i] - '1', s, e);
+                luaL_addvalue(b);
+            }
+        }
+        return;
+    }
+    if (tr == LUA_TFUNCTION) {
+        lua_pushvalue(L, 3);
+        lua_call(L, pm_push_all(m, s, e), 1);
+    } else {
+        pm_push_one(m, 0, s, e);
+        lua_gettable(L, 3);
+    }
+    if (!lua_toboolean(L, -1)) { /* nil or false: keep the original */
+        lua_pop(L, 1);
+        lua_pushlstring(L, s, (size_t)(e - s));
+    } else if (!lua_isstring(L, -1)) {
+        luaL_error(L, "invalid replacement value (a %s)", luaL_typename(L, -1));
+    }
+    luaL_addvalue(b);
+}
+
+static int str_gsub(lua_State *L)
+{
+    size_t ls, lp;
+    const char *s = luaL_checklstring(L, 1, &ls), *p = luaL_checklstring(L, 2, &lp);
+    int tr = lua_type(L, 3);
+    lua_Integer max = luaL_optinteger(L, 4, (lua_Integer)ls + 1), n = 0;
+    luaL_argcheck(L, tr == LUA_TNUMBER || tr == LUA_TSTRING || tr == LUA_TFUNCTION || tr == LUA_TTABLE, 3,
+                  "string/function/table expected");
+    int anchor = lp && *p == '^';
+    pm_t m;
+    pm_init(&m, L, s, ls, p + anchor, lp - (size_t)anchor);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    const char *src = s;
+    while (n < max) {
+        m.level = m.depth = 0;
+        const char *e = pm_match(&m, src, p + anchor);
+        if (e) {
+            n++;
+            gsub_add(&m, &b, src, e, tr);
+        }
+        pm_step(&m);
+        if (e && e > src)
+            src = e;
+        else if (src < m.s_end)
+            luaL_addchar(&b, *src++);
+        else
+            break;
+        if (anchor)
+            break;
+    }
+    luaL_addlstring(&b, src, (size_t)(m.s_end - src));
+    luaL_pushresult(&b);
+    lua_pushinteger(L, n);
+    return 2;
+}
+
+/* table.sort, insert, remove and concat charged before they run: sorting n elements costs
+ * n log n comparisons, the others move or read up to n elements, all in C. */
+enum { TW_SORT, TW_SHIFT, TW_CONCAT };
+
+static int table_charged(lua_State *L)
+{
+    int kind = (int)lua_tointeger(L, lua_upvalueindex(2));
+    uint64_t n = lua_type(L, 1) == LUA_TTABLE ? lua_objlen(L, 1) : 0;
+    if (kind == TW_CONCAT && lua_gettop(L) >= 4 && lua_isnumber(L, 3) && lua_isnumber(L, 4)) {
+        lua_Number i = lua_tonumber(L, 3), j = lua_tonumber(L, 4);
+        n = j >= i ? (uint64_t)GH_MIN(j - i + 1, 1e15) : 0; /* (a huge range fails in concat itself) */
+    }
+    uint64_t steps = n;
+    if (kind == TW_SORT)
+        for (uint64_t k = n; k > 1; k >>= 1)
+            steps += n;
+    charge_steps(L, steps);
+    int nargs = lua_gettop(L);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, nargs, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
+/* In the table library at index t: name wrapped (kind: TW_*). */
+static void table_charge(lua_State *L, int t, const char *name, int kind)
+{
+    lua_getfield(L, t, name);
+    lua_pushinteger(L, kind);
+    lua_pushcclosure(L, table_charged, 2);
+    lua_setfield(L, t, name);
+}
+
+static const luaL_Reg str_patterns[] = {
+    {"find", str_find}, {"match", str_match}, {"gmatch", str_gmatch}, {"gsub", str_gsub}, {NULL, NULL},
+};
+
 /* ---- the sandbox (built once per state, in protected mode) ---- */
 
 static int stopped(lua_State *L)
@@ -645,10 +1213,10 @@ static const char guards_lua[] = "local pcall, xpcall, resume, stopped, error = 
                                  "  function(...) return pass(xpcall(...)) end,\n"
                                  "  function(...) return pass(resume(...)) end\n";
 
-static const char *const base_names[] = {"assert", "error",        "ipairs",       "next",     "pairs",
-                                         "rawequal", "rawget",     "rawset",       "select",   "setmetatable",
-                                         "getmetatable", "tonumber", "tostring",   "type",     "unpack",
-                                         "_VERSION"};
+static const char *const base_names[] = {
+    "assert", "error", "ipairs", "next", "pairs", "rawequal", "rawget", "rawset", "select",
+    "tonumber", "setmetatable", "getmetatable", "tostring", "type", "unpack", "_VERSION",
+};
 
 static void open_lib(lua_State *L, lua_CFunction f, const char *name)
 {
@@ -678,82 +1246,101 @@ static void add_lib(lua_State *L, int li, const char *name)
     lua_pop(L, 1);
 }
 
-static int setup(lua_State *L)
+/* The real string and table libraries made safe: string.dump gone, the budgeted pattern
+ * functions, the charged table functions, the strings' metatable locked. */
+static void harden_libs(lua_State *L)
 {
-    gh_lua_t *g = lua_touserdata(L, 1);
-    luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
-    open_lib(L, luaopen_base, "");
-    open_lib(L, luaopen_string, LUA_STRLIBNAME);
-    open_lib(L, luaopen_table, LUA_TABLIBNAME);
-    open_lib(L, luaopen_math, LUA_MATHLIBNAME);
-    open_lib(L, luaopen_bit, LUA_BITLIBNAME);
-    open_lib(L, luaopen_os, LUA_OSLIBNAME);
-    lua_settop(L, 0);
-
-    /* strings' methods: the real string table, without dump, behind a locked metatable */
-    lua_getglobal(L, "string");
+    lua_getglobal(L, LUA_STRLIBNAME);
     lua_pushnil(L);
     lua_setfield(L, -2, "dump");
+    lua_pushnil(L);
+    lua_setfield(L, -2, "gfind");
+    luaL_register(L, NULL, str_patterns);
+    lua_getglobal(L, LUA_TABLIBNAME);
+    int t = lua_gettop(L);
+    table_charge(L, t, "sort", TW_SORT);
+    table_charge(L, t, "insert", TW_SHIFT);
+    table_charge(L, t, "remove", TW_SHIFT);
+    table_charge(L, t, "concat", TW_CONCAT);
+    lua_pushnil(L);
+    lua_setfield(L, t, "maxn"); /* walks the hash part too, whose size we cannot charge */
     lua_pushliteral(L, "");
     lua_getmetatable(L, -1);
     lua_pushboolean(L, 0);
     lua_setfield(L, -2, "__metatable");
     lua_settop(L, 0);
+}
 
-    /* the guards */
-    if (luaL_loadbuffer(L, guards_lua, sizeof guards_lua - 1, "=guards") != 0)
-        return lua_error(L);
+/* Pushes the guarded pcall, xpcall and coroutine.resume. */
+static void push_guards(lua_State *L)
+{
+    if (luaL_loadbuffer(L, guards_lua, sizeof guards_lua - 1, GUARDS_NAME) != 0)
+        lua_error(L);
     lua_getglobal(L, "pcall");
     lua_getglobal(L, "xpcall");
-    lua_getglobal(L, "coroutine");
+    lua_getglobal(L, LUA_COLIBNAME);
     lua_getfield(L, -1, "resume");
     lua_remove(L, -2);
     lua_pushcfunction(L, stopped);
     lua_getglobal(L, "error");
-    lua_call(L, 5, 3); /* 1: pcall 2: xpcall 3: resume */
+    lua_call(L, 5, 3);
+}
 
-    /* the base every environment reads through its metatable */
-    lua_newtable(L); /* 4 */
+/* The environments' metatable (a reference): __index the base, hidden. pcall, xpcall at
+ * stack indexes pi, pi + 1. */
+static int make_env_mt(lua_State *L, int pi)
+{
+    lua_newtable(L);
+    int base = lua_gettop(L);
     for (size_t i = 0; i < GH_ARRAY_LEN(base_names); i++) {
         lua_getglobal(L, base_names[i]);
-        lua_setfield(L, 4, base_names[i]);
+        lua_setfield(L, base, base_names[i]);
     }
-    lua_pushvalue(L, 1);
-    lua_setfield(L, 4, "pcall");
-    lua_pushvalue(L, 2);
-    lua_setfield(L, 4, "xpcall");
-    lua_createtable(L, 0, 2); /* 5: the environments' metatable */
-    lua_pushvalue(L, 4);
-    lua_setfield(L, 5, "__index");
+    lua_pushvalue(L, pi);
+    lua_setfield(L, base, "pcall");
+    lua_pushvalue(L, pi + 1);
+    lua_setfield(L, base, "xpcall");
+    lua_createtable(L, 0, 2);
+    lua_pushvalue(L, base);
+    lua_setfield(L, -2, "__index");
     lua_pushboolean(L, 0);
-    lua_setfield(L, 5, "__metatable");
-    g->envmt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_setfield(L, -2, "__metatable");
+    int ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pop(L, 1);
+    return ref;
+}
 
-    /* the libraries copied into each environment */
-    lua_newtable(L); /* 5 */
-    add_lib(L, 5, LUA_STRLIBNAME);
-    add_lib(L, 5, LUA_TABLIBNAME);
-    add_lib(L, 5, LUA_MATHLIBNAME);
-    add_lib(L, 5, LUA_BITLIBNAME);
-    add_lib(L, 5, LUA_COLIBNAME);
-    lua_getfield(L, 5, LUA_COLIBNAME);
-    lua_pushvalue(L, 3);
+/* The library templates copied into each environment (a reference); the guarded resume at
+ * stack index ri. */
+static int make_libs(lua_State *L, int ri)
+{
+    lua_newtable(L);
+    int libs = lua_gettop(L);
+    add_lib(L, libs, LUA_STRLIBNAME);
+    add_lib(L, libs, LUA_TABLIBNAME);
+    add_lib(L, libs, LUA_MATHLIBNAME);
+    add_lib(L, libs, LUA_BITLIBNAME);
+    add_lib(L, libs, LUA_COLIBNAME);
+    lua_getfield(L, libs, LUA_COLIBNAME);
+    lua_pushvalue(L, ri);
     lua_setfield(L, -2, "resume");
     lua_pop(L, 1);
+    static const char *const os_names[] = {"time", "clock", "date"};
     lua_createtable(L, 0, 3);
     lua_getglobal(L, LUA_OSLIBNAME);
-    static const char *const os_names[] = {"time", "clock", "date"};
     for (size_t i = 0; i < GH_ARRAY_LEN(os_names); i++) {
         lua_getfield(L, -1, os_names[i]);
         lua_setfield(L, -3, os_names[i]);
     }
     lua_pop(L, 1);
-    lua_setfield(L, 5, LUA_OSLIBNAME);
-    g->lib_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_setfield(L, libs, LUA_OSLIBNAME);
+    return luaL_ref(L, LUA_REGISTRYINDEX);
+}
 
-    /* r: a userdata whose hidden metatable reads the methods, then r.ctx */
+/* r (a reference): a userdata whose hidden metatable reads the methods, then r.ctx. */
+static int make_r(lua_State *L, gh_lua_t *g)
+{
     g->r = lua_newuserdata(L, 1);
-    int r = lua_gettop(L);
     lua_createtable(L, 0, 3);
     lua_newtable(L);
     luaL_register(L, NULL, r_methods);
@@ -766,9 +1353,27 @@ static int setup(lua_State *L)
     lua_setfield(L, -2, "__newindex");
     lua_pushboolean(L, 0);
     lua_setfield(L, -2, "__metatable");
-    lua_setmetatable(L, r);
-    g->r_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_setmetatable(L, -2);
+    return luaL_ref(L, LUA_REGISTRYINDEX);
+}
 
+static int setup(lua_State *L)
+{
+    gh_lua_t *g = lua_touserdata(L, 1);
+    if (!luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF))
+        return luaL_error(L, "cannot turn the JIT compiler off");
+    lua_settop(L, 0);
+    open_lib(L, luaopen_base, "");
+    open_lib(L, luaopen_string, LUA_STRLIBNAME);
+    open_lib(L, luaopen_table, LUA_TABLIBNAME);
+    open_lib(L, luaopen_math, LUA_MATHLIBNAME);
+    open_lib(L, luaopen_bit, LUA_BITLIBNAME);
+    open_lib(L, luaopen_os, LUA_OSLIBNAME);
+    harden_libs(L);
+    push_guards(L); /* 1: pcall 2: xpcall 3: resume */
+    g->envmt_ref = make_env_mt(L, 1);
+    g->lib_ref = make_libs(L, 3);
+    g->r_ref = make_r(L, g);
     /* make the registry's free list exist: gh_lua_done's luaL_unref then never allocates */
     lua_pushboolean(L, 1);
     luaL_unref(L, LUA_REGISTRYINDEX, luaL_ref(L, LUA_REGISTRYINDEX));
@@ -902,7 +1507,8 @@ int gh_lua_load(gh_lua_t *g, uint32_t id, const char *chunkname, const char *cod
         chunkname = "=function";
     load_t ld = {.g = g, .chunkname = chunkname, .code = code, .len = len,
                  .fn = {LUA_NOREF, LUA_NOREF, LUA_NOREF, ""}};
-    snprintf(ld.fn.name, sizeof ld.fn.name, "%s", chunkname[0] == '@' || chunkname[0] == '=' ? chunkname + 1 : chunkname);
+    int skip = chunkname[0] == '@' || chunkname[0] == '=';
+    snprintf(ld.fn.name, sizeof ld.fn.name, "%s", chunkname + skip);
     ld.name = ld.fn.name;
     if (!g || !code) {
         set_err(err, errlen, "%s: no code", ld.name);

@@ -11,7 +11,10 @@
  *
  * Limits per invocation: max_instructions (checked every 1000 VM instructions) and
  * max_memory (bytes the state may grow by during the call; the state's allocator
- * refuses past it, which raises a Lua memory error). A function that errors or
+ * refuses past it, which raises a Lua memory error). Work done inside library functions
+ * is charged too (string patterns per matching step, table.sort/insert/remove/concat per
+ * element), and a call stops after max_instructions x 100 ns of wall-clock time (at least
+ * 50 ms) whatever it spends it on (GH_FN_LIMIT). A function that errors or
  * exceeds a limit returns GH_FN_ERROR / GH_FN_LIMIT with a message; the state stays
  * usable (a full GC runs after a memory error).
  *
@@ -33,7 +36,11 @@
  *   r:now()                      -> Unix time in seconds (float, ms precision)
  *   r.ctx                        a table kept from the request phase to the response phase
  * Values must be strings (numbers are converted); names and values with CR, LF or NUL,
- * and names that are not HTTP tokens, raise an error.
+ * and names that are not HTTP tokens, raise an error. Framing and
+ * hop-by-hop names (Content-Length, Transfer-Encoding, Connection, Keep-Alive,
+ * Proxy-Connection, TE, Trailer, Upgrade) raise an error too: the gateway writes those.
+ * What changes the request sent upstream (set_method/path/query, set/add/remove_header,
+ * set_upstream, respond, redirect) raises an error in on_response.
  *
  * Called by config.c (gh_lua_check at load) and session.c (per worker and tenant).
  * Calls LuaJIT. */

@@ -2128,7 +2128,7 @@ static void https_redirect(gh_req_t *r, const gh_h1_request_t *m)
         const char *colon = memrchr(host.p, ':', host.n);
         if (colon)
             host.n = (size_t)(colon - host.p);
-    } else if (host.n) {
+    } else if (host.n && host.p) { /* (host.p: for the compiler's null analysis) */
         const char *colon = memrchr(host.p, ':', host.n);
         if (colon && colon > (const char *)memchr(host.p, ']', host.n))
             host.n = (size_t)(colon - host.p);

@@ -139,6 +139,12 @@ static bool parse_from(px_t *x, uint32_t line, field_t f, gh_rule_t *r)
             perr(x, line, f.col, "URL '%.*s' has no host (or has user information)", FMT_F(f));
             return false;
         }
+        for (size_t i = 0; i < hn; i++) {
+            if (!is_alpha(h[i]) && !is_digit(h[i]) && (!h[i] || !strchr("-._[]:", h[i]))) {
+                perr(x, line, f.col + (uint32_t)(hs + i), "URL '%.*s': invalid host", FMT_F(f));
+                return false;
+            }
+        }
         r->host = dup_f(x, h, hn);
         if (r->host)
             for (size_t i = 0; i < hn; i++)
@@ -209,11 +215,14 @@ static bool begin(px_t *x, const char *file, const char *text, size_t len)
     return true;
 }
 
-/* Call fn for every line (without its LF or CRLF) that is not blank, a comment or too long. */
+/* Call fn for every line (without its LF or CRLF) that is not blank, a comment or too long.
+ * A UTF-8 byte order mark that some editors write first is skipped. */
 static void each_line(px_t *x, const char *text, size_t len, void (*fn)(px_t *, uint32_t, const char *, size_t, void *),
                       void *ctx)
 {
     const char *p = text, *end = text + len;
+    if (len >= 3 && memcmp(text, "\xef\xbb\xbf", 3) == 0)
+        p += 3;
     for (uint32_t line = 1; p && p < end && !x->stop; line++) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         const char *e = nl ? nl : end;

@@ -62,7 +62,7 @@ FAIL = r"""
 function on_request(r)
   local p = r:path()
   if p == "/loop" then while true do end end
-  if p == "/mem" then local t = {} for i = 1, 1e9 do t[i] = string.rep("x", 64) .. i end end
+  if p == "/mem" then local t, s = {}, string.rep("x", 65536) for i = 1, 1e9 do t[i] = s .. i end end
   if p == "/err" then error("boom at the edge") end
   if p == "/pcall" then while true do pcall(function() while true do end end) end end
   if p == "/badheader" then r:set_header("X-Bad", "a\r\nInjected: 1") end
@@ -216,7 +216,8 @@ tenants:
     assert err == 2  # error(), a header with CR LF
     assert ok == 5
     log = gh.stderr_text()
-    assert "instruction limit" in log and "boom at the edge" in log and "memory" in log, log
+    assert "instruction limit" in log and "boom at the edge" in log, log
+    assert "memory limit exceeded" in log, log
 
 
 def test_tenants_are_isolated(env):

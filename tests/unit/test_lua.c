@@ -5,9 +5,17 @@
  * Includes lua.c to reach the state's internals (the Lua stack, the registry). */
 #include "edge/lua.c"
 
+#include <stdlib.h>
 #include <time.h>
 
 #include "t.h"
+
+static double now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e9 + ts.tv_nsec;
+}
 
 static char err[512];
 static const gh_fn_limits_t lim = {1000000, 8u << 20};
@@ -108,6 +116,12 @@ static const char *well_code = "function on_request(r)\n"
                                "  r:set_response_header('x-well', table.concat(t, ','))\n"
                                "end\n";
 
+static void check_well_load(gh_lua_t *g)
+{
+    CHECK_INT(load(g, 99, "=t/well", well_code), GH_FN_REQUEST);
+    check_well(g, 99);
+}
+
 static void test_check(void)
 {
     const char *both = "function on_request(r) end\nfunction on_response(r) end\n";
@@ -163,6 +177,7 @@ static void test_sandbox(void)
         "  none('print', print) none('string.dump', string.dump) none('(\"\").dump', ('').dump)\n"
         "  none('os.execute', os.execute) none('os.getenv', os.getenv) none('os.exit', os.exit)\n"
         "  none('os.remove', os.remove) none('os.rename', os.rename) none('os.tmpname', os.tmpname)\n"
+        "  none('table.maxn', table.maxn) none('string.gfind', string.gfind)\n"
         "  want('string mt', getmetatable('') == false) want('env mt', getmetatable(_G) == false)\n"
         "  want('r mt', getmetatable(r) == false) want('_G', _G.string == string and _G == _G._G)\n"
         "  want('setmetatable _G', not pcall(setmetatable, _G, {}))\n"
@@ -229,6 +244,25 @@ static void test_limits(void)
         {"local function f() return f() end\nfunction on_request(r)\n  f()\nend\n", GH_FN_LIMIT,
          "instruction limit exceeded"},
         {"local function f() f() end\nfunction on_request(r)\n  f()\nend\n", GH_FN_ERROR, "stack overflow"},
+        /* work in library functions: charged (table), or stopped by the time cap (a string copy
+         * whose result is interned already allocates nothing and is one VM instruction) */
+        {"function on_request(r)\n  local s = string.rep('x', 3e6) while true do local y = s .. 'a' end\nend\n",
+         GH_FN_LIMIT, "limit exceeded"},
+        {"function on_request(r)\n  local s = string.rep('x', 3e6) local keep = s .. 'a'\n"
+         "  while true do local y = s .. 'a' end\nend\n",
+         GH_FN_LIMIT, "t/lim:3: time limit exceeded (100 ms for max_instructions 1000000"},
+        {"function on_request(r)\n  local t = {} for i = 1, 1e5 do t[i] = i end\n"
+         "  while true do table.insert(t, 1, 0) end\nend\n",
+         GH_FN_LIMIT, "t/lim:3: instruction limit exceeded"},
+        {"function on_request(r)\n  local t = {} for i = 1, 1e5 do t[i] = i end\n"
+         "  while true do table.sort(t) end\nend\n",
+         GH_FN_LIMIT, "t/lim:3: instruction limit exceeded"},
+        {"function on_request(r)\n  local t = {} for i = 1, 1e4 do t[i] = 'abc' end\n"
+         "  while true do table.concat(t, ',') end\nend\n",
+         GH_FN_LIMIT, "t/lim:3: instruction limit exceeded"},
+        {"function on_request(r)\n  local t = {5, 3, 9} table.sort(t) table.insert(t, 1, 0) table.remove(t, 2)\n"
+         "  r:set_response_header('x-t', table.concat(t, ','))\nend\n",
+         GH_FN_OK, ""},
         {"function on_request(r)\n  error({})\nend\n", GH_FN_ERROR, "(error object is a table value)"},
         {"function on_request(r)\n  error(42)\nend\n", GH_FN_ERROR, "42"},
     };
@@ -244,7 +278,10 @@ static void test_limits(void)
         req_init(&q, e);
         int mem = strstr(cases[i].frag, "memory") != NULL;
         err[0] = 0;
+        double t0 = now_ns();
         int rc = gh_lua_run(g, 1, GH_FN_REQUEST, &q, mem ? &roomy : &lim, err, sizeof err);
+        double ms = (now_ns() - t0) / 1e6;
+        CHECK(ms < 1500); /* every case stops soon */
         CHECK_INT(lua_gettop(g->L), 0);
         if (rc != cases[i].rc)
             fprintf(stderr, "  (case %zu: %s)\n", i, err);
@@ -258,8 +295,9 @@ static void test_limits(void)
         if (mem)
             CHECK(gh_lua_memory(g) < base + (2u << 20));
     }
-    lua_gc(g->L, LUA_GCCOLLECT, 0);
-    CHECK(gh_lua_memory(g) < base + (2u << 20));
+    for (int i = 0; i < 4; i++) /* each collection halves LuaJIT's string buffer */
+        lua_gc(g->L, LUA_GCCOLLECT, 0);
+    CHECK(gh_lua_memory(g) < base + (1u << 20));
     gh_lua_free(g);
 }
 
@@ -335,7 +373,8 @@ static void test_request_api(void)
         "  local out = {}\n"
         "  local function add(k, v) out[#out + 1] = k .. '=' .. tostring(v) end\n"
         "  add('m', r:method()) add('p', r:path()) add('q', r:query())\n"
-        "  add('x', r:query_arg('x')) add('y', r:query_arg('y')) add('z', r:query_arg('z')) add('w', r:query_arg('w'))\n"
+        "  add('x', r:query_arg('x')) add('y', r:query_arg('y'))\n"
+        "  add('z', r:query_arg('z')) add('w', r:query_arg('w'))\n"
         "  add('h', r:header('x-a')) add('hn', r:header('nope')) add('c', r:cookie('sid')) add('cn', r:cookie('no'))\n"
         "  add('t', r:tenant()) add('rt', r:route()) add('ip', r:client_ip()) add('co', r:country())\n"
         "  add('ja4', r:ja4()) add('host', r:host()) add('v', r:variant('beta')) add('vn', r:variant('other'))\n"
@@ -524,7 +563,8 @@ static void test_phases_ctx(void)
         "  r:remove_response_header('x-up') add('up2', r:response_header('x-up'))\n"
         "  r:add_response_header('x-new', 'a') add('new', r:response_header('x-new'))\n"
         "  r:set_response_header('content-type', 'text/plain') add('ct2', r:response_header('Content-Type'))\n"
-        "  local ok, e = pcall(r.respond, r, 200, 'x') add('respond', not ok and e:match('only allowed in on_request'))\n"
+        "  local ok, e = pcall(r.respond, r, 200, 'x')\n"
+        "  add('respond', not ok and e:match('only allowed in on_request'))\n"
         "  ok, e = pcall(r.set_path, r, '/x') add('set_path', not ok and e:match('only allowed in on_request'))\n"
         "  ok, e = pcall(r.set_upstream, r, 'pool1') add('set_upstream', not ok)\n"
         "  r:set_response_header('x-out', table.concat(out, ';'))\n"
@@ -587,19 +627,164 @@ static void test_request_over(void)
     gh_lua_free(g);
 }
 
+
+/* The budgeted pattern functions (string.find/match/gmatch/gsub) against LuaJIT's own, on
+ * random patterns and subjects: the same results, and an error where LuaJIT errs. */
+static const char *probe_lua =
+    "local function ser(ok, ...)\n"
+    "  if not ok then return 'err' end\n"
+    "  local t = {'ok', select('#', ...)}\n"
+    "  for i = 1, select('#', ...) do local v = select(i, ...) t[#t + 1] = type(v) .. ':' .. tostring(v) end\n"
+    "  return table.concat(t, '|')\n"
+    "end\n"
+    "function probe(s, p, init)\n"
+    "  local out = {}\n"
+    "  out[1] = ser(pcall(string.find, s, p, init))\n"
+    "  out[2] = ser(pcall(string.match, s, p, init))\n"
+    "  out[3] = ser(pcall(function()\n"
+    "    local r, n = {}, 0\n"
+    "    for a, b in s:gmatch(p) do\n"
+    "      n = n + 1 if n > 50 then break end r[#r + 1] = tostring(a) .. ',' .. tostring(b)\n"
+    "    end\n"
+    "    return table.concat(r, ';')\n"
+    "  end))\n"
+    "  out[4] = ser(pcall(string.gsub, s, p, '<%0|%1>'))\n"
+    "  out[5] = ser(pcall(string.gsub, s, p, function(a, b) return b and (tostring(a) .. tostring(b)) or nil end))\n"
+    "  out[6] = ser(pcall(string.gsub, s, p, {a = 'A', ['1'] = 7}, 2))\n"
+    "  out[7] = ser(pcall(string.find, s, p, init, true))\n"
+    "  out[8] = ser(pcall(string.gsub, s, p, '%'))\n"
+    "  return table.concat(out, '\\n')\n"
+    "end\n";
+
+static char *probe_run(lua_State *L, const char *s, const char *p, int init)
+{
+    lua_getglobal(L, "probe");
+    lua_pushstring(L, s);
+    lua_pushstring(L, p);
+    lua_pushinteger(L, init);
+    if (lua_pcall(L, 3, 1, 0) != 0) {
+        lua_pop(L, 1);
+        return NULL;
+    }
+    size_t n;
+    const char *v = lua_tolstring(L, -1, &n);
+    char *r = malloc(n + 1);
+    for (size_t i = 0; i < n; i++)
+        r[i] = v[i] ? v[i] : '@';
+    r[n] = 0;
+    lua_pop(L, 1);
+    return r;
+}
+
+static uint64_t rnd_state = 88172645463325252ull;
+static uint64_t rnd(void)
+{
+    rnd_state ^= rnd_state << 13;
+    rnd_state ^= rnd_state >> 7;
+    rnd_state ^= rnd_state << 17;
+    return rnd_state;
+}
+
+static void test_patterns_same(void)
+{
+    static const char *tok[] = {"a",   "b",    "1",      " ",      ".",     "%a",   "%d",    "%s",   "%w",   "%p",
+                                "%A",  "[ab]", "[^a]",   "[a-c]",  "[%d_]", "[]a]", "(",     ")",    "()",   "%1",
+                                "%2",  "%b()", "%f[%w]", "%f[%W]", "^",     "$",    "*",     "+",    "-",    "?",
+                                "%",   "[",    "%%",     "%.",     "[^]",   "x",    "%z",    "[%a-]", "[a-]", "%b",
+                                "%f",  "%f[",  "[^%d]",  "%3",     "(()",   "%bab", "[%]]",  "]",    "%u",   "%L"};
+    static const char alpha[] = "ab1 (_).xA";
+    static const char *fixed[][2] = {
+        {"  trim me  ", "^%s*(.-)%s*$"}, {"key=value; k2=v2", "(%w+)=(%w+)"}, {"f(a(b)c)d", "%b()"},
+        {"THE (quick) fox", "%f[%a]%a+"}, {"hello world", "o"},            {"abc", ""},
+        {"a.b.c", "."},                   {"a.b.c", "%."},                 {"x=1,y=22", "()=(%d+)()"},
+        {"aaa", "a-b"},                   {"[x]", "[]]"},                  {"abab", "(ab)%1"},
+    };
+    lua_State *ref = luaL_newstate();
+    luaL_openlibs(ref);
+    CHECK_INT(luaL_dostring(ref, probe_lua), 0);
+    gh_lua_t *g = gh_lua_new();
+    CHECK_INT(luaL_dostring(g->L, probe_lua), 0); /* the state's own globals: string is the budgeted one */
+    int bad = 0, n = 0;
+    for (int it = 0; it < 40000 + (int)GH_ARRAY_LEN(fixed); it++) {
+        char p[96] = "", s[32] = "";
+        int init = 1;
+        if (it < (int)GH_ARRAY_LEN(fixed)) {
+            snprintf(s, sizeof s, "%s", fixed[it][0]);
+            snprintf(p, sizeof p, "%s", fixed[it][1]);
+        } else {
+            int np = (int)(rnd() % 11), ns = (int)(rnd() % 20);
+            for (int i = 0; i < np; i++)
+                strcat(p, tok[rnd() % GH_ARRAY_LEN(tok)]);
+            for (int i = 0; i < ns; i++)
+                s[i] = alpha[rnd() % 10];
+            init = (int)(rnd() % 17) - 8;
+        }
+        char *a = probe_run(ref, s, p, init), *b = probe_run(g->L, s, p, init);
+        n++;
+        if (!a || !b || strcmp(a, b) != 0) {
+            if (bad++ < 5)
+                fprintf(stderr, "patterns differ: s=\"%s\" p=\"%s\" init=%d\nLuaJIT:\n%s\nours:\n%s\n", s, p, init,
+                        a ? a : "(probe failed)", b ? b : "(probe failed)");
+        }
+        free(a);
+        free(b);
+    }
+    CHECK_INT(bad, 0);
+    CHECK_INT(lua_gettop(g->L), 0);
+    lua_close(ref);
+    gh_lua_free(g);
+}
+
+/* Backtracking patterns run in C, where the count hook never fires: the matcher's steps are
+ * charged to max_instructions instead. */
+static void test_patterns_budget(void)
+{
+    static const struct {
+        const char *lua;
+        int rc;
+        const char *frag;
+    } cases[] = {
+        {"string.find(string.rep('a', 30), string.rep('a-', 30) .. 'b')", GH_FN_LIMIT, "t/pat:2: instruction limit"},
+        {"for w in string.rep('a', 1e5):gmatch('a*a*a*b') do end", GH_FN_LIMIT, "instruction limit"},
+        {"while true do pcall(string.match, string.rep('a', 40), string.rep('a*', 40) .. 'b') end", GH_FN_LIMIT,
+         "t/pat:2: instruction limit"},
+        {"string.gsub('abc', '%w', function(c) while true do end end)", GH_FN_LIMIT, "instruction limit"},
+        {"string.rep('x', 1e5):gsub('.', '%0%0')", GH_FN_OK, ""},
+        {"assert(('  x  '):match('^%s*(.-)%s*$') == 'x')", GH_FN_OK, ""},
+        {"string.find('a', '%')", GH_FN_ERROR, "malformed pattern"},
+        {"string.find('a', '[a')", GH_FN_ERROR, "missing ']'"},
+        {"string.gsub('a', '(a)', '%2')", GH_FN_ERROR, "invalid capture index"},
+        {"string.find(string.rep('a', 300), string.rep('a?', 300))", GH_FN_ERROR, "pattern too complex"},
+        {"string.gsub('a', 'a', {a = {}})", GH_FN_ERROR, "invalid replacement value (a table)"},
+    };
+    gh_lua_t *g = gh_lua_new();
+    char code[512];
+    for (size_t i = 0; i < GH_ARRAY_LEN(cases); i++) {
+        snprintf(code, sizeof code, "function on_request(r)\n  %s\nend\n", cases[i].lua);
+        CHECK_INT(load(g, 0, "=t/pat", code), GH_FN_REQUEST);
+        gh_edits_t *e = gh_edits_new();
+        gh_fn_req_t q;
+        req_init(&q, e);
+        double t0 = now_ns();
+        int rc = run(g, 0, GH_FN_REQUEST, &q);
+        double ms = (now_ns() - t0) / 1e6;
+        if (rc != cases[i].rc)
+            fprintf(stderr, "  (case %zu: %s)\n", i, err);
+        CHECK_INT(rc, cases[i].rc);
+        CHECK_HAS(err, cases[i].frag);
+        CHECK(ms < 2000); /* LuaJIT's own matcher takes minutes on the first three */
+        gh_edits_free(e);
+    }
+    check_well_load(g);
+    gh_lua_free(g);
+}
+
 static void reset_edits(gh_edits_t *e)
 {
     e->nh = 0;
     e->bytes = 0;
     for (gh_edits_chunk_t *c = e->mem; c; c = c->next)
         c->used = 0;
-}
-
-static double now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e9 + ts.tv_nsec;
 }
 
 static void bench_one(gh_lua_t *g, uint32_t id, const char *what, int n)
@@ -657,6 +842,8 @@ int main(void)
     RUN(test_respond);
     RUN(test_phases_ctx);
     RUN(test_request_over);
+    RUN(test_patterns_same);
+    RUN(test_patterns_budget);
     RUN(bench);
     return t_done("test_lua");
 }
