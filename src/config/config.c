@@ -3137,6 +3137,29 @@ static void rules_err(void *arg, const char *file, uint32_t line, uint32_t col, 
         err(e->x, e->at, "%s: %s", file, msg);
 }
 
+/* A whole file named at node at, at most max bytes, NUL-terminated, in the snapshot (keep) or in
+ * scratch memory; NULL after an error naming the file and why. */
+static char *read_text(ctx_t *x, yaml_node_t *at, const char *name, size_t max, bool keep, size_t *len)
+{
+    FILE *fp = fopen(name, "rb");
+    struct stat st;
+    char *text = NULL;
+    if (!fp || fstat(fileno(fp), &st) < 0 || (size_t)st.st_size > max) {
+        err(x, at, "cannot read %s: %s", q(x, name, strlen(name)), fp ? "too large" : strerror(errno));
+    } else {
+        text = keep ? xalloc(x, (size_t)st.st_size + 1) : talloc(x, (size_t)st.st_size + 1);
+        *len = fread(text, 1, (size_t)st.st_size, fp);
+        text[*len] = '\0';
+        if (*len != (size_t)st.st_size) {
+            err(x, at, "cannot read %s", q(x, name, strlen(name)));
+            text = NULL;
+        }
+    }
+    if (fp)
+        fclose(fp);
+    return text;
+}
+
 /* Netlify text for a site: {file: PATH} or {text: "..."} (tenant keys: text only). */
 static void parse_netlify(ctx_t *x, yaml_node_t *n, gh_ruleset_t *rs, int headers)
 {
@@ -3153,20 +3176,7 @@ static void parse_netlify(ctx_t *x, yaml_node_t *n, gh_ruleset_t *rs, int header
     yaml_node_t *at = f[0].val ? f[0].val : f[1].val;
     if (f[0].val) {
         if (get_str(x, f[0].val, &name, NULL, false, false)) {
-            FILE *fp = fopen(name, "rb");
-            struct stat st;
-            if (!fp || fstat(fileno(fp), &st) < 0 || st.st_size > (16 << 20)) {
-                err(x, at, "cannot read %s: %s", q(x, name, strlen(name)), fp ? "over 16 MiB" : strerror(errno));
-            } else {
-                text = talloc(x, (size_t)st.st_size + 1);
-                len = fread(text, 1, (size_t)st.st_size, fp);
-                if (len != (size_t)st.st_size) {
-                    err(x, at, "cannot read %s", q(x, name, strlen(name)));
-                    text = NULL;
-                }
-            }
-            if (fp)
-                fclose(fp);
+            text = read_text(x, at, name, 16 << 20, false, &len);
         }
     } else if (get_str(x, f[1].val, &text, &len, true, true)) {
         char nm[64];
@@ -3638,23 +3648,12 @@ static void parse_function(ctx_t *x, yaml_node_t *n, gh_conf_route_t *r, gh_conf
     size_t o = path_key(x, f[0].val ? "file" : "code");
     if (f[0].val) {
         if (get_str(x, f[0].val, &s, NULL, false, false)) {
-            FILE *fp = fopen(s, "rb");
-            struct stat st;
-            if (!fp || fstat(fileno(fp), &st) < 0 || st.st_size > (1 << 20)) {
-                err(x, at, "cannot read %s: %s", q(x, s, strlen(s)), fp ? "over 1 MiB" : strerror(errno));
-            } else {
-                fn->code = xalloc(x, (size_t)st.st_size + 1);
-                fn->code_len = fread(fn->code, 1, (size_t)st.st_size, fp);
-                if (fn->code_len != (size_t)st.st_size) {
-                    err(x, at, "cannot read %s", q(x, s, strlen(s)));
-                    fn->code = NULL;
-                }
+            fn->code = read_text(x, at, s, 1 << 20, true, &fn->code_len);
+            if (fn->code) {
                 char cn[600];
                 snprintf(cn, sizeof cn, "@%s", s);
                 fn->chunkname = xstrndup(x, cn, strlen(cn));
             }
-            if (fp)
-                fclose(fp);
         }
     } else if (get_str(x, f[1].val, &s, &len, false, true)) {
         if (len > (1 << 20)) {

@@ -2110,6 +2110,43 @@ static int build_upstream_head(gh_req_t *r, const gh_h1_request_t *m)
 
 /* ---- dispatch ---- */
 
+static gh_str_t host_only(gh_str_t h)
+{
+    if (h.n && h.p[0] == '[') {
+        const char *end = memchr(h.p, ']', h.n);
+        return end ? gh_str(h.p, (size_t)(end - h.p) + 1) : h;
+    }
+    const char *colon = memchr(h.p, ':', h.n);
+    return colon ? gh_str(h.p, (size_t)(colon - h.p)) : h;
+}
+
+/* A request answered here: a body already received is skipped (otherwise the connection
+ * closes after the answer). */
+static void skip_body(gh_req_t *r)
+{
+    body_validate(r);
+    if (r->body_done) {
+        r->in_pos += r->in_ready;
+        r->in_ready = 0;
+    }
+}
+
+/* A redirect made at the edge (a rule or a function): status, Location, a one-line body. */
+static void respond_redirect(gh_req_t *r, int status, gh_str_t to)
+{
+    size_t cap = to.n + 16;
+    char *loc = malloc(cap);
+    if (!loc) {
+        respond_error(r, 503, "out of memory");
+        return;
+    }
+    snprintf(loc, cap, "Location: %.*s\r\n", (int)to.n, to.p);
+    char body[64];
+    int n = snprintf(body, sizeof body, "%d %s\n", status, reason_of(status));
+    respond(r, status, "text/plain; charset=utf-8", body, (size_t)n, loc, 0);
+    free(loc);
+}
+
 /* A site with https_redirect, reached over plain HTTP: 308 to the same host and
  * target over https, on the port of the first TLS listener. */
 static void https_redirect(gh_req_t *r, const gh_h1_request_t *m)
@@ -2123,16 +2160,7 @@ static void https_redirect(gh_req_t *r, const gh_h1_request_t *m)
                                                   : ((const struct sockaddr_in *)a)->sin_port);
             break;
         }
-    gh_str_t host = m->host;
-    if (host.n && host.p[host.n - 1] != ']') { /* drop a port, keep an IPv6 literal whole */
-        const char *colon = memrchr(host.p, ':', host.n);
-        if (colon)
-            host.n = (size_t)(colon - host.p);
-    } else if (host.n && host.p) { /* (host.p: for the compiler's null analysis) */
-        const char *colon = memrchr(host.p, ':', host.n);
-        if (colon && colon > (const char *)memchr(host.p, ']', host.n))
-            host.n = (size_t)(colon - host.p);
-    }
+    gh_str_t host = host_only(m->host); /* drop a port, keep an IPv6 literal whole */
     int absolute = m->target.n && m->target.p[0] != '/' && m->target.p[0] != '*';
     gh_str_t target = absolute ? m->path : m->target.n && m->target.p[0] == '/' ? m->target : GH_STR("/");
     size_t cap = host.n + target.n + m->query.n + 64;
@@ -2201,12 +2229,7 @@ static void route_and_dispatch(gh_req_t *r, const gh_h1_request_t *m)
     if (site->rules && apply_rules(r, m, site))
         return;
     if (rt->has_respond) {
-        /* skip a body already received; otherwise the connection closes after */
-        body_validate(r);
-        if (r->body_done) {
-            r->in_pos += r->in_ready;
-            r->in_ready = 0;
-        }
+        skip_body(r);
         respond_kv(r, rt->respond.status, rt->respond.body, rt->respond.body_len, rt->respond.headers,
                    rt->respond.nheaders);
         return;
@@ -3167,15 +3190,6 @@ static int put_edits(gh_req_t *r, gh_buf_t *b, int resp)
 
 static int put_resp_edits(gh_req_t *r, gh_buf_t *b) { return put_edits(r, b, 1); }
 
-static gh_str_t host_only(gh_str_t h)
-{
-    if (h.n && h.p[0] == '[') {
-        const char *end = memchr(h.p, ']', h.n);
-        return end ? gh_str(h.p, (size_t)(end - h.p) + 1) : h;
-    }
-    const char *colon = memchr(h.p, ':', h.n);
-    return colon ? gh_str(h.p, (size_t)(colon - h.p)) : h;
-}
 
 /* The client's country (the GeoIP database of protection), looked up once per request. */
 static const char *req_country(gh_req_t *r, const gh_h1_header_t *hs, uint32_t nh)
@@ -3244,26 +3258,12 @@ static int rule_action(gh_req_t *r, const gh_rule_t *a, gh_str_t to)
 {
     if (a->action == GH_RULE_REDIRECT) {
         count_rule(r, GH_RULE_REDIRECT);
-        size_t cap = to.n + 16;
-        char *loc = malloc(cap);
-        if (!loc) {
-            respond_error(r, 503, "out of memory");
-            return 1;
-        }
-        snprintf(loc, cap, "Location: %.*s\r\n", (int)to.n, to.p);
-        char body[64];
-        int n = snprintf(body, sizeof body, "%d %s\n", a->status, reason_of(a->status));
-        respond(r, a->status, "text/plain; charset=utf-8", body, (size_t)n, loc, 0);
-        free(loc);
+        respond_redirect(r, a->status, to);
         return 1;
     }
     if (a->action == GH_RULE_RESPOND) {
         count_rule(r, GH_RULE_RESPOND);
-        body_validate(r); /* skip a body already received; otherwise the connection closes after */
-        if (r->body_done) {
-            r->in_pos += r->in_ready;
-            r->in_ready = 0;
-        }
+        skip_body(r);
         respond(r, a->status, a->ctype, a->body, a->body_len, NULL, 0);
         return 1;
     }
@@ -3497,22 +3497,10 @@ static int function_answer(gh_req_t *r)
     if (!e || !e->status)
         return 0;
     if (e->location.p) {
-        size_t cap = e->location.n + 16;
-        char *loc = malloc(cap);
-        if (!loc) {
-            respond_error(r, 503, "out of memory");
-            return 1;
-        }
-        snprintf(loc, cap, "Location: %.*s\r\n", (int)e->location.n, e->location.p);
-        respond(r, e->status, "text/plain; charset=utf-8", "", 0, loc, 0);
-        free(loc);
+        respond_redirect(r, e->status, e->location);
         return 1;
     }
-    body_validate(r);
-    if (r->body_done) {
-        r->in_pos += r->in_ready;
-        r->in_ready = 0;
-    }
+    skip_body(r);
     respond(r, e->status, e->ctype.p, e->body.p, e->body.n, NULL, 0);
     return 1;
 }

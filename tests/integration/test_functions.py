@@ -313,3 +313,9 @@ tenants:
         assert r.status == 200 and r.body == b"x" * 10
         assert r.header("x-seen-status") == "200" and r.header("x-rule") == "1"
         assert r.header_all("content-type") == ["text/x-edge"]  # set: the stored field is replaced
+
+
+def test_missing_function_file_is_a_load_error(tmp_path):
+    p = run_cli("validate", "-c", write_cfg(tmp_path, str(tmp_path / "nope.lua")))
+    assert p.returncode == 1
+    assert re.search(r"function\.file: cannot read .*nope\.lua.*No such file", p.stderr), p.stderr

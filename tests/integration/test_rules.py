@@ -437,3 +437,15 @@ def test_rules_and_functions_through_the_admin_api(gatehouse, origin, monkeypatc
     bad["sites"][0]["redirects"] = {"file": "/etc/passwd"}
     r = helpers.request("PUT", gh.admin_url + "/v1/tenants/shop", json=bad, headers=tk)
     assert r.status_code == 422 and "names a file" in r.text, r.text
+
+
+def test_missing_files_are_load_errors(tmp_path):
+    from helpers import fill, run_cli
+    gone = str(tmp_path / "no-such-file")
+    cfg = tmp_path / "g.yaml"
+    cfg.write_text(fill(FILES, {"proxy_port": 1, "admin_port": 2, "workers": 1, "pid_file": str(tmp_path / "p"),
+                                "origin_port": 9, "redirects": gone, "headers": gone}))
+    p = run_cli("validate", "-c", str(cfg))
+    assert p.returncode == 1
+    assert re.search(r"sites\[0\]\.redirects\.file: cannot read .*no-such-file.*No such file", p.stderr), p.stderr
+    assert re.search(r"sites\[0\]\.headers\.file: cannot read", p.stderr), p.stderr
