@@ -1,7 +1,7 @@
 # gatehouse: one build description. `make run` and `make test` are the quick start.
 BUILD   ?= build
 CC      ?= cc
-PKGS    := yaml-0.1 libpcre2-8 libcares openssl libnghttp2 hiredis libmaxminddb jansson libprotobuf-c sqlite3 libpq luajit
+PKGS    := yaml-0.1 libpcre2-8 libcares openssl libnghttp2 hiredis libmaxminddb jansson libprotobuf-c sqlite3 libpq luajit libnats zlib
 SAN     ?=
 OPT     ?= -O2
 CFLAGS  ?=

@@ -8,7 +8,8 @@ PKGS="build-essential pkg-config libyaml-dev libpcre2-dev libc-ares-dev libssl-d
       libhiredis-dev redis-server libmaxminddb-dev mmdb-bin slowhttptest chromium libjansson-dev
       protobuf-c-compiler libprotobuf-c-dev libprotobuf-dev protobuf-compiler python3-protobuf
       libsqlite3-dev sqlite3 python3-numpy python3-scipy python3-statsmodels python3-mpmath
-      libpq-dev libluajit-5.1-dev postgresql python3-jsonschema python3-yaml"
+      libpq-dev libluajit-5.1-dev postgresql python3-jsonschema python3-yaml
+      libnats-dev nats-server zlib1g-dev clickhouse-server clickhouse-client iproute2"
 missing=""
 for p in $PKGS; do
     st=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)

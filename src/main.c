@@ -18,6 +18,8 @@
 #include <unistd.h>
 
 #include "admin/admin.h"
+#include "events/chsink.h"
+#include "events/stream.h"
 #include "admin/cp.h"
 #include "cache/cache.h"
 #include "config/config.h"
@@ -314,8 +316,10 @@ static int serve(gh_conf_t *c, const char *path)
             if (ok)
                 gh_log(GH_LOG_INFO, "configuration reloaded from %s", path);
         } else if (sig == SIGUSR1) {
-            /* the same text as the configuration in force, looked up anew: only DNS
-             * answers differ (a reload of the file is the operator's call) */
+            /* the log files reopened (an outside rotation moved them); and the same text as
+             * the configuration in force looked up anew: only DNS answers differ (a reload
+             * of the file is the operator's call) */
+            gh_accesslog_reopen();
             gh_cp_lock();
             if (!cur->source || !cur->uses_dns) {
                 gh_cp_unlock();
@@ -376,7 +380,7 @@ static int start(gh_conf_t *file_conf, const char *path)
     gh_session_set_handler(GH_LISTEN_OFREP, gh_ofrep_handle);
     gh_session_set_handler(GH_LISTEN_GRPC, gh_grpc_handle);
     if (c->access_log.enabled) {
-        int rc = gh_accesslog_start(c->access_log.path, c->workers + 1);
+        int rc = gh_accesslog_start(c->access_log.path, c->workers + 1, c->access_log.max_size, c->access_log.keep);
         if (rc < 0) {
             gh_log(GH_LOG_ERROR, "access log %s: %s", c->access_log.path, strerror(-rc));
             return 1;
@@ -394,6 +398,34 @@ static int start(gh_conf_t *file_conf, const char *path)
         int rc = gh_exposurelog_start(c->exposure_log, c->workers + 1);
         if (rc < 0) {
             gh_log(GH_LOG_ERROR, "exposure log %s: %s", c->exposure_log, strerror(-rc));
+            return 1;
+        }
+    }
+    if (c->events.nats.url) { /* the event stream, before the producers that feed it */
+        char err[512] = "";
+        gh_stream_conf_t sc = {.url = c->events.nats.url, .stream = c->events.nats.stream,
+                               .prefix = c->events.nats.prefix, .spool_dir = c->events.nats.spool_dir,
+                               .spool_max = c->events.nats.spool_max, .node = c->node,
+                               .kinds = c->events.nats.kinds, .on_purge = gh_admin_purge_remote};
+        if (gh_stream_start(&sc, err, sizeof err) < 0) {
+            gh_log(GH_LOG_ERROR, "events.nats: %s", err);
+            return 1;
+        }
+        int rc = gh_accesslog_stream_start(c->workers + 1);
+        if (rc < 0) {
+            gh_log(GH_LOG_ERROR, "events.nats: %s", gh_err_msg(rc));
+            return 1;
+        }
+    }
+    if (c->events.clickhouse.url) {
+        char err[512] = "";
+        gh_chsink_conf_t hc = {.nats_url = c->events.nats.url, .stream = c->events.nats.stream,
+                               .prefix = c->events.nats.prefix, .consumer = c->events.clickhouse.consumer,
+                               .url = c->events.clickhouse.url, .database = c->events.clickhouse.database,
+                               .user = c->events.clickhouse.user, .password = c->events.clickhouse.password,
+                               .batch = c->events.clickhouse.batch, .flush_ms = c->events.clickhouse.flush_ms};
+        if (gh_chsink_start(&hc, err, sizeof err) < 0) {
+            gh_log(GH_LOG_ERROR, "events.clickhouse: %s", err);
             return 1;
         }
     }
@@ -439,8 +471,10 @@ static int start(gh_conf_t *file_conf, const char *path)
     gh_dns_stop();
     gh_health_stop();
     gh_slo_stop();
-    gh_accesslog_stop();
+    gh_accesslog_stop(); /* its last round hands the stream what the workers left */
     gh_trace_stop();
+    gh_chsink_stop();
+    gh_stream_stop();
     if (c->pid_file)
         unlink(c->pid_file);
     /* c stays referenced: the listeners of the first configuration are used until exit */

@@ -10,6 +10,9 @@
 
 #include "cache/http.h"
 #include "core/json.h"
+#include "core/log.h"
+#include "events/chsink.h"
+#include "events/stream.h"
 #include "experiments/exp.h"
 #include "experiments/stats.h"
 #include "obs/analytics.h"
@@ -235,6 +238,64 @@ int64_t gh_admin_purge(const gh_conf_t *c, gh_str_t tenant, int kind, const char
     return (int64_t)gh_cache_purge(tenant, kind, v, soft);
 }
 
+static const char *const purge_kinds[] = {[GH_PURGE_TAG] = "tag", [GH_PURGE_URL] = "url",
+                                          [GH_PURGE_PREFIX] = "prefix", [GH_PURGE_ALL] = "all"};
+
+void gh_admin_purge_share(const char *tenant, int kind, const char *const *values, int nvalues, int soft)
+{
+    if (!gh_stream_on(GH_EV_PURGE))
+        return;
+    json_t *vals = json_array();
+    for (int i = 0; i < nvalues; i++)
+        json_array_append_new(vals, json_string(values[i]));
+    json_t *o = json_pack("{s:s, s:s, s:o, s:b}", "tenant", tenant, "kind", purge_kinds[kind], "values", vals, "soft",
+                          soft);
+    char *txt = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    if (!txt || gh_stream_purge(txt, strlen(txt)) < 0)
+        gh_log(GH_LOG_WARN, "purge of tenant %s not told to the other nodes (the event stream's spool is full)", tenant);
+    free(txt);
+    json_decref(o);
+}
+
+void gh_admin_purge_remote(const char *json, size_t len)
+{
+    json_t *o = json_loadb(json, len, 0, NULL);
+    const char *tenant = json_string_value(json_object_get(o, "tenant"));
+    const char *k = json_string_value(json_object_get(o, "kind"));
+    const char *node = json_string_value(json_object_get(o, "node"));
+    json_t *vals = json_object_get(o, "values");
+    int kind = -1;
+    for (int i = 0; k && i < (int)GH_ARRAY_LEN(purge_kinds); i++)
+        if (!strcmp(k, purge_kinds[i]))
+            kind = i;
+    if (!tenant || kind < 0 || !json_is_array(vals) || json_array_size(vals) > 64) {
+        gh_log(GH_LOG_WARN, "a purge from the event stream was not understood; ignored");
+        json_decref(o);
+        return;
+    }
+    gh_conf_t *c = gh_cp_current();
+    gh_str_t tn = gh_str(tenant, strlen(tenant));
+    int soft = json_is_true(json_object_get(o, "soft"));
+    uint64_t n = 0;
+    if (kind == GH_PURGE_ALL) {
+        int64_t got = gh_admin_purge(c, tn, kind, "", soft);
+        n = got > 0 ? (uint64_t)got : 0;
+    } else {
+        size_t i;
+        json_t *v;
+        json_array_foreach(vals, i, v) {
+            if (!json_is_string(v) || json_string_length(v) > 1024)
+                continue;
+            int64_t got = gh_admin_purge(c, tn, kind, json_string_value(v), soft);
+            n += got > 0 ? (uint64_t)got : 0;
+        }
+    }
+    gh_conf_unref(c);
+    gh_log(GH_LOG_INFO, "purge from node %s: tenant %s, %s, %llu object%s", node ? node : "?", tenant, k,
+           (unsigned long long)n, n == 1 ? "" : "s");
+    json_decref(o);
+}
+
 /* POST /cache/purge?tenant=T&(tag=A[&tag=B..] | url=U | prefix=U | all=1)[&soft=1] */
 static void purge_request(gh_req_t *r, const gh_h1_request_t *m, const gh_conf_t *conf)
 {
@@ -297,9 +358,36 @@ static void purge_request(gh_req_t *r, const gh_h1_request_t *m, const gh_conf_t
         }
         n += (uint64_t)got;
     }
+    const char *vp[16];
+    for (int i = 0; i < nval; i++)
+        vp[i] = val[i];
+    gh_admin_purge_share(tenant, kind, vp, kind == GH_PURGE_ALL ? 0 : nval, soft);
     char body[96];
     int bl = snprintf(body, sizeof body, "{\"purged\":%llu,\"soft\":%s}\n", (unsigned long long)n, soft ? "true" : "false");
     gh_session_respond(r, 200, "application/json", body, (size_t)bl, "Cache-Control: no-store\r\n");
+}
+
+/* The shared engines: the configuration store, the event stream, the ClickHouse sink. */
+static size_t scaleout_metrics(char *out, size_t cap)
+{
+    int64_t version = 0, since = 0;
+    int st = gh_cp_store_state(&version, &since);
+    int n = snprintf(out, cap,
+                     "# HELP gatehouse_config_version The configuration version in force (the store's numbering; 0 without a store).\n"
+                     "# TYPE gatehouse_config_version gauge\ngatehouse_config_version %lld\n",
+                     (long long)version);
+    size_t len = n > 0 && (size_t)n < cap ? (size_t)n : 0;
+    if (st >= 0) {
+        n = snprintf(out + len, cap - len,
+                     "# HELP gatehouse_config_store_up Whether the configuration store answered at its last check (1) or not (0: the last good configuration is served).\n"
+                     "# TYPE gatehouse_config_store_up gauge\ngatehouse_config_store_up %d\n",
+                     st);
+        len += n > 0 && (size_t)n < cap - len ? (size_t)n : 0;
+    }
+    if (gh_stream_on(GH_EV_PURGE))
+        len += gh_stream_metrics(out + len, cap - len);
+    len += gh_chsink_metrics(out + len, cap - len);
+    return len;
 }
 
 /* GET /cache: the store's state. */
@@ -561,17 +649,30 @@ void gh_admin_handle(gh_req_t *r, const gh_req_view_t *v)
     if (gh_str_eq(m->path, GH_STR("/healthz"))) {
         gh_session_respond(r, 200, "text/plain", "ok\n", 3, "Cache-Control: no-store\r\n");
     } else if (gh_str_eq(m->path, GH_STR("/readyz"))) {
-        if (gh_workers_draining())
+        int64_t version = 0, since = 0;
+        if (gh_workers_draining()) {
             gh_session_respond(r, 503, "text/plain", "draining\n", 9, "Cache-Control: no-store\r\n");
-        else
+        } else if (gh_cp_store_state(&version, &since) == 0) {
+            /* still ready: the last good configuration keeps serving; the operator is told */
+            char body[200];
+            time_t t = (time_t)(since / 1000);
+            struct tm tm;
+            gmtime_r(&t, &tm);
+            int bl = snprintf(body, sizeof body,
+                              "ready (store unreachable since %04d-%02d-%02dT%02d:%02d:%02dZ, serving configuration version %lld)\n",
+                              tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                              (long long)version);
+            gh_session_respond(r, 200, "text/plain", body, (size_t)bl, "Cache-Control: no-store\r\n");
+        } else {
             gh_session_respond(r, 200, "text/plain", "ready\n", 6, "Cache-Control: no-store\r\n");
+        }
     } else if (gh_str_eq(m->path, GH_STR("/upstreams"))) {
         upstreams_json(r, v->w->gen->conf);
     } else if (gh_str_eq(m->path, GH_STR("/metrics"))) {
         size_t len = 0, hlen = 0;
         char *text = gh_metrics_render(&len);
         char *health = gh_health_metrics(v->w->gen->conf, &hlen);
-        char dns[640];
+        char dns[8192];
         gh_dns_stats_t ds;
         gh_dns_stats(&ds);
         int dlen = snprintf(dns, sizeof dns,
@@ -586,6 +687,7 @@ void gh_admin_handle(gh_req_t *r, const gh_req_view_t *v)
                             (unsigned long long)ds.queries, (unsigned long long)ds.failures,
                             (unsigned long long)ds.changes, ds.names);
         size_t dn = dlen > 0 && (size_t)dlen < sizeof dns ? (size_t)dlen : 0;
+        dn += scaleout_metrics(dns + dn, sizeof dns - dn);
         size_t pcap = 16384 + (size_t)v->w->gen->conf->ntenants * 8192, pn = 0;
         char *prot = NULL;
         for (int tries = 0; tries < 4; tries++, pcap *= 2) { /* it says what it needs when cut short */

@@ -36,6 +36,7 @@ static struct {
     volatile int stop;
     json_t *state;  /* {"tenants": {NAME: document}} of the version in force */
     int64_t version; /* the version in force (0: nothing stored yet) */
+    int64_t store_down_ms; /* wall-clock ms since the store stopped answering; 0: it answers */
     char *overlay;  /* compose(state), NULL when there are no API tenants */
     size_t overlay_len;
     gh_conf_t *cur; /* the configuration in force (a reference) */
@@ -92,6 +93,15 @@ const char *gh_cp_overlay(size_t *len)
 {
     *len = cp.overlay_len;
     return cp.overlay;
+}
+
+gh_conf_t *gh_cp_current(void)
+{
+    gh_cp_lock();
+    gh_conf_t *c = cp.cur;
+    gh_conf_ref(c);
+    gh_cp_unlock();
+    return c;
 }
 
 void gh_cp_adopt(gh_conf_t *c)
@@ -628,6 +638,32 @@ static int64_t store_max(gh_store_t *st)
     return n;
 }
 
+int gh_cp_store_state(int64_t *version, int64_t *since_ms)
+{
+    *version = __atomic_load_n(&cp.version, __ATOMIC_RELAXED);
+    *since_ms = __atomic_load_n(&cp.store_down_ms, __ATOMIC_RELAXED);
+    if (!cp.st)
+        return -1;
+    return *since_ms ? 0 : 1;
+}
+
+/* The store answered (ok) or not at a check: the state /readyz and the metrics show, and a
+ * log line when it changes. */
+static void store_seen(gh_store_t *st, int ok)
+{
+    int64_t was = __atomic_load_n(&cp.store_down_ms, __ATOMIC_RELAXED);
+    if (ok && was) {
+        __atomic_store_n(&cp.store_down_ms, 0, __ATOMIC_RELAXED);
+        gh_log(GH_LOG_INFO, "configuration store reachable again");
+    } else if (!ok && !was) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        __atomic_store_n(&cp.store_down_ms, (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, __ATOMIC_RELAXED);
+        gh_log(GH_LOG_WARN, "configuration store unreachable: serving configuration version %lld until it returns (%s)",
+               (long long)cp.version, gh_store_error(st));
+    }
+}
+
 /* Bring this node up to the store's newest version (another node wrote it). Under the lock. */
 static void sync_head(gh_store_t *st, const char *what)
 {
@@ -635,6 +671,7 @@ static void sync_head(gh_store_t *st, const char *what)
     if (keys_mark(st, mark, sizeof mark) == 0 && strcmp(mark, cp.keys_mark))
         keys_changed(st, what);
     int64_t head = store_max(st);
+    store_seen(st, head >= 0);
     if (head <= cp.version)
         return;
     json_t *state = NULL;
@@ -2146,6 +2183,13 @@ static void purge_request(ctx_t *x)
             int64_t got = gh_admin_purge(cp.cur, tn, kind, json_string_value(v), json_is_true(soft));
             n += got > 0 ? (uint64_t)got : 0;
         }
+    }
+    {
+        const char *vp[64];
+        int nv = 0;
+        if (kind != GH_PURGE_ALL)
+            json_array_foreach(vals, i, v) vp[nv++] = json_string_value(v);
+        gh_admin_purge_share(tenant, kind, vp, nv, json_is_true(soft));
     }
     char res[300];
     snprintf(res, sizeof res, "/v1/tenants/%s/purges", tenant);

@@ -40,6 +40,12 @@ int gh_cp_start(gh_conf_t *c, gh_conf_t **out);
 void gh_cp_set_publisher(int (*publish)(gh_conf_t *n, const char *what, int rotate));
 /* The configuration in force changed (main.c's publish calls it, under the lock). */
 void gh_cp_adopt(gh_conf_t *c);
+/* The configuration store's state: -1 when there is none, 1 when it answered at its last
+ * check (each second, or at a change notice), 0 when it did not (down since *since_ms, wall
+ * clock); *version is the stored version in force (0 without a store). */
+int gh_cp_store_state(int64_t *version, int64_t *since_ms);
+/* The configuration in force (a new reference). */
+gh_conf_t *gh_cp_current(void);
 void gh_cp_stop(void);
 
 void gh_cp_lock(void);

@@ -1116,11 +1116,13 @@ static void parse_access_log(ctx_t *x, yaml_node_t *n)
         err(x, n, "expected a mapping or a boolean, got %s", kind(n));
         return;
     }
-    field_t f[] = {F("enabled"), F("path")};
+    field_t f[] = {F("enabled"), F("path"), F("max_size"), F("keep")};
     if (!fields(x, n, f, GH_ARRAY_LEN(f)))
         return;
     f_bool(x, &f[0], &c->access_log.enabled);
     f_str(x, &f[1], &c->access_log.path, NULL, false);
+    f_size(x, &f[2], 4096, 1ull << 40, &c->access_log.max_size);
+    f_u32(x, &f[3], 1, 100, &c->access_log.keep);
 }
 
 static bool f_num(ctx_t *x, field_t *f, double min, double max, double *out);
@@ -1155,6 +1157,140 @@ static void parse_tracing(ctx_t *x, yaml_node_t *n)
         f_u32(x, &f[4], 1, 65536, &c->tracing.batch);
     }
     path_pop(x, o);
+}
+
+static char *read_text(ctx_t *x, yaml_node_t *at, const char *name, size_t max, bool keep, size_t *len);
+
+/* events: {nats: {url, stream, subject_prefix, spool_dir, spool_max, publish}, clickhouse: {...}} */
+static bool nats_urls_ok(const char *u)
+{
+    for (const char *p = u; *p;) {
+        const char *comma = strchr(p, ',');
+        size_t n = comma ? (size_t)(comma - p) : strlen(p);
+        while (n && *p == ' ')
+            p++, n--;
+        if (!((n > 7 && !strncmp(p, "nats://", 7)) || (n > 6 && !strncmp(p, "tls://", 6))))
+            return false;
+        p += n;
+        if (*p == ',')
+            p++;
+    }
+    return *u != '\0';
+}
+
+static void parse_events(ctx_t *x, yaml_node_t *n)
+{
+    gh_conf_t *c = x->c;
+    field_t f[] = {F("nats"), F("clickhouse")};
+    if (!fields(x, n, f, GH_ARRAY_LEN(f)))
+        return;
+    if (f[0].val) {
+        size_t o = path_key(x, "nats");
+        field_t g[] = {F("url"), F("stream"), F("subject_prefix"), F("spool_dir"), F("spool_max"), F("publish")};
+        if (fields(x, f[0].val, g, GH_ARRAY_LEN(g))) {
+            c->events.nats.stream = "GATEHOUSE";
+            c->events.nats.prefix = "gatehouse";
+            c->events.nats.spool_dir = "gatehouse-spool";
+            c->events.nats.spool_max = 1ull << 30;
+            c->events.nats.kinds = 7; /* access, exposure, event */
+            if (!g[0].val)
+                missing(x, f[0].val, "url");
+            else if (f_str(x, &g[0], &c->events.nats.url, NULL, false) && !nats_urls_ok(c->events.nats.url)) {
+                size_t o2 = path_key(x, "url");
+                err(x, g[0].val, "expected nats://host:port (or tls://), several separated by commas, got %s",
+                    q(x, sv(g[0].val), sl(g[0].val)));
+                path_pop(x, o2);
+            }
+            for (int i = 1; i <= 2; i++) {
+                char **dst = i == 1 ? &c->events.nats.stream : &c->events.nats.prefix;
+                if (f_str(x, &g[i], dst, NULL, false)) {
+                    const char *s = *dst;
+                    bool ok = strlen(s) <= 64;
+                    for (const char *p = s; *p && ok; p++)
+                        ok = isalnum((unsigned char)*p) || *p == '_' || *p == '-' || (i == 2 && *p == '.' && p != s && p[1]);
+                    if (!ok) {
+                        size_t o2 = path_key(x, g[i].name);
+                        err(x, g[i].val, "use letters, digits, '_' and '-'%s, at most 64, got %s",
+                            i == 2 ? " (and '.' between tokens)" : "", q(x, s, strlen(s)));
+                        path_pop(x, o2);
+                    }
+                }
+            }
+            f_str(x, &g[3], &c->events.nats.spool_dir, NULL, false);
+            f_size(x, &g[4], 1 << 20, 1ull << 40, &c->events.nats.spool_max);
+            if (g[5].val) {
+                size_t o2 = path_key(x, "publish");
+                c->events.nats.kinds = 0;
+                if (want_seq(x, g[5].val, false))
+                    for (size_t i = 0; i < seq_len(g[5].val); i++) {
+                        yaml_node_t *v = node(x, g[5].val->data.sequence.items.start[i]);
+                        size_t o3 = path_idx(x, i);
+                        int k = !is_scalar(v) ? -1 : seq_eq(sv(v), sl(v), "access") ? 0
+                                : seq_eq(sv(v), sl(v), "exposure") ? 1 : seq_eq(sv(v), sl(v), "event") ? 2 : -1;
+                        if (k < 0)
+                            err(x, v, "expected access, exposure or event, got %s",
+                                is_scalar(v) ? q(x, sv(v), sl(v)) : kind(v));
+                        else
+                            c->events.nats.kinds |= 1u << k;
+                        path_pop(x, o3);
+                    }
+                path_pop(x, o2);
+            }
+        }
+        path_pop(x, o);
+    }
+    if (f[1].val) {
+        size_t o = path_key(x, "clickhouse");
+        field_t g[] = {F("url"), F("database"), F("user"), F("password"), F("password_file"),
+                       F("consumer"), F("batch"), F("flush_interval")};
+        if (!f[0].val)
+            err(x, f[1].val, "the ClickHouse sink reads the event stream: events.nats is needed too");
+        if (fields(x, f[1].val, g, GH_ARRAY_LEN(g))) {
+            c->events.clickhouse.database = "gatehouse";
+            c->events.clickhouse.consumer = "gatehouse-clickhouse";
+            c->events.clickhouse.batch = 10000;
+            c->events.clickhouse.flush_ms = 1000;
+            if (!g[0].val)
+                missing(x, f[1].val, "url");
+            else if (f_str(x, &g[0], &c->events.clickhouse.url, NULL, false) &&
+                     strncmp(c->events.clickhouse.url, "http://", 7)) {
+                size_t o2 = path_key(x, "url");
+                err(x, g[0].val, "expected the HTTP interface, http://host:port, got %s", q(x, sv(g[0].val), sl(g[0].val)));
+                path_pop(x, o2);
+            }
+            if (f_str(x, &g[1], &c->events.clickhouse.database, NULL, false)) {
+                bool ok = strlen(c->events.clickhouse.database) <= 64;
+                for (const char *p = c->events.clickhouse.database; *p && ok; p++)
+                    ok = isalnum((unsigned char)*p) || *p == '_';
+                if (!ok) {
+                    size_t o2 = path_key(x, "database");
+                    err(x, g[1].val, "use letters, digits and '_', at most 64");
+                    path_pop(x, o2);
+                }
+            }
+            f_str(x, &g[2], &c->events.clickhouse.user, NULL, false);
+            if (g[3].val && g[4].val)
+                err(x, f[1].val, "give password or password_file, not both");
+            f_str(x, &g[3], &c->events.clickhouse.password, NULL, true);
+            if (g[4].val) {
+                size_t o2 = path_key(x, "password_file");
+                char *path = NULL;
+                size_t len = 0;
+                if (get_str(x, g[4].val, &path, NULL, false, false)) {
+                    char *t = read_text(x, g[4].val, path, 4096, true, &len);
+                    if (t) {
+                        t[strcspn(t, "\r\n")] = 0;
+                        c->events.clickhouse.password = t;
+                    }
+                }
+                path_pop(x, o2);
+            }
+            f_str(x, &g[5], &c->events.clickhouse.consumer, NULL, false);
+            f_u32(x, &g[6], 1, 1000000, &c->events.clickhouse.batch);
+            f_dur(x, &g[7], false, &c->events.clickhouse.flush_ms);
+        }
+        path_pop(x, o);
+    }
 }
 
 static void parse_trusted(ctx_t *x, yaml_node_t *n)
@@ -4489,6 +4625,7 @@ static void set_defaults(gh_conf_t *c)
     c->timeouts = (gh_conf_timeouts_t){10000, 60000, 60000, 75000, 5000, 60000, 60000, 0};
     c->access_log.enabled = 1;
     c->access_log.path = "-";
+    c->access_log.keep = 5;
     c->via = 1;
     c->http2.max_concurrent_streams = 100;
     c->http2.initial_window_size = 65535;
@@ -4559,13 +4696,13 @@ static void parse_root(ctx_t *x, yaml_node_t *root)
 {
     gh_conf_t *c = x->c;
     enum { WORKERS, PID, DRAIN, VIA, LIMITS, TIMEOUTS, TRUSTED, ALOG, ADMIN, DEMO, LISTENERS, UPSTREAMS, TENANTS,
-           RESOLVER, HTTP2, PROTECTION, CACHE, OFREP, GRPC, ELOG, EXPS, TRACING, NF };
+           RESOLVER, HTTP2, PROTECTION, CACHE, OFREP, GRPC, ELOG, EXPS, TRACING, NODE, EVENTS, NF };
     field_t f[NF] = {F("workers"),   F("pid_file"),        F("drain_timeout"), F("via"),
                      F("limits"),    F("timeouts"),        F("trusted_proxies"), F("access_log"),
                      F("admin"),     F("demo_origin"),     F("listeners"),     F("upstreams"),
                      F("tenants"),   F("resolver"),        F("http2"),         F("protection"),
                      F("cache"),     F("ofrep"),           F("flagd_grpc"),    F("exposure_log"),
-                     F("experiments"), F("tracing")};
+                     F("experiments"), F("tracing"),       F("node"),          F("events")};
     if (!root || root->type != YAML_MAPPING_NODE) {
         err(x, root, "the configuration must be a mapping, got %s", kind(root));
         return;
@@ -4599,6 +4736,18 @@ static void parse_root(ctx_t *x, yaml_node_t *root)
     f_str(x, &f[ELOG], &c->exposure_log, NULL, false);
     if (f[TRACING].val)
         parse_tracing(x, f[TRACING].val);
+    if (!f_name(x, &f[NODE], &c->node)) {
+        char host[256] = "gatehouse";
+        if (gethostname(host, sizeof host - 1) < 0 || !host[0])
+            strcpy(host, "gatehouse");
+        host[sizeof host - 1] = '\0';
+        c->node = xstrndup(x, host, strlen(host));
+    }
+    if (f[EVENTS].val) {
+        o = path_key(x, "events");
+        parse_events(x, f[EVENTS].val);
+        path_pop(x, o);
+    }
     if (f[EXPS].val) { /* experiments: {store, audit_log} */
         o = path_key(x, "experiments");
         field_t g[] = {F("store"), F("audit_log")};

@@ -459,8 +459,29 @@ typedef struct gh_conf {
     struct {
         int enabled; /* default 1 */
         char *path;  /* default "-" = stdout */
+        uint64_t max_size; /* rotate the file past this many bytes (0: never) */
+        uint32_t keep;     /* rotated files kept (5) */
     } access_log;
     char *exposure_log; /* JSON lines of flag exposures (routes' flags with exposure on), or NULL */
+    char *node; /* this node's name: record sources, purge origins (default: the host name) */
+    struct { /* the event stream (src/events); read at start: a reload keeps the running settings */
+        struct {
+            char *url;       /* NATS servers, "nats://host:port[,...]"; NULL: no stream */
+            char *stream;    /* JetStream stream ("GATEHOUSE") */
+            char *prefix;    /* subject prefix ("gatehouse") */
+            char *spool_dir; /* ("gatehouse-spool") */
+            uint64_t spool_max; /* (1 GiB) */
+            uint32_t kinds;  /* bit per gh_ev_kind_t published (access, exposure, event) */
+        } nats;
+        struct {
+            char *url;       /* ClickHouse HTTP interface; NULL: no sink */
+            char *database;  /* ("gatehouse") */
+            char *user, *password; /* or NULL; the password kept out of logs */
+            char *consumer;  /* durable consumer ("gatehouse-clickhouse") */
+            uint32_t batch;  /* (10000) */
+            uint32_t flush_ms; /* (1 s) */
+        } clickhouse;
+    } events;
     struct { /* tracing: W3C Trace Context and OTLP/HTTP JSON export (obs/trace.c); absent: off */
         int enabled;
         char *endpoint;     /* collector base URL, http:// only ("http://127.0.0.1:4318") */

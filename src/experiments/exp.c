@@ -1,5 +1,6 @@
 /* exp.c: see exp.h. */
 #include "experiments/exp.h"
+#include "events/stream.h"
 #include "core/path.h"
 
 #include <errno.h>
@@ -768,6 +769,29 @@ static void answer_task(gh_wtask_t *t)
     batch_free(b);
 }
 
+/* A committed event to the event stream: {time, tenant, event_id, name, unit, value, payload},
+ * value the payload's numeric "value" (else null), payload as JSON text. The event is already
+ * in SQLite; the stream's spool takes it from here. */
+static void stream_event(const char *tenant, const pevent_t *e, const json_t *payload)
+{
+    char ts[64];
+    time_t sec = (time_t)(e->time_ms / 1000);
+    struct tm tm;
+    gmtime_r(&sec, &tm);
+    snprintf(ts, sizeof ts, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+             tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(e->time_ms % 1000));
+    const json_t *v = payload ? json_object_get(payload, "value") : NULL;
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:s}", "time", ts, "tenant", tenant, "event_id", e->id,
+                          "name", e->name, "unit", e->unit, "value",
+                          json_is_number(v) ? json_real(json_number_value(v)) : json_null(), "payload",
+                          e->payload ? e->payload : "{}");
+    char *txt = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    if (txt)
+        gh_stream_put(GH_EV_EVENT, tenant, strlen(tenant), e->id, strlen(e->id), txt, strlen(txt));
+    free(txt);
+    json_decref(o);
+}
+
 /* Commit a list of publishes in one transaction, apply the new events, answer. */
 static void commit_batches(batch_t *list)
 {
@@ -803,6 +827,8 @@ static void commit_batches(batch_t *list)
                     continue;
                 const json_t *payload = b->ev[i].pl; /* parsed once, on the worker */
                 apply_event(b->tenant_h, &b->ev[i], payload);
+                if (gh_stream_on(GH_EV_EVENT))
+                    stream_event(b->tenant, &b->ev[i], payload);
                 if (P.audit) {
                     json_t *ln = json_pack("{s:s, s:I, s:s, s:s, s:s, s:s, s:O?}", "type", "event", "time_ms",
                                            (json_int_t)b->ev[i].time_ms, "tenant", b->tenant, "event_id", b->ev[i].id,

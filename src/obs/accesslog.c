@@ -2,6 +2,7 @@
 #include "obs/accesslog.h"
 
 #include "core/json.h"
+#include "events/stream.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -9,6 +10,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -22,19 +24,55 @@ typedef struct {
 
 /* The logs written: the access log and the exposure log, each a file and one ring per
  * producer; one writer thread drains both. */
-enum { SINK_ACCESS = 0, SINK_EXPOSURE, NSINKS };
+enum { SINK_ACCESS = 0, SINK_EXPOSURE, SINK_STREAM, NSINKS };
 typedef struct {
     ring_t *rings;
     uint32_t nrings;
     int fd;
     int on;
+    char *path;          /* NULL: standard output */
+    uint64_t written;    /* bytes in the file since it was opened (or its size then) */
+    uint64_t max_size;   /* rotate past this (0: never) */
+    uint32_t keep;       /* rotated files kept: path.1 (newest) .. path.keep */
 } sink_t;
-static sink_t sinks[NSINKS] = {{.fd = -1}, {.fd = -1}};
+static int reopen_asked; /* SIGUSR1: reopen the files (after an outside rotation) */
+static sink_t sinks[NSINKS] = {{.fd = -1}, {.fd = -1}, {.fd = -1}};
 static int running;
 static pthread_t writer;
+static int stream_access, stream_exposure; /* records also go to the event stream (SINK_STREAM) */
 
-int gh_accesslog_enabled(void) { return sinks[SINK_ACCESS].on; }
-int gh_exposurelog_enabled(void) { return sinks[SINK_EXPOSURE].on; }
+int gh_accesslog_enabled(void) { return sinks[SINK_ACCESS].on || stream_access; }
+int gh_exposurelog_enabled(void) { return sinks[SINK_EXPOSURE].on || stream_exposure; }
+
+/* SINK_STREAM's ring holds framed records: u8 kind, u16 tenant length, u16 id length, u32 JSON
+ * length, then the three (the JSON without its newline). */
+#define FRAME_HEAD 9
+static char *stream_scratch; /* the writer's linear copy of a ring's contents */
+
+static size_t drain_stream(ring_t *r)
+{
+    uint64_t head = r->head;
+    uint64_t tail = __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE);
+    size_t total = (size_t)(tail - head);
+    if (!total)
+        return 0;
+    size_t off = (size_t)(head & (RING_SIZE - 1)), first = GH_MIN(total, RING_SIZE - off);
+    memcpy(stream_scratch, r->data + off, first);
+    memcpy(stream_scratch + first, r->data, total - first);
+    __atomic_store_n(&r->head, tail, __ATOMIC_RELEASE);
+    for (size_t p = 0; p + FRAME_HEAD <= total;) {
+        const unsigned char *h = (const unsigned char *)stream_scratch + p;
+        uint16_t tl, il;
+        uint32_t jl;
+        memcpy(&tl, h + 1, 2);
+        memcpy(&il, h + 3, 2);
+        memcpy(&jl, h + 5, 4);
+        const char *t = (const char *)h + FRAME_HEAD;
+        gh_stream_put((gh_ev_kind_t)h[0], t, tl, t + tl, il, t + tl + il, jl);
+        p += FRAME_HEAD + tl + il + jl;
+    }
+    return total;
+}
 
 static void write_all(int fd, const char *p, size_t n)
 {
@@ -66,15 +104,70 @@ static size_t drain(int fd, ring_t *r)
     return total;
 }
 
+static int open_log(const char *path, uint64_t *size)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    struct stat st;
+    *size = fd >= 0 && fstat(fd, &st) == 0 ? (uint64_t)st.st_size : 0;
+    return fd;
+}
+
+/* Reopen a file sink (its path may have been moved away); when rotating, shift path.N to
+ * path.N+1 first (the oldest dropped) and move path to path.1. On failure the old descriptor
+ * stays, so lines keep going somewhere. Writer thread only. */
+static void reopen_sink(sink_t *k, int rotate)
+{
+    if (!k->path)
+        return;
+    if (rotate) {
+        size_t n = strlen(k->path) + 16;
+        char *from = malloc(n), *to = malloc(n);
+        if (!from || !to) {
+            free(from);
+            free(to);
+            return;
+        }
+        for (uint32_t i = k->keep; i >= 1; i--) {
+            if (i == 1)
+                snprintf(from, n, "%s", k->path);
+            else
+                snprintf(from, n, "%s.%u", k->path, i - 1);
+            snprintf(to, n, "%s.%u", k->path, i);
+            rename(from, to);
+        }
+        free(from);
+        free(to);
+    }
+    uint64_t size = 0;
+    int fd = open_log(k->path, &size);
+    if (fd < 0)
+        return;
+    close(k->fd);
+    k->fd = fd;
+    k->written = size;
+}
+
 static void *writer_main(void *arg)
 {
     (void)arg;
     for (;;) {
         int stop = !__atomic_load_n(&running, __ATOMIC_ACQUIRE);
+        int reopen = __atomic_exchange_n(&reopen_asked, 0, __ATOMIC_ACQ_REL);
         size_t n = 0;
-        for (int k = 0; k < NSINKS; k++)
-            for (uint32_t i = 0; sinks[k].on && i < sinks[k].nrings; i++)
-                n += drain(sinks[k].fd, &sinks[k].rings[i]);
+        for (int k = 0; k < NSINKS; k++) {
+            sink_t *sk = &sinks[k];
+            if (!sk->on)
+                continue;
+            if (reopen && k != SINK_STREAM)
+                reopen_sink(sk, 0);
+            size_t got = 0;
+            for (uint32_t i = 0; i < sk->nrings; i++)
+                got += k == SINK_STREAM ? drain_stream(&sk->rings[i]) : drain(sk->fd, &sk->rings[i]);
+            n += got;
+            sk->written += got;
+            if (sk->max_size && sk->written >= sk->max_size && k != SINK_STREAM)
+                reopen_sink(sk, 1);
+        }
         if (stop)
             break;
         if (!n) {
@@ -89,12 +182,17 @@ static void *writer_main(void *arg)
  * starts with the first. */
 static int sink_start(sink_t *k, const char *path, uint32_t nslots)
 {
-    if (!path || !strcmp(path, "-")) {
+    if (k == &sinks[SINK_STREAM]) {
+        if (!(stream_scratch = malloc(RING_SIZE)))
+            return GH_ENOMEM;
+    } else if (!path || !strcmp(path, "-")) {
         k->fd = STDOUT_FILENO;
     } else {
-        k->fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+        k->fd = open_log(path, &k->written);
         if (k->fd < 0)
             return -errno;
+        if (!(k->path = strdup(path)))
+            return GH_ENOMEM;
     }
     k->rings = calloc(nslots, sizeof(*k->rings));
     if (!k->rings)
@@ -115,8 +213,27 @@ static int sink_start(sink_t *k, const char *path, uint32_t nslots)
     return 0;
 }
 
-int gh_accesslog_start(const char *path, uint32_t nslots) { return sink_start(&sinks[SINK_ACCESS], path, nslots); }
+int gh_accesslog_start(const char *path, uint32_t nslots, uint64_t max_size, uint32_t keep)
+{
+    sinks[SINK_ACCESS].max_size = path && strcmp(path, "-") ? max_size : 0;
+    sinks[SINK_ACCESS].keep = keep ? keep : 1;
+    return sink_start(&sinks[SINK_ACCESS], path, nslots);
+}
+
+void gh_accesslog_reopen(void) { __atomic_store_n(&reopen_asked, 1, __ATOMIC_RELEASE); }
 int gh_exposurelog_start(const char *path, uint32_t nslots) { return sink_start(&sinks[SINK_EXPOSURE], path, nslots); }
+
+int gh_accesslog_stream_start(uint32_t nslots)
+{
+    if (!gh_stream_on(GH_EV_ACCESS) && !gh_stream_on(GH_EV_EXPOSURE))
+        return 0;
+    int rc = sink_start(&sinks[SINK_STREAM], NULL, nslots);
+    if (rc == 0) {
+        stream_access = gh_stream_on(GH_EV_ACCESS);
+        stream_exposure = gh_stream_on(GH_EV_EXPOSURE);
+    }
+    return rc;
+}
 
 void gh_accesslog_stop(void)
 {
@@ -131,8 +248,12 @@ void gh_accesslog_stop(void)
         free(sk->rings);
         if (sk->fd > STDERR_FILENO)
             close(sk->fd);
+        free(sk->path);
         *sk = (sink_t){.fd = -1};
     }
+    free(stream_scratch);
+    stream_scratch = NULL;
+    stream_access = stream_exposure = 0;
 }
 
 typedef struct {
@@ -273,11 +394,49 @@ static int enqueue(sink_t *k, uint32_t slot, const char *line, size_t n)
     return 0;
 }
 
+/* Enqueue a framed record for the stream: line (ending in a newline, dropped) as kind for
+ * tenant with id. */
+static int enqueue_stream(uint32_t slot, gh_ev_kind_t kind, gh_str_t tenant, gh_str_t id, const char *line, size_t n)
+{
+    char frame[FRAME_HEAD + 512];
+    if (!tenant.n) /* no route matched: no tenant; the subject needs a token */
+        tenant = GH_STR("-");
+    uint16_t tl = (uint16_t)GH_MIN(tenant.n, 255), il = (uint16_t)GH_MIN(id.n, 255);
+    uint32_t jl = (uint32_t)(n && line[n - 1] == '\n' ? n - 1 : n);
+    frame[0] = (char)kind;
+    memcpy(frame + 1, &tl, 2);
+    memcpy(frame + 3, &il, 2);
+    memcpy(frame + 5, &jl, 4);
+    memcpy(frame + FRAME_HEAD, tenant.p, tl);
+    memcpy(frame + FRAME_HEAD + tl, id.p, il);
+    ring_t *rg = &sinks[SINK_STREAM].rings[slot];
+    size_t hn = FRAME_HEAD + tl + il, total = hn + jl;
+    uint64_t tail = rg->tail;
+    uint64_t head = __atomic_load_n(&rg->head, __ATOMIC_ACQUIRE);
+    if (RING_SIZE - (tail - head) < total)
+        return GH_ELIMIT;
+    const char *parts[2] = {frame, line};
+    size_t lens[2] = {hn, jl};
+    for (int i = 0; i < 2; i++) {
+        size_t off = (size_t)(tail & (RING_SIZE - 1)), first = GH_MIN(lens[i], RING_SIZE - off);
+        memcpy(rg->data + off, parts[i], first);
+        memcpy(rg->data, parts[i] + first, lens[i] - first);
+        tail += lens[i];
+    }
+    __atomic_store_n(&rg->tail, tail, __ATOMIC_RELEASE);
+    return 0;
+}
+
 int gh_accesslog_log(uint32_t slot, const gh_access_rec_t *r)
 {
     char line[8192];
     size_t n = gh_accesslog_format(line, sizeof line, r);
-    return enqueue(&sinks[SINK_ACCESS], slot, line, n);
+    int rc = 0;
+    if (sinks[SINK_ACCESS].on)
+        rc = enqueue(&sinks[SINK_ACCESS], slot, line, n);
+    if (stream_access && enqueue_stream(slot, GH_EV_ACCESS, r->tenant, r->request_id, line, n) < 0)
+        rc = GH_ELIMIT;
+    return rc;
 }
 
 size_t gh_exposurelog_format(char *buf, size_t cap, const gh_exposure_rec_t *e)
@@ -304,5 +463,10 @@ int gh_exposurelog_log(uint32_t slot, const gh_exposure_rec_t *e)
 {
     char line[2048];
     size_t n = gh_exposurelog_format(line, sizeof line, e);
-    return enqueue(&sinks[SINK_EXPOSURE], slot, line, n);
+    int rc = 0;
+    if (sinks[SINK_EXPOSURE].on)
+        rc = enqueue(&sinks[SINK_EXPOSURE], slot, line, n);
+    if (stream_exposure && enqueue_stream(slot, GH_EV_EXPOSURE, e->tenant, e->request_id, line, n) < 0)
+        rc = GH_ELIMIT;
+    return rc;
 }

@@ -27,8 +27,12 @@ typedef struct {
     uint64_t total_us;
 } gh_access_rec_t;
 
-/* Open path ("-" = stdout) and start the writer for nslots producer threads. */
-int gh_accesslog_start(const char *path, uint32_t nslots);
+/* Open path ("-" = stdout) and start the writer for nslots producer threads. Past max_size
+ * bytes (0: never) the writer rotates the file: path.N-1 -> path.N up to keep, path -> path.1,
+ * and a new path. */
+int gh_accesslog_start(const char *path, uint32_t nslots, uint64_t max_size, uint32_t keep);
+/* Reopen the log files on the writer's next round (SIGUSR1, after logrotate moved them). */
+void gh_accesslog_reopen(void);
 /* Whether the log is on. */
 int gh_accesslog_enabled(void);
 /* Format and enqueue a record from producer slot; 0, or GH_ELIMIT when dropped. */
@@ -44,6 +48,11 @@ int gh_exposurelog_start(const char *path, uint32_t nslots);
 int gh_exposurelog_enabled(void);
 int gh_exposurelog_log(uint32_t slot, const gh_exposure_rec_t *e);
 size_t gh_exposurelog_format(char *out, size_t cap, const gh_exposure_rec_t *e); /* cap >= 64 */
+
+/* After gh_stream_start: access records and exposures also go to the event stream (when it
+ * publishes their kind), through one more ring per producer that the same writer drains into
+ * gh_stream_put. The *_enabled calls above then say 1 even when the files are off. */
+int gh_accesslog_stream_start(uint32_t nslots);
 
 /* Flush everything queued (both logs) and stop the writer. */
 void gh_accesslog_stop(void);

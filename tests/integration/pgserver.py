@@ -123,6 +123,26 @@ class PgServer:
         self._server_cmd([PG_CTL, "restart", "-m", "fast", "-w", "-t", "30", "-D", self.data, "-l", self.log],
                          timeout=40)
 
+    def crash(self):
+        """kill -9 the postmaster (its backends go with it); the data stays for start()."""
+        pid = self._postmaster_pid()
+        if pid:
+            os.kill(pid, signal.SIGKILL)
+            for _ in range(200):  # bounded: 10 s
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.05)
+
+    def start(self):
+        """Start again after crash() (recovery included)."""
+        try:
+            os.unlink(os.path.join(self.data, "postmaster.pid"))
+        except OSError:
+            pass
+        self._server_cmd([PG_CTL, "start", "-w", "-t", "30", "-D", self.data, "-l", self.log], timeout=40)
+
     def _postmaster_pid(self):
         try:
             with open(os.path.join(self.data, "postmaster.pid")) as f:

@@ -424,6 +424,44 @@ def test_an_idempotency_key_is_shared_by_the_nodes(pair):
     assert A.versions()["current"] == before + 1
 
 
+def test_a_node_keeps_serving_while_the_store_is_down(pg_server, pair):
+    """PostgreSQL killed: both nodes keep serving the last good configuration; /readyz stays 200
+    and says the store is unreachable and which version is served; the metric says 0. Back: 1,
+    and the next change reaches the other node again."""
+    a, b = pair
+    A = Admin(a)
+    A.call("POST", "/v1/tenants", tenant_doc("down", "down.test", [respond_route("r", "/", "kept")]), ok=(201,))
+    wait_served(b, "down.test", "/", body_is("kept"))
+    version = A.versions()["current"]
+    for g in (a, b):
+        assert helpers.request("GET", g.admin_url + "/readyz").text == "ready\n"
+        assert helpers.metric_value(g.metrics(), "gatehouse_config_store_up") == 1
+    pg_server.crash()
+    try:
+        for g in (a, b):
+            assert helpers.poll(lambda: helpers.metric_value(g.metrics(), "gatehouse_config_store_up") == 0, timeout=5)
+            r = helpers.request("GET", g.admin_url + "/readyz")
+            assert r.status_code == 200 and "store unreachable since" in r.text, r.text
+            assert "serving configuration version %d" % version in r.text, r.text
+            assert helpers.metric_value(g.metrics(), "gatehouse_config_version") == version
+            assert proxy_get(g, "down.test", "/").text == "kept"
+        r = A.call("PATCH", "/v1/tenants/down/sites/www/routes/r", {"respond": {"body": "x"}})
+        assert r.status_code == 503, r.text
+        assert "configuration store unreachable" in a.stderr_text() + a.stdout_text()
+    finally:
+        pg_server.start()
+    for g in (a, b):
+        assert helpers.poll(lambda: helpers.metric_value(g.metrics(), "gatehouse_config_store_up") == 1, timeout=10)
+        assert helpers.request("GET", g.admin_url + "/readyz").text == "ready\n"
+    for attempt in range(50):
+        r = A.call("PATCH", "/v1/tenants/down/sites/www/routes/r", {"respond": {"body": "back"}})
+        if r.status_code == 200:
+            break
+        time.sleep(0.1)
+    assert r.status_code == 200, r.text
+    wait_served(b, "down.test", "/", body_is("back"), limit=3.0, name="first change after the store came back")
+
+
 def test_the_nodes_survive_a_postgresql_restart(pg_server, pair):
     """Last in the module: restarts the module's PostgreSQL under the running pair."""
     a, b = pair
