@@ -110,6 +110,8 @@ static struct {
 /* The purge handler's guard: it runs on a libnats thread that stop does not join, so stop
  * clears `following` and waits until no handler is inside (statics, never freed). */
 static int following, cb_inflight;
+/* Set while stop closes the connection, so that its disconnection is not logged as a loss. */
+static int closing;
 /* The URL as logged (credentials replaced), read by the connection callbacks at any time. */
 static char url_log[512];
 
@@ -906,7 +908,7 @@ static void on_connected(natsConnection *nc, void *closure)
 static void on_disconnected(natsConnection *nc, void *closure)
 {
     ADD(S.disc_gen, 1);
-    if (__atomic_exchange_n(&S.connected, 0, __ATOMIC_SEQ_CST))
+    if (__atomic_exchange_n(&S.connected, 0, __ATOMIC_SEQ_CST) && !LD(closing))
         gh_log(GH_LOG_WARN, "stream: disconnected from NATS %s; records wait in the spool", url_log);
 }
 
@@ -1132,6 +1134,7 @@ int gh_stream_start(const gh_stream_conf_t *c, char *err, size_t errcap)
         return -1;
     }
     ST(following, 1);
+    ST(closing, 0);
     ST(S.accepting, 1);
     int e = pthread_create(&S.thr, NULL, publisher, NULL);
     if (e) {
@@ -1168,8 +1171,11 @@ void gh_stream_stop(void)
 
     /* no purge handler may run past this point (it reads S.node and calls on_purge) */
     ST(following, 0);
-    if (S.nc)
+    ST(closing, 1);
+    if (S.nc) {
         natsConnection_Close(S.nc);
+        gh_log(GH_LOG_INFO, "stream: connection to NATS %s closed", url_log);
+    }
     for (int i = 0; i < 2000 && LD(cb_inflight) > 0; i++)
         nap_ms(1);
     natsSubscription_Destroy(S.psub);
