@@ -516,6 +516,8 @@ static void req_free(gh_req_t *r)
     }
 }
 
+static const char *req_country(gh_req_t *r, const gh_h1_header_t *hs, uint32_t nh);
+
 static void req_account(gh_req_t *r)
 {
     gh_worker_t *w = r->w;
@@ -531,7 +533,8 @@ static void req_account(gh_req_t *r)
         if (r->cresult)
             gh_metrics_cache(r->route->stats, w->id, r->cresult);
         if (r->route->analytics) {
-            gh_sk_event_t ev = {.key = {r->path, r->referer, r->ua, gh_str(r->peer, strlen(r->peer))},
+            gh_sk_event_t ev = {.key = {r->path, r->referer, r->ua, gh_str(r->peer, strlen(r->peer)),
+                                        r->country[0] && r->country[0] != '-' ? gh_str(r->country, 2) : GH_STR("")},
                                 .latency = (double)dur, .status = (unsigned)r->status, .cache = r->cresult,
                                 .bytes_in = r->bytes_in, .bytes_out = r->bytes_out, .has_visitor = 1};
             uint64_t vh[2] = {gh_sk_hash(r->peer, strlen(r->peer)), gh_sk_hash(r->ua.p, r->ua.n)};
@@ -2212,6 +2215,8 @@ static void route_and_dispatch(gh_req_t *r, const gh_h1_request_t *m)
                              *hu = gh_h1_find(m->headers, m->nheaders, GH_STR("user-agent"));
         r->referer = hr ? hr->value : GH_STR("");
         r->ua = hu ? hu->value : GH_STR("");
+        if (r->gen->conf->protect.geoip_db) /* the country, for the top countries */
+            req_country(r, m->headers, m->nheaders);
     }
     if (m->method_id == GH_M_CONNECT) {
         respond_error(r, 405, "CONNECT is not allowed");

@@ -89,3 +89,31 @@ def test_analytics_survive_a_reload(gatehouse):
     for i in range(20):
         assert gh.get("/y").status_code == 200
     assert analytics(gh, "home").json()["requests"] == 50
+
+
+def test_top_countries_from_geoip(gatehouse, tmp_path):
+    """With protection.geoip, the client's country is a top-k dimension too (clients from
+    127.0.30.x are DE, 127.0.31.x US, others unknown and not counted)."""
+    import os
+    import subprocess
+    from rawhttp import one, request_bytes
+    here = os.path.dirname(os.path.abspath(__file__))
+    mmdb = tmp_path / "c.mmdb"
+    p = subprocess.run(["/usr/bin/python3", os.path.join(here, "mmdb.py"), str(mmdb),
+                        "127.0.30.0/24=DE", "127.0.31.0/24=US"], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    gh = gatehouse(CONFIG + 'protection: {geoip: {database: "%s"}}\n' % mmdb)
+    sent = collections.Counter()
+    for i in range(90):
+        src = ("127.0.30.%d" % (1 + i % 7)) if i % 3 else ("127.0.31.%d" % (1 + i % 5))
+        if i % 10 == 0:
+            src = "127.0.29.1"  # no country
+        r = one(gh.port, request_bytes("GET", "/c%d" % i, host="example.com"), source=src)
+        assert r.status == 200
+        cc = {"127.0.30": "DE", "127.0.31": "US"}.get(src.rsplit(".", 1)[0])
+        if cc:
+            sent[cc] += 1
+    a = analytics(gh, "home", window="minute").json()
+    got = {t["key"]: t["count"] for t in a["top"]["country"]}
+    assert got == dict(sent), (got, sent)
+    assert a["requests"] == 90
