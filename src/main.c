@@ -380,9 +380,14 @@ static int start(gh_conf_t *file_conf, const char *path)
     gh_session_set_handler(GH_LISTEN_OFREP, gh_ofrep_handle);
     gh_session_set_handler(GH_LISTEN_GRPC, gh_grpc_handle);
     if (c->access_log.enabled) {
-        int rc = gh_accesslog_start(c->access_log.path, c->workers + 1, c->access_log.max_size, c->access_log.keep);
+        int rc = c->access_log.syslog
+                     ? gh_accesslog_start_syslog(c->access_log.syslog, c->workers + 1, c->access_log.facility,
+                                                 c->access_log.tag)
+                     : gh_accesslog_start(c->access_log.path, c->workers + 1, c->access_log.max_size,
+                                          c->access_log.keep);
         if (rc < 0) {
-            gh_log(GH_LOG_ERROR, "access log %s: %s", c->access_log.path, strerror(-rc));
+            gh_log(GH_LOG_ERROR, "access log %s: %s", c->access_log.syslog ? c->access_log.syslog : c->access_log.path,
+                   rc == GH_ENOMEM ? "out of memory" : strerror(-rc));
             return 1;
         }
     }

@@ -1116,13 +1116,63 @@ static void parse_access_log(ctx_t *x, yaml_node_t *n)
         err(x, n, "expected a mapping or a boolean, got %s", kind(n));
         return;
     }
-    field_t f[] = {F("enabled"), F("path"), F("max_size"), F("keep")};
+    field_t f[] = {F("enabled"), F("path"), F("max_size"), F("keep"), F("syslog")};
     if (!fields(x, n, f, GH_ARRAY_LEN(f)))
         return;
     f_bool(x, &f[0], &c->access_log.enabled);
     f_str(x, &f[1], &c->access_log.path, NULL, false);
     f_size(x, &f[2], 4096, 1ull << 40, &c->access_log.max_size);
     f_u32(x, &f[3], 1, 100, &c->access_log.keep);
+    if (f[4].val) { /* syslog: {address, facility, tag} */
+        size_t o = path_key(x, "syslog");
+        field_t g[] = {F("address"), F("facility"), F("tag")};
+        if (f[1].val || f[2].val)
+            err(x, f[4].val, "give path (a file) or syslog, not both");
+        if (fields(x, f[4].val, g, GH_ARRAY_LEN(g))) {
+            c->access_log.syslog = "/dev/log";
+            c->access_log.facility = 16;
+            c->access_log.tag = "gatehouse";
+            f_str(x, &g[0], &c->access_log.syslog, NULL, false);
+            if (g[0].val && c->access_log.syslog[0] != '/') {
+                char host[HOST_MAX];
+                uint16_t port;
+                int br;
+                const char *why = split_hostport(c->access_log.syslog, host, &port, &br);
+                if (why) {
+                    size_t o2 = path_key(x, "address");
+                    err(x, g[0].val, "expected a socket path (/dev/log) or host:port (UDP): %s", why);
+                    path_pop(x, o2);
+                }
+            }
+            if (g[1].val) {
+                static const char *const fac[] = {"kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news",
+                                                  "uucp", "cron", "authpriv", "ftp", "ntp", "audit", "alert", "clock",
+                                                  "local0", "local1", "local2", "local3", "local4", "local5",
+                                                  "local6", "local7"};
+                size_t o2 = path_key(x, "facility");
+                int k = -1;
+                for (int i = 0; is_scalar(g[1].val) && i < (int)GH_ARRAY_LEN(fac); i++)
+                    if (seq_eq(sv(g[1].val), sl(g[1].val), fac[i]))
+                        k = i;
+                if (k < 0)
+                    err(x, g[1].val, "expected a syslog facility name (daemon, local0 .. local7, ...)");
+                else
+                    c->access_log.facility = (uint32_t)k;
+                path_pop(x, o2);
+            }
+            if (f_str(x, &g[2], &c->access_log.tag, NULL, false)) {
+                bool ok = strlen(c->access_log.tag) <= 48;
+                for (const char *p = c->access_log.tag; *p && ok; p++)
+                    ok = *p > 32 && *p < 127;
+                if (!ok) {
+                    size_t o2 = path_key(x, "tag");
+                    err(x, g[2].val, "an APP-NAME is 1..48 visible ASCII characters");
+                    path_pop(x, o2);
+                }
+            }
+        }
+        path_pop(x, o);
+    }
 }
 
 static bool f_num(ctx_t *x, field_t *f, double min, double max, double *out);

@@ -461,6 +461,9 @@ typedef struct gh_conf {
         char *path;  /* default "-" = stdout */
         uint64_t max_size; /* rotate the file past this many bytes (0: never) */
         uint32_t keep;     /* rotated files kept (5) */
+        char *syslog;      /* to syslog instead of the file: "/dev/log" (a datagram socket) or host:port (UDP) */
+        uint32_t facility; /* syslog facility (local0 = 16) */
+        char *tag;         /* APP-NAME ("gatehouse") */
     } access_log;
     char *exposure_log; /* JSON lines of flag exposures (routes' flags with exposure on), or NULL */
     char *node; /* this node's name: record sources, purge origins (default: the host name) */

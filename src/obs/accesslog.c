@@ -10,7 +10,11 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <netdb.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -34,9 +38,11 @@ typedef struct {
     uint64_t written;    /* bytes in the file since it was opened (or its size then) */
     uint64_t max_size;   /* rotate past this (0: never) */
     uint32_t keep;       /* rotated files kept: path.1 (newest) .. path.keep */
+    int syslog_pri;      /* >= 0: fd is a connected datagram socket to syslog, one message per line */
+    char syslog_head[128]; /* " HOST TAG PID - - " after the priority, version and timestamp */
 } sink_t;
 static int reopen_asked; /* SIGUSR1: reopen the files (after an outside rotation) */
-static sink_t sinks[NSINKS] = {{.fd = -1}, {.fd = -1}, {.fd = -1}};
+static sink_t sinks[NSINKS] = {{.fd = -1, .syslog_pri = -1}, {.fd = -1, .syslog_pri = -1}, {.fd = -1, .syslog_pri = -1}};
 static int running;
 static pthread_t writer;
 static int stream_access, stream_exposure; /* records also go to the event stream (SINK_STREAM) */
@@ -147,6 +153,41 @@ static void reopen_sink(sink_t *k, int rotate)
     k->written = size;
 }
 
+/* Drain one ring to syslog: each line an RFC 5424 message "<PRI>1 TIMESTAMP HOST TAG PID - - LINE"
+ * in its own datagram. A message the socket refuses (no daemon listening) is lost. */
+static char *syslog_scratch;
+
+static size_t drain_syslog(sink_t *k, ring_t *r)
+{
+    uint64_t head = r->head;
+    uint64_t tail = __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE);
+    size_t total = (size_t)(tail - head);
+    if (!total)
+        return 0;
+    size_t off = (size_t)(head & (RING_SIZE - 1)), first = GH_MIN(total, RING_SIZE - off);
+    memcpy(syslog_scratch, r->data + off, first);
+    memcpy(syslog_scratch + first, r->data, total - first);
+    __atomic_store_n(&r->head, tail, __ATOMIC_RELEASE);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    char pre[64 + sizeof k->syslog_head];
+    int pn = snprintf(pre, sizeof pre, "<%d>1 %04d-%02d-%02dT%02d:%02d:%02d.%03ldZ%s", k->syslog_pri, tm.tm_year + 1900,
+                      tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000,
+                      k->syslog_head);
+    for (size_t p = 0; p < total;) {
+        const char *line = syslog_scratch + p, *nl = memchr(line, '\n', total - p);
+        size_t n = nl ? (size_t)(nl - line) : total - p;
+        struct iovec iov[2] = {{pre, (size_t)pn}, {(void *)line, n}};
+        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2};
+        while (sendmsg(k->fd, &mh, MSG_NOSIGNAL) < 0 && errno == EINTR)
+            ;
+        p += n + 1;
+    }
+    return total;
+}
+
 static void *writer_main(void *arg)
 {
     (void)arg;
@@ -162,7 +203,9 @@ static void *writer_main(void *arg)
                 reopen_sink(sk, 0);
             size_t got = 0;
             for (uint32_t i = 0; i < sk->nrings; i++)
-                got += k == SINK_STREAM ? drain_stream(&sk->rings[i]) : drain(sk->fd, &sk->rings[i]);
+                got += k == SINK_STREAM     ? drain_stream(&sk->rings[i])
+                       : sk->syslog_pri >= 0 ? drain_syslog(sk, &sk->rings[i])
+                                             : drain(sk->fd, &sk->rings[i]);
             n += got;
             sk->written += got;
             if (sk->max_size && sk->written >= sk->max_size && k != SINK_STREAM)
@@ -178,6 +221,48 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
+/* A datagram socket connected to syslog at address: a path (/dev/log) or host:port (UDP). */
+static int syslog_connect(const char *address)
+{
+    int fd;
+    if (address[0] == '/') {
+        struct sockaddr_un sun = {.sun_family = AF_UNIX};
+        if (strlen(address) >= sizeof sun.sun_path)
+            return -ENAMETOOLONG;
+        strcpy(sun.sun_path, address);
+        if ((fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)) < 0)
+            return -errno;
+        if (connect(fd, (struct sockaddr *)&sun, sizeof sun) < 0) {
+            int e = errno;
+            close(fd);
+            return -e;
+        }
+        return fd;
+    }
+    char host[256];
+    const char *colon = strrchr(address, ':');
+    size_t hn = colon ? (size_t)(colon - address) : 0;
+    if (!colon || hn >= sizeof host)
+        return -EINVAL;
+    memcpy(host, address, hn);
+    host[hn] = 0;
+    if (host[0] == '[' && hn > 1 && host[hn - 1] == ']')
+        memmove(host, host + 1, hn - 2), host[hn - 2] = 0;
+    struct addrinfo hints = {.ai_socktype = SOCK_DGRAM}, *ai = NULL;
+    if (getaddrinfo(host, colon + 1, &hints, &ai) != 0 || !ai)
+        return -EHOSTUNREACH;
+    fd = socket(ai->ai_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        freeaddrinfo(ai);
+        return -e;
+    }
+    freeaddrinfo(ai);
+    return fd;
+}
+
 /* Open a sink (before the workers start: its rings are read without a lock); the writer
  * starts with the first. */
 static int sink_start(sink_t *k, const char *path, uint32_t nslots)
@@ -185,6 +270,12 @@ static int sink_start(sink_t *k, const char *path, uint32_t nslots)
     if (k == &sinks[SINK_STREAM]) {
         if (!(stream_scratch = malloc(RING_SIZE)))
             return GH_ENOMEM;
+    } else if (k->syslog_pri >= 0) {
+        if (!(syslog_scratch = malloc(RING_SIZE)))
+            return GH_ENOMEM;
+        k->fd = syslog_connect(path);
+        if (k->fd < 0)
+            return k->fd;
     } else if (!path || !strcmp(path, "-")) {
         k->fd = STDOUT_FILENO;
     } else {
@@ -220,6 +311,24 @@ int gh_accesslog_start(const char *path, uint32_t nslots, uint64_t max_size, uin
     return sink_start(&sinks[SINK_ACCESS], path, nslots);
 }
 
+int gh_accesslog_start_syslog(const char *address, uint32_t nslots, uint32_t facility, const char *tag)
+{
+    sink_t *k = &sinks[SINK_ACCESS];
+    char host[64] = "-";
+    if (gethostname(host, sizeof host - 1) < 0 || !host[0])
+        strcpy(host, "-");
+    host[sizeof host - 1] = 0;
+    for (char *p = host; *p; p++) /* HOSTNAME: visible ASCII */
+        if (*p <= 32 || *p >= 127)
+            *p = '-';
+    k->syslog_pri = (int)(facility * 8 + 6); /* severity informational */
+    snprintf(k->syslog_head, sizeof k->syslog_head, " %s %.48s %ld - - ", host, tag, (long)getpid());
+    int rc = sink_start(k, address, nslots);
+    if (rc < 0)
+        k->syslog_pri = -1;
+    return rc;
+}
+
 void gh_accesslog_reopen(void) { __atomic_store_n(&reopen_asked, 1, __ATOMIC_RELEASE); }
 int gh_exposurelog_start(const char *path, uint32_t nslots) { return sink_start(&sinks[SINK_EXPOSURE], path, nslots); }
 
@@ -249,10 +358,12 @@ void gh_accesslog_stop(void)
         if (sk->fd > STDERR_FILENO)
             close(sk->fd);
         free(sk->path);
-        *sk = (sink_t){.fd = -1};
+        *sk = (sink_t){.fd = -1, .syslog_pri = -1};
     }
     free(stream_scratch);
     stream_scratch = NULL;
+    free(syslog_scratch);
+    syslog_scratch = NULL;
     stream_access = stream_exposure = 0;
 }
 

@@ -31,6 +31,10 @@ typedef struct {
  * bytes (0: never) the writer rotates the file: path.N-1 -> path.N up to keep, path -> path.1,
  * and a new path. */
 int gh_accesslog_start(const char *path, uint32_t nslots, uint64_t max_size, uint32_t keep);
+/* The access log to syslog instead: address "/dev/log" (a datagram socket) or host:port (UDP);
+ * each line becomes one RFC 5424 message (severity informational, APP-NAME tag, the JSON line
+ * as MSG). Same rings and writer. */
+int gh_accesslog_start_syslog(const char *address, uint32_t nslots, uint32_t facility, const char *tag);
 /* Reopen the log files on the writer's next round (SIGUSR1, after logrotate moved them). */
 void gh_accesslog_reopen(void);
 /* Whether the log is on. */

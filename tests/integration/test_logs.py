@@ -5,7 +5,9 @@ by the test through X-Request-Id) is in exactly one of the files."""
 import glob
 import json
 import os
+import re
 import signal
+import socket
 
 from helpers import HEADER, poll, request
 
@@ -76,3 +78,60 @@ def test_sigusr1_reopens_after_an_outside_move(gatehouse, tmp_path):
     assert all(i.startswith("after") for i in ids_in(log))
     assert sorted(ids_in(log + ".old")) == ["before%026d" % i for i in range(20)]  # two workers: two rings
     assert gh.alive()
+
+
+SYSLOG_RE = re.compile(r"^<(\d+)>1 (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z) (\S+) (\S+) (\d+) - - (\{.*\})$")
+
+
+def syslog_lines(sock, n, timeout=5):
+    sock.settimeout(timeout)
+    out = []
+    while len(out) < n:
+        out.append(sock.recv(65536).decode())
+    return out
+
+
+def test_access_log_to_syslog_over_udp_and_a_unix_socket(gatehouse, tmp_path):
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    gh = gatehouse(CONFIG.replace('access_log: {path: "{log}"%s}',
+                                  'access_log: {syslog: {address: "127.0.0.1:%d", facility: local3, tag: edge-a}}'
+                                  % udp.getsockname()[1]))
+    for i in range(10):
+        send(gh, "sys%029d" % i)
+    got = syslog_lines(udp, 10)
+    seen = []
+    for m in got:
+        mt = SYSLOG_RE.match(m)
+        assert mt, m
+        assert int(mt.group(1)) == 19 * 8 + 6  # local3, informational
+        assert mt.group(4) == "edge-a" and int(mt.group(5)) == gh.pid
+        rec = json.loads(mt.group(6))
+        assert rec["status"] == 200 and rec["route"] == "r"
+        seen.append(rec["request_id"])
+    assert sorted(seen) == ["sys%029d" % i for i in range(10)]
+    gh.stop()
+    udp.close()
+    # a local datagram socket, as /dev/log
+    path = str(tmp_path / "log.sock")
+    ux = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    ux.bind(path)
+    gh = gatehouse(CONFIG.replace('access_log: {path: "{log}"%s}', 'access_log: {syslog: {address: "%s"}}' % path))
+    for i in range(5):
+        send(gh, "ux%030d" % i)
+    got = syslog_lines(ux, 5)
+    assert all(SYSLOG_RE.match(m) and m.startswith("<134>1 ") for m in got), got  # local0 by default
+    assert sorted(json.loads(SYSLOG_RE.match(m).group(6))["request_id"] for m in got) == ["ux%030d" % i for i in range(5)]
+    ux.close()
+
+
+def test_syslog_settings_errors(tmp_path):
+    import subprocess
+    from helpers import BIN
+    for text, msg in [('{syslog: {address: "nohost"}}', "expected a socket path"),
+                      ('{syslog: {facility: local9}}', "expected a syslog facility"),
+                      ('{path: "/tmp/x", syslog: {}}', "give path (a file) or syslog, not both")]:
+        f = tmp_path / "c.yaml"
+        f.write_text('listeners: [{name: http, listen: "127.0.0.1:1"}]\naccess_log: %s\n' % text)
+        p = subprocess.run([BIN, "validate", "-c", str(f)], capture_output=True, text=True, timeout=10)
+        assert p.returncode != 0 and msg in p.stdout + p.stderr and "%s:2:" % f in p.stdout + p.stderr, p.stdout + p.stderr
