@@ -645,7 +645,7 @@ static int dechunk(char *b, size_t n, size_t *out)
             *out = o;
             return 1; /* trailers are not needed */
         }
-        if (n - i < sz + 2)
+        if (sz > n - i || n - i - sz < 2) /* (sz + 2 could wrap) */
             return 0;
         memmove(b + o, b + i, sz);
         /* the source has moved ahead of the destination; keep the rest where it is */
