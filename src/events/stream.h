@@ -63,6 +63,16 @@ int gh_stream_on(gh_ev_kind_t kind);
 int gh_stream_put(gh_ev_kind_t kind, const char *tenant, size_t tenant_len, const char *id, size_t id_len,
                   const char *json, size_t len);
 
+/* The same for n records at once: framed into one buffer and appended with one write(2) (the
+ * access log's writer hands over a round's records this way). All or nothing for the spool's
+ * bound: 0, or GH_ELIMIT when some were refused (counted in dropped). */
+typedef struct {
+    gh_ev_kind_t kind;
+    const char *tenant, *id, *json;
+    size_t tenant_len, id_len, len;
+} gh_stream_rec_t;
+int gh_stream_put_many(const gh_stream_rec_t *recs, size_t n);
+
 /* Tell the other nodes about a purge: json is an object such as
  * {"tenant":"t","kind":"tag","values":["a"],"soft":false}; "node" is added. 0 or GH_ELIMIT. */
 int gh_stream_purge(const char *json, size_t len);

@@ -66,6 +66,8 @@ static size_t drain_stream(ring_t *r)
     memcpy(stream_scratch, r->data + off, first);
     memcpy(stream_scratch + first, r->data, total - first);
     __atomic_store_n(&r->head, tail, __ATOMIC_RELEASE);
+    static gh_stream_rec_t recs[1024]; /* writer thread only */
+    size_t n = 0;
     for (size_t p = 0; p + FRAME_HEAD <= total;) {
         const unsigned char *h = (const unsigned char *)stream_scratch + p;
         uint16_t tl, il;
@@ -74,9 +76,16 @@ static size_t drain_stream(ring_t *r)
         memcpy(&il, h + 3, 2);
         memcpy(&jl, h + 5, 4);
         const char *t = (const char *)h + FRAME_HEAD;
-        gh_stream_put((gh_ev_kind_t)h[0], t, tl, t + tl, il, t + tl + il, jl);
+        recs[n++] = (gh_stream_rec_t){.kind = (gh_ev_kind_t)h[0], .tenant = t, .tenant_len = tl, .id = t + tl,
+                                      .id_len = il, .json = t + tl + il, .len = jl};
+        if (n == GH_ARRAY_LEN(recs)) { /* one append per 1024 records */
+            gh_stream_put_many(recs, n);
+            n = 0;
+        }
         p += FRAME_HEAD + tl + il + jl;
     }
+    if (n)
+        gh_stream_put_many(recs, n);
     return total;
 }
 

@@ -705,6 +705,45 @@ static void test_spool_max(void)
     nats_kill(SIGTERM);
 }
 
+/* gh_stream_put_many: records framed into one append arrive like single puts (same ids,
+ * subjects, bodies); over spool_max a whole call is refused and counted. */
+static void test_put_many(void)
+{
+    char spool[256];
+    CHECK(fresh("t8", spool, sizeof spool) == 0);
+    enum { N = 3000, PER = 500 };
+    static char json[N][256], id[N][32];
+    static gh_stream_rec_t recs[N];
+    uint64_t bytes = 0;
+    for (int i = 0; i < N; i++) {
+        size_t jl = rec_json(json[i], sizeof json[i], i, 25);
+        int il = snprintf(id[i], sizeof id[i], "r%d", i);
+        const char *t = tenants[i % 2];
+        recs[i] = (gh_stream_rec_t){.kind = (gh_ev_kind_t)(i % 3), .tenant = t, .tenant_len = strlen(t),
+                                    .id = id[i], .id_len = (size_t)il, .json = json[i], .len = jl};
+        bytes += rec_bytes(i, 25);
+    }
+    /* NATS down: the spool takes exactly N records, then a whole call is refused */
+    CHECK(start_stream(spool, bytes + 10, NULL) == 0);
+    for (int i = 0; i < N; i += PER)
+        CHECK_INT(gh_stream_put_many(recs + i, PER), 0);
+    gh_stream_stats_t st = stats();
+    CHECK_INT(st.spool_bytes, bytes);
+    CHECK_INT(st.appended[GH_EV_ACCESS] + st.appended[GH_EV_EXPOSURE] + st.appended[GH_EV_EVENT], N);
+    CHECK_INT(gh_stream_put_many(recs, 2), GH_ELIMIT);
+    CHECK_INT(stats().dropped, 2);
+    CHECK(nats_start() == 0);
+    CHECK(WAIT_UNTIL(stats().published == (uint64_t)N, 20000));
+    check_t c = {.n = N, .pad = 25};
+    CHECK(read_back(&c) == 0);
+    CHECK_INT(c.bad, 0);
+    CHECK_INT(c.total, N);
+    CHECK_INT(distinct(&c), N);
+    free(c.seen);
+    gh_stream_stop();
+    nats_kill(SIGTERM);
+}
+
 static char purge_got[8][512];
 static int purge_n;
 
@@ -847,6 +886,7 @@ int main(void)
     RUN(test_kill9_mid_stream);
     RUN(test_restart_torn_tail);
     RUN(test_spool_max);
+    RUN(test_put_many);
     RUN(test_purge);
     RUN(test_throughput);
     nats_kill(SIGKILL);
