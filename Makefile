@@ -15,7 +15,9 @@ SRCS    := $(sort $(wildcard src/*/*.c))
 # Protocol buffers (protoc-c): the flagd evaluation service and google.protobuf.Struct
 # (v1 is wire-identical to v2 but for optional presence, so C uses the v2 messages for both),
 # and the gRPC admin API (gatehouse.admin.v1)
-PROTOS  := proto/flagd/evaluation/v2/evaluation.proto proto/gatehouse/admin/v1/admin.proto
+PROTOS  := proto/flagd/evaluation/v2/evaluation.proto proto/gatehouse/admin/v1/admin.proto \
+           proto/opentelemetry/proto/common/v1/common.proto proto/opentelemetry/proto/resource/v1/resource.proto \
+           proto/opentelemetry/proto/trace/v1/trace.proto proto/opentelemetry/proto/collector/trace/v1/trace_service.proto
 GEN     := $(BUILD)/gen
 GEN_SRCS := $(PROTOS:proto/%.proto=$(GEN)/%.pb-c.c) $(GEN)/google/protobuf/struct.pb-c.c
 # The web dashboard (web/dashboard, plus uPlot's dist files from npm: web/package.json), staged in

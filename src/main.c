@@ -392,6 +392,7 @@ static int start(gh_conf_t *file_conf, const char *path)
         }
     }
     if (c->tracing.enabled) {
+        gh_trace_set_export(c->tracing.protocol, c->tracing.ca_file);
         int rc = gh_trace_start(c->tracing.endpoint, c->tracing.service_name, GH_VERSION, c->tracing.batch,
                                 c->workers + 1);
         if (rc < 0) {

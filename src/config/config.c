@@ -1177,13 +1177,15 @@ static void parse_access_log(ctx_t *x, yaml_node_t *n)
 
 static bool f_num(ctx_t *x, field_t *f, double min, double max, double *out);
 
-/* tracing: {endpoint, sample_ratio, service_name, respect_parent, batch}; the exporter's
- * HTTP client speaks plain HTTP/1.1 only, so the endpoint must be http:// */
+/* tracing: {endpoint, protocol, ca_file, sample_ratio, service_name, respect_parent, batch}.
+ * The exporter speaks HTTP/1.1, in the clear (http://) or over TLS (https://, verified against
+ * ca_file or the system's CAs); protocol is the OTLP/HTTP body: http/json or http/protobuf. */
 static void parse_tracing(ctx_t *x, yaml_node_t *n)
 {
     gh_conf_t *c = x->c;
     size_t o = path_key(x, "tracing");
-    field_t f[] = {F("endpoint"), F("sample_ratio"), F("service_name"), F("respect_parent"), F("batch")};
+    field_t f[] = {F("endpoint"),       F("sample_ratio"), F("service_name"), F("respect_parent"),
+                   F("batch"),          F("protocol"),     F("ca_file")};
     if (fields(x, n, f, GH_ARRAY_LEN(f))) {
         c->tracing.enabled = 1;
         c->tracing.endpoint = "http://127.0.0.1:4318";
@@ -1191,20 +1193,41 @@ static void parse_tracing(ctx_t *x, yaml_node_t *n)
         c->tracing.service_name = "gatehouse";
         c->tracing.respect_parent = 1;
         c->tracing.batch = 512;
-        if (f_str(x, &f[0], &c->tracing.endpoint, NULL, false) && strncmp(c->tracing.endpoint, "http://", 7)) {
+        c->tracing.protocol = 0;
+        c->tracing.ca_file = NULL;
+        int https = 0;
+        if (f_str(x, &f[0], &c->tracing.endpoint, NULL, false)) {
+            const char *e = c->tracing.endpoint;
+            https = !strncmp(e, "https://", 8);
             size_t o2 = path_key(x, "endpoint");
-            err(x, f[0].val, "only http:// collector endpoints are supported (plain OTLP/HTTP), got %s",
-                q(x, sv(f[0].val), sl(f[0].val)));
-            path_pop(x, o2);
-        } else if (f[0].val && strlen(c->tracing.endpoint) <= 7) {
-            size_t o2 = path_key(x, "endpoint");
-            err(x, f[0].val, "the endpoint needs a host, e.g. http://127.0.0.1:4318");
+            if (!https && strncmp(e, "http://", 7))
+                err(x, f[0].val, "only http:// and https:// collector endpoints are supported (OTLP/HTTP), got %s",
+                    q(x, sv(f[0].val), sl(f[0].val)));
+            else if (!e[https ? 8 : 7] || e[https ? 8 : 7] == '/')
+                err(x, f[0].val, "the endpoint needs a host, e.g. http://127.0.0.1:4318");
             path_pop(x, o2);
         }
         f_num(x, &f[1], 0, 1, &c->tracing.sample_ratio);
         f_str(x, &f[2], &c->tracing.service_name, NULL, false);
         f_bool(x, &f[3], &c->tracing.respect_parent);
         f_u32(x, &f[4], 1, 65536, &c->tracing.batch);
+        char *proto = NULL;
+        if (f_str(x, &f[5], &proto, NULL, false)) {
+            size_t o2 = path_key(x, "protocol");
+            if (!strcmp(proto, "http/protobuf"))
+                c->tracing.protocol = 1;
+            else if (strcmp(proto, "http/json"))
+                err(x, f[5].val, "expected http/json or http/protobuf, got %s", q(x, sv(f[5].val), sl(f[5].val)));
+            path_pop(x, o2);
+        }
+        if (f_str(x, &f[6], &c->tracing.ca_file, NULL, false)) {
+            size_t o2 = path_key(x, "ca_file");
+            if (f[0].val && !https)
+                err(x, f[6].val, "a CA file is for an https:// endpoint");
+            else if (access(c->tracing.ca_file, R_OK) < 0)
+                err(x, f[6].val, "cannot read %s: %s", q(x, sv(f[6].val), sl(f[6].val)), strerror(errno));
+            path_pop(x, o2);
+        }
     }
     path_pop(x, o);
 }

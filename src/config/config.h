@@ -485,13 +485,15 @@ typedef struct gh_conf {
             uint32_t flush_ms; /* (1 s) */
         } clickhouse;
     } events;
-    struct { /* tracing: W3C Trace Context and OTLP/HTTP JSON export (obs/trace.c); absent: off */
+    struct { /* tracing: W3C Trace Context and OTLP/HTTP export (obs/trace.c); absent: off */
         int enabled;
-        char *endpoint;     /* collector base URL, http:// only ("http://127.0.0.1:4318") */
+        char *endpoint;     /* collector base URL, http:// or https:// ("http://127.0.0.1:4318") */
         double sample_ratio; /* new traces sampled (0.01) */
         char *service_name; /* "gatehouse" */
         int respect_parent; /* a caller's sampled flag decides (1) */
         uint32_t batch;     /* spans per export, at most (512) */
+        int protocol;       /* GH_TRACE_PROTO_* of obs/trace.h: 0 http/json (default), 1 http/protobuf */
+        char *ca_file;      /* PEM CAs an https:// collector is verified against (NULL: the system's) */
     } tracing;
     struct {
         char *store;                     /* the control plane's store: a SQLite path or postgres:// URL, or NULL */

@@ -1,9 +1,14 @@
-/* trace.c: see trace.h. */
+/* trace.c: distributed tracing, see trace.h. Called by session.c (context, records), main.c
+ * (start/stop) and metrics.c (counters). Calls core/json (JSON strings), core/log, the
+ * protoc-c code generated from proto/opentelemetry/ (OTLP protobuf bodies) and OpenSSL
+ * (https:// collectors), from its own exporter thread. */
 #include "obs/trace.h"
 
 #include "core/json.h"
 #include "core/log.h"
+#include "opentelemetry/proto/collector/trace/v1/trace_service.pb-c.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -17,6 +22,10 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 int gh_trace_active;
 
@@ -307,21 +316,6 @@ static void put_hex(out_t *o, const uint8_t *p, size_t n)
     o->p[o->n++] = '"';
 }
 
-/* attributes: a comma before all but the first of a list (*first) */
-static void attr_str(out_t *o, int *first, const char *key, gh_str_t v)
-{
-    put_fmt(o, "%s{\"key\":\"%s\",\"value\":{\"stringValue\":", *first ? "" : ",", key);
-    put_jstr(o, v);
-    PUTL(o, "}}");
-    *first = 0;
-}
-
-static void attr_int(out_t *o, int *first, const char *key, long long v)
-{
-    put_fmt(o, "%s{\"key\":\"%s\",\"value\":{\"intValue\":\"%lld\"}}", *first ? "" : ",", key, v);
-    *first = 0;
-}
-
 /* host[:port] -> host, port (0 when none); an IPv6 literal keeps no brackets */
 static gh_str_t split_host(gh_str_t h, long *port)
 {
@@ -330,7 +324,10 @@ static gh_str_t split_host(gh_str_t h, long *port)
     while (i && h.p[i - 1] >= '0' && h.p[i - 1] <= '9')
         i--;
     if (i && i < h.n && h.p[i - 1] == ':' && (i < 2 || h.p[i - 2] == ']' || !memchr(h.p, ':', i - 1))) {
-        *port = strtol(h.p + i, NULL, 10);
+        long v = 0; /* the view's digits only: what follows it in a record may be digits too */
+        for (size_t k = i; k < h.n && v < 100000; k++)
+            v = v * 10 + (h.p[k] - '0');
+        *port = v;
         h.n = i - 1;
     }
     if (h.n >= 2 && h.p[0] == '[' && h.p[h.n - 1] == ']')
@@ -338,21 +335,84 @@ static gh_str_t split_host(gh_str_t h, long *port)
     return h;
 }
 
-size_t gh_trace_record_json(char *buf, size_t cap, const void *recp, size_t len, int *nspans)
-{
-    const char *rec = recp;
-    *nspans = 0;
+/* ---------------------------------------------------------------- spans of a record */
+
+/* One record read back as the spans it exports: the one model both encoders (JSON and
+ * protobuf) write, so the two carry the same names, ids, times and attributes. Views point
+ * into the record and into this struct (ids): it lives as long as they are used. */
+typedef struct {
+    const char *key;
+    gh_str_t s;
+    long long i;
+    uint8_t is_int;
+} attr_t;
+
+typedef struct {
+    const char *name;
+    uint64_t t_ns;
+    attr_t a[4];
+    int na;
+} event_t;
+
+#define SPAN_ATTRS 16
+
+typedef struct {
+    const uint8_t *trace_id, *span_id, *parent_id; /* parent_id NULL: a root */
+    gh_str_t trace_state, name;
+    int kind;       /* 2 server, 3 client */
+    uint32_t flags; /* Span.flags: W3C flags, and whether the parent is remote */
+    uint64_t start_ns, end_ns;
+    attr_t a[SPAN_ATTRS];
+    int na;
+    event_t ev[2];
+    int nev;
+    int error; /* status ERROR with msg */
+    char msg[32];
+    char namebuf[48];
+} span_t;
+
+typedef struct {
     rec_hdr_t h;
-    if (len < sizeof h)
-        return 0;
-    memcpy(&h, rec, sizeof h);
-    if (h.len != len || h.ntries > GH_TRACE_MAX_TRIES || len < sizeof h + h.ntries * sizeof(rec_try_t))
-        return 0;
     rec_try_t tries[GH_TRACE_MAX_TRIES];
-    memcpy(tries, rec + sizeof h, h.ntries * sizeof(rec_try_t));
-    size_t at = sizeof h + h.ntries * sizeof(rec_try_t);
+    span_t spans[1 + GH_TRACE_MAX_TRIES];
+} rec_spans_t;
+
+#define SPAN_FLAG_SAMPLED 0x01u
+#define SPAN_FLAG_HAS_IS_REMOTE 0x100u
+#define SPAN_FLAG_IS_REMOTE 0x200u
+
+static void add_str(span_t *sp, const char *key, gh_str_t v)
+{
+    if (sp->na < SPAN_ATTRS)
+        sp->a[sp->na++] = (attr_t){.key = key, .s = v};
+}
+
+static void add_int(span_t *sp, const char *key, long long v)
+{
+    if (sp->na < SPAN_ATTRS)
+        sp->a[sp->na++] = (attr_t){.key = key, .i = v, .is_int = 1};
+}
+
+static void ev_str(event_t *e, const char *key, gh_str_t v)
+{
+    if (e->na < 4)
+        e->a[e->na++] = (attr_t){.key = key, .s = v};
+}
+
+/* Read a record (validated: never past len) into v's spans; their number, or 0 when the
+ * record is truncated or corrupt. */
+static int record_spans(const char *rec, size_t len, rec_spans_t *v)
+{
+    rec_hdr_t *h = &v->h;
+    if (len < sizeof *h)
+        return 0;
+    memcpy(h, rec, sizeof *h);
+    if (h->len != len || h->ntries > GH_TRACE_MAX_TRIES || len < sizeof *h + h->ntries * sizeof(rec_try_t))
+        return 0;
+    memcpy(v->tries, rec + sizeof *h, h->ntries * sizeof(rec_try_t));
+    size_t at = sizeof *h + h->ntries * sizeof(rec_try_t);
     gh_str_t s[NSTR + GH_TRACE_MAX_TRIES];
-    for (int i = 0; i < NSTR + h.ntries; i++) {
+    for (int i = 0; i < NSTR + h->ntries; i++) {
         uint16_t n;
         if (at + 2 > len)
             return 0;
@@ -362,115 +422,387 @@ size_t gh_trace_record_json(char *buf, size_t cap, const void *recp, size_t len,
         s[i] = gh_str(rec + at + 2, n);
         at += 2 + (size_t)n;
     }
-    out_t o = {buf, 0, cap, 0};
-    int first;
+    uint32_t wflags = h->sampled ? SPAN_FLAG_SAMPLED : 0;
     /* the server span */
-    PUTL(&o, "{\"traceId\":");
-    put_hex(&o, h.trace_id, 16);
-    PUTL(&o, ",\"spanId\":");
-    put_hex(&o, h.span_id, 8);
-    if (h.parent_ok) {
-        PUTL(&o, ",\"parentSpanId\":");
-        put_hex(&o, h.parent_id, 8);
-    }
-    if (s[S_TSTATE].n) {
-        PUTL(&o, ",\"traceState\":");
-        put_jstr(&o, s[S_TSTATE]);
-    }
-    PUTL(&o, ",\"name\":");
-    char name[48];
-    int nn = snprintf(name, sizeof name, "HTTP %.*s", (int)s[S_METHOD].n, s[S_METHOD].p);
-    put_jstr(&o, gh_str(name, (size_t)GH_MIN(nn, (int)sizeof name - 1)));
-    put_fmt(&o, ",\"kind\":2,\"startTimeUnixNano\":\"%llu\",\"endTimeUnixNano\":\"%llu\",\"attributes\":[",
-            (unsigned long long)h.start_ns, (unsigned long long)h.end_ns);
-    first = 1;
-    attr_str(&o, &first, "http.request.method", s[S_METHOD]);
-    attr_str(&o, &first, "url.path", s[S_PATH]);
-    if (h.status)
-        attr_int(&o, &first, "http.response.status_code", h.status);
+    span_t *sp = &v->spans[0];
+    memset(sp, 0, sizeof *sp);
+    sp->trace_id = h->trace_id;
+    sp->span_id = h->span_id;
+    sp->parent_id = h->parent_ok ? h->parent_id : NULL;
+    sp->trace_state = s[S_TSTATE];
+    int nn = snprintf(sp->namebuf, sizeof sp->namebuf, "HTTP %.*s", (int)s[S_METHOD].n, s[S_METHOD].p);
+    sp->name = gh_str(sp->namebuf, (size_t)GH_MIN(nn, (int)sizeof sp->namebuf - 1));
+    sp->kind = 2;
+    sp->flags = wflags | SPAN_FLAG_HAS_IS_REMOTE | (h->parent_ok ? SPAN_FLAG_IS_REMOTE : 0);
+    sp->start_ns = h->start_ns;
+    sp->end_ns = h->end_ns;
+    add_str(sp, "http.request.method", s[S_METHOD]);
+    add_str(sp, "url.path", s[S_PATH]);
+    if (h->status)
+        add_int(sp, "http.response.status_code", h->status);
     long port;
     gh_str_t host = split_host(s[S_HOST], &port);
     if (host.n)
-        attr_str(&o, &first, "server.address", host);
+        add_str(sp, "server.address", host);
     if (port)
-        attr_int(&o, &first, "server.port", port);
+        add_int(sp, "server.port", port);
     if (s[S_TENANT].n)
-        attr_str(&o, &first, "gatehouse.tenant", s[S_TENANT]);
+        add_str(sp, "gatehouse.tenant", s[S_TENANT]);
     if (s[S_ROUTE].n)
-        attr_str(&o, &first, "gatehouse.route", s[S_ROUTE]);
-    attr_str(&o, &first, "client.address", s[S_CLIENT]);
-    attr_str(&o, &first, "network.protocol.version", s[S_PROTO]);
+        add_str(sp, "gatehouse.route", s[S_ROUTE]);
+    add_str(sp, "client.address", s[S_CLIENT]);
+    add_str(sp, "network.protocol.version", s[S_PROTO]);
     if (s[S_UPSTREAM].n)
-        attr_str(&o, &first, "gatehouse.upstream", s[S_UPSTREAM]);
+        add_str(sp, "gatehouse.upstream", s[S_UPSTREAM]);
     if (s[S_REQID].n)
-        attr_str(&o, &first, "gatehouse.request_id", s[S_REQID]);
+        add_str(sp, "gatehouse.request_id", s[S_REQID]);
     if (s[S_CACHE].n)
-        attr_str(&o, &first, "gatehouse.cache.result", s[S_CACHE]);
+        add_str(sp, "gatehouse.cache.result", s[S_CACHE]);
     if (s[S_PREASON].n) {
-        attr_str(&o, &first, "gatehouse.protect.decision", s[S_PACTION]);
-        attr_str(&o, &first, "gatehouse.protect.reason", s[S_PREASON]);
+        add_str(sp, "gatehouse.protect.decision", s[S_PACTION]);
+        add_str(sp, "gatehouse.protect.reason", s[S_PREASON]);
     }
-    PUTL(&o, "],\"events\":[");
-    int ev = 0;
     if (s[S_CACHE].n) {
-        put_fmt(&o, "{\"timeUnixNano\":\"%llu\",\"name\":\"cache.lookup\",\"attributes\":[",
-                (unsigned long long)h.decide_ns);
-        first = 1;
-        attr_str(&o, &first, "gatehouse.cache.result", s[S_CACHE]);
-        PUTL(&o, "]}");
-        ev = 1;
+        event_t *e = &sp->ev[sp->nev++];
+        e->name = "cache.lookup";
+        e->t_ns = h->decide_ns;
+        ev_str(e, "gatehouse.cache.result", s[S_CACHE]);
     }
     if (s[S_PREASON].n) {
-        put_fmt(&o, "%s{\"timeUnixNano\":\"%llu\",\"name\":\"protection.decision\",\"attributes\":[", ev ? "," : "",
-                (unsigned long long)h.decide_ns);
-        first = 1;
-        attr_str(&o, &first, "gatehouse.protect.decision", s[S_PACTION]);
-        attr_str(&o, &first, "gatehouse.protect.reason", s[S_PREASON]);
+        event_t *e = &sp->ev[sp->nev++];
+        e->name = "protection.decision";
+        e->t_ns = h->decide_ns;
+        ev_str(e, "gatehouse.protect.decision", s[S_PACTION]);
+        ev_str(e, "gatehouse.protect.reason", s[S_PREASON]);
         if (s[S_PDETAIL].n)
-            attr_str(&o, &first, "gatehouse.protect.detail", s[S_PDETAIL]);
-        PUTL(&o, "]}");
+            ev_str(e, "gatehouse.protect.detail", s[S_PDETAIL]);
     }
-    PUTL(&o, "]");
-    if (h.status >= 500)
-        put_fmt(&o, ",\"status\":{\"code\":2,\"message\":\"HTTP %d\"}", (int)h.status);
-    PUTL(&o, "}");
-    /* one client span per try */
-    for (int i = 0; i < h.ntries; i++) {
-        const rec_try_t *t = &tries[i];
-        PUTL(&o, ",{\"traceId\":");
-        put_hex(&o, h.trace_id, 16);
-        PUTL(&o, ",\"spanId\":");
-        put_hex(&o, t->span_id, 8);
-        PUTL(&o, ",\"parentSpanId\":");
-        put_hex(&o, h.span_id, 8);
-        put_fmt(&o, ",\"name\":\"upstream try\",\"kind\":3,\"startTimeUnixNano\":\"%llu\",\"endTimeUnixNano\":\"%llu\","
-                    "\"attributes\":[",
-                (unsigned long long)t->start_ns, (unsigned long long)t->end_ns);
-        first = 1;
-        attr_str(&o, &first, "http.request.method", s[S_METHOD]);
+    if (h->status >= 500) {
+        sp->error = 1;
+        snprintf(sp->msg, sizeof sp->msg, "HTTP %d", (int)h->status);
+    }
+    /* one client span per try: its parent is the server span */
+    for (int i = 0; i < h->ntries; i++) {
+        const rec_try_t *t = &v->tries[i];
+        sp = &v->spans[1 + i];
+        memset(sp, 0, sizeof *sp);
+        sp->trace_id = h->trace_id;
+        sp->span_id = t->span_id;
+        sp->parent_id = h->span_id;
+        sp->name = GH_STR("upstream try");
+        sp->kind = 3;
+        sp->flags = wflags | SPAN_FLAG_HAS_IS_REMOTE;
+        sp->start_ns = t->start_ns;
+        sp->end_ns = t->end_ns;
+        add_str(sp, "http.request.method", s[S_METHOD]);
         if (s[S_UPSTREAM].n)
-            attr_str(&o, &first, "gatehouse.upstream", s[S_UPSTREAM]);
+            add_str(sp, "gatehouse.upstream", s[S_UPSTREAM]);
         gh_str_t b = s[NSTR + i];
-        attr_str(&o, &first, "gatehouse.backend", b);
+        add_str(sp, "gatehouse.backend", b);
         gh_str_t bh = split_host(b, &port);
-        attr_str(&o, &first, "server.address", bh);
+        add_str(sp, "server.address", bh);
         if (port)
-            attr_int(&o, &first, "server.port", port);
-        attr_int(&o, &first, "gatehouse.try", t->num);
+            add_int(sp, "server.port", port);
+        add_int(sp, "gatehouse.try", t->num);
         const char *oc = t->outcome < GH_TT__COUNT ? gh_trace_outcome_names[t->outcome] : "unknown";
-        attr_str(&o, &first, "gatehouse.try.outcome", gh_str(oc, strlen(oc)));
+        add_str(sp, "gatehouse.try.outcome", gh_str(oc, strlen(oc)));
         if (t->status)
-            attr_int(&o, &first, "http.response.status_code", t->status);
-        PUTL(&o, "]");
+            add_int(sp, "http.response.status_code", t->status);
         int failed = t->outcome != GH_TT_OK && t->outcome != GH_TT_OPEN;
-        if (failed || t->status >= 500)
-            put_fmt(&o, ",\"status\":{\"code\":2,\"message\":\"%s\"}", failed ? oc : "HTTP 5xx");
-        PUTL(&o, "}");
+        if (failed || t->status >= 500) {
+            sp->error = 1;
+            snprintf(sp->msg, sizeof sp->msg, "%s", failed ? oc : "HTTP 5xx");
+        }
+    }
+    return 1 + h->ntries;
+}
+
+/* ---------------------------------------------------------------- JSON */
+
+/* attributes: a comma before all but the first of a list */
+static void put_attrs(out_t *o, const attr_t *a, int n)
+{
+    for (int i = 0; i < n; i++) {
+        if (a[i].is_int) {
+            put_fmt(o, "%s{\"key\":\"%s\",\"value\":{\"intValue\":\"%lld\"}}", i ? "," : "", a[i].key, a[i].i);
+        } else {
+            put_fmt(o, "%s{\"key\":\"%s\",\"value\":{\"stringValue\":", i ? "," : "", a[i].key);
+            put_jstr(o, a[i].s);
+            PUTL(o, "}}");
+        }
+    }
+}
+
+static void put_span_json(out_t *o, const span_t *sp)
+{
+    PUTL(o, "{\"traceId\":");
+    put_hex(o, sp->trace_id, 16);
+    PUTL(o, ",\"spanId\":");
+    put_hex(o, sp->span_id, 8);
+    if (sp->parent_id) {
+        PUTL(o, ",\"parentSpanId\":");
+        put_hex(o, sp->parent_id, 8);
+    }
+    if (sp->trace_state.n) {
+        PUTL(o, ",\"traceState\":");
+        put_jstr(o, sp->trace_state);
+    }
+    PUTL(o, ",\"name\":");
+    put_jstr(o, sp->name);
+    put_fmt(o, ",\"kind\":%d,\"flags\":%u,\"startTimeUnixNano\":\"%llu\",\"endTimeUnixNano\":\"%llu\",\"attributes\":[",
+            sp->kind, sp->flags, (unsigned long long)sp->start_ns, (unsigned long long)sp->end_ns);
+    put_attrs(o, sp->a, sp->na);
+    PUTL(o, "]");
+    if (sp->kind == 2) { /* the server span always lists its events, none or more */
+        PUTL(o, ",\"events\":[");
+        for (int i = 0; i < sp->nev; i++) {
+            put_fmt(o, "%s{\"timeUnixNano\":\"%llu\",\"name\":\"%s\",\"attributes\":[", i ? "," : "",
+                    (unsigned long long)sp->ev[i].t_ns, sp->ev[i].name);
+            put_attrs(o, sp->ev[i].a, sp->ev[i].na);
+            PUTL(o, "]}");
+        }
+        PUTL(o, "]");
+    }
+    if (sp->error)
+        put_fmt(o, ",\"status\":{\"code\":2,\"message\":\"%s\"}", sp->msg);
+    PUTL(o, "}");
+}
+
+size_t gh_trace_record_json(char *buf, size_t cap, const void *recp, size_t len, int *nspans)
+{
+    *nspans = 0;
+    rec_spans_t v;
+    int ns = record_spans(recp, len, &v);
+    if (!ns)
+        return 0;
+    out_t o = {buf, 0, cap, 0};
+    for (int i = 0; i < ns; i++) {
+        if (i)
+            PUTL(&o, ",");
+        put_span_json(&o, &v.spans[i]);
     }
     if (o.over)
         return 0;
-    *nspans = 1 + h.ntries;
+    *nspans = ns;
     return o.n;
+}
+
+/* ---------------------------------------------------------------- protobuf */
+
+typedef Opentelemetry__Proto__Common__V1__KeyValue pb_kv_t;
+typedef Opentelemetry__Proto__Common__V1__AnyValue pb_any_t;
+typedef Opentelemetry__Proto__Trace__V1__Span pb_span_t;
+typedef Opentelemetry__Proto__Trace__V1__Span__Event pb_event_t;
+
+/* Bump memory for the messages of one request: all of it freed at once. */
+typedef struct {
+    char *p;
+    size_t n, cap;
+} arena_t;
+
+static void *aalloc(arena_t *a, size_t n)
+{
+    n = (n + 15) & ~(size_t)15;
+    if (a->cap - a->n < n)
+        return NULL;
+    void *p = a->p + a->n;
+    a->n += n;
+    return p;
+}
+
+/* A view as a protobuf-c string (NUL-terminated), valid UTF-8 as OTLP wants: a byte over
+ * 0x7f is the Latin-1 character, as the JSON body writes it ("\u00XX"), so both bodies say
+ * the same; a NUL (HTTP allows none in what is recorded) ends it. At most 2n + 1 bytes. */
+static char *astr(arena_t *a, gh_str_t s)
+{
+    char *p = aalloc(a, 2 * s.n + 1);
+    if (!p)
+        return NULL;
+    size_t k = 0;
+    for (size_t i = 0; i < s.n && s.p[i]; i++) {
+        unsigned char c = (unsigned char)s.p[i];
+        if (c < 0x80) {
+            p[k++] = (char)c;
+        } else {
+            p[k++] = (char)(0xc0 | c >> 6);
+            p[k++] = (char)(0x80 | (c & 0x3f));
+        }
+    }
+    p[k] = 0;
+    return p;
+}
+
+static uint8_t *abytes(arena_t *a, const uint8_t *p, size_t n)
+{
+    uint8_t *q = aalloc(a, n);
+    if (q)
+        memcpy(q, p, n);
+    return q;
+}
+
+/* The worst case one span of a len-byte record takes: its messages, and copies of strings
+ * that together are at most the record (plus their NULs). */
+#define PB_SPAN_FIXED                                                                                      \
+    (sizeof(pb_span_t *) + sizeof(pb_span_t) + sizeof(Opentelemetry__Proto__Trace__V1__Status) + 32 + 64 + \
+     (SPAN_ATTRS + 8) * (sizeof(pb_kv_t *) + sizeof(pb_kv_t) + sizeof(pb_any_t) + 48) +                     \
+     2 * (sizeof(pb_event_t *) + sizeof(pb_event_t) + 16) + 1024)
+
+static pb_kv_t **pb_attrs(arena_t *a, const attr_t *at, int n)
+{
+    pb_kv_t **v = aalloc(a, (size_t)(n ? n : 1) * sizeof *v);
+    if (!v)
+        return NULL;
+    for (int i = 0; i < n; i++) {
+        pb_kv_t *kv = aalloc(a, sizeof *kv);
+        pb_any_t *av = aalloc(a, sizeof *av);
+        if (!kv || !av)
+            return NULL;
+        opentelemetry__proto__common__v1__key_value__init(kv);
+        opentelemetry__proto__common__v1__any_value__init(av);
+        kv->key = (char *)at[i].key; /* static: only read by the packer */
+        kv->value = av;
+        if (at[i].is_int) {
+            av->value_case = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_INT_VALUE;
+            av->int_value = at[i].i;
+        } else {
+            av->value_case = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE;
+            if (!(av->string_value = astr(a, at[i].s)))
+                return NULL;
+        }
+        v[i] = kv;
+    }
+    return v;
+}
+
+static pb_span_t *pb_span(arena_t *a, const span_t *sp)
+{
+    pb_span_t *m = aalloc(a, sizeof *m);
+    if (!m)
+        return NULL;
+    opentelemetry__proto__trace__v1__span__init(m);
+    m->trace_id = (ProtobufCBinaryData){16, abytes(a, sp->trace_id, 16)};
+    m->span_id = (ProtobufCBinaryData){8, abytes(a, sp->span_id, 8)};
+    if (sp->parent_id)
+        m->parent_span_id = (ProtobufCBinaryData){8, abytes(a, sp->parent_id, 8)};
+    if (sp->trace_state.n)
+        m->trace_state = astr(a, sp->trace_state);
+    m->name = astr(a, sp->name);
+    m->flags = sp->flags;
+    m->kind = (Opentelemetry__Proto__Trace__V1__Span__SpanKind)sp->kind;
+    m->start_time_unix_nano = sp->start_ns;
+    m->end_time_unix_nano = sp->end_ns;
+    m->n_attributes = (size_t)sp->na;
+    m->attributes = pb_attrs(a, sp->a, sp->na);
+    if (!m->trace_id.data || !m->span_id.data || (sp->parent_id && !m->parent_span_id.data) || !m->trace_state ||
+        !m->name || !m->attributes)
+        return NULL;
+    if (sp->nev) {
+        m->n_events = (size_t)sp->nev;
+        if (!(m->events = aalloc(a, (size_t)sp->nev * sizeof *m->events)))
+            return NULL;
+        for (int i = 0; i < sp->nev; i++) {
+            pb_event_t *e = aalloc(a, sizeof *e);
+            if (!e)
+                return NULL;
+            opentelemetry__proto__trace__v1__span__event__init(e);
+            e->time_unix_nano = sp->ev[i].t_ns;
+            e->name = (char *)sp->ev[i].name;
+            e->n_attributes = (size_t)sp->ev[i].na;
+            if (!(e->attributes = pb_attrs(a, sp->ev[i].a, sp->ev[i].na)))
+                return NULL;
+            m->events[i] = e;
+        }
+    }
+    if (sp->error) {
+        Opentelemetry__Proto__Trace__V1__Status *st = aalloc(a, sizeof *st);
+        if (!st)
+            return NULL;
+        opentelemetry__proto__trace__v1__status__init(st);
+        st->code = OPENTELEMETRY__PROTO__TRACE__V1__STATUS__STATUS_CODE__STATUS_CODE_ERROR;
+        if (!(st->message = astr(a, gh_str(sp->msg, strlen(sp->msg)))))
+            return NULL;
+        m->status = st;
+    }
+    return m;
+}
+
+uint8_t *gh_trace_records_protobuf(const void *recsp, size_t len, const char *service_name,
+                                   const char *service_version, size_t *out_len, int *nspans)
+{
+    const char *recs = recsp;
+    *out_len = 0;
+    *nspans = 0;
+    /* a first pass sizes the memory and counts the spans: the records were validated when
+     * they were queued, this one checks again */
+    size_t need = 4096, at = 0;
+    int total = 0;
+    while (at < len) {
+        uint32_t rl;
+        rec_hdr_t h;
+        if (len - at < sizeof h)
+            return NULL;
+        memcpy(&h, recs + at, sizeof h);
+        rl = h.len;
+        if (rl < sizeof h || rl > len - at || h.ntries > GH_TRACE_MAX_TRIES)
+            return NULL;
+        total += 1 + h.ntries;
+        need += (size_t)(1 + h.ntries) * (PB_SPAN_FIXED + 2 * (size_t)rl);
+        at += rl;
+    }
+    arena_t a = {malloc(need), 0, need};
+    if (!a.p)
+        return NULL;
+    uint8_t *out = NULL;
+    pb_span_t **spans = aalloc(&a, (size_t)(total ? total : 1) * sizeof *spans);
+    rec_spans_t *v = malloc(sizeof *v);
+    if (!spans || !v)
+        goto done;
+    int k = 0;
+    for (at = 0; at < len;) {
+        uint32_t rl;
+        memcpy(&rl, recs + at, sizeof rl);
+        int ns = record_spans(recs + at, rl, v);
+        if (!ns || k + ns > total)
+            goto done;
+        for (int i = 0; i < ns; i++)
+            if (!(spans[k++] = pb_span(&a, &v->spans[i])))
+                goto done;
+        at += rl;
+    }
+    /* the resource (this service) and the scope (gatehouse's own instrumentation) */
+    attr_t ra[2] = {{.key = "service.name", .s = gh_str(service_name, strlen(service_name))},
+                    {.key = "service.version", .s = gh_str(service_version, strlen(service_version))}};
+    Opentelemetry__Proto__Resource__V1__Resource res = OPENTELEMETRY__PROTO__RESOURCE__V1__RESOURCE__INIT;
+    res.n_attributes = 2;
+    res.attributes = pb_attrs(&a, ra, 2);
+    Opentelemetry__Proto__Common__V1__InstrumentationScope scope =
+        OPENTELEMETRY__PROTO__COMMON__V1__INSTRUMENTATION_SCOPE__INIT;
+    scope.name = "gatehouse";
+    scope.version = (char *)service_version;
+    Opentelemetry__Proto__Trace__V1__ScopeSpans ss = OPENTELEMETRY__PROTO__TRACE__V1__SCOPE_SPANS__INIT, *ssp = &ss;
+    ss.scope = &scope;
+    ss.n_spans = (size_t)k;
+    ss.spans = spans;
+    Opentelemetry__Proto__Trace__V1__ResourceSpans rs = OPENTELEMETRY__PROTO__TRACE__V1__RESOURCE_SPANS__INIT,
+                                                  *rsp = &rs;
+    rs.resource = &res;
+    rs.n_scope_spans = 1;
+    rs.scope_spans = &ssp;
+    Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceRequest req =
+        OPENTELEMETRY__PROTO__COLLECTOR__TRACE__V1__EXPORT_TRACE_SERVICE_REQUEST__INIT;
+    req.n_resource_spans = 1;
+    req.resource_spans = &rsp;
+    if (!res.attributes)
+        goto done;
+    size_t sz = opentelemetry__proto__collector__trace__v1__export_trace_service_request__get_packed_size(&req);
+    if (!(out = malloc(sz ? sz : 1)))
+        goto done;
+    *out_len = opentelemetry__proto__collector__trace__v1__export_trace_service_request__pack(&req, out);
+    *nspans = k;
+done:
+    free(v);
+    free(a.p);
+    return out;
 }
 
 /* ---------------------------------------------------------------- rings */
@@ -526,12 +858,18 @@ void gh_trace_stats(gh_trace_stats_t *s)
 
 /* ---------------------------------------------------------------- the exporter */
 
+static int opt_protocol = GH_TRACE_PROTO_JSON; /* gh_trace_set_export, before the start */
+static char *opt_ca_file;
+
 static struct {
     char host[256], port[8], path[512], hostport[300];
+    int tls, protocol;
+    SSL_CTX *ssl_ctx;
+    char service_name[256], service_version[64];
     uint32_t batch;
-    char *prefix; /* {"resourceSpans":[{"resource":...,"scopeSpans":[{"scope":...,"spans":[ */
+    char *prefix; /* JSON: {"resourceSpans":[{"resource":...,"scopeSpans":[{"scope":...,"spans":[ */
     size_t prefix_len;
-    char *body; /* spans, comma separated, after room for the prefix */
+    char *body; /* JSON: spans, comma separated, after room for the prefix; protobuf: the records */
     size_t n, cap;
     int nspans;
     uint64_t first_ms; /* when the oldest pending span was queued */
@@ -592,40 +930,98 @@ static int dial(void)
     return fd;
 }
 
-static int write_all(int fd, const char *p, size_t n)
+/* The collector's host is an IP literal (verified as such; no SNI). */
+static int host_is_ip(void)
+{
+    unsigned char a[16];
+    return inet_pton(AF_INET, ex.host, a) == 1 || inet_pton(AF_INET6, ex.host, a) == 1;
+}
+
+/* TLS over fd (blocking, the socket's timeouts): SNI, the collector's certificate verified
+ * for its name or address. The session, or NULL with why. */
+static SSL *tls_connect(int fd, char *why, size_t wn)
+{
+    SSL *s = SSL_new(ex.ssl_ctx);
+    if (!s) {
+        snprintf(why, wn, "TLS: out of memory");
+        return NULL;
+    }
+    X509_VERIFY_PARAM *vp = SSL_get0_param(s);
+    int ok = SSL_set_fd(s, fd) == 1;
+    if (host_is_ip()) {
+        ok = ok && X509_VERIFY_PARAM_set1_ip_asc(vp, ex.host) == 1;
+    } else {
+        X509_VERIFY_PARAM_set_hostflags(vp, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+        ok = ok && SSL_set_tlsext_host_name(s, ex.host) == 1 && SSL_set1_host(s, ex.host) == 1;
+    }
+    if (ok && SSL_connect(s) == 1)
+        return s;
+    long vr = SSL_get_verify_result(s);
+    unsigned long e = ERR_peek_last_error();
+    if (vr != X509_V_OK)
+        snprintf(why, wn, "TLS handshake: %s", X509_verify_cert_error_string(vr));
+    else if (e)
+        snprintf(why, wn, "TLS handshake: %s", ERR_reason_error_string(e) ? ERR_reason_error_string(e) : "failed");
+    else
+        snprintf(why, wn, "TLS handshake failed");
+    ERR_clear_error();
+    SSL_free(s);
+    return NULL;
+}
+
+static int write_all(int fd, SSL *ssl, const char *p, size_t n)
 {
     while (n) {
-        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-        if (w < 0) {
-            if (errno == EINTR)
+        ssize_t w;
+        if (ssl) {
+            int k = SSL_write(ssl, p, (int)GH_MIN(n, (size_t)1 << 30));
+            w = k > 0 ? k : -1;
+        } else {
+            w = send(fd, p, n, MSG_NOSIGNAL);
+            if (w < 0 && errno == EINTR)
                 continue;
-            return -1;
         }
+        if (w < 0)
+            return -1;
         p += w;
         n -= (size_t)w;
     }
     return 0;
 }
 
-/* One POST of body: the collector's status, or -1 (no connection, timeout, no answer). */
-static int post(const char *body, size_t n)
+/* One POST of body: the collector's status, or -1 (no connection, TLS, timeout, no answer)
+ * with why. */
+static int post(const char *body, size_t n, char *why, size_t wn)
 {
+    snprintf(why, wn, "no answer");
     int fd = dial();
     if (fd < 0)
         return -1;
+    SSL *ssl = NULL;
+    if (ex.tls && !(ssl = tls_connect(fd, why, wn))) {
+        close(fd);
+        return -1;
+    }
     char head[1024];
     int hn = snprintf(head, sizeof head,
-                      "POST %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: gatehouse\r\nContent-Type: application/json\r\n"
+                      "POST %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: gatehouse\r\nContent-Type: %s\r\n"
                       "Content-Length: %zu\r\nConnection: close\r\n\r\n",
-                      ex.path, ex.hostport, n);
+                      ex.path, ex.hostport,
+                      ex.protocol == GH_TRACE_PROTO_PROTOBUF ? "application/x-protobuf" : "application/json", n);
     int status = -1;
-    if (write_all(fd, head, (size_t)hn) == 0 && write_all(fd, body, n) == 0) {
+    if (write_all(fd, ssl, head, (size_t)hn) == 0 && write_all(fd, ssl, body, n) == 0) {
         char resp[256];
         size_t got = 0;
         while (got < sizeof resp - 1) { /* the status line is all we need */
-            ssize_t r = recv(fd, resp + got, sizeof resp - 1 - got, 0);
-            if (r < 0 && errno == EINTR)
-                continue;
+            ssize_t r;
+            if (ssl) {
+                int k = SSL_read(ssl, resp + got, (int)(sizeof resp - 1 - got));
+                r = k > 0 ? k : -1;
+            } else {
+                r = recv(fd, resp + got, sizeof resp - 1 - got, 0);
+                if (r < 0 && errno == EINTR)
+                    continue;
+            }
             if (r <= 0)
                 break;
             got += (size_t)r;
@@ -636,6 +1032,10 @@ static int post(const char *body, size_t n)
         int code;
         if (got >= 12 && !strncmp(resp, "HTTP/1.", 7) && sscanf(resp + 9, "%3d", &code) == 1)
             status = code;
+    }
+    if (ssl) {
+        ERR_clear_error();
+        SSL_free(ssl);
     }
     close(fd);
     return status;
@@ -657,22 +1057,40 @@ static void flush(void)
         ex.nspans = 0;
         return;
     }
-    static const char tail[] = "]}]}]}";
-    if (ex.n + sizeof tail > ex.cap) /* room was kept for it */
-        ex.n = ex.cap - sizeof tail;
-    memcpy(ex.body + ex.n, tail, sizeof tail - 1);
-    char *doc = ex.body - ex.prefix_len; /* the prefix sits right before the spans */
-    size_t len = ex.prefix_len + ex.n + sizeof tail - 1;
+    const char *doc;
+    size_t len;
+    uint8_t *pb = NULL;
+    if (ex.protocol == GH_TRACE_PROTO_PROTOBUF) {
+        int ns = 0;
+        pb = gh_trace_records_protobuf(ex.body, ex.n, ex.service_name, ex.service_version, &len, &ns);
+        if (!pb) { /* out of memory (the records were checked when queued) */
+            count(&n_dropped_export, (uint64_t)ex.nspans);
+            count(&n_exports_failed, 1);
+            ex.n = 0;
+            ex.nspans = 0;
+            return;
+        }
+        doc = (const char *)pb;
+    } else {
+        static const char tail[] = "]}]}]}";
+        if (ex.n + sizeof tail > ex.cap) /* room was kept for it */
+            ex.n = ex.cap - sizeof tail;
+        memcpy(ex.body + ex.n, tail, sizeof tail - 1);
+        doc = ex.body - ex.prefix_len; /* the prefix sits right before the spans */
+        len = ex.prefix_len + ex.n + sizeof tail - 1;
+    }
     int status = -1;
+    char why[160];
     for (int attempt = 0; attempt < (stopping ? 1 : 3); attempt++) {
         if (attempt)
             sleep_ms(attempt == 1 ? 100 : 400);
-        status = post(doc, len);
+        status = post(doc, len, why, sizeof why);
         if (status >= 200 && status < 300)
             break;
         if (status > 0 && status != 429 && status < 500)
             break; /* the collector refuses this body: no use sending it again */
     }
+    free(pb);
     if (status >= 200 && status < 300) {
         count(&n_exported, (uint64_t)ex.nspans);
         count(&n_exports_ok, 1);
@@ -686,30 +1104,39 @@ static void flush(void)
         uint64_t now = mono_ms();
         if (!last || now - last >= 10000) {
             last = now;
-            char why[32];
-            if (status < 0)
-                snprintf(why, sizeof why, "no answer");
-            else
+            if (status >= 0)
                 snprintf(why, sizeof why, "status %d", status);
-            gh_log(GH_LOG_WARN, "tracing: export to http://%s%s failed (%s): %d spans dropped", ex.hostport, ex.path,
-                   why, ex.nspans);
+            gh_log(GH_LOG_WARN, "tracing: export to %s://%s%s failed (%s): %d spans dropped", ex.tls ? "https" : "http",
+                   ex.hostport, ex.path, why, ex.nspans);
         }
     }
     ex.n = 0;
     ex.nspans = 0;
 }
 
-/* Append one record's spans, flushing first when the batch would overflow. */
+/* Append one record's spans (JSON: as text; protobuf: the record itself, encoded at the
+ * flush), flushing first when the batch would overflow. */
 static void add_record(const char *rec, size_t len)
 {
-    static const size_t reserve = 16; /* the tail */
+    static const size_t reserve = 16; /* the JSON tail */
     for (int pass = 0; pass < 2; pass++) {
         int ns = 0;
-        size_t room = ex.cap - ex.n - reserve;
-        size_t m = room > 1 ? gh_trace_record_json(ex.body + ex.n + (ex.n ? 1 : 0), room - 1, rec, len, &ns) : 0;
+        size_t room = ex.cap - ex.n - reserve, m = 0;
+        if (ex.protocol == GH_TRACE_PROTO_PROTOBUF) {
+            static rec_spans_t v; /* the exporter thread's */
+            ns = record_spans(rec, len, &v);
+            if (ns && len <= room) {
+                memcpy(ex.body + ex.n, rec, len);
+                m = len;
+            }
+        } else {
+            m = room > 1 ? gh_trace_record_json(ex.body + ex.n + (ex.n ? 1 : 0), room - 1, rec, len, &ns) : 0;
+            if (m && ex.n)
+                m++; /* the comma */
+        }
         if (m && (uint32_t)(ex.nspans + ns) <= ex.batch + GH_TRACE_MAX_TRIES) {
-            if (ex.n)
-                ex.body[ex.n++] = ',';
+            if (ex.n && ex.protocol != GH_TRACE_PROTO_PROTOBUF)
+                ex.body[ex.n] = ',';
             ex.n += m;
             if (!ex.nspans)
                 ex.first_ms = mono_ms();
@@ -770,12 +1197,16 @@ static void *exporter_main(void *arg)
     return NULL;
 }
 
-/* endpoint "http://host[:port][/prefix]" -> ex.host, port, path ("/prefix/v1/traces") */
+/* endpoint "http[s]://host[:port][/prefix]" -> ex.tls, host, port, path ("/prefix/v1/traces") */
 static int parse_endpoint(const char *e)
 {
-    if (strncmp(e, "http://", 7))
+    if (!strncmp(e, "https://", 8))
+        ex.tls = 1;
+    else if (!strncmp(e, "http://", 7))
+        ex.tls = 0;
+    else
         return GH_EINVAL;
-    const char *h = e + 7, *slash = strchr(h, '/');
+    const char *h = e + (ex.tls ? 8 : 7), *slash = strchr(h, '/');
     size_t hl = slash ? (size_t)(slash - h) : strlen(h);
     if (!hl || hl >= sizeof ex.hostport)
         return GH_EINVAL;
@@ -812,7 +1243,7 @@ static int parse_endpoint(const char *e)
         memcpy(ex.port, port, pl);
         ex.port[pl] = 0;
     } else {
-        strcpy(ex.port, "80");
+        strcpy(ex.port, ex.tls ? "443" : "80");
     }
     const char *prefix = slash ? slash : "";
     size_t pfl = strlen(prefix);
@@ -824,6 +1255,36 @@ static int parse_endpoint(const char *e)
     return 0;
 }
 
+void gh_trace_set_export(int protocol, const char *ca_file)
+{
+    opt_protocol = protocol == GH_TRACE_PROTO_PROTOBUF ? GH_TRACE_PROTO_PROTOBUF : GH_TRACE_PROTO_JSON;
+    free(opt_ca_file);
+    opt_ca_file = ca_file ? strdup(ca_file) : NULL;
+}
+
+/* The client context of an https:// collector: peer verification against ca_file or the
+ * system's CAs, TLS 1.2 at least. 0, or GH_EINVAL (logged). */
+static int tls_setup(void)
+{
+    ex.ssl_ctx = SSL_CTX_new(TLS_client_method());
+    if (!ex.ssl_ctx)
+        return GH_ENOMEM;
+    SSL_CTX_set_min_proto_version(ex.ssl_ctx, TLS1_2_VERSION);
+    SSL_CTX_set_verify(ex.ssl_ctx, SSL_VERIFY_PEER, NULL);
+    int ok = opt_ca_file ? SSL_CTX_load_verify_locations(ex.ssl_ctx, opt_ca_file, NULL)
+                         : SSL_CTX_set_default_verify_paths(ex.ssl_ctx);
+    if (ok != 1) {
+        unsigned long e = ERR_get_error();
+        gh_log(GH_LOG_ERROR, "tracing: cannot load the CAs of %s: %s", opt_ca_file ? opt_ca_file : "the system",
+               e && ERR_reason_error_string(e) ? ERR_reason_error_string(e) : "no certificates");
+        ERR_clear_error();
+        SSL_CTX_free(ex.ssl_ctx);
+        ex.ssl_ctx = NULL;
+        return GH_EINVAL;
+    }
+    return 0;
+}
+
 int gh_trace_start(const char *endpoint, const char *service_name, const char *service_version, uint32_t batch,
                    uint32_t nslots)
 {
@@ -832,6 +1293,11 @@ int gh_trace_start(const char *endpoint, const char *service_name, const char *s
     int rc = parse_endpoint(endpoint);
     if (rc < 0)
         return rc;
+    ex.protocol = opt_protocol;
+    if (ex.tls && (rc = tls_setup()) < 0)
+        return rc;
+    snprintf(ex.service_name, sizeof ex.service_name, "%s", service_name);
+    snprintf(ex.service_version, sizeof ex.service_version, "%s", service_version);
     ex.batch = batch ? batch : 512;
     char sn[512], sv[128];
     size_t a = gh_json_str(sn, sizeof sn, gh_str(service_name, strlen(service_name)), 1);

@@ -7,9 +7,18 @@
  * sampled request copies one record (the server span, its try spans, the cache and
  * protection events) into its worker's single-producer ring (gh_trace_record). A worker
  * never blocks: a full ring drops the record and counts its spans. One exporter thread
- * drains the rings, turns records into ExportTraceServiceRequest JSON and POSTs batches
- * (up to tracing.batch spans, or every second) to {endpoint}/v1/traces over plain HTTP/1.1
- * (http:// only), blocking on its own thread with timeouts and a bounded retry.
+ * drains the rings, turns records into an OTLP ExportTraceServiceRequest and POSTs batches
+ * (up to tracing.batch spans, or every second) to {endpoint}/v1/traces over HTTP/1.1,
+ * blocking on its own thread with timeouts and a bounded retry. The body is OTLP/HTTP JSON
+ * or protobuf (tracing.protocol; protoc-c code generated from proto/opentelemetry/), both
+ * written from one reading of a record so they carry the same spans. An https:// collector
+ * is reached over TLS (OpenSSL: SNI, its certificate verified against tracing.ca_file or
+ * the system's CAs); a failed handshake is a failed export.
+ *
+ * HTTP/1 and HTTP/2 upstreams alike: session.c writes every upstream request head as
+ * HTTP/1.1 with the traceparent in it and patches each try's span id into it; h2up.c turns
+ * that head into the HEADERS of an HTTP/2 stream, so the backends of `http2: true` pools
+ * (gRPC) see the same traceparent and tracestate, and their tries are spans the same way.
  *
  * Called by session.c (the context, records), main.c (start/stop) and metrics.c (counters). */
 #ifndef GH_OBS_TRACE_H
@@ -99,8 +108,17 @@ typedef struct {
  * (counted). */
 int gh_trace_record(uint32_t slot, const gh_trace_req_t *q);
 
+/* The exporter's body format (tracing.protocol). */
+enum { GH_TRACE_PROTO_JSON = 0, GH_TRACE_PROTO_PROTOBUF = 1 };
+
+/* How the exporter that gh_trace_start starts talks to its collector: protocol
+ * (GH_TRACE_PROTO_*) and, for an https:// endpoint, the PEM file of the CAs that verify it
+ * (NULL: the system's). Called before gh_trace_start (default: JSON, the system's CAs). */
+void gh_trace_set_export(int protocol, const char *ca_file);
+
 /* Start the exporter for nslots producers (before the workers start). endpoint is
- * "http://host[:port][/prefix]". 0, or a negative code. */
+ * "http[s]://host[:port][/prefix]". 0, or a negative code (a CA file that does not load:
+ * GH_EINVAL, logged). */
 int gh_trace_start(const char *endpoint, const char *service_name, const char *service_version, uint32_t batch,
                    uint32_t nslots);
 /* Export what is queued (bounded) and stop the exporter. */
@@ -118,6 +136,11 @@ void gh_trace_stats(gh_trace_stats_t *s);
 /* Exposed for tests: the JSON of one record's spans appended to out (cap bytes); returns
  * the length, or 0 when it did not fit. */
 size_t gh_trace_record_json(char *out, size_t cap, const void *rec, size_t len, int *nspans);
+/* Exposed for tests: the ExportTraceServiceRequest (OTLP protobuf) of len bytes of
+ * concatenated records, with the resource's service.name and service.version: malloc'd
+ * bytes (*out_len long, *nspans spans), or NULL when a record is bad or memory ran out. */
+uint8_t *gh_trace_records_protobuf(const void *recs, size_t len, const char *service_name,
+                                   const char *service_version, size_t *out_len, int *nspans);
 /* Exposed for tests: serialize q as a ring record into out (cap >= 64); returns its length. */
 size_t gh_trace_record_encode(char *out, size_t cap, const gh_trace_req_t *q);
 

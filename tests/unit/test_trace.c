@@ -1,9 +1,15 @@
 /* test_trace.c: src/obs/trace.c without threads or sockets: the strict traceparent parser,
- * the context (sampling, respect_parent, try span ids), and a ring record turned into OTLP
- * JSON (checked with jansson, as a collector would read it). */
+ * the context (sampling, respect_parent, try span ids), and ring records turned into OTLP
+ * JSON (checked with jansson, as a collector would read it) and into an OTLP protobuf
+ * ExportTraceServiceRequest (unpacked with the protoc-c code, compared span by span with
+ * the JSON of the same records). */
 #include "obs/trace.h"
 
+#include "opentelemetry/proto/collector/trace/v1/trace_service.pb-c.h"
+
+#include <inttypes.h>
 #include <jansson.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -189,6 +195,7 @@ static void test_record_json(void)
                         .prot_action = GH_STR("log"),
                         .prot_reason = GH_STR("rate")};
     char rec[8192], js[16384];
+    memset(rec, '7', sizeof rec); /* regression: digits after the record are no part of a port */
     size_t n = gh_trace_record_encode(rec, sizeof rec, &q);
     CHECK(n > 64);
     int ns = 0;
@@ -232,6 +239,7 @@ static void test_record_json(void)
     CHECK(!strcmp(attr(t2, "gatehouse.try"), "2"));
     CHECK(!strcmp(attr(t2, "gatehouse.try.outcome"), "ok")); /* closed by the request's end */
     CHECK(!strcmp(attr(t2, "server.address"), "::1"));
+    CHECK(!strcmp(attr(t2, "server.port"), "8082")); /* the record's last bytes: '7's follow */
     CHECK(!strcmp(json_string_value(json_object_get(t2, "endTimeUnixNano")), "1700000000001000000"));
     CHECK_INT(json_integer_value(json_object_get(json_object_get(t2, "status"), "code")), 2); /* a 502 */
     json_decref(spans);
@@ -242,6 +250,172 @@ static void test_record_json(void)
     CHECK_INT(gh_trace_record_json(js, 100, rec, n, &ns), 0);
 }
 
+typedef Opentelemetry__Proto__Common__V1__KeyValue kv_t;
+
+/* a protobuf attribute list equals a JSON one: same keys in the same order, same values */
+static int same_attrs(kv_t **kv, size_t n, json_t *ja)
+{
+    if (json_array_size(ja) != n)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        json_t *j = json_array_get(ja, i), *val = json_object_get(j, "value");
+        if (strcmp(kv[i]->key, json_string_value(json_object_get(j, "key"))))
+            return 0;
+        const Opentelemetry__Proto__Common__V1__AnyValue *v = kv[i]->value;
+        if (v->value_case == OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE) {
+            json_t *sv = json_object_get(val, "stringValue");
+            if (!sv || strcmp(v->string_value, json_string_value(sv)))
+                return 0;
+        } else if (v->value_case == OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_INT_VALUE) {
+            char b[32];
+            snprintf(b, sizeof b, "%" PRId64, v->int_value);
+            json_t *iv = json_object_get(val, "intValue");
+            if (!iv || strcmp(b, json_string_value(iv)))
+                return 0;
+        } else {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int same_hex(ProtobufCBinaryData b, json_t *hex)
+{
+    char h[40] = "";
+    if (b.len > 16)
+        return 0;
+    gh_trace_hex(h, b.data, b.len);
+    h[2 * b.len] = 0;
+    return hex ? !strcmp(h, json_string_value(hex)) : b.len == 0;
+}
+
+static int same_u64(uint64_t v, json_t *s)
+{
+    char b[32];
+    snprintf(b, sizeof b, "%" PRIu64, v);
+    return s && !strcmp(b, json_string_value(s));
+}
+
+static void test_record_protobuf(void)
+{
+    /* two records: a continued trace with a retried try (as test_record_json), then a new
+     * root trace without tries or events */
+    gh_trace_ctx_t t, t2;
+    memset(&t, 0, sizeof t);
+    memset(&t2, 0, sizeof t2);
+    gh_trace_begin(&t, gh_str(good, strlen(good)), 1.0, 1, seq_rand, NULL, 1000, 1700000000000000000ull);
+    t.tracestate = GH_STR("rojo=00f067aa0ba902b7");
+    gh_trace_try_begin(&t, "127.0.0.1:8081", 0xa1a1a1a1a1a1a1a1ull, 1100);
+    gh_trace_try_status(&t, 503);
+    gh_trace_try_end(&t, GH_TT_RETRIED, 1200);
+    gh_trace_try_begin(&t, "[::1]:8082", 0xb2b2b2b2b2b2b2b2ull, 1300);
+    gh_trace_try_status(&t, 200);
+    gh_trace_begin(&t2, GH_STR_NULL, 1.0, 1, seq_rand, NULL, 5000, 1700000000100000000ull);
+    gh_trace_req_t q = {.ctx = &t, .start_us = 1000, .end_us = 2000, .status = 200, .method = GH_STR("POST"),
+                        .path = GH_STR("/p\xc3\xa9"), .host = GH_STR("[2001:db8::1]:8443"), .tenant = GH_STR("acme"),
+                        .route = GH_STR("r"), .client = GH_STR("10.1.2.3"), .proto = GH_STR("2"),
+                        .upstream = GH_STR("grpc"), .request_id = GH_STR("rid-pb"), .cache = GH_STR("bypass"),
+                        .prot_action = GH_STR("log"), .prot_reason = GH_STR("bot"), .prot_detail = GH_STR("ua")};
+    gh_trace_req_t q2 = {.ctx = &t2, .start_us = 5000, .end_us = 5500, .status = 503, .method = GH_STR("GET"),
+                         .path = GH_STR("/"), .host = GH_STR("example.com"), .client = GH_STR("::1"),
+                         .proto = GH_STR("1.1")};
+    char recs[16384], js[32768];
+    size_t n1 = gh_trace_record_encode(recs, sizeof recs, &q);
+    size_t n2 = gh_trace_record_encode(recs + n1, sizeof recs - n1, &q2);
+    CHECK(n1 > 64 && n2 > 64);
+    /* the JSON of both, as one array */
+    int ns1 = 0, ns2 = 0;
+    size_t at = 0;
+    js[at++] = '[';
+    at += gh_trace_record_json(js + at, sizeof js - at, recs, n1, &ns1);
+    js[at++] = ',';
+    at += gh_trace_record_json(js + at, sizeof js - at, recs + n1, n2, &ns2);
+    js[at++] = ']';
+    js[at] = 0;
+    CHECK_INT(ns1, 3);
+    CHECK_INT(ns2, 1);
+    json_error_t err;
+    json_t *jspans = json_loads(js, 0, &err);
+    CHECK(jspans != NULL);
+    size_t pl = 0;
+    int ns = 0;
+    uint8_t *pb = gh_trace_records_protobuf(recs, n1 + n2, "edge", "1.2.3", &pl, &ns);
+    CHECK(pb != NULL && pl > 0);
+    CHECK_INT(ns, 4);
+    if (!jspans || !pb) {
+        free(pb);
+        json_decref(jspans);
+        return;
+    }
+    Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceRequest *req =
+        opentelemetry__proto__collector__trace__v1__export_trace_service_request__unpack(NULL, pl, pb);
+    CHECK(req != NULL);
+    CHECK(req && req->n_resource_spans == 1 && req->resource_spans[0]->n_scope_spans == 1);
+    if (req && req->n_resource_spans == 1 && req->resource_spans[0]->n_scope_spans == 1) {
+        const Opentelemetry__Proto__Trace__V1__ResourceSpans *rs = req->resource_spans[0];
+        CHECK(rs->resource && rs->resource->n_attributes == 2);
+        CHECK(!strcmp(rs->resource->attributes[0]->key, "service.name"));
+        CHECK(!strcmp(rs->resource->attributes[0]->value->string_value, "edge"));
+        CHECK(!strcmp(rs->resource->attributes[1]->value->string_value, "1.2.3"));
+        const Opentelemetry__Proto__Trace__V1__ScopeSpans *ss = rs->scope_spans[0];
+        CHECK(ss->scope && !strcmp(ss->scope->name, "gatehouse") && !strcmp(ss->scope->version, "1.2.3"));
+        CHECK_INT(ss->n_spans, 4);
+        for (size_t i = 0; i < ss->n_spans && i < json_array_size(jspans); i++) {
+            const Opentelemetry__Proto__Trace__V1__Span *sp = ss->spans[i];
+            json_t *j = json_array_get(jspans, i);
+            CHECK(sp->trace_id.len == 16 && sp->span_id.len == 8);
+            CHECK(same_hex(sp->trace_id, json_object_get(j, "traceId")));
+            CHECK(same_hex(sp->span_id, json_object_get(j, "spanId")));
+            CHECK(same_hex(sp->parent_span_id, json_object_get(j, "parentSpanId")));
+            json_t *ts = json_object_get(j, "traceState");
+            CHECK(ts ? !strcmp(sp->trace_state, json_string_value(ts)) : !sp->trace_state[0]);
+            CHECK(!strcmp(sp->name, json_string_value(json_object_get(j, "name"))));
+            CHECK_INT(sp->kind, json_integer_value(json_object_get(j, "kind")));
+            CHECK_INT(sp->flags, json_integer_value(json_object_get(j, "flags")));
+            CHECK(same_u64(sp->start_time_unix_nano, json_object_get(j, "startTimeUnixNano")));
+            CHECK(same_u64(sp->end_time_unix_nano, json_object_get(j, "endTimeUnixNano")));
+            CHECK(same_attrs(sp->attributes, sp->n_attributes, json_object_get(j, "attributes")));
+            json_t *ev = json_object_get(j, "events");
+            CHECK_INT(sp->n_events, json_array_size(ev));
+            for (size_t e = 0; e < sp->n_events && e < json_array_size(ev); e++) {
+                json_t *je = json_array_get(ev, e);
+                CHECK(!strcmp(sp->events[e]->name, json_string_value(json_object_get(je, "name"))));
+                CHECK(same_u64(sp->events[e]->time_unix_nano, json_object_get(je, "timeUnixNano")));
+                CHECK(same_attrs(sp->events[e]->attributes, sp->events[e]->n_attributes,
+                                 json_object_get(je, "attributes")));
+            }
+            json_t *st = json_object_get(j, "status");
+            if (st) {
+                CHECK(sp->status && (int)sp->status->code == json_integer_value(json_object_get(st, "code")));
+                CHECK(sp->status && !strcmp(sp->status->message, json_string_value(json_object_get(st, "message"))));
+            } else {
+                CHECK(!sp->status);
+            }
+        }
+        /* what the JSON and the protobuf agree on, checked against what was recorded */
+        const Opentelemetry__Proto__Trace__V1__Span *srv = ss->spans[0], *t1 = ss->spans[1], *root = ss->spans[3];
+        CHECK_INT(srv->kind, OPENTELEMETRY__PROTO__TRACE__V1__SPAN__SPAN_KIND__SPAN_KIND_SERVER);
+        CHECK_INT(srv->flags, 0x301); /* sampled, with a remote parent */
+        CHECK_INT(t1->flags, 0x101);  /* sampled, a local parent */
+        CHECK_INT(root->flags, 0x101);
+        CHECK(!memcmp(t1->parent_span_id.data, srv->span_id.data, 8));
+        CHECK_INT(srv->start_time_unix_nano, 1700000000000000000ull);
+        CHECK_INT(srv->n_events, 2);
+        CHECK_INT(root->parent_span_id.len, 0);
+        CHECK(root->status && root->status->code == OPENTELEMETRY__PROTO__TRACE__V1__STATUS__STATUS_CODE__STATUS_CODE_ERROR);
+        CHECK_INT(ss->spans[2]->status == NULL, 1); /* a try that got a 200 */
+    }
+    opentelemetry__proto__collector__trace__v1__export_trace_service_request__free_unpacked(req, NULL);
+    free(pb);
+    json_decref(jspans);
+    /* a cut record is refused whole */
+    for (size_t cut = 1; cut < n1 + n2; cut += 13) {
+        uint8_t *bad = gh_trace_records_protobuf(recs, cut, "edge", "1", &pl, &ns);
+        CHECK(bad == NULL || cut == n1);
+        free(bad);
+    }
+}
+
 int main(void)
 {
     RUN(test_parse_valid);
@@ -249,5 +423,6 @@ int main(void)
     RUN(test_begin_sampling);
     RUN(test_tries);
     RUN(test_record_json);
+    RUN(test_record_protobuf);
     return t_done("trace");
 }
