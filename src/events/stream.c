@@ -41,6 +41,7 @@
 
 #define SEG_MAX (64ull << 20)                      /* rotate once a segment would pass this */
 #define REC_MAX (1u << 20)                         /* json bytes of one record, at most */
+#define CURSOR_SAVE_MS 1000
 #define FRAME_HDR 8u                               /* u32 len + u32 crc */
 #define BODY_FIXED 5u                              /* kind + tenant_len + id_len */
 #define BODY_MAX (REC_MAX + BODY_FIXED + 2u * 65535u)
@@ -886,7 +887,15 @@ static void ack_batch(pub_t *P)
     SUB(S.spool_bytes, P->end - S.coff);
     ADD(S.published, (uint64_t)P->n);
     S.coff = P->end;
-    save_cursor(0);
+    /* the cursor file is replaced at most once a second while records flow (and when the
+     * spool empties): after a crash the records of that second are sent again, and removed
+     * as duplicates (JetStream's window, the consumers' ids) */
+    static int64_t saved_ms;
+    int64_t now = now_ms();
+    if (now - saved_ms >= CURSOR_SAVE_MS || spool_empty()) {
+        save_cursor(0);
+        saved_ms = now;
+    }
 }
 
 /* The stream exists (created when missing); its last sequence in *last_seq. 0 or -1. */
