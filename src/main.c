@@ -412,7 +412,8 @@ static int start(gh_conf_t *file_conf, const char *path)
         gh_stream_conf_t sc = {.url = c->events.nats.url, .stream = c->events.nats.stream,
                                .prefix = c->events.nats.prefix, .spool_dir = c->events.nats.spool_dir,
                                .spool_max = c->events.nats.spool_max, .node = c->node,
-                               .kinds = c->events.nats.kinds, .on_purge = gh_admin_purge_remote};
+                               .kinds = c->events.nats.kinds, .max_age_ms = c->events.nats.max_age,
+                               .max_bytes = c->events.nats.max_bytes, .on_purge = gh_admin_purge_remote};
         if (gh_stream_start(&sc, err, sizeof err) < 0) {
             gh_log(GH_LOG_ERROR, "events.nats: %s", err);
             return 1;

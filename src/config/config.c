@@ -1233,6 +1233,7 @@ static void parse_tracing(ctx_t *x, yaml_node_t *n)
 }
 
 static char *read_text(ctx_t *x, yaml_node_t *at, const char *name, size_t max, bool keep, size_t *len);
+static const char *secret_file(ctx_t *x, yaml_node_t *v, size_t *len);
 
 /* events: {nats: {url, stream, subject_prefix, spool_dir, spool_max, publish}, clickhouse: {...}} */
 static bool nats_urls_ok(const char *u)
@@ -1259,13 +1260,17 @@ static void parse_events(ctx_t *x, yaml_node_t *n)
         return;
     if (f[0].val) {
         size_t o = path_key(x, "nats");
-        field_t g[] = {F("url"), F("stream"), F("subject_prefix"), F("spool_dir"), F("spool_max"), F("publish")};
+        field_t g[] = {F("url"), F("stream"), F("subject_prefix"), F("spool_dir"), F("spool_max"), F("publish"),
+                       F("max_age"), F("max_bytes")};
         if (fields(x, f[0].val, g, GH_ARRAY_LEN(g))) {
             c->events.nats.stream = "GATEHOUSE";
             c->events.nats.prefix = "gatehouse";
             c->events.nats.spool_dir = "gatehouse-spool";
             c->events.nats.spool_max = 1ull << 30;
             c->events.nats.kinds = 7; /* access, exposure, event */
+            c->events.nats.max_age = 7u * 86400000u;
+            f_dur(x, &g[6], true, &c->events.nats.max_age);
+            f_size(x, &g[7], 1 << 20, 1ull << 50, &c->events.nats.max_bytes);
             if (!g[0].val)
                 missing(x, f[0].val, "url");
             else if (f_str(x, &g[0], &c->events.nats.url, NULL, false) && !nats_urls_ok(c->events.nats.url)) {
@@ -1345,17 +1350,11 @@ static void parse_events(ctx_t *x, yaml_node_t *n)
             if (g[3].val && g[4].val)
                 err(x, f[1].val, "give password or password_file, not both");
             f_str(x, &g[3], &c->events.clickhouse.password, NULL, true);
-            if (g[4].val) {
-                size_t o2 = path_key(x, "password_file");
-                char *path = NULL;
-                size_t len = 0;
-                if (get_str(x, g[4].val, &path, NULL, false, false)) {
-                    char *t = read_text(x, g[4].val, path, 4096, true, &len);
-                    if (t) {
-                        t[strcspn(t, "\r\n")] = 0;
-                        c->events.clickhouse.password = t;
-                    }
-                }
+            if (g[4].val && is_scalar(g[4].val)) {
+                size_t o2 = path_key(x, "password_file"), pl = 0;
+                const char *pw = secret_file(x, g[4].val, &pl);
+                if (pw)
+                    c->events.clickhouse.password = xstrndup(x, pw, pl);
                 path_pop(x, o2);
             }
             f_str(x, &g[5], &c->events.clickhouse.consumer, NULL, false);
@@ -2898,33 +2897,59 @@ static bool hexval(char ch, uint8_t *v)
     return false;
 }
 
+/* A secret kept in a file (a password, a key): the first line of the file named at node v,
+ * without its line end, in scratch memory; NULL after an error that names the file (never the
+ * secret). */
+static const char *secret_file(ctx_t *x, yaml_node_t *v, size_t *len)
+{
+    char *name = xstrndup(x, sv(v), sl(v));
+    size_t n = 0;
+    char *t = read_text(x, v, name, 4096, false, &n);
+    if (!t)
+        return NULL;
+    t[strcspn(t, "\r\n")] = 0;
+    *len = strlen(t);
+    if (!*len) {
+        err(x, v, "%s: the first line is empty", q(x, name, strlen(name)));
+        return NULL;
+    }
+    return t;
+}
+
 /* protection: at the top: the process-wide settings and the named lists. */
 static void parse_protection_root(ctx_t *x, yaml_node_t *n)
 {
     gh_conf_t *c = x->c;
     size_t o = path_key(x, "protection");
     field_t f[] = {F("max_keys"), F("secret"), F("connections"), F("redis"), F("geoip"), F("ip_lists"),
-                   F("good_bots")};
+                   F("good_bots"), F("secret_file")};
     if (!fields(x, n, f, GH_ARRAY_LEN(f))) {
         path_pop(x, o);
         return;
     }
     f_u32(x, &f[0], 1000, 100000000, &c->protect.max_keys);
-    if (f[1].val) {
-        size_t o2 = path_key(x, "secret");
-        yaml_node_t *v = f[1].val;
+    if (f[1].val && f[7].val)
+        err(x, n, "give secret or secret_file, not both");
+    if (f[1].val || f[7].val) {
+        size_t o2 = path_key(x, f[1].val ? "secret" : "secret_file");
+        yaml_node_t *v = f[1].val ? f[1].val : f[7].val;
+        const char *text = is_scalar(v) ? sv(v) : NULL;
+        size_t tl = is_scalar(v) ? sl(v) : 0;
+        if (f[7].val && is_scalar(v)) /* the secret is the file's first line (kept out of the configuration) */
+            text = secret_file(x, v, &tl);
         /* 64 hex digits (32 bytes) or more: the HMAC key, the same on every node */
-        bool ok = is_scalar(v) && sl(v) >= 64 && sl(v) <= 128 && sl(v) % 2 == 0;
-        for (size_t i = 0; ok && i < sl(v); i += 2) {
+        bool ok = text && tl >= 64 && tl <= 128 && tl % 2 == 0;
+        for (size_t i = 0; ok && i < tl; i += 2) {
             uint8_t a, b;
-            ok = hexval(sv(v)[i], &a) && hexval(sv(v)[i + 1], &b);
+            ok = hexval(text[i], &a) && hexval(text[i + 1], &b);
             if (ok)
                 c->protect.secret[i / 2] = (uint8_t)(a << 4 | b);
         }
         if (ok)
-            c->protect.secret_len = (uint32_t)sl(v) / 2;
-        else
-            err(x, v, "expected 64 to 128 hex digits (32 to 64 random bytes, e.g. from `openssl rand -hex 32`)");
+            c->protect.secret_len = (uint32_t)tl / 2;
+        else if (text || !f[7].val)
+            err(x, v, "expected 64 to 128 hex digits (32 to 64 random bytes, e.g. from `openssl rand -hex 32`)%s",
+                f[7].val ? " on the file's first line" : "");
         path_pop(x, o2);
     }
     if (f[2].val) {
@@ -2945,7 +2970,7 @@ static void parse_protection_root(ctx_t *x, yaml_node_t *n)
     }
     if (f[3].val) {
         size_t o2 = path_key(x, "redis");
-        field_t g[] = {F("address"), F("sync_interval"), F("on_failure"), F("password")};
+        field_t g[] = {F("address"), F("sync_interval"), F("on_failure"), F("password"), F("password_file")};
         if (fields(x, f[3].val, g, GH_ARRAY_LEN(g))) {
             char *addr;
             if (!g[0].val)
@@ -2966,6 +2991,15 @@ static void parse_protection_root(ctx_t *x, yaml_node_t *n)
             }
             f_dur(x, &g[1], false, &c->protect.redis_sync);
             f_str(x, &g[3], &c->protect.redis_password, NULL, false);
+            if (g[3].val && g[4].val)
+                err(x, f[3].val, "give password or password_file, not both");
+            if (g[4].val && is_scalar(g[4].val)) {
+                size_t o3 = path_key(x, "password_file"), pl = 0;
+                const char *pw = secret_file(x, g[4].val, &pl);
+                if (pw)
+                    c->protect.redis_password = xstrndup(x, pw, pl);
+                path_pop(x, o3);
+            }
             if (g[2].val) {
                 size_t o3 = path_key(x, "on_failure");
                 yaml_node_t *v = g[2].val;

@@ -475,6 +475,8 @@ typedef struct gh_conf {
             char *spool_dir; /* ("gatehouse-spool") */
             uint64_t spool_max; /* (1 GiB) */
             uint32_t kinds;  /* bit per gh_ev_kind_t published (access, exposure, event) */
+            uint32_t max_age; /* ms: retention of a stream created here (7 days; 0: none) */
+            uint64_t max_bytes; /* size bound of a stream created here (0: none) */
         } nats;
         struct {
             char *url;       /* ClickHouse HTTP interface; NULL: no sink */

@@ -141,6 +141,14 @@ static const char ddl_events[] =
     "PARTITION BY toYYYYMMDD(ts)\n"
     "ORDER BY (tenant, event_id)";
 
+/* Security decisions are the access records that carry one (protect_reason set): a view. */
+static const char ddl_security[] =
+    "CREATE VIEW IF NOT EXISTS %s.security AS\n"
+    "SELECT time, ts, tenant, route, client, method, host, path, status, protect_reason, protect_action,\n"
+    "       protect_detail, ja4, request_id\n"
+    "FROM %s.access\n"
+    "WHERE protect_reason != ''";
+
 enum { T_ACCESS, T_EXPOSURE, T_EVENT, T_N };
 
 typedef struct {
@@ -828,6 +836,9 @@ static int ensure_schema(void)
         if (ch_exec(sql, ans, sizeof ans) < 0)
             goto fail;
     }
+    snprintf(sql, sizeof sql, ddl_security, S.db, S.db);
+    if (ch_exec(sql, ans, sizeof ans) < 0)
+        goto fail;
     return 0;
 fail:
     warn_every(&S.warn_schema, "cannot create the tables: %s", ans);

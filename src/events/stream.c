@@ -71,6 +71,7 @@ static struct {
     /* configuration (owned copies) */
     char *url, *stream, *prefix, *dir, *node;
     uint64_t spool_max;
+    uint64_t max_age_ms, max_bytes; /* of a stream created here */
     uint32_t kinds;
     void (*on_purge)(const char *json, size_t len);
 
@@ -915,6 +916,8 @@ static int ensure_stream(uint64_t *last_seq)
         sc.SubjectsLen = 1;
         sc.Storage = js_FileStorage;
         sc.Duplicates = DUP_WINDOW_NS;
+        sc.MaxAge = (int64_t)S.max_age_ms * 1000000; /* ns; 0: unlimited */
+        sc.MaxBytes = S.max_bytes ? (int64_t)S.max_bytes : -1;
         s = js_AddStream(&si, S.js, &sc, NULL, &je);
         if (s == NATS_OK)
             gh_log(GH_LOG_INFO, "stream: JetStream stream %s created (subjects %s)", S.stream, subj);
@@ -1202,6 +1205,8 @@ int gh_stream_start(const gh_stream_conf_t *c, char *err, size_t errcap)
     while (dl > 1 && S.dir[dl - 1] == '/')
         S.dir[--dl] = 0;
     S.spool_max = c->spool_max ? c->spool_max : (1ull << 30);
+    S.max_age_ms = c->max_age_ms;
+    S.max_bytes = c->max_bytes;
     S.kinds = c->kinds;
     S.on_purge = c->on_purge;
     redact_url(url_log, sizeof url_log, S.url);

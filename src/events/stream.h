@@ -14,7 +14,8 @@
  *
  * Subjects: "<prefix>.<kind>.<tenant>" for records (kind: access, exposure, event), and
  * "<prefix>.purge" for purges. The stream (stream_name, subjects "<prefix>.>", file storage,
- * duplicate window 2 min) is created when missing. Tenant names are used as subject tokens
+ * duplicate window 2 min, max_age and max_bytes as configured) is created when missing; an
+ * existing stream is used as it is. Tenant names are used as subject tokens
  * (gatehouse's tenant names are [A-Za-z0-9_-]; anything else is %XX-escaped).
  *
  * Purges: gh_stream_purge appends a purge record (kind GH_EV_PURGE, the JSON given, with this
@@ -43,6 +44,8 @@ typedef struct {
     uint64_t spool_max;    /* bytes of spool on disk at most (1 GiB) */
     const char *node;      /* this node's name */
     uint32_t kinds;        /* bit (1u << kind) for each kind published; purges always */
+    uint64_t max_age_ms;   /* retention of a stream this node creates (0: none) */
+    uint64_t max_bytes;    /* size bound of a stream this node creates, oldest dropped (0: none) */
     /* a purge made on another node: the JSON object given to gh_stream_purge there (with
      * "node"); called on the subscription's thread */
     void (*on_purge)(const char *json, size_t len);

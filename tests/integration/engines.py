@@ -24,19 +24,31 @@ class Nats:
         os.makedirs(self.dir, exist_ok=True)
         self.host = host
         self.port = port or free_port()
+        self.monitor_port = free_port()
         self.url = "nats://%s:%d" % (host, self.port)
         self.proc = None
         self.start()
 
     def start(self):
         log = open(os.path.join(self.dir, "log"), "ab")
-        self.proc = subprocess.Popen([self.exe, "-js", "-a", self.host, "-p", str(self.port), "-sd", self.dir],
+        self.proc = subprocess.Popen([self.exe, "-js", "-a", self.host, "-p", str(self.port), "-sd", self.dir,
+                                      "-m", str(self.monitor_port)],
                                      stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         deadline = time.monotonic() + 10
         while not port_accepts(self.port, self.host):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("nats-server did not start")
             time.sleep(0.02)
+
+    def stream_config(self, name):
+        """A JetStream stream's configuration, from the monitoring endpoint (/jsz)."""
+        with session() as s:
+            j = s.get("http://%s:%d/jsz?streams=true&config=true" % (self.host, self.monitor_port), timeout=5).json()
+        for acc in j.get("account_details", []):
+            for st in acc.get("stream_detail", []):
+                if st["name"] == name:
+                    return st["config"]
+        return None
 
     def kill9(self):
         if self.proc and self.proc.poll() is None:

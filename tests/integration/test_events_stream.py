@@ -81,6 +81,10 @@ tenants:
     sites:
       - hosts: ["*"]
         routes:
+          - name: guarded
+            match: {path: {prefix: /guarded}}
+            upstream: origin
+            protection: {deny: ["127.0.0.0/8"]}
           - name: cached
             match: {path: {prefix: /c/}}
             upstream: origin
@@ -143,6 +147,9 @@ def test_records_reach_clickhouse_once(gatehouse, tmp_path, engines, tag_origin)
                                                            "Cookie": "uid=u%d" % (i % 100)})
         assert r.status_code == 200
         units["u%d" % (i % 100)] = r.headers.get("X-Gatehouse-Variant")
+    for i in range(5):  # security decisions: requests protection refused
+        r = request("GET", gh.url + "/guarded", headers={"Host": "shop.example", "X-Request-Id": "sec%029d" % i})
+        assert r.status_code == 403
     evs = [{"eventDefinition": "purchase", "eventId": "ev-%d" % i, "payload": {"targetingKey": "u%d" % i}}
            for i in range(40)]
     assert publish(gh, evs).json()["accepted"] == 40
@@ -169,6 +176,16 @@ def test_records_reach_clickhouse_once(gatehouse, tmp_path, engines, tag_origin)
                    "GROUP BY unit FORMAT TSV" % db)
     seen = dict(line.split("\t") for line in got.strip().splitlines())
     assert seen == units, (seen, units)
+    # the security view: the refused requests, with their decision
+    assert poll(lambda: rows("access", "request_id", "sec%") == 5, timeout=20)
+    got = ch.query("SELECT request_id, route, status, protect_reason, protect_action FROM %s.security "
+                   "WHERE request_id LIKE 'sec%%' ORDER BY request_id FORMAT TSV" % db).strip().splitlines()
+    assert got == ["sec%029d\tguarded\t403\tdeny\tblock" % i for i in range(5)], got
+    assert ch.scalar("SELECT count() FROM %s.security WHERE request_id LIKE 'rq%%'" % db) == 0
+    # the stream gatehouse created: its subjects, duplicate window and default retention
+    cfg = nats.stream_config("GATEHOUSE")
+    assert cfg["subjects"] == ["gatehouse.>"] and cfg["storage"] == "file"
+    assert cfg["duplicate_window"] == 120 * 10**9 and cfg["max_age"] == 7 * 86400 * 10**9, cfg
     m = metrics(gh)
     assert metric_value(m, "gatehouse_stream_records_total", kind="event") == 40
     assert metric_value(m, "gatehouse_stream_records_total", kind="access") >= 300
@@ -249,6 +266,37 @@ def test_a_purge_reaches_the_other_node(gatehouse, tmp_path, engines, tag_origin
     assert metric_value(metrics(b), "gatehouse_stream_purges_received_total") == 1
     assert metric_value(metrics(a), "gatehouse_stream_purges_received_total") == 0  # its own is not re-applied
     assert "purge from node a" in b.stdout_text() + b.stderr_text()
+
+
+def test_secrets_from_files(tmp_path):
+    """protection.secret_file, protection.redis.password_file and events.clickhouse.password_file:
+    the first line of the file; errors name the file, never the secret."""
+    good = tmp_path / "secret.hex"
+    good.write_text("ab" * 32 + "\n")
+    bad = tmp_path / "bad.hex"
+    bad.write_text("not-hex-at-all-but-secret-words\n")
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    base = 'listeners: [{name: http, listen: "127.0.0.1:1"}]\n'
+    cases = [
+        ('protection: {secret_file: "%s"}\n' % good, None),
+        ('protection: {secret_file: "%s"}\n' % bad, "hex digits (32 to 64 random bytes"),
+        ('protection: {secret_file: "%s", secret: "%s"}\n' % (good, "ab" * 32), "give secret or secret_file"),
+        ('protection: {secret_file: "%s"}\n' % (tmp_path / "missing"), "cannot read"),
+        ('protection: {redis: {address: "127.0.0.1:6379", password_file: "%s"}}\n' % empty, "the first line is empty"),
+        ('events: {nats: {url: "nats://127.0.0.1:4222"}, clickhouse: {url: "http://127.0.0.1:8123", password_file: "%s"}}\n'
+         % good, None),
+    ]
+    for text, msg in cases:
+        f = tmp_path / "c.yaml"
+        f.write_text(base + text)
+        p = subprocess.run([BIN, "validate", "-c", str(f)], capture_output=True, text=True, timeout=10)
+        out = p.stdout + p.stderr
+        if msg is None:
+            assert p.returncode == 0, (text, out)
+        else:
+            assert p.returncode != 0 and msg in out and "%s:2:" % f in out, (text, out)
+            assert "not-hex-at-all" not in out  # the file's contents are never shown
 
 
 def test_event_settings_errors_have_their_place(tmp_path):

@@ -530,7 +530,9 @@ def test_global_limit_shared_by_two_nodes_through_redis(gatehouse, origin, tmp_p
                 - {name: global, key: [tenant], rate: 50/s, burst: 10, scope: global}
 """)
         a = gatehouse(cfg, origin_port=origin.port)
-        b = gatehouse(cfg, origin_port=origin.port)
+        pw = tmp_path / "redis.pass"  # node b reads the password from a file
+        pw.write_text("s3cret-redis-pass\n")
+        b = gatehouse(cfg.replace('password: "s3cret-redis-pass"', 'password_file: "%s"' % pw), origin_port=origin.port)
         ok_at = [[], []]  # when each node admitted a request
         stop = time.monotonic() + 10
         t_start = time.monotonic()
@@ -558,6 +560,7 @@ def test_global_limit_shared_by_two_nodes_through_redis(gatehouse, origin, tmp_p
         assert ok_at[0] and ok_at[1], [len(x) for x in ok_at]
         assert abs(total - want) <= 0.1 * want, (total, want, [len(x) for x in ok_at])
         assert metric_value(a.metrics(), "gatehouse_protection_redis_up") == 1
+        assert metric_value(b.metrics(), "gatehouse_protection_redis_up") == 1
         for gh in (a, b):  # the password never reaches the logs
             assert "s3cret-redis-pass" not in gh.stdout_text() + gh.stderr_text()
     finally:

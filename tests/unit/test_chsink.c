@@ -20,6 +20,7 @@
 #include <sys/wait.h>
 
 #include "t.h"
+#include "t_servers.h"
 
 #define N1 20000 /* records of the first test */
 
@@ -160,45 +161,6 @@ static endpoint_t chep;
 static natsConnection *pnc;
 static jsCtx *pjs;
 
-static void sleep_ms(unsigned ms)
-{
-    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000};
-    while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
-    }
-}
-
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) < 0 || getsockname(fd, (struct sockaddr *)&a, &len) < 0) {
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
-static int have(const char *prog)
-{
-    const char *path = getenv("PATH");
-    char buf[4096];
-    static const char *extra = "/usr/sbin:/usr/bin:/sbin";
-    for (int pass = 0; pass < 2; pass++, path = extra)
-        while (path && *path) {
-            size_t n = strcspn(path, ":");
-            if (n > 0 && n < sizeof buf - 64) {
-                snprintf(buf, sizeof buf, "%.*s/%s", (int)n, path, prog);
-                if (access(buf, X_OK) == 0)
-                    return 1;
-            }
-            path += n + (path[n] == ':');
-        }
-    return 0;
-}
-
 static pid_t spawn(char *const argv[])
 {
     fflush(NULL);
@@ -243,7 +205,7 @@ static int nats_start(void)
             npid = -1;
             return -1;
         }
-        sleep_ms(20);
+        t_sleep_ms(20);
     }
     return -1;
 }
@@ -289,7 +251,7 @@ static int ch_start(void)
             cpid = -1;
             return -1;
         }
-        sleep_ms(100);
+        t_sleep_ms(100);
     }
     return -1;
 }
@@ -325,8 +287,6 @@ static int ch_setup(void)
     snprintf(chep.path, sizeof chep.path, "/");
     return 0;
 }
-
-static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw) { return remove(p); }
 
 /* ---------------------------------------------------------------- records */
 
@@ -461,7 +421,7 @@ static long long wait_rows(long long want, int secs)
         n = total_rows();
         if (n == want)
             break;
-        sleep_ms(200);
+        t_sleep_ms(200);
     }
     return n;
 }
@@ -587,7 +547,7 @@ static void test_duplicates(void)
         gh_chsink_stats(&s);
         if (s.duplicates - s0.duplicates >= N1)
             break;
-        sleep_ms(100);
+        t_sleep_ms(100);
     }
     CHECK_INT(s.duplicates - s0.duplicates, N1);
     CHECK_INT(s.inserted - s0.inserted, 0);
@@ -607,7 +567,7 @@ static void test_clickhouse_down(void)
         gh_chsink_stats(&s);
         if (s.insert_errors > s0.insert_errors)
             break;
-        sleep_ms(100);
+        t_sleep_ms(100);
     }
     CHECK(s.insert_errors > s0.insert_errors);
     CHECK(s.inserted == s0.inserted);
@@ -626,7 +586,7 @@ static void *publisher(void *arg)
     for (long i = 0; i < 6; i++) {
         if (publish(published + i * 1000, published + (i + 1) * 1000, 1, NULL))
             (*n)++;
-        sleep_ms(100);
+        t_sleep_ms(100);
     }
     return NULL;
 }
@@ -637,11 +597,11 @@ static void test_restart(void)
     long fails = 0;
     pthread_t th;
     pthread_create(&th, NULL, publisher, &fails);
-    sleep_ms(250);
+    t_sleep_ms(250);
     gh_chsink_stop();
-    sleep_ms(300);
+    t_sleep_ms(300);
     sink_start();
-    sleep_ms(150);
+    t_sleep_ms(150);
     gh_chsink_stop(); /* twice */
     sink_start();
     pthread_join(th, NULL);
@@ -669,7 +629,7 @@ static void test_bad(void)
         gh_chsink_stats(&s);
         if (s.bad - s0.bad >= 5)
             break;
-        sleep_ms(100);
+        t_sleep_ms(100);
     }
     CHECK_INT(s.bad - s0.bad, 5);
     CHECK_INT(chn("SELECT count() FROM gatehouse.access WHERE request_id LIKE 'w%'"), 0);
@@ -735,6 +695,8 @@ static void test_docs(void)
             snprintf(mine, sizeof mine, DDL_DATABASE, "gatehouse");
         else if (ddl <= T_N)
             snprintf(mine, sizeof mine, tables[ddl - 1].ddl, "gatehouse");
+        else if (ddl == T_N + 1)
+            snprintf(mine, sizeof mine, ddl_security, "gatehouse", "gatehouse");
         else
             mine[0] = 0;
         char theirs[4096];
@@ -745,7 +707,7 @@ static void test_docs(void)
         CHECK(!strcmp(theirs, mine));
         ddl++;
     }
-    CHECK_INT(ddl, 1 + T_N);
+    CHECK_INT(ddl, 2 + T_N); /* the database, the tables, the security view */
     /* the queries, in the order of the page, over the first test's records (and those since, of
      * other ids: the expectations below are recomputed over every record published) */
     expect_t all;
@@ -856,7 +818,7 @@ static void test_servers(void)
 {
     snprintf(dir, sizeof dir, "/tmp/gh-chsink-XXXXXX");
     CHECK(mkdtemp(dir) != NULL);
-    nport = free_port(), hport = free_port(), tport = free_port();
+    nport = t_free_port(), hport = t_free_port(), tport = t_free_port();
     CHECK(nats_start() == 0);
     CHECK(ch_setup() == 0 && ch_start() == 0);
     char url[64];
@@ -887,9 +849,9 @@ int main(void)
     RUN(test_recent_set);
     RUN(test_rows);
     RUN(test_dechunk_url);
-    if (!have("nats-server") || !have("clickhouse-server")) {
+    if (!t_have("nats-server") || !t_have("clickhouse-server")) {
         printf("test_chsink: SKIP the server tests: %s is not installed\n",
-               have("nats-server") ? "clickhouse-server" : "nats-server");
+               t_have("nats-server") ? "clickhouse-server" : "nats-server");
         return t_done("test_chsink");
     }
     RUN(test_servers);
@@ -911,6 +873,6 @@ int main(void)
     kill_wait(&cpid);
     kill_wait(&npid);
     if (dir[0] && strcmp(dir, "/tmp/gh-chsink-XXXXXX"))
-        nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+        nftw(dir, t_rm_one, 16, FTW_DEPTH | FTW_PHYS);
     return t_done("test_chsink");
 }

@@ -24,6 +24,7 @@
 
 #include "protect/glimit.h"
 #include "t.h"
+#include "t_servers.h"
 
 #define PASS "gh-test-secret"
 #define SEC 1000000000ull
@@ -65,36 +66,6 @@ static uint64_t fnv(const char *s, uint64_t seed)
 static int take(gh_glimit_t *g, const char *text, double rate, uint32_t burst, uint64_t now)
 {
     return gh_glimit_take(g, fnv(text, 1), fnv(text, 2), text, strlen(text), rate, burst, now);
-}
-
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) < 0 || getsockname(fd, (struct sockaddr *)&a, &len) < 0) {
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
-static int have_redis_server(void)
-{
-    const char *path = getenv("PATH");
-    char dir[4096];
-    while (path && *path) {
-        size_t n = strcspn(path, ":");
-        if (n > 0 && n < sizeof dir - 16) {
-            snprintf(dir, sizeof dir, "%.*s/redis-server", (int)n, path);
-            if (access(dir, X_OK) == 0)
-                return 1;
-        }
-        path += n + (path[n] == ':');
-    }
-    return 0;
 }
 
 /* A test connection to the server (AUTHed), or NULL. */
@@ -222,7 +193,7 @@ static void test_args(void)
     gh_glimit_status(NULL, &st);
     CHECK_INT(st.connected, 0);
 
-    gh_glimit_t *g = mk(free_port(), NULL, 1, 1, 1024);
+    gh_glimit_t *g = mk(t_free_port(), NULL, 1, 1, 1024);
     CHECK(g != NULL);
     uint64_t t = 1000 * SEC;
     CHECK_INT(gh_glimit_take(NULL, 1, 2, "k", 1, 10, 0, t), GH_EINVAL);
@@ -247,7 +218,7 @@ static void test_args(void)
  * rejects. Time is injected; 3000 s is a multiple of both window lengths used. */
 static void test_unreachable(void)
 {
-    int port = free_port();
+    int port = t_free_port();
     gh_glimit_t *open_ = mk(port, NULL, 1, 2, 1024);
     gh_glimit_t *closed = mk(port, NULL, 0, 2, 1024);
     CHECK(open_ && closed);
@@ -291,7 +262,7 @@ static void test_unreachable(void)
  * two new keys is never evicted (its count carries on), and the table stays bounded. */
 static void test_eviction(void)
 {
-    gh_glimit_t *g = mk(free_port(), NULL, 1, 1, 64); /* 64 shards x 1 set x 8 ways */
+    gh_glimit_t *g = mk(t_free_port(), NULL, 1, 1, 64); /* 64 shards x 1 set x 8 ways */
     uint64_t t = 3000 * SEC + SEC / 10;
     int hot = 0;
     char k[32];
@@ -587,11 +558,11 @@ int main(void)
     RUN(test_args);
     RUN(test_unreachable);
     RUN(test_eviction);
-    if (!have_redis_server()) {
+    if (!t_have("redis-server")) {
         printf("test_glimit: SKIP the Redis tests: redis-server is not installed (apt-get install redis-server)\n");
         return t_done("test_glimit");
     }
-    rport = free_port();
+    rport = t_free_port();
     if (rport <= 0 || redis_start() < 0) {
         fprintf(stderr, "test_glimit: cannot start redis-server on port %d\n", rport);
         t_fail++;

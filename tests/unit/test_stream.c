@@ -26,6 +26,7 @@
 #include "core/common.h"
 #include "events/stream.h"
 #include "t.h"
+#include "t_servers.h"
 
 #define STREAM "GATEHOUSE"
 #define PREFIX "gatehouse"
@@ -60,44 +61,6 @@ static void sleep_ms(int ms)
             sleep_ms(10);                                              \
         (cond) ? 1 : 0;                                                \
     })
-
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) < 0 || getsockname(fd, (struct sockaddr *)&a, &len) < 0) {
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
-static int have_nats_server(void)
-{
-    const char *path = getenv("PATH");
-    char f[4096];
-    while (path && *path) {
-        size_t n = strcspn(path, ":");
-        if (n > 0 && n < sizeof f - 16) {
-            snprintf(f, sizeof f, "%.*s/nats-server", (int)n, path);
-            if (access(f, X_OK) == 0)
-                return 1;
-        }
-        path += n + (path[n] == ':');
-    }
-    return access("/usr/sbin/nats-server", X_OK) == 0 || access("/usr/bin/nats-server", X_OK) == 0;
-}
-
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f)
-{
-    (void)st, (void)flag, (void)f;
-    return remove(p) < 0 ? -1 : 0;
-}
-
-static void rm_rf(const char *dir) { nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS); }
 
 static void url_of(char *out, size_t cap, int with_creds)
 {
@@ -198,7 +161,7 @@ static void nats_kill(int sig)
 /* A fresh server (new port, empty store) for one test; its spool directory in spool. */
 static int fresh(const char *name, char *spool, size_t cap)
 {
-    nport = free_port();
+    nport = t_free_port();
     snprintf(nstore, sizeof nstore, "%s/%s-store", tmproot, name);
     snprintf(nlog, sizeof nlog, "%s/%s-nats.log", tmproot, name);
     snprintf(spool, cap, "%s/%s-spool/sub", tmproot, name); /* "sub": made with its parent */
@@ -870,7 +833,7 @@ int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
     RUN(test_lifecycle);
-    if (!have_nats_server()) {
+    if (!t_have("nats-server")) {
         printf("test_stream: SKIP the NATS tests: nats-server is not installed (apt-get install nats-server)\n");
         return t_done("test_stream");
     }
@@ -894,6 +857,6 @@ int main(void)
     if (t_fail)
         printf("test_stream: kept %s for inspection\n", tmproot);
     else
-        rm_rf(tmproot);
+        t_rm_rf(tmproot);
     return t_done("test_stream");
 }

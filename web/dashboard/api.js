@@ -25,6 +25,8 @@ export class ApiError extends Error {
 // GET path on the admin listener: JSON (or text with {text: true}). Throws ApiError on a non-2xx
 // answer (status 0 when the listener did not answer at all).
 export async function get(path, { text = false, key = getKey() } = {}) {
+  // logged out (no key stored, not even an empty one): a refresh still running sends nothing more
+  if (key === null) throw new ApiError(0, "logged out");
   let r;
   try {
     r = await fetch(path, {
