@@ -16,15 +16,18 @@
 # with the pkg-config libs of the Makefile's PKGS. It loads a configuration from a YAML string
 # (gh_conf_load_string: one tenant, the flag new-home inline as a 50/50 fractional flag, one experiment
 # with 3 metrics on the event purchase: conversion, mean of payload.amount, ratio sum(amount) /
-# purchases), starts the pipeline (gh_exp_start(conf, 1, ...), one producer slot) with its SQLite
-# store in a fresh directory, and runs three phases (details in ingest.c's header):
-#   expose-new    EXPOSURES first exposures through gh_exp_expose (each a new unit: one row in the
-#                 store's units table, in the pipeline's next transaction);
+# purchases), starts the pipeline (gh_exp_start(conf, 1, ...), one producer slot) with its store (the
+# append-only log exp.db.evlog, and SQLite exp.db for edge snapshots) in a fresh directory, and runs
+# three phases (details in ingest.c's header):
+#   expose-new    EXPOSURES first exposures through gh_exp_expose (each a new unit: a 33-byte record
+#                 in the log's pending frame, written at least every 200 ms, no fdatasync);
 #   expose-again  the same units again (aggregation only);
 #   events        EVENTS purchase events for exposed units, unique eventIds, in publishes of 1000
 #                 through gh_exp_publish with a done callback, at most INFLIGHT publishes waiting for
-#                 their commit at a time; rate = events whose publish was answered (committed to
-#                 SQLite and aggregated) per second.
+#                 their commit at a time; rate = events whose publish was answered (in the log,
+#                 fdatasync'ed, and aggregated) per second.
+# Then a restart on the same store (gh_exp_start again: the log replayed) with its time and a check
+# that the results equal those before the stop.
 # exp.c does not tell a producer that its ring (16384 records) is full (the record is dropped and only
 # counted internally), so ingest keeps at most WINDOW (8192) exposures outstanding by polling
 # gh_exp_results' exposure_records_since_start; every run checks afterwards that nothing was lost and
@@ -46,8 +49,9 @@
 # wrk -t1 -cCONNS -dDURATION --latency -s experiments/uid.lua (a `Cookie: uid=<random>` per request,
 # drawn from a pool of POOL random uids per run; POOL=0: a new uid per request) both on core CLIENT_CPU.
 # The whole part runs once per pool size in POOLS (default "100000 1000": most requests from units seen
-# for the first time or rarely, then mostly returning units; the pipeline's SQLite work grows with new
-# units and with the units active per 2 s snapshot of edge values, so the pool matters). One
+# for the first time or rarely, then mostly returning units; the pipeline's work grows with new units
+# (a log record each) and with the units active per 2 s SQLite snapshot of edge values, so the pool
+# matters). One
 # route, upstream the origin (keep-alive), `flag: {key: new-home, unit: "cookie:uid"}`:
 #   A  the flag route, no experiment, no exposure_log (the flag is evaluated, the variant header set);
 #   B  A + `experiments: {store}` and the tenant's experiment on new-home (the test suite's: 3 event
@@ -110,7 +114,9 @@ NOISE_BUDGET=${NOISE_BUDGET:-90}
 WAIT_MAX=${WAIT_MAX:-1500}
 GH_LIB=${GH_LIB:-$GH_ROOT/build/libgatehouse.a}
 NOISE_SPENT=0
-PKGS="yaml-0.1 libpcre2-8 libcares openssl libnghttp2 hiredis libmaxminddb jansson libprotobuf-c sqlite3"
+# the Makefile's PKGS (the library needs all of them)
+PKGS=$(sed -n 's/^PKGS *:= *//p' "$GH_ROOT/Makefile")
+[ -n "$PKGS" ] || PKGS="yaml-0.1 libpcre2-8 libcares openssl libnghttp2 hiredis libmaxminddb jansson libprotobuf-c sqlite3 libpq luajit libnats zlib"
 has_part() { [[ " $PARTS " == *" $1 "* ]]; }
 
 for t in wrk curl taskset ss awk ps cc pkg-config timeout sha256sum nginx /usr/bin/python3; do
@@ -264,7 +270,7 @@ if has_part ingest && [ "$ING_OK" = 1 ]; then
     done
     # the checks of the last run, for the report
     last=$(ls -t "$TMPD"/ingest-*-*-*.txt 2>/dev/null | head -1)
-    [ -n "$last" ] && grep -E '^(check|store|result)' "$last" | sed 's/^/    /' >"$TMPD/ingest-checks.txt"
+    [ -n "$last" ] && grep -E '^(check|store|restart|result)' "$last" | sed 's/^/    /' >"$TMPD/ingest-checks.txt"
     info ingest_checks_of "$(basename "$last")"
     if [ "$STRACE" = 1 ]; then
         dir=$(mktemp -d "$STORE_DISK/gh-exp-store.XXXXXX")

@@ -1,5 +1,6 @@
 /* exp.h: experiments: exposures and metric events in, per-variant sufficient statistics kept
- * by one pipeline thread, persisted to SQLite, and results computed with stats.h.
+ * by one pipeline thread, persisted to an append-only log (evlog.h), and results computed with
+ * stats.h.
  *
  * Data in:
  *  - exposures: a route's flag evaluated for a unit (session.c), and OFREP / gRPC evaluations
@@ -7,7 +8,7 @@
  *  - edge observations: each later request of an exposed unit on a flag route (its path, status,
  *    latency, bytes), for metrics with `path:` or `edge:`;
  *  - events: POST /v1/events:publish (on the OFREP listener), answered only once the events are
- *    committed to SQLite (group commit by the pipeline thread), idempotent by eventId.
+ *    in the log and fdatasync'ed (group commit by the pipeline thread), idempotent by eventId.
  * Workers never block: exposures and observations go into a per-worker single-producer ring (a
  * full ring drops the record and counts it); a publish hands its batch over and the request
  * waits, without holding its worker, for the commit (gh_session_defer).
@@ -19,12 +20,17 @@
  * are kept per unit for CUPED covariates and counted as unattributed; an exposed unit's event
  * counts for the metric when its time is at or after the exposure, else as covariate.
  *
- * Persistence (SQLite, WAL): first exposures (table units) and every accepted event (table
- * events, UNIQUE(tenant, event id)) are written in the pipeline's transactions; per-unit edge
- * values are snapshotted every 2 s (table unit_edge). A start loads units and edge values, then
- * replays the events table in order, so the aggregates after a restart are those before it
- * (up to 2 s of edge observations after a kill -9). Every record may also go to a JSON-lines
- * audit log.
+ * Persistence: first exposures and every accepted event are records of an append-only log
+ * (STORE.evlog: frames with length and CRC32; one write(2) per group commit, fdatasync before a
+ * publish is answered; first exposures alone are written every 200 ms without fdatasync).
+ * Idempotency: an in-memory set of the 128-bit SipHash of (tenant, eventId), rebuilt at start
+ * by replaying the log, which gives the same aggregates as before the stop (replay follows the
+ * order the pipeline applied the records in). Per-unit edge values are snapshotted every 2 s into
+ * a second log (STORE.edges, compacted when it holds 4 times what is live: up to 2 s of edge
+ * observations are lost by a kill -9). A store of the previous version (units and events in
+ * SQLite) is migrated into the log at first start.
+ * Publish bodies are parsed by a purpose-built parser (no JSON tree) that accepts exactly what
+ * jansson accepts. Every record may also go to a JSON-lines audit log.
  *
  * Called by main.c (start/stop/config), session.c (exposures, observations, publish), the flags
  * services (exposures) and admin.c (results). */
