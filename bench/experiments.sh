@@ -73,7 +73,7 @@
 # Part "aa": bash bench/experiments/aa_sim.sh (the A/A simulation of the statistics, ~3 s), AA=0 skips.
 #
 # Environment: PARTS ("ingest proxy aa") EXPOSURES (500000) EVENTS (1000000) INFLIGHT (4) WINDOW (8192)
-# INGEST_RUNS (3) STORE_DISK (temp dir) STRACE (1) DURATION (10) RUNS (3) CONNS (64) POOLS ("100000 1000")
+# INGEST_RUNS (3) PROXY_CFGS ("A B C": the proxy configurations run, e.g. "B" alone for the pipeline's own CPU) STORE_DISK (temp dir) STRACE (1) DURATION (10) RUNS (3) CONNS (64) POOLS ("100000 1000")
 # BUSY_MAX (30) BUSY_WAIT (20) OTHER_MAX (10) NOISY_RETRIES (1) NOISE_BUDGET (90) WAIT_MAX (1500)
 # GATEHOUSE_BIN (./build/gatehouse) GH_LIB (./build/libgatehouse.a) SERVER_CPU (0) CLIENT_CPU (1)
 # KEEP_TMP.
@@ -104,6 +104,7 @@ INGEST_RUNS=${INGEST_RUNS:-3}
 STRACE=${STRACE:-1}
 DURATION=${DURATION:-10}
 RUNS=${RUNS:-3}
+PROXY_CFGS=${PROXY_CFGS:-A B C}
 CONNS=${CONNS:-64}
 POOLS=${POOLS:-100000 1000}
 BUSY_MAX=${BUSY_MAX:-30}
@@ -464,11 +465,12 @@ if has_part proxy && [ "$GH_OK" = 1 ]; then
     if ! wait_http "http://127.0.0.1:$OPORT/" 5; then
         log "the nginx origin did not come up:"; tail -5 "$TMPD/origin/error.log" >&2
     else
-        CFGS=(A B C)
+        read -ra CFGS <<<"$PROXY_CFGS"
+        NC=${#CFGS[@]}
         for POOL in $POOLS; do
-            log "part proxy: gatehouse workers 1 on core $SERVER_CPU; nginx origin and wrk -t1 -c$CONNS -d${DURATION}s (uid pool $POOL) on core $CLIENT_CPU; $RUNS rounds of A B C (rotating)"
+            log "part proxy: gatehouse workers 1 on core $SERVER_CPU; nginx origin and wrk -t1 -c$CONNS -d${DURATION}s (uid pool $POOL) on core $CLIENT_CPU; $RUNS rounds of ${CFGS[*]} (rotating)"
             for ((r = 1; r <= RUNS; r++)); do
-                for ((k = 0; k < 3; k++)); do run_proxy "$r" "${CFGS[$(((k + r - 1) % 3))]}"; done
+                for ((k = 0; k < NC; k++)); do run_proxy "$r" "${CFGS[$(((k + r - 1) % NC))]}"; done
             done
         done
         cp "$TMPD/gh-${POOLS%% *}-1-C/gatehouse.yaml" "$OUTDIR/experiments-config-C-$STAMP.yaml" 2>/dev/null
