@@ -53,23 +53,28 @@ int gh_exposurelog_enabled(void) { return sinks[SINK_EXPOSURE].on || stream_expo
 /* SINK_STREAM's ring holds framed records: u8 kind, u16 tenant length, u16 id length, u32 JSON
  * length, then the three (the JSON without its newline). */
 #define FRAME_HEAD 9
-static char *stream_scratch; /* the writer's linear copy of a ring's contents */
+static char *scratch; /* the writer's linear copy of a ring's contents (stream and syslog sinks) */
 
-static size_t drain_stream(ring_t *r)
+/* Move everything ring r holds into scratch (RING_SIZE bytes); its length. Writer thread only. */
+static size_t ring_take(ring_t *r)
 {
     uint64_t head = r->head;
     uint64_t tail = __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE);
     size_t total = (size_t)(tail - head);
-    if (!total)
-        return 0;
     size_t off = (size_t)(head & (RING_SIZE - 1)), first = GH_MIN(total, RING_SIZE - off);
-    memcpy(stream_scratch, r->data + off, first);
-    memcpy(stream_scratch + first, r->data, total - first);
+    memcpy(scratch, r->data + off, first);
+    memcpy(scratch + first, r->data, total - first);
     __atomic_store_n(&r->head, tail, __ATOMIC_RELEASE);
+    return total;
+}
+
+static size_t drain_stream(ring_t *r)
+{
+    size_t total = ring_take(r);
     static gh_stream_rec_t recs[1024]; /* writer thread only */
     size_t n = 0;
     for (size_t p = 0; p + FRAME_HEAD <= total;) {
-        const unsigned char *h = (const unsigned char *)stream_scratch + p;
+        const unsigned char *h = (const unsigned char *)scratch + p;
         uint16_t tl, il;
         uint32_t jl;
         memcpy(&tl, h + 1, 2);
@@ -164,19 +169,11 @@ static void reopen_sink(sink_t *k, int rotate)
 
 /* Drain one ring to syslog: each line an RFC 5424 message "<PRI>1 TIMESTAMP HOST TAG PID - - LINE"
  * in its own datagram. A message the socket refuses (no daemon listening) is lost. */
-static char *syslog_scratch;
-
 static size_t drain_syslog(sink_t *k, ring_t *r)
 {
-    uint64_t head = r->head;
-    uint64_t tail = __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE);
-    size_t total = (size_t)(tail - head);
+    size_t total = ring_take(r);
     if (!total)
         return 0;
-    size_t off = (size_t)(head & (RING_SIZE - 1)), first = GH_MIN(total, RING_SIZE - off);
-    memcpy(syslog_scratch, r->data + off, first);
-    memcpy(syslog_scratch + first, r->data, total - first);
-    __atomic_store_n(&r->head, tail, __ATOMIC_RELEASE);
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     struct tm tm;
@@ -186,7 +183,7 @@ static size_t drain_syslog(sink_t *k, ring_t *r)
                       tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000,
                       k->syslog_head);
     for (size_t p = 0; p < total;) {
-        const char *line = syslog_scratch + p, *nl = memchr(line, '\n', total - p);
+        const char *line = scratch + p, *nl = memchr(line, '\n', total - p);
         size_t n = nl ? (size_t)(nl - line) : total - p;
         struct iovec iov[2] = {{pre, (size_t)pn}, {(void *)line, n}};
         struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2};
@@ -276,12 +273,11 @@ static int syslog_connect(const char *address)
  * starts with the first. */
 static int sink_start(sink_t *k, const char *path, uint32_t nslots)
 {
+    if ((k == &sinks[SINK_STREAM] || k->syslog_pri >= 0) && !scratch && !(scratch = malloc(RING_SIZE)))
+        return GH_ENOMEM;
     if (k == &sinks[SINK_STREAM]) {
-        if (!(stream_scratch = malloc(RING_SIZE)))
-            return GH_ENOMEM;
+        /* framed records, handed to the stream */
     } else if (k->syslog_pri >= 0) {
-        if (!(syslog_scratch = malloc(RING_SIZE)))
-            return GH_ENOMEM;
         k->fd = syslog_connect(path);
         if (k->fd < 0)
             return k->fd;
@@ -369,10 +365,8 @@ void gh_accesslog_stop(void)
         free(sk->path);
         *sk = (sink_t){.fd = -1, .syslog_pri = -1};
     }
-    free(stream_scratch);
-    stream_scratch = NULL;
-    free(syslog_scratch);
-    syslog_scratch = NULL;
+    free(scratch);
+    scratch = NULL;
     stream_access = stream_exposure = 0;
 }
 

@@ -14,7 +14,26 @@ import pytest
 from helpers import free_port, port_accepts, session
 
 
-class Nats:
+class _Server:
+    """A server process started by the test: stopped by PID."""
+    proc = None
+    stop_timeout = 5
+
+    def kill9(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(self.stop_timeout)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+
+
+class Nats(_Server):
     def __init__(self, workdir, host="127.0.0.1", port=None):
         exe = shutil.which("nats-server")
         if not exe:
@@ -50,18 +69,6 @@ class Nats:
                     return st["config"]
         return None
 
-    def kill9(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.kill9()
 
 
 CH_CONFIG = """<?xml version="1.0"?>
@@ -90,7 +97,9 @@ CH_USERS = """<?xml version="1.0"?>
 """
 
 
-class ClickHouse:
+class ClickHouse(_Server):
+    stop_timeout = 10
+
     def __init__(self, workdir, host="127.0.0.1"):
         exe = shutil.which("clickhouse-server") or (os.path.exists("/usr/sbin/clickhouse-server") and "/usr/sbin/clickhouse-server")
         if not exe:
@@ -134,15 +143,3 @@ class ClickHouse:
     def scalar(self, sql):
         return int(self.query(sql).strip() or 0)
 
-    def kill9(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill9()
