@@ -623,6 +623,19 @@ parse_wrk_full() {
         END { printf "%d %s %.3f %.3f %d %d %d %d %d %d %d\n", req, rps + 0, p50, p99, c, r, w, t, st, ln, lr }' "$1"
 }
 
+# overhead_row NAME ROUND TICKS WRK_OUTPUT: one row "name round req/s p99_ms cpu_us_per_req non2xx"
+# into $TMPD/res.tsv from wrk's --latency output and the proxy's CPU ticks around it.
+overhead_row() {
+    local name=$1 round=$2 ticks=$3 out=$4
+    awk -v name="$name" -v round="$round" -v ticks="$ticks" -v hz="$(getconf CLK_TCK)" '
+        function ms(v) { if (v ~ /us$/) { sub(/us$/, "", v); return v / 1000 } if (v ~ /ms$/) { sub(/ms$/, "", v); return v + 0 } if (v ~ /s$/) { sub(/s$/, "", v); return v * 1000 } return v + 0 }
+        /^ +99% / { p99 = ms($2) }
+        / requests in / { req = $1 }
+        /^Requests\/sec:/ { rps = $2 }
+        /Non-2xx or 3xx responses:/ { bad = $NF }
+        END { printf "%s\t%d\t%.0f\t%.3f\t%.2f\t%d\n", name, round, rps, p99, ticks / hz * 1e6 / (req ? req : 1), bad + 0 }' "$out" >>"$TMPD/res.tsv"
+}
+
 # Overhead of a feature on the hot path (bench/protect_overhead.sh, bench/obs_overhead.sh): gatehouse
 # (1 worker) on core 0 with the origin, wrk on core 1.
 # overhead_measure NAME CONF PORT ROUND [wrk args...]: start gatehouse with CONF, 1 s warm-up, then
@@ -637,13 +650,7 @@ overhead_measure() {
     taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$@" "http://127.0.0.1:$port/small" >"$out" 2>&1
     t1=$(tree_ticks "$pid"); t1=${t1%% *}
     stop_system "$pid"
-    awk -v name="$name" -v round="$round" -v ticks=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" '
-        function ms(v) { if (v ~ /us$/) { sub(/us$/, "", v); return v / 1000 } if (v ~ /ms$/) { sub(/ms$/, "", v); return v + 0 } if (v ~ /s$/) { sub(/s$/, "", v); return v * 1000 } return v + 0 }
-        /^ +99% / { p99 = ms($2) }
-        / requests in / { req = $1 }
-        /^Requests\/sec:/ { rps = $2 }
-        /Non-2xx or 3xx responses:/ { bad = $NF }
-        END { printf "%s\t%d\t%.0f\t%.3f\t%.2f\t%d\n", name, round, rps, p99, ticks / hz * 1e6 / (req ? req : 1), bad + 0 }' "$out" >>"$TMPD/res.tsv"
+    overhead_row "$name" "$round" $((t1 - t0)) "$out"
     tail -n 1 "$TMPD/res.tsv" | awk -F'\t' '{ printf "  %-5s round %d: %8s req/s  p99 %7s ms  proxy %6s us/req  non-2xx %s\n", $1, $2, $3, $4, $5, $6 }' >&2
 }
 

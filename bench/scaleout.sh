@@ -183,13 +183,7 @@ events_measure() {
     d1=$(metric_sum "$murl" gatehouse_stream_dropped_total)
     sp=$(metric_sum "$murl" gatehouse_stream_spool_bytes)
     stop_system "$pid"
-    awk -v name="$name" -v round="$round" -v ticks=$((t1 - t0)) -v hz="$CLK_TCK" '
-        function ms(v) { if (v ~ /us$/) { sub(/us$/, "", v); return v / 1000 } if (v ~ /ms$/) { sub(/ms$/, "", v); return v + 0 } if (v ~ /s$/) { sub(/s$/, "", v); return v * 1000 } return v + 0 }
-        /^ +99% / { p99 = ms($2) }
-        / requests in / { req = $1 }
-        /^Requests\/sec:/ { rps = $2 }
-        /Non-2xx or 3xx responses:/ { bad = $NF }
-        END { printf "%s\t%d\t%.0f\t%.3f\t%.2f\t%d\n", name, round, rps, p99, ticks / hz * 1e6 / (req ? req : 1), bad + 0 }' "$out" >>"$TMPD/res.tsv"
+    overhead_row "$name" "$round" $((t1 - t0)) "$out"
     printf '%s\t%d\t%d\t%d\t%d\t%d\n' "$name" "$round" $((p1 - p0)) $((a1 - a0)) $((d1 - d0)) "$sp" >>"$TMPD/ev.tsv"
     tail -n 1 "$TMPD/res.tsv" | awk -F'\t' '{ printf "  %-5s round %d: %8s req/s  p99 %7s ms  proxy %6s us/req  non-2xx %s\n", $1, $2, $3, $4, $5, $6 }' >&2
     [ "$name" = off ] || tail -n 1 "$TMPD/ev.tsv" | awk -F'\t' -v d="$DURATION" '{ printf "        published %d (%.0f/s), appended %d, dropped %d, spool %d bytes after\n", $3, $3 / d, $4, $5, $6 }' >&2
