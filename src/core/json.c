@@ -1,14 +1,38 @@
 /* json.c: see json.h. */
 #include "core/json.h"
 
+/* Eight bytes at a time: a word with no byte to escape (", \, < 0x20, 0x7f and, unless utf8,
+ * >= 0x80) is copied whole. The tests below are exact for "is there any such byte" (borrows only
+ * start at a byte that matches), which is all the fast path asks. */
+#define ONES 0x0101010101010101ull
+#define HIGHS 0x8080808080808080ull
+static inline uint64_t word_needs_escape(uint64_t w, uint64_t high_mask)
+{
+    uint64_t q = w ^ (ONES * '"'), b = w ^ (ONES * '\\'), d = w ^ (ONES * 0x7f);
+    uint64_t z = ((w - ONES * 0x20) & ~w) | ((q - ONES) & ~q) | ((b - ONES) & ~b) | ((d - ONES) & ~d);
+    return (z & HIGHS) | (w & high_mask);
+}
+
 size_t gh_json_str(char *out, size_t cap, gh_str_t s, int utf8)
 {
     static const char hex[] = "0123456789abcdef";
     if (cap < 2)
         return 0;
-    size_t n = 0;
+    uint64_t high_mask = utf8 ? 0 : HIGHS;
+    size_t n = 0, i = 0;
     out[n++] = '"';
-    for (size_t i = 0; i < s.n; i++) {
+    while (i < s.n) {
+        if (n + 8 + 1 <= cap) { /* room for a whole word and the closing quote */
+            size_t k = GH_MIN(s.n - i, (size_t)8);
+            uint64_t w = ONES * 'a'; /* a short last word is padded with a byte that needs nothing */
+            memcpy(&w, s.p + i, k);
+            if (!word_needs_escape(w, high_mask)) {
+                memcpy(out + n, &w, 8); /* the padding lands inside cap and is overwritten or past n */
+                n += k;
+                i += k;
+                continue;
+            }
+        }
         unsigned char c = (unsigned char)s.p[i];
         if (c == '"' || c == '\\') {
             if (n + 2 + 1 > cap)
@@ -27,6 +51,7 @@ size_t gh_json_str(char *out, size_t cap, gh_str_t s, int utf8)
                 break;
             out[n++] = (char)c;
         }
+        i++;
     }
     out[n++] = '"';
     return n;

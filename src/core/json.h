@@ -9,7 +9,8 @@
  * out[0..cap). utf8: bytes >= 0x80 are copied (s is known to be UTF-8, e.g. from a parsed
  * JSON document); otherwise they are escaped one by one too (bytes from the wire, for a log
  * that must stay valid JSON). When it does not fit, the content is cut at an escape
- * boundary and the string still closed. Returns the bytes written (0 when cap < 2). */
+ * boundary and the string still closed. Returns the length of the result (0 when cap < 2);
+ * bytes of out past it but before cap may have been used as scratch. */
 size_t gh_json_str(char *out, size_t cap, gh_str_t s, int utf8);
 
 #endif

@@ -390,11 +390,8 @@ static void put_str(out_t *o, gh_str_t s, size_t max)
         o->n += gh_json_str(o->p + o->n, o->cap - o->n, gh_str(s.p, GH_MIN(s.n, max)), 0);
 }
 
-static void put_key_str(out_t *o, const char *key, gh_str_t v, size_t max)
-{
-    put(o, key, strlen(key));
-    put_str(o, v, max);
-}
+/* ,"key": then the value; the key a string literal (its length known when compiled) */
+#define put_key_str(o, key, v, max) (put((o), key, sizeof(key) - 1), put_str((o), (v), (max)))
 
 static void put_fmt(out_t *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void put_fmt(out_t *o, const char *fmt, ...)

@@ -7,15 +7,42 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 
-#include "protect/shtab.h"
 
-/* The fixed SipHash key of gh_sk_hash ("gatehous", "esketch1" as little-endian words). */
-#define SK_K0 0x73756f6865746167ULL
-#define SK_K1 0x316863746b736565ULL
+/* gh_sk_hash: a multiply-fold hash under a fixed key. The key is public (every worker and
+ * process must hash alike), so a cryptographic hash would buy no resistance to chosen keys here
+ * and cost five to eight times as much on every request (docs/analytics-sketches.md, "Hashing").
+ * Each 8-byte word is xored in and folded through a 64x64->128 multiply (the high and low halves
+ * xored); the length enters first and a last fold and xor-shift spread every input bit over the
+ * whole output, the HLL's leading zeros and the index's low bits alike. */
+#define SK_K0 0x73756f6865746167ULL /* "gatehous" */
+#define SK_K1 0x316863746b736565ULL /* "esketch1" */
+#define SK_M0 0x9e3779b97f4a7c15ULL /* odd multipliers: 2^64 / golden ratio, and a 64-bit prime */
+#define SK_M1 0xff51afd7ed558ccdULL
 
 static _Atomic size_t g_allocated;
 
-uint64_t gh_sk_hash(const void *p, size_t n) { return gh_siphash24(SK_K0, SK_K1, p, n); }
+static inline uint64_t sk_fold(uint64_t a, uint64_t b)
+{
+    unsigned __int128 r = (unsigned __int128)a * b;
+    return (uint64_t)r ^ (uint64_t)(r >> 64);
+}
+
+uint64_t gh_sk_hash(const void *p, size_t n)
+{
+    const unsigned char *s = p;
+    uint64_t h = sk_fold(SK_K0 ^ n, SK_M0), w;
+    for (; n >= 8; s += 8, n -= 8) {
+        memcpy(&w, s, 8);
+        h = sk_fold(h ^ w ^ SK_K1, SK_M0);
+    }
+    if (n) { /* 1..7 bytes left: one more word, zero-padded (the length went in first) */
+        w = 0;
+        memcpy(&w, s, n);
+        h = sk_fold(h ^ w ^ SK_K1, SK_M0);
+    }
+    h = sk_fold(h, SK_M1);
+    return h ^ (h >> 29);
+}
 
 size_t gh_sk_allocated(void) { return atomic_load_explicit(&g_allocated, memory_order_relaxed); }
 

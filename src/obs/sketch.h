@@ -26,7 +26,7 @@
  * window's rotation never allocate. Every sketch must be initialised before use and freed with
  * its *_free; a zeroed struct may be freed.
  *
- * Calls libc, libm and gh_siphash24 (protect/shtab.h) for gh_sk_hash. Called by workers
+ * Calls libc and libm. Called by workers
  * (add), the admin/analytics reader (merge, read, list, quantile, estimate). */
 #ifndef GH_OBS_SKETCH_H
 #define GH_OBS_SKETCH_H
@@ -37,8 +37,8 @@
 
 /* --- hashing -------------------------------------------------------------------------- */
 
-/* The 64-bit hash every sketch here uses: SipHash-2-4 under a fixed, compiled-in key, so that
- * sketches of different workers and processes hash alike and merge. Not secret: a client
+/* The 64-bit hash every sketch here uses: a multiply-fold hash under a fixed, compiled-in key,
+ * so that sketches of different workers and processes hash alike and merge. Not secret: a client
  * that can choose keys can find colliding ones, which costs an HLL undercount of its own
  * keys or longer top-k index probes (bounded by m), never memory or a crash. */
 uint64_t gh_sk_hash(const void *p, size_t n);

@@ -39,12 +39,18 @@ const char *const gh_trace_outcome_names[GH_TT__COUNT] = {
 
 static const char hexd[] = "0123456789abcdef";
 
+/* "00".."ff": a byte's two digits in one load (every request formats a traceparent) */
+static char hex2[256][2];
+__attribute__((constructor)) static void hex2_init(void)
+{
+    for (int i = 0; i < 256; i++)
+        hex2[i][0] = hexd[i >> 4], hex2[i][1] = hexd[i & 15];
+}
+
 void gh_trace_hex(char *out, const uint8_t *p, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = hexd[p[i] >> 4];
-        out[2 * i + 1] = hexd[p[i] & 15];
-    }
+    for (size_t i = 0; i < n; i++)
+        memcpy(out + 2 * i, hex2[p[i]], 2);
 }
 
 /* a lowercase hex digit's value, or -1 (W3C: lowercase only) */

@@ -1,6 +1,8 @@
-/* Unit tests for src/obs: access-log record formatting and metrics rendering. */
+/* Unit tests for src/obs: access-log record formatting (and the JSON string escaper it uses)
+ * and metrics rendering. */
 #include <stdlib.h>
 
+#include "core/json.h"
 #include "obs/accesslog.h"
 #include "obs/metrics.h"
 #include "t.h"
@@ -113,8 +115,70 @@ static void test_metrics_render(void)
     CHECK(route.stats == before);
 }
 
+/* The escaper one byte at a time, as the specification in json.h reads: the word-at-a-time
+ * gh_json_str must write exactly this for every input, capacity and mode. */
+static size_t ref_json_str(char *out, size_t cap, gh_str_t s, int utf8)
+{
+    static const char hex[] = "0123456789abcdef";
+    if (cap < 2)
+        return 0;
+    size_t n = 0;
+    out[n++] = '"';
+    for (size_t i = 0; i < s.n; i++) {
+        unsigned char c = (unsigned char)s.p[i];
+        size_t need = c == '"' || c == '\\' ? 2 : c < 0x20 || c == 0x7f || (c >= 0x80 && !utf8) ? 6 : 1;
+        if (n + need + 1 > cap)
+            break;
+        if (need == 2) {
+            out[n++] = '\\';
+            out[n++] = (char)c;
+        } else if (need == 6) {
+            n += (size_t)sprintf(out + n, "\\u00%c%c", hex[c >> 4], hex[c & 15]);
+        } else {
+            out[n++] = (char)c;
+        }
+    }
+    out[n++] = '"';
+    return n;
+}
+
+static void test_json_str_matches_reference(void)
+{
+    /* bytes drawn mostly from the plain ones, with every special kind mixed in at every
+     * offset of a word, and capacities that cut inside and at the edges of escapes */
+    static const unsigned char special[] = {'"', '\\', 0, 0x1f, 0x20, 0x7f, 0x80, 0xc3, 0xff, 'a', '~', '!', '#', '[', ']'};
+    unsigned seed = 12345;
+    char in[80], got[600], want[600];
+    int mismatches = 0;
+    for (int iter = 0; iter < 200000 && mismatches < 5; iter++) {
+        seed = seed * 1103515245u + 12345u;
+        size_t len = (seed >> 8) % sizeof in;
+        for (size_t i = 0; i < len; i++) {
+            seed = seed * 1103515245u + 12345u;
+            unsigned r = seed >> 16;
+            in[i] = (char)(r % 8 == 0 ? special[(r >> 3) % sizeof special] : 'A' + (r >> 3) % 26);
+        }
+        seed = seed * 1103515245u + 12345u;
+        size_t cap = iter % 3 ? sizeof got : (seed >> 8) % (len * 6 + 4);
+        int utf8 = iter & 1;
+        memset(got, 'x', sizeof got);
+        memset(want, 'x', sizeof want);
+        size_t a = gh_json_str(got, cap, gh_str(in, len), utf8), b = ref_json_str(want, cap, gh_str(in, len), utf8);
+        /* the same result, and nothing written at or past cap (before it is scratch) */
+        if (a != b || memcmp(got, want, a) != 0 || memcmp(got + cap, want + cap, sizeof got - cap) != 0) {
+            mismatches++;
+            fprintf(stderr, "len %zu cap %zu utf8 %d: %zu vs %zu bytes\n", len, cap, utf8, a, b);
+        }
+    }
+    CHECK_INT(mismatches, 0);
+    char out[64];
+    size_t n = gh_json_str(out, sizeof out, GH_STR("plain ascii, sixteen+ \"q\" \x01\x7f\xc3\xa9"), 0);
+    CHECK_STR(gh_str(out, n), "\"plain ascii, sixteen+ \\\"q\\\" \\u0001\\u007f\\u00c3\\u00a9\"");
+}
+
 int main(void)
 {
+    RUN(test_json_str_matches_reference);
     RUN(test_accesslog_format);
     RUN(test_accesslog_bounded);
     RUN(test_metrics_render);
