@@ -1,9 +1,10 @@
 /* accesslog.h: the JSON-lines access and exposure logs, written off the worker threads.
  *
- * A worker formats one record per request into its own single-producer ring; a
- * writer thread drains all rings to the file every few milliseconds. A worker never
- * blocks on the disk: when its ring is full the record is dropped and counted
- * (gatehouse_access_log_dropped_total).
+ * A worker copies one record per request into its own single-producer ring (the access log:
+ * the fields, unformatted; the exposure log: its line); a writer thread drains all rings every
+ * few milliseconds, formats the access records in a batch and writes them to the file, syslog
+ * and the event stream. A worker never blocks on the disk: when its ring is full the record is
+ * dropped and counted (gatehouse_access_log_dropped_total).
  *
  * Called by workers (gh_accesslog_log) and main (start/stop). */
 #ifndef GH_OBS_ACCESSLOG_H
@@ -54,8 +55,9 @@ int gh_exposurelog_log(uint32_t slot, const gh_exposure_rec_t *e);
 size_t gh_exposurelog_format(char *out, size_t cap, const gh_exposure_rec_t *e); /* cap >= 64 */
 
 /* After gh_stream_start: access records and exposures also go to the event stream (when it
- * publishes their kind), through one more ring per producer that the same writer drains into
- * gh_stream_put. The *_enabled calls above then say 1 even when the files are off. */
+ * publishes their kind): access records through the access log's rings (made here when the
+ * log is off), exposures through one more ring per producer; the same writer hands them to
+ * gh_stream_put_many. The *_enabled calls above then say 1 even when the files are off. */
 int gh_accesslog_stream_start(uint32_t nslots);
 
 /* Flush everything queued (both logs) and stop the writer. */
