@@ -43,7 +43,7 @@ typedef struct {
     uint64_t max_size;   /* rotate past this (0: never) */
     uint32_t keep;       /* rotated files kept: path.1 (newest) .. path.keep */
     int syslog_pri;      /* >= 0: fd is a connected datagram socket to syslog, one message per line */
-    char syslog_head[128]; /* " HOST TAG PID - - " after the priority, version and timestamp */
+    char syslog_head[160]; /* " HOST TAG PID - - " after the priority, version and timestamp */
 } sink_t;
 static int reopen_asked; /* SIGUSR1: reopen the files (after an outside rotation) */
 static sink_t sinks[NSINKS] = {{.fd = -1, .syslog_pri = -1}, {.fd = -1, .syslog_pri = -1}, {.fd = -1, .syslog_pri = -1}};
