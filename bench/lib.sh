@@ -671,5 +671,16 @@ for name in (base, other):
     print("%-6s  %10.0f (%.0f..%.0f)  %6.3f  %16.2f  %d" % (name, m[0], m[4][0], m[4][1], m[1], m[2], m[3]))
 b, f = med[base], med[other]
 print("%s / %s: rate %.3f, p99 %.2f, CPU per request %.3f (%s)" % (other, base, f[0] / b[0], f[1] / b[1], f[2] / b[2], what))
+# the same ratios within each round (the two runs minutes apart at most), then their median: a VM
+# slowed from outside for a while moves both runs of a round, not one configuration's median
+by = {}
+for r in rows:
+    by.setdefault(r[1], {})[r[0]] = r
+pairs = [(float(v[other][2]) / float(v[base][2]), float(v[other][4]) / float(v[base][4]))
+         for v in by.values() if base in v and other in v and float(v[base][2]) > 0 and float(v[base][4]) > 0]
+if pairs:
+    print("  per round: rate %s; median %.3f; CPU per request median %.3f" % (
+        " ".join("%.3f" % p[0] for p in pairs), statistics.median(p[0] for p in pairs),
+        statistics.median(p[1] for p in pairs)))
 PY
 }
