@@ -972,34 +972,96 @@ static int migrate_store(const char *logpath, char *err, size_t errcap)
 
 /* Edge values: per unit and edge metric the edge parts of its value (the event parts come back
  * from the log). Every SNAPSHOT_MS the changed ones are appended to a second log, STORE.edges
- * (record 'V': u8 type, u64 key_h, u64 unit_h, u64 metric name hash, f64 num, f64 den; the last
- * record of a unit and metric wins), with one write(2) and no fdatasync (a kill -9 loses at most
+ * (records 'W' below; the last record of a unit and metric wins), with one write(2) and no
+ * fdatasync (a kill -9 loses at most
  * SNAPSHOT_MS of edge observations, as before). When the file holds 4 times what is live it is
  * rewritten with the live values (written aside, fsynced, renamed). An older store's SQLite
  * snapshots (table unit_edge) are read at start before this file. */
-#define LR_EDGE 'V'
+#define LR_EDGE 'V' /* one unit and metric (what earlier builds wrote; still read) */
 #define LR_EDGE_LEN 41u
+/* The snapshot record written now: one experiment and up to EDGE_BATCH units, only the edge parts
+ * of its metrics. 'W', u64 key_h, u8 nparts, nparts x (u64 metric name hash, u8 0: num / 1: den),
+ * u32 nunits, then per unit: u64 unit_h and nparts f64 values. The record's layout comes from its
+ * own header, so a configuration that changed since it was written still reads it (parts of
+ * metrics that are gone are skipped). 8 + 8 x nparts bytes per unit: 32 for the bench's two edge
+ * metrics (a path conversion and a latency ratio), where 'V' took 82. */
+#define LR_EDGES 'W'
+#define EDGE_BATCH 65536u
+#define EDGE_PARTS_MAX 32u
 
-static int edge_metric(const gh_conf_xmetric_t *mt)
+/* The edge parts of x's metrics: (metric, 0 num / 1 den) in order; their count. */
+static uint32_t edge_parts(const xstate_t *x, uint32_t *pm, uint8_t *pf)
 {
-    return is_edge(&mt->num) || (mt->kind == GH_XK_RATIO && is_edge(&mt->den));
+    uint32_t np = 0;
+    for (uint32_t m = 0; m < x->nm && np + 2 <= EDGE_PARTS_MAX; m++) {
+        const gh_conf_xmetric_t *mt = &x->metrics[m];
+        if (is_edge(&mt->num))
+            pm[np] = m, pf[np++] = 0;
+        if (mt->kind == GH_XK_RATIO && is_edge(&mt->den))
+            pm[np] = m, pf[np++] = 1;
+    }
+    return np;
 }
 
-static int put_edge(gh_evlog_t *l, const xstate_t *x, uint32_t vi, uint32_t m)
+/* Snapshot records of x's rows (all, or the dirty ones, clearing their flags) into l, a record per
+ * EDGE_BATCH units; the frame is written whenever 4 MiB are pending. 0, or -1 (out of memory or
+ * a failed write). */
+static int put_edges(gh_evlog_t *l, xstate_t *x, int only_dirty)
 {
-    const gh_conf_xmetric_t *mt = &x->metrics[m];
-    const uval_t *v = &x->vals[(size_t)vi * x->nm + m];
-    double num = is_edge(&mt->num) ? v->num : 0, den = mt->kind == GH_XK_RATIO && is_edge(&mt->den) ? v->den : 0;
-    uint8_t *r = gh_evlog_put(l, LR_EDGE_LEN);
-    if (!r)
-        return -1;
-    r[0] = LR_EDGE;
-    memcpy(r + 1, &x->key_h, 8);
-    memcpy(r + 9, &x->vuh[vi], 8);
-    memcpy(r + 17, &x->metric_h[m], 8);
-    memcpy(r + 25, &num, 8);
-    memcpy(r + 33, &den, 8);
+    uint32_t pm[EDGE_PARTS_MAX];
+    uint8_t pf[EDGE_PARTS_MAX];
+    uint32_t np = edge_parts(x, pm, pf);
+    if (!np)
+        return 0;
+    size_t head = 1 + 8 + 1 + 9 * (size_t)np + 4, per = 8 + 8 * (size_t)np;
+    for (uint32_t vi = 0; vi < x->count;) {
+        uint32_t n = 0, end = vi; /* this record's rows: [vi, end) holds n of them to write */
+        for (; end < x->count && n < EDGE_BATCH; end++)
+            n += !only_dirty || x->vdirty[end];
+        if (n) {
+            uint8_t *r = gh_evlog_put(l, head + per * n);
+            if (!r)
+                return -1;
+            r[0] = LR_EDGES;
+            memcpy(r + 1, &x->key_h, 8);
+            r[9] = (uint8_t)np;
+            uint8_t *q = r + 10;
+            for (uint32_t i = 0; i < np; i++, q += 9) {
+                memcpy(q, &x->metric_h[pm[i]], 8);
+                q[8] = pf[i];
+            }
+            memcpy(q, &n, 4);
+            q += 4;
+            for (uint32_t i = vi; i < end; i++) { /* rows in order: values, units and flags read sequentially */
+                if (only_dirty && !x->vdirty[i])
+                    continue;
+                x->vdirty[i] = 0;
+                memcpy(q, &x->vuh[i], 8);
+                q += 8;
+                const uval_t *v = &x->vals[(size_t)i * x->nm];
+                for (uint32_t k = 0; k < np; k++, q += 8)
+                    memcpy(q, pf[k] ? &v[pm[k]].den : &v[pm[k]].num, 8);
+            }
+        }
+        vi = end;
+        if (gh_evlog_pending(l) >= (4u << 20) && gh_evlog_flush(l, 0) < 0)
+            return -1;
+    }
     return 0;
+}
+
+/* Bytes of snapshot records that hold every live value: what the file would be if rewritten. */
+static uint64_t edges_live_bytes(void)
+{
+    uint64_t live = 8;
+    for (xstate_t *x = P.xs; x; x = x->next) {
+        uint32_t pm[EDGE_PARTS_MAX];
+        uint8_t pf[EDGE_PARTS_MAX];
+        uint32_t np = edge_parts(x, pm, pf);
+        if (np)
+            live += (uint64_t)x->count * (8 + 8 * np) + (x->count / EDGE_BATCH + 1) * (14 + 9 * np);
+    }
+    return live;
 }
 
 /* Rewrite STORE.edges with the live values only. */
@@ -1012,16 +1074,8 @@ static void compact_edges(void)
     char err[512];
     int rc = gh_evlog_open(&n, tmp, NULL, err, sizeof err);
     for (xstate_t *x = P.xs; rc == 0 && x; x = x->next)
-        for (uint32_t i = 0; rc == 0 && i < x->cap; i++) {
-            const unit_t *u = &x->units[i];
-            if (!u->unit_h)
-                continue;
-            for (uint32_t m = 0; rc == 0 && m < x->nm; m++)
-                if (edge_metric(&x->metrics[m]) && put_edge(n, x, u->vi, m) < 0)
-                    rc = GH_ENOMEM;
-            if (rc == 0 && gh_evlog_pending(n) >= (4u << 20))
-                rc = gh_evlog_flush(n, 0);
-        }
+        if (put_edges(n, x, 0) < 0)
+            rc = GH_ENOMEM;
     if (rc == 0)
         rc = gh_evlog_flush(n, 1);
     gh_evlog_close(n);
@@ -1029,7 +1083,7 @@ static void compact_edges(void)
         rc = -errno;
     if (rc < 0) {
         gh_log(GH_LOG_ERROR, "experiments edge snapshots %s: compaction failed (%s): the file keeps growing",
-               P.edges_path, rc == GH_ENOMEM ? "out of memory" : n ? strerror(-rc) : err);
+               P.edges_path, rc == GH_ENOMEM ? "out of memory or a failed write" : n ? strerror(-rc) : err);
         unlink(tmp);
         return;
     }
@@ -1045,29 +1099,28 @@ static void persist_edges(int64_t now, int sync)
     if (now - P.last_snapshot < SNAPSHOT_MS || !P.edges)
         return;
     P.last_snapshot = now;
-    uint64_t live = 0;
-    for (xstate_t *x = P.xs; x; x = x->next) {
-        uint32_t ne = 0;
-        for (uint32_t m = 0; m < x->nm; m++)
-            ne += (uint32_t)edge_metric(&x->metrics[m]);
-        if (!ne)
-            continue;
-        live += (uint64_t)x->count * ne;
-        /* rows in order (the values, units and flags read sequentially, not a miss per unit) */
-        for (uint32_t vi = 0; vi < x->count; vi++) {
-            if (!x->vdirty[vi])
-                continue;
-            x->vdirty[vi] = 0;
-            for (uint32_t m = 0; m < x->nm; m++)
-                if (edge_metric(&x->metrics[m]))
-                    put_edge(P.edges, x, vi, m);
-        }
-    }
-    if (gh_evlog_flush(P.edges, sync) < 0)
+    int bad = 0;
+    for (xstate_t *x = P.xs; x; x = x->next)
+        bad |= put_edges(P.edges, x, 1) < 0;
+    if (gh_evlog_flush(P.edges, sync) < 0 || bad)
         gh_log(GH_LOG_ERROR, "experiments edge snapshots %s: write failed", P.edges_path);
-    uint64_t size = gh_evlog_size(P.edges);
-    if (size > (8u << 20) && size > 4 * (live * LR_EDGE_LEN + 8))
+    uint64_t size = gh_evlog_size(P.edges), live = edges_live_bytes();
+    if (size > (8u << 20) && size > 4 * live)
         compact_edges();
+}
+
+/* A unit's snapshot value: the experiment being rebuilt takes it (the last snapshot wins). */
+static void replay_edge_value(xstate_t *x, uint64_t unit_h, uint32_t m, int den, double val)
+{
+    uint32_t idx;
+    if (!unit_find(x, unit_h, &idx))
+        return;
+    const gh_conf_xmetric_t *mt = &x->metrics[m];
+    const uval_t *v = &x->vals[(size_t)x->units[idx].vi * x->nm + m];
+    if (!den && is_edge(&mt->num))
+        unit_add(x, idx, m, val - v->num, 0, 0);
+    else if (den && mt->kind == GH_XK_RATIO && is_edge(&mt->den))
+        unit_add(x, idx, m, 0, val - v->den, 0);
 }
 
 /* One frame of STORE.edges: the experiments being rebuilt take their units' edge values. */
@@ -1075,29 +1128,60 @@ static int replay_edge_frame(void *arg, const uint8_t *p, size_t n)
 {
     (void)arg;
     const uint8_t *e = p + n;
-    for (; p + LR_EDGE_LEN <= e && *p == LR_EDGE; p += LR_EDGE_LEN) {
-        uint64_t key_h, unit_h, mh;
-        double num, den;
+    while (p < e) {
+        if (*p == LR_EDGE && p + LR_EDGE_LEN <= e) {
+            uint64_t key_h, unit_h, mh;
+            double num, den;
+            memcpy(&key_h, p + 1, 8);
+            memcpy(&unit_h, p + 9, 8);
+            memcpy(&mh, p + 17, 8);
+            memcpy(&num, p + 25, 8);
+            memcpy(&den, p + 33, 8);
+            for (xstate_t *x = P.xs; x; x = x->next)
+                for (uint32_t m = 0; x->key_h == key_h && x->replay && m < x->nm; m++)
+                    if (x->metric_h[m] == mh) {
+                        replay_edge_value(x, unit_h, m, 0, num);
+                        replay_edge_value(x, unit_h, m, 1, den);
+                    }
+            p += LR_EDGE_LEN;
+            continue;
+        }
+        if (*p != LR_EDGES || e - p < 10 || p[9] > EDGE_PARTS_MAX || (size_t)(e - p) < 14 + 9 * (size_t)p[9])
+            break; /* (a frame's CRC held: only a record this build does not know ends it) */
+        uint64_t key_h;
         memcpy(&key_h, p + 1, 8);
-        memcpy(&unit_h, p + 9, 8);
-        memcpy(&mh, p + 17, 8);
-        memcpy(&num, p + 25, 8);
-        memcpy(&den, p + 33, 8);
-        for (xstate_t *x = P.xs; x; x = x->next) {
-            uint32_t idx;
-            if (x->key_h != key_h || !x->replay || !unit_find(x, unit_h, &idx))
-                continue;
-            const unit_t *u = &x->units[idx];
-            for (uint32_t m = 0; m < x->nm; m++) {
-                if (x->metric_h[m] != mh)
-                    continue;
-                const gh_conf_xmetric_t *mt = &x->metrics[m];
-                const uval_t *v = &x->vals[(size_t)u->vi * x->nm + m];
-                double dn = is_edge(&mt->num) ? num - v->num : 0;
-                double dd = mt->kind == GH_XK_RATIO && is_edge(&mt->den) ? den - v->den : 0;
-                unit_add(x, idx, m, dn, dd, 0); /* the last snapshot wins */
+        uint32_t np = p[9], nu, pm[EDGE_PARTS_MAX];
+        int pd[EDGE_PARTS_MAX];
+        const uint8_t *q = p + 10;
+        xstate_t *x = P.xs;
+        while (x && !(x->key_h == key_h && x->replay))
+            x = x->next;
+        for (uint32_t i = 0; i < np; i++, q += 9) {
+            uint64_t mh;
+            memcpy(&mh, q, 8);
+            pd[i] = q[8];
+            pm[i] = UINT32_MAX;
+            for (uint32_t m = 0; x && m < x->nm; m++)
+                if (x->metric_h[m] == mh)
+                    pm[i] = m;
+        }
+        memcpy(&nu, q, 4);
+        q += 4;
+        size_t per = 8 + 8 * (size_t)np;
+        if ((size_t)(e - q) / per < nu)
+            break;
+        for (uint32_t u = 0; x && u < nu; u++) {
+            const uint8_t *row = q + per * u;
+            uint64_t unit_h;
+            memcpy(&unit_h, row, 8);
+            for (uint32_t i = 0; i < np; i++) {
+                double val;
+                memcpy(&val, row + 8 + 8 * i, 8);
+                if (pm[i] != UINT32_MAX)
+                    replay_edge_value(x, unit_h, pm[i], pd[i], val);
             }
         }
+        p = q + per * nu;
     }
     return 0;
 }
