@@ -7,7 +7,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <netdb.h>
@@ -546,17 +545,6 @@ static void put_str(out_t *o, gh_str_t s, size_t max)
 /* ,"key": then the value; the key a string literal (its length known when compiled) */
 #define put_key_str(o, key, v, max) (put((o), key, sizeof(key) - 1), put_str((o), (v), (max)))
 
-static void put_fmt(out_t *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void put_fmt(out_t *o, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int m = vsnprintf(o->p + o->n, o->cap - o->n, fmt, ap);
-    va_end(ap);
-    if (m > 0)
-        o->n += GH_MIN((size_t)m, o->cap - o->n - 1);
-}
-
 /* Decimal digits of v (no printf on the request path: it is most of a line's cost). */
 static void put_u64(out_t *o, uint64_t v)
 {
@@ -576,14 +564,14 @@ static void put_ms3(out_t *o, uint64_t us)
     put(o, f, 4);
 }
 
-size_t gh_accesslog_format(char *buf, size_t cap, const gh_access_rec_t *r)
+/* {"time":"YYYY-MM-DDTHH:MM:SS.mmmZ" (UTC). The date and time to the second are the same for many
+ * lines: formatted once a second per thread. */
+static void put_time(out_t *o, uint64_t time_ms)
 {
-    out_t o = {buf, 0, cap - 64}; /* reserve room for the numeric tail and "}\n" */
-    /* the date and time to the second are the same for many lines: formatted once a second */
     static __thread int64_t ts_sec = -1;
     static __thread char ts[32];
     static __thread size_t tn;
-    int64_t sec = r->time_ms / 1000;
+    int64_t sec = (int64_t)(time_ms / 1000);
     if (sec != ts_sec) {
         time_t t = (time_t)sec;
         struct tm tm;
@@ -591,12 +579,18 @@ size_t gh_accesslog_format(char *buf, size_t cap, const gh_access_rec_t *r)
         tn = strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
         ts_sec = sec;
     }
-    unsigned ms = (unsigned)(r->time_ms % 1000);
+    unsigned ms = (unsigned)(time_ms % 1000);
     char msz[5] = {'.', (char)('0' + ms / 100), (char)('0' + ms / 10 % 10), (char)('0' + ms % 10), 'Z'};
-    put(&o, "{\"time\":\"", 9);
-    put(&o, ts, tn);
-    put(&o, msz, 5);
-    put(&o, "\"", 1);
+    put(o, "{\"time\":\"", 9);
+    put(o, ts, tn);
+    put(o, msz, 5);
+    put(o, "\"", 1);
+}
+
+size_t gh_accesslog_format(char *buf, size_t cap, const gh_access_rec_t *r)
+{
+    out_t o = {buf, 0, cap - 64}; /* reserve room for the numeric tail and "}\n" */
+    put_time(&o, r->time_ms);
     put_key_str(&o, ",\"client\":", r->client, 64);
     put_key_str(&o, ",\"tenant\":", r->tenant, 128);
     put_key_str(&o, ",\"route\":", r->route, 128);
@@ -699,11 +693,7 @@ int gh_accesslog_log(uint32_t slot, const gh_access_rec_t *r)
 size_t gh_exposurelog_format(char *buf, size_t cap, const gh_exposure_rec_t *e)
 {
     out_t o = {buf, 0, cap - 8};
-    time_t sec = (time_t)(e->time_ms / 1000);
-    struct tm tm;
-    gmtime_r(&sec, &tm);
-    put_fmt(&o, "{\"time\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03uZ\"", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-            tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned)(e->time_ms % 1000));
+    put_time(&o, e->time_ms);
     put_key_str(&o, ",\"tenant\":", e->tenant, 256);
     put_key_str(&o, ",\"route\":", e->route, 256);
     put_key_str(&o, ",\"flag\":", e->flag, 256);
