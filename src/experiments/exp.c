@@ -1849,6 +1849,32 @@ static rec_t *ring_slot(uint32_t slot)
 
 static void ring_push(uint32_t slot) { __atomic_store_n(&P.rings[slot].tail, P.rings[slot].tail + 1, __ATOMIC_RELEASE); }
 
+/* gh_exp_hash of a name the workers pass on every request (tenant, flag, variant): a per-thread
+ * memo keyed by the string's address and checked against a copy of its bytes, so an address
+ * reused for another name (after a reload) never returns the old name's hash. Four SipHashes per
+ * request become four short compares. */
+typedef struct {
+    const char *p;
+    uint64_t h;
+    uint32_t n;
+    char copy[44];
+} name_memo_t;
+static __thread name_memo_t name_memo[32];
+
+static uint64_t name_hash(const char *s)
+{
+    size_t n = strlen(s);
+    if (n > sizeof name_memo[0].copy)
+        return gh_exp_hash(s, n);
+    name_memo_t *m = &name_memo[((uintptr_t)s >> 3) & 31];
+    if (m->p == s && m->n == n && memcmp(m->copy, s, n) == 0)
+        return m->h;
+    m->p = s;
+    m->n = (uint32_t)n;
+    memcpy(m->copy, s, n);
+    return m->h = gh_exp_hash(s, n);
+}
+
 void gh_exp_expose(uint32_t slot, const gh_conf_tenant_t *t, const char *flag, const char *variant, uint64_t unit_h,
                    uint64_t time_ms)
 {
@@ -1856,11 +1882,11 @@ void gh_exp_expose(uint32_t slot, const gh_conf_tenant_t *t, const char *flag, c
     if (!r)
         return;
     r->kind = R_EXPOSE;
-    r->tenant_h = gh_exp_hash(t->name, strlen(t->name));
+    r->tenant_h = name_hash(t->name);
     r->unit_h = unit_h;
     r->time_ms = time_ms;
-    r->a = gh_exp_hash(flag, strlen(flag));
-    r->b = gh_exp_hash(variant, strlen(variant));
+    r->a = name_hash(flag);
+    r->b = name_hash(variant);
     ring_push(slot);
 }
 
@@ -1871,7 +1897,7 @@ void gh_exp_observe(uint32_t slot, const gh_conf_tenant_t *t, uint64_t unit_h, c
     if (!r)
         return;
     r->kind = R_OBSERVE;
-    r->tenant_h = gh_exp_hash(t->name, strlen(t->name));
+    r->tenant_h = name_hash(t->name);
     r->unit_h = unit_h;
     r->time_ms = time_ms;
     r->status = (uint16_t)status;

@@ -229,6 +229,9 @@ static int start(gh_conf_t *c)
 
 static void expose_units(const gh_conf_tenant_t *t, int from, int to)
 {
+    /* the variant's name from one buffer, rewritten per unit: the workers' memo of names' hashes
+     * (keyed by address) must see the new bytes, not the address */
+    static char variant[8];
     json_t *r0 = results();
     long long base = jint(r0, "exposure_records_since_start");
     json_decref(r0);
@@ -236,7 +239,8 @@ static void expose_units(const gh_conf_tenant_t *t, int from, int to)
         char u[32];
         int n = snprintf(u, sizeof u, "u%d", i);
         uint64_t h = gh_exp_hash(u, (size_t)n);
-        gh_exp_expose(0, t, "new-home", (h >> 9) & 1 ? "on" : "off", h, 1000000 + (uint64_t)i);
+        snprintf(variant, sizeof variant, "%s", (h >> 9) & 1 ? "on" : "off");
+        gh_exp_expose(0, t, "new-home", variant, h, 1000000 + (uint64_t)i);
     }
     for (int k = 0; k < 2000; k++) { /* applied by the pipeline (at most 2 s) */
         json_t *r = results();
@@ -291,6 +295,16 @@ static void test_replay_and_idempotency_across_restart(void)
         return;
     const gh_conf_tenant_t *t = &c->tenants[0];
     expose_units(t, 0, 30); /* 10 of the 40 units never exposed: unattributed */
+    long long want_on = 0;
+    for (int i = 0; i < 30; i++) {
+        char u[32];
+        int n = snprintf(u, sizeof u, "u%d", i);
+        want_on += (gh_exp_hash(u, (size_t)n) >> 9) & 1;
+    }
+    json_t *r0 = results(), *units = json_object_get(r0, "units");
+    CHECK_INT(json_integer_value(json_object_get(units, "on")), want_on); /* each unit under the variant it was served */
+    CHECK_INT(json_integer_value(json_object_get(units, "off")), 30 - want_on);
+    json_decref(r0);
     char *b1 = events_body(0, 200, 0), *b2 = events_body(200, 260, 1);
     json_t *a = publish(t, b1);
     CHECK(a && jint(a, "accepted") == 200 && jint(a, "duplicates") == 0);
