@@ -80,6 +80,7 @@ typedef struct {
 typedef struct {
     uint64_t head __attribute__((aligned(64)));
     uint64_t tail __attribute__((aligned(64)));
+    uint64_t head_seen; /* the producer's last read of head: reread only when the ring looks full */
     uint64_t dropped;
     rec_t *recs;
 } ring_t;
@@ -1839,15 +1840,24 @@ static rec_t *ring_slot(uint32_t slot)
     if (!P.running || slot >= P.nrings)
         return NULL;
     ring_t *rg = &P.rings[slot];
-    uint64_t head = __atomic_load_n(&rg->head, __ATOMIC_ACQUIRE);
-    if (rg->tail - head >= RING_RECS) { /* (read by results and the log) */
-        __atomic_store_n(&rg->dropped, rg->dropped + 1, __ATOMIC_RELAXED);
-        return NULL;
+    if (rg->tail - rg->head_seen >= RING_RECS) { /* (the pipeline's line only when needed) */
+        rg->head_seen = __atomic_load_n(&rg->head, __ATOMIC_ACQUIRE);
+        if (rg->tail - rg->head_seen >= RING_RECS) { /* (read by results and the log) */
+            __atomic_store_n(&rg->dropped, rg->dropped + 1, __ATOMIC_RELAXED);
+            return NULL;
+        }
     }
     return &rg->recs[rg->tail & (RING_RECS - 1)];
 }
 
-static void ring_push(uint32_t slot) { __atomic_store_n(&P.rings[slot].tail, P.rings[slot].tail + 1, __ATOMIC_RELEASE); }
+static void ring_push(uint32_t slot)
+{
+    ring_t *rg = &P.rings[slot];
+    __atomic_store_n(&rg->tail, rg->tail + 1, __ATOMIC_RELEASE);
+    const rec_t *next = &rg->recs[rg->tail & (RING_RECS - 1)]; /* last written a ring ago: fetched ahead */
+    __builtin_prefetch(next, 1, 3);
+    __builtin_prefetch((const char *)next + 64, 1, 3);
+}
 
 /* gh_exp_hash of a name the workers pass on every request (tenant, flag, variant): a per-thread
  * memo keyed by the string's address and checked against a copy of its bytes, so an address

@@ -5,6 +5,7 @@ the bot score and the proof-of-work challenge, flood mode, and what operators se
 addresses (127.x.y.z) so that per-address limits can be told apart."""
 
 import os
+import re
 import socket
 import subprocess
 import threading
@@ -482,13 +483,19 @@ def test_flood_mode_enters_on_a_surge_and_leaves_with_hysteresis(gatehouse, orig
     codes = []
 
     def attacker(k):
-        with RawConn(gh.port, source="127.0.70.%d" % k) as c:
-            while time.monotonic() < stop:
-                c.send(request_bytes("GET", "/"))
-                r = try_response(c)
-                if r is None:
-                    return
-                codes.append(r.status)
+        # the surge lasts until stop: a connection the server closes is opened again (had the
+        # attackers given up early, the hold below would have been counted from then)
+        while time.monotonic() < stop:
+            with RawConn(gh.port, source="127.0.70.%d" % k) as c:
+                while time.monotonic() < stop:
+                    try:
+                        c.send(request_bytes("GET", "/"))
+                    except OSError:
+                        break
+                    r = try_response(c)
+                    if r is None:
+                        break
+                    codes.append(r.status)
 
     ts = [threading.Thread(target=attacker, args=(k,)) for k in range(1, 9)]
     for t in ts:
@@ -498,16 +505,17 @@ def test_flood_mode_enters_on_a_surge_and_leaves_with_hysteresis(gatehouse, orig
         t.join()
     assert 429 in codes  # the stricter per-address limit of flood mode
     assert metric_value(gh.metrics(), "gatehouse_protection_flood_transitions_total", tenant="shop", to="on") == 1
-    # calm again: it leaves after the hold time, not before
-    time.sleep(1)
-    get(gh, "/", "127.0.71.1")
-    assert metric_value(gh.metrics(), "gatehouse_protection_flood_mode", tenant="shop") == 1
+    # calm again: it leaves, and not before the hold time. (When it turns calm is not the test's
+    # to know: flood mode answers the attackers' blocked requests after a delay, which slows these
+    # sequential attackers to a calm rate while they still run.)
     assert poll(lambda: get(gh, "/", "127.0.71.1").status and
                 metric_value(gh.metrics(), "gatehouse_protection_flood_mode", tenant="shop") == 0,
                 timeout=10, interval=0.25)
     assert get(gh, "/", "127.0.71.1").status == 200
-    assert "enters flood mode" in gh.stderr_text() + gh.stdout_text()
-    assert "leaves flood mode" in gh.stderr_text() + gh.stdout_text()
+    text = gh.stderr_text() + gh.stdout_text()
+    assert "enters flood mode" in text
+    left = re.search(r"leaves flood mode after ([0-9.]+) s", text)
+    assert left and float(left.group(1)) >= 2.0, text[-2000:]
 
 
 # ---------------------------------------------------------------- global limits (Redis)
