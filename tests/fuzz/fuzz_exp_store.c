@@ -21,31 +21,7 @@
 static char dir[64];
 static gh_conf_t *conf;
 
-static const char YAML[] =
-    "workers: 1\n"
-    "access_log: off\n"
-    "listeners: [{name: http, listen: \"127.0.0.1:1\"}]\n"
-    "experiments: {store: \"%s/exp.db\"}\n"
-    "tenants:\n"
-    "  - name: shop\n"
-    "    flags:\n"
-    "      definition:\n"
-    "        flags:\n"
-    "          new-home:\n"
-    "            state: ENABLED\n"
-    "            variants: {\"on\": true, \"off\": false}\n"
-    "            defaultVariant: \"off\"\n"
-    "            targeting: {fractional: [[\"on\", 50], [\"off\", 50]]}\n"
-    "    experiments:\n"
-    "      - id: home-test\n"
-    "        flag: new-home\n"
-    "        variants: [\"off\", \"on\"]\n"
-    "        metrics:\n"
-    "          - {name: purchase, kind: conversion, event: purchase}\n"
-    "          - {name: revenue, kind: mean, event: purchase, value: amount, cuped: true}\n"
-    "          - {name: checkout, kind: conversion, path: /checkout}\n"
-    "          - {name: latency, kind: ratio, edge: latency_ms, denominator: {edge: requests}}\n"
-    "    sites: []\n";
+#include "../unit/exp_yaml.h" /* YAML: the configuration the store's unit tests use */
 
 static int setup(void)
 {

@@ -131,32 +131,7 @@ static void test_crc_mismatch(void)
 
 /* ---- the pipeline over the log ---- */
 
-static const char YAML[] =
-    "workers: 1\n"
-    "access_log: off\n"
-    "listeners: [{name: http, listen: \"127.0.0.1:1\"}]\n"
-    "experiments: {store: \"%s/exp.db\"}\n"
-    "tenants:\n"
-    "  - name: shop\n"
-    "    flags:\n"
-    "      definition:\n"
-    "        flags:\n"
-    "          new-home:\n"
-    "            state: ENABLED\n"
-    "            variants: {\"on\": true, \"off\": false}\n"
-    "            defaultVariant: \"off\"\n"
-    "            targeting: {fractional: [[\"on\", 50], [\"off\", 50]]}\n"
-    "    experiments:\n"
-    "      - id: home-test\n"
-    "        flag: new-home\n"
-    "        variants: [\"off\", \"on\"]\n"
-    "        metrics:\n"
-    "          - {name: purchase, kind: conversion, event: purchase}\n"
-    "          - {name: revenue, kind: mean, event: purchase, value: amount, cuped: true}\n"
-    "          - {name: aov, kind: ratio, event: purchase, value: amount, denominator: {event: purchase}}\n"
-    "          - {name: checkout, kind: conversion, path: /checkout}\n"
-    "          - {name: latency, kind: ratio, edge: latency_ms, denominator: {edge: requests}}\n"
-    "    sites: []\n";
+#include "exp_yaml.h" /* YAML: the configuration of these tests (the store in a directory: %s) */
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
