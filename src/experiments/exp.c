@@ -1850,14 +1850,7 @@ static rec_t *ring_slot(uint32_t slot)
     return &rg->recs[rg->tail & (RING_RECS - 1)];
 }
 
-static void ring_push(uint32_t slot)
-{
-    ring_t *rg = &P.rings[slot];
-    __atomic_store_n(&rg->tail, rg->tail + 1, __ATOMIC_RELEASE);
-    const rec_t *next = &rg->recs[rg->tail & (RING_RECS - 1)]; /* last written a ring ago: fetched ahead */
-    __builtin_prefetch(next, 1, 3);
-    __builtin_prefetch((const char *)next + 64, 1, 3);
-}
+static void ring_push(uint32_t slot) { __atomic_store_n(&P.rings[slot].tail, P.rings[slot].tail + 1, __ATOMIC_RELEASE); }
 
 /* gh_exp_hash of a name the workers pass on every request (tenant, flag, variant): a per-thread
  * memo keyed by the string's address and checked against a copy of its bytes, so an address

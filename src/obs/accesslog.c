@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <netdb.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -18,7 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define RING_SIZE (2u << 20) /* per producer: one transparent huge page where the kernel gives one */
+#define RING_SIZE (1u << 20) /* per producer */
 
 typedef struct {
     uint64_t head __attribute__((aligned(GH_CACHELINE))); /* consumer position */
@@ -51,7 +50,7 @@ static pthread_t writer;
 static int stream_access, stream_exposure; /* records also go to the event stream (access records from
                                               * SINK_ACCESS's rings, exposures through SINK_STREAM's) */
 
-int gh_accesslog_enabled(void) { return sinks[SINK_ACCESS].on || stream_access; }
+int gh_accesslog_enabled(void) { return sinks[SINK_ACCESS].on; } /* (also on for the stream alone) */
 int gh_exposurelog_enabled(void) { return sinks[SINK_EXPOSURE].on || stream_exposure; }
 
 /* SINK_STREAM's ring holds framed records: u8 kind, u16 tenant length, u16 id length, u32 JSON
@@ -171,9 +170,22 @@ static void reopen_sink(sink_t *k, int rotate)
     k->written = size;
 }
 
-/* ---- access records: copied by the worker, formatted by the writer ----
- *
- * A record is rec_head_t, then its strings back to back (each cut at the length the line keeps
+/* ---- access records: copied by the worker, formatted by the writer ---- */
+
+/* The record's strings, in the line's order, with the bytes of each the line keeps: the one list
+ * the worker's copy (rec_put) and the formatter (gh_accesslog_format) both cut by. */
+#define ACCESS_STRS(X)                                                                                  \
+    X(client, 64) X(tenant, 128) X(route, 128) X(method, 32) X(host, 256) X(path, 2048) X(query, 1024) \
+    X(upstream, 256) X(request_id, 128) X(proto, 16) X(tls, 16) X(ja4, 40) X(protect_reason, 32)       \
+    X(protect_action, 32) X(protect_detail, 96) X(cache, 16) X(flag, 128) X(variant, 128)
+#define STR_INDEX(f, max) F_##f,
+enum { ACCESS_STRS(STR_INDEX) NRECSTR };
+#define STR_ENTRY(f, max) {offsetof(gh_access_rec_t, f), max},
+static const struct {
+    uint16_t off, max; /* a gh_str_t of gh_access_rec_t, and the bytes of it the line keeps */
+} rec_strs[] = {ACCESS_STRS(STR_ENTRY)};
+
+/* A record is rec_head_t, then its strings back to back (each cut at the length the line keeps
  * of it), padded to 8 bytes. Records never wrap: one that does not fit before the ring's end
  * leaves a head of size 0 there (skip to the start) and goes at the start. */
 typedef struct {
@@ -181,24 +193,8 @@ typedef struct {
     int32_t status;
     uint64_t time_ms, bytes_in, bytes_out, total_us;
     int64_t upstream_us;
-    uint16_t len[18];
+    uint16_t len[NRECSTR];
 } rec_head_t;
-
-static const struct {
-    uint16_t off, max; /* a gh_str_t of gh_access_rec_t, and the bytes of it the line keeps */
-} rec_strs[] = {
-    {offsetof(gh_access_rec_t, client), 64},          {offsetof(gh_access_rec_t, tenant), 128},
-    {offsetof(gh_access_rec_t, route), 128},          {offsetof(gh_access_rec_t, method), 32},
-    {offsetof(gh_access_rec_t, host), 256},           {offsetof(gh_access_rec_t, path), 2048},
-    {offsetof(gh_access_rec_t, query), 1024},         {offsetof(gh_access_rec_t, upstream), 256},
-    {offsetof(gh_access_rec_t, request_id), 128},     {offsetof(gh_access_rec_t, proto), 16},
-    {offsetof(gh_access_rec_t, tls), 16},             {offsetof(gh_access_rec_t, ja4), 40},
-    {offsetof(gh_access_rec_t, protect_reason), 32},  {offsetof(gh_access_rec_t, protect_action), 32},
-    {offsetof(gh_access_rec_t, protect_detail), 96},  {offsetof(gh_access_rec_t, cache), 16},
-    {offsetof(gh_access_rec_t, flag), 128},           {offsetof(gh_access_rec_t, variant), 128},
-};
-#define NRECSTR GH_ARRAY_LEN(rec_strs)
-_Static_assert(NRECSTR == GH_ARRAY_LEN(((rec_head_t *)0)->len), "one length per string");
 
 #define REC_STR(r, i) ((gh_str_t *)((char *)(r) + rec_strs[i].off))
 
@@ -235,11 +231,6 @@ static int rec_put(ring_t *rg, const gh_access_rec_t *r)
             p += h.len[i];
         }
     __atomic_store_n(&rg->tail, tail + skip + size, __ATOMIC_RELEASE);
-    /* the next record's lines, for writing: they were last touched a ring ago, so without this
-     * each record's first stores wait for memory (the writer reads them much later, in a batch) */
-    char *next = rg->data + ((off + size) & (RING_SIZE - 1));
-    for (int i = 0; i < 4; i++)
-        __builtin_prefetch(next + 64 * i, 1, 3);
     return 0;
 }
 
@@ -400,18 +391,6 @@ static int syslog_connect(const char *address)
     return fd;
 }
 
-/* A ring's memory: aligned to, and asking for, a huge page. The worker writes each record to
- * memory it last touched a ring ago; on 4 KiB pages that is a TLB miss every twenty records or
- * so, and most of the record's cost (perf annotate). */
-static char *ring_alloc(void)
-{
-    void *p = NULL;
-    if (posix_memalign(&p, RING_SIZE, RING_SIZE) != 0)
-        return NULL;
-    madvise(p, RING_SIZE, MADV_HUGEPAGE); /* a hint: without it the ring works as well */
-    return p;
-}
-
 /* A sink's rings (before the workers start: they are read without a lock); the writer starts
  * with the first sink. */
 static int sink_rings(sink_t *k, uint32_t nslots)
@@ -424,7 +403,7 @@ static int sink_rings(sink_t *k, uint32_t nslots)
     if (!k->rings)
         return GH_ENOMEM;
     for (uint32_t i = 0; i < nslots; i++)
-        if (!(k->rings[i].data = ring_alloc()))
+        if (!(k->rings[i].data = malloc(RING_SIZE)))
             return GH_ENOMEM;
     k->nrings = nslots;
     k->on = 1;
@@ -544,6 +523,8 @@ static void put_str(out_t *o, gh_str_t s, size_t max)
 
 /* ,"key": then the value; the key a string literal (its length known when compiled) */
 #define put_key_str(o, key, v, max) (put((o), key, sizeof(key) - 1), put_str((o), (v), (max)))
+/* ,"f": then the access record's string f, cut where ACCESS_STRS says */
+#define put_field(o, r, f) put_key_str(o, ",\"" #f "\":", (r)->f, rec_strs[F_##f].max)
 
 /* Decimal digits of v (no printf on the request path: it is most of a line's cost). */
 static void put_u64(out_t *o, uint64_t v)
@@ -591,13 +572,13 @@ size_t gh_accesslog_format(char *buf, size_t cap, const gh_access_rec_t *r)
 {
     out_t o = {buf, 0, cap - 64}; /* reserve room for the numeric tail and "}\n" */
     put_time(&o, r->time_ms);
-    put_key_str(&o, ",\"client\":", r->client, 64);
-    put_key_str(&o, ",\"tenant\":", r->tenant, 128);
-    put_key_str(&o, ",\"route\":", r->route, 128);
-    put_key_str(&o, ",\"method\":", r->method, 32);
-    put_key_str(&o, ",\"host\":", r->host, 256);
-    put_key_str(&o, ",\"path\":", r->path, 2048);
-    put_key_str(&o, ",\"query\":", r->query, 1024);
+    put_field(&o, r, client);
+    put_field(&o, r, tenant);
+    put_field(&o, r, route);
+    put_field(&o, r, method);
+    put_field(&o, r, host);
+    put_field(&o, r, path);
+    put_field(&o, r, query);
     put(&o, ",\"status\":", 10);
     put_u64(&o, (uint64_t)(r->status > 0 ? r->status : 0));
     put(&o, ",\"bytes_in\":", 12);
@@ -605,30 +586,30 @@ size_t gh_accesslog_format(char *buf, size_t cap, const gh_access_rec_t *r)
     put(&o, ",\"bytes_out\":", 13);
     put_u64(&o, r->bytes_out);
     if (r->upstream.n)
-        put_key_str(&o, ",\"upstream\":", r->upstream, 256);
+        put_field(&o, r, upstream);
     else
         put(&o, ",\"upstream\":null", 16);
     if (r->upstream_us >= 0)
         put(&o, ",\"upstream_time_ms\":", 20), put_ms3(&o, (uint64_t)r->upstream_us);
     else
         put(&o, ",\"upstream_time_ms\":null", 24);
-    put_key_str(&o, ",\"request_id\":", r->request_id, 128);
+    put_field(&o, r, request_id);
     if (r->proto.n)
-        put_key_str(&o, ",\"proto\":", r->proto, 16);
+        put_field(&o, r, proto);
     if (r->tls.n) {
-        put_key_str(&o, ",\"tls\":", r->tls, 16);
-        put_key_str(&o, ",\"ja4\":", r->ja4, 40);
+        put_field(&o, r, tls);
+        put_field(&o, r, ja4);
     }
     if (r->protect_reason.n) {
-        put_key_str(&o, ",\"protect_reason\":", r->protect_reason, 32);
-        put_key_str(&o, ",\"protect_action\":", r->protect_action, 32);
-        put_key_str(&o, ",\"protect_detail\":", r->protect_detail, 96);
+        put_field(&o, r, protect_reason);
+        put_field(&o, r, protect_action);
+        put_field(&o, r, protect_detail);
     }
     if (r->cache.n)
-        put_key_str(&o, ",\"cache\":", r->cache, 16);
+        put_field(&o, r, cache);
     if (r->flag.n) {
-        put_key_str(&o, ",\"flag\":", r->flag, 128);
-        put_key_str(&o, ",\"variant\":", r->variant, 128);
+        put_field(&o, r, flag);
+        put_field(&o, r, variant);
     }
     o.cap = cap;
     put(&o, ",\"total_time_ms\":", 17);
