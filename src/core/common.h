@@ -97,4 +97,25 @@ static inline int gh_err_index(int code) { return -code; }
 #define GH_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define GH_CACHELINE 64
 
+/* The k < 8 bytes at p as a little-endian word, zero above them, reading no byte past p + k:
+ * two overlapping loads instead of a memcpy of variable length (a call, on the hot paths that
+ * end every string with one). */
+static inline uint64_t gh_load_tail(const void *p, size_t k)
+{
+    const unsigned char *s = p;
+    if (k >= 4) {
+        uint32_t lo, hi;
+        memcpy(&lo, s, 4);
+        memcpy(&hi, s + k - 4, 4);
+        return lo | (uint64_t)hi << (8 * (k - 4));
+    }
+    if (k >= 2) {
+        uint16_t lo, hi;
+        memcpy(&lo, s, 2);
+        memcpy(&hi, s + k - 2, 2);
+        return lo | (uint64_t)hi << (8 * (k - 2));
+    }
+    return k ? s[0] : 0;
+}
+
 #endif

@@ -36,8 +36,7 @@ uint64_t gh_sk_hash(const void *p, size_t n)
         h = sk_fold(h ^ w ^ SK_K1, SK_M0);
     }
     if (n) { /* 1..7 bytes left: one more word, zero-padded (the length went in first) */
-        w = 0;
-        memcpy(&w, s, n);
+        w = gh_load_tail(s, n);
         h = sk_fold(h ^ w ^ SK_K1, SK_M0);
     }
     h = sk_fold(h, SK_M1);
