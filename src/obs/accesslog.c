@@ -26,16 +26,20 @@ typedef struct {
     char *data;
 } ring_t;
 
-/* The logs written: the access log and the exposure log, each a file and one ring per
- * producer; one writer thread drains both. The access log's rings carry records, not lines:
- * the worker copies the fields (rec_put, no formatting) and the writer formats them in a batch,
- * once for every sink that takes them (file or syslog, and the event stream). */
-enum { SINK_ACCESS = 0, SINK_EXPOSURE, SINK_STREAM, NSINKS };
+/* The logs written: the access log and the exposure log, each a file (or syslog, or nothing
+ * when only the event stream takes them) and one ring per producer; one writer thread drains
+ * both. The rings carry records, not lines: the worker copies the fields (rec_put, no
+ * formatting) and the writer formats them in a batch, once for every sink that takes them (the
+ * file or syslog, and the event stream). */
+typedef struct rec_kind rec_kind_t;
+enum { SINK_ACCESS = 0, SINK_EXPOSURE, NSINKS };
 typedef struct {
     ring_t *rings;
     uint32_t nrings;
-    int fd;
+    const rec_kind_t *kind; /* what its rings carry */
+    int fd;                 /* -1: no file (the stream alone) */
     int on;
+    int stream;          /* its records also go to the event stream */
     char *path;          /* NULL: standard output */
     uint64_t written;    /* bytes in the file since it was opened (or its size then) */
     uint64_t max_size;   /* rotate past this (0: never) */
@@ -44,58 +48,12 @@ typedef struct {
     char syslog_head[160]; /* " HOST TAG PID - - " after the priority, version and timestamp */
 } sink_t;
 static int reopen_asked; /* SIGUSR1: reopen the files (after an outside rotation) */
-static sink_t sinks[NSINKS] = {{.fd = -1, .syslog_pri = -1}, {.fd = -1, .syslog_pri = -1}, {.fd = -1, .syslog_pri = -1}};
+static sink_t sinks[NSINKS] = {{.fd = -1, .syslog_pri = -1}, {.fd = -1, .syslog_pri = -1}};
 static int running;
 static pthread_t writer;
-static int stream_access, stream_exposure; /* records also go to the event stream (access records from
-                                              * SINK_ACCESS's rings, exposures through SINK_STREAM's) */
 
 int gh_accesslog_enabled(void) { return sinks[SINK_ACCESS].on; } /* (also on for the stream alone) */
-int gh_exposurelog_enabled(void) { return sinks[SINK_EXPOSURE].on || stream_exposure; }
-
-/* SINK_STREAM's ring holds framed records: u8 kind, u16 tenant length, u16 id length, u32 JSON
- * length, then the three (the JSON without its newline). */
-#define FRAME_HEAD 9
-static char *scratch; /* the writer's linear copy of a ring's contents (the stream sink) */
-
-/* Move everything ring r holds into scratch (RING_SIZE bytes); its length. Writer thread only. */
-static size_t ring_take(ring_t *r)
-{
-    uint64_t head = r->head;
-    uint64_t tail = __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE);
-    size_t total = (size_t)(tail - head);
-    size_t off = (size_t)(head & (RING_SIZE - 1)), first = GH_MIN(total, RING_SIZE - off);
-    memcpy(scratch, r->data + off, first);
-    memcpy(scratch + first, r->data, total - first);
-    __atomic_store_n(&r->head, tail, __ATOMIC_RELEASE);
-    return total;
-}
-
-static size_t drain_stream(ring_t *r)
-{
-    size_t total = ring_take(r);
-    static gh_stream_rec_t recs[1024]; /* writer thread only */
-    size_t n = 0;
-    for (size_t p = 0; p + FRAME_HEAD <= total;) {
-        const unsigned char *h = (const unsigned char *)scratch + p;
-        uint16_t tl, il;
-        uint32_t jl;
-        memcpy(&tl, h + 1, 2);
-        memcpy(&il, h + 3, 2);
-        memcpy(&jl, h + 5, 4);
-        const char *t = (const char *)h + FRAME_HEAD;
-        recs[n++] = (gh_stream_rec_t){.kind = (gh_ev_kind_t)h[0], .tenant = t, .tenant_len = tl, .id = t + tl,
-                                      .id_len = il, .json = t + tl + il, .len = jl};
-        if (n == GH_ARRAY_LEN(recs)) { /* one append per 1024 records */
-            gh_stream_put_many(recs, n);
-            n = 0;
-        }
-        p += FRAME_HEAD + tl + il + jl;
-    }
-    if (n)
-        gh_stream_put_many(recs, n);
-    return total;
-}
+int gh_exposurelog_enabled(void) { return sinks[SINK_EXPOSURE].on; }
 
 static void write_all(int fd, const char *p, size_t n)
 {
@@ -109,22 +67,6 @@ static void write_all(int fd, const char *p, size_t n)
         p += w;
         n -= (size_t)w;
     }
-}
-
-/* Drain one ring to the file; returns bytes drained. */
-static size_t drain(int fd, ring_t *r)
-{
-    uint64_t head = r->head;
-    uint64_t tail = __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE);
-    size_t total = (size_t)(tail - head);
-    while (head != tail) {
-        size_t off = (size_t)(head & (RING_SIZE - 1));
-        size_t n = GH_MIN((size_t)(tail - head), RING_SIZE - off);
-        write_all(fd, r->data + off, n);
-        head += n;
-    }
-    __atomic_store_n(&r->head, head, __ATOMIC_RELEASE);
-    return total;
 }
 
 static int open_log(const char *path, uint64_t *size)
@@ -170,47 +112,66 @@ static void reopen_sink(sink_t *k, int rotate)
     k->written = size;
 }
 
-/* ---- access records: copied by the worker, formatted by the writer ---- */
+/* ---- records: copied by the workers, formatted by the writer ---- */
 
-/* The record's strings, in the line's order, with the bytes of each the line keeps: the one list
- * the worker's copy (rec_put) and the formatter (gh_accesslog_format) both cut by. */
+/* A record's strings, in the line's order, with the bytes of each the line keeps: the one list
+ * per kind that the worker's copy (rec_put) and the formatter both cut by. */
 #define ACCESS_STRS(X)                                                                                  \
     X(client, 64) X(tenant, 128) X(route, 128) X(method, 32) X(host, 256) X(path, 2048) X(query, 1024) \
     X(upstream, 256) X(request_id, 128) X(proto, 16) X(tls, 16) X(ja4, 40) X(protect_reason, 32)       \
     X(protect_action, 32) X(protect_detail, 96) X(cache, 16) X(flag, 128) X(variant, 128)
-#define STR_INDEX(f, max) F_##f,
-enum { ACCESS_STRS(STR_INDEX) NRECSTR };
-#define STR_ENTRY(f, max) {offsetof(gh_access_rec_t, f), max},
-static const struct {
-    uint16_t off, max; /* a gh_str_t of gh_access_rec_t, and the bytes of it the line keeps */
-} rec_strs[] = {ACCESS_STRS(STR_ENTRY)};
-
-/* A record is rec_head_t, then its strings back to back (each cut at the length the line keeps
- * of it), padded to 8 bytes. Records never wrap: one that does not fit before the ring's end
- * leaves a head of size 0 there (skip to the start) and goes at the start. */
+#define EXPOSURE_STRS(X) \
+    X(tenant, 256) X(route, 256) X(flag, 256) X(variant, 256) X(reason, 32) X(unit, 256) X(request_id, 64)
+#define ACCESS_INDEX(f, max) F_##f,
+enum { ACCESS_STRS(ACCESS_INDEX) NACCESS_STRS };
+#define EXPOSURE_INDEX(f, max) X_##f,
+enum { EXPOSURE_STRS(EXPOSURE_INDEX) NEXPOSURE_STRS };
 typedef struct {
-    uint32_t size; /* the whole record, a multiple of 8; 0: the rest of the ring is skipped */
-    int32_t status;
-    uint64_t time_ms, bytes_in, bytes_out, total_us;
-    int64_t upstream_us;
-    uint16_t len[NRECSTR];
-} rec_head_t;
+    uint16_t off, max; /* a gh_str_t of the record, and the bytes of it the line keeps */
+} rec_str_t;
+#define ACCESS_ENTRY(f, max) {offsetof(gh_access_rec_t, f), max},
+static const rec_str_t access_strs[] = {ACCESS_STRS(ACCESS_ENTRY)};
+#define EXPOSURE_ENTRY(f, max) {offsetof(gh_exposure_rec_t, f), max},
+static const rec_str_t exposure_strs[] = {EXPOSURE_STRS(EXPOSURE_ENTRY)};
+#define REC_MAX_STRS NACCESS_STRS
 
-#define REC_STR(r, i) ((gh_str_t *)((char *)(r) + rec_strs[i].off))
+/* What a ring carries: the record's numbers (the struct's leading fields, before its first
+ * string, copied as they are), its strings, how a line is made of it, and which strings name the
+ * event stream's message (its tenant and id). */
+struct rec_kind {
+    size_t nums;
+    const rec_str_t *strs;
+    uint32_t nstrs;
+    uint32_t tenant, id;
+    gh_ev_kind_t ev;
+    size_t (*format)(char *buf, size_t cap, const void *rec);
+};
+static size_t format_access(char *buf, size_t cap, const void *r) { return gh_accesslog_format(buf, cap, r); }
+static size_t format_exposure(char *buf, size_t cap, const void *e) { return gh_exposurelog_format(buf, cap, e); }
+static const rec_kind_t access_kind = {offsetof(gh_access_rec_t, client), access_strs, NACCESS_STRS, F_tenant,
+                                       F_request_id, GH_EV_ACCESS, format_access};
+static const rec_kind_t exposure_kind = {offsetof(gh_exposure_rec_t, tenant), exposure_strs, NEXPOSURE_STRS,
+                                         X_tenant, X_request_id, GH_EV_EXPOSURE, format_exposure};
+_Static_assert(offsetof(gh_access_rec_t, client) % 8 == 0 && offsetof(gh_exposure_rec_t, tenant) % 8 == 0,
+               "a record's numbers keep its lengths aligned");
 
-/* Worker: copy r into its ring; GH_ELIMIT when the ring has no room. */
-static int rec_put(ring_t *rg, const gh_access_rec_t *r)
+/* A record in a ring: its size (a multiple of 8; 0: the rest of the ring is skipped, the record
+ * went to the start), 4 bytes unused, the numbers, the strings' lengths (u16 each), then the
+ * strings back to back, each cut at the length the line keeps of it. Records never wrap. */
+#define REC_HEAD 8
+#define REC_STR(r, k, i) ((gh_str_t *)((char *)(r) + (k)->strs[i].off))
+
+/* Worker: copy rec, a record of kind k, into its ring; GH_ELIMIT when the ring has no room.
+ * Inlined for each kind, so its table's values are known when compiled. */
+static inline __attribute__((always_inline)) int rec_put(ring_t *rg, const rec_kind_t *k, const void *rec)
 {
-    rec_head_t h = {.status = r->status, .time_ms = r->time_ms, .bytes_in = r->bytes_in,
-                    .bytes_out = r->bytes_out, .total_us = r->total_us, .upstream_us = r->upstream_us};
-    size_t size = sizeof h;
-    for (size_t i = 0; i < NRECSTR; i++) {
-        const gh_str_t *v = REC_STR(r, i);
-        h.len[i] = (uint16_t)GH_MIN(v->n, (size_t)rec_strs[i].max);
-        size += h.len[i];
+    uint16_t len[REC_MAX_STRS];
+    size_t size = REC_HEAD + k->nums + k->nstrs * sizeof len[0];
+    for (size_t i = 0; i < k->nstrs; i++) {
+        len[i] = (uint16_t)GH_MIN(REC_STR(rec, k, i)->n, (size_t)k->strs[i].max);
+        size += len[i];
     }
     size = (size + 7) & ~(size_t)7;
-    h.size = (uint32_t)size;
     uint64_t tail = rg->tail;
     size_t off = (size_t)(tail & (RING_SIZE - 1)), skip = RING_SIZE - off < size ? RING_SIZE - off : 0;
     if (RING_SIZE - (tail - rg->head_seen) < skip + size) { /* (the consumer's line only when needed) */
@@ -219,16 +180,19 @@ static int rec_put(ring_t *rg, const gh_access_rec_t *r)
             return GH_ELIMIT;
     }
     if (skip) { /* (8-byte aligned: the skip mark's size field fits) */
-        ((rec_head_t *)(void *)(rg->data + off))->size = 0;
+        *(uint32_t *)(void *)(rg->data + off) = 0;
         off = 0;
     }
     char *p = rg->data + off;
-    memcpy(p, &h, sizeof h);
-    p += sizeof h;
-    for (size_t i = 0; i < NRECSTR; i++)
-        if (h.len[i]) {
-            memcpy(p, REC_STR(r, i)->p, h.len[i]);
-            p += h.len[i];
+    *(uint32_t *)(void *)p = (uint32_t)size;
+    memcpy(p + REC_HEAD, rec, k->nums);
+    p += REC_HEAD + k->nums;
+    memcpy(p, len, k->nstrs * sizeof len[0]);
+    p += k->nstrs * sizeof len[0];
+    for (size_t i = 0; i < k->nstrs; i++)
+        if (len[i]) {
+            memcpy(p, REC_STR(rec, k, i)->p, len[i]);
+            p += len[i];
         }
     __atomic_store_n(&rg->tail, tail + skip + size, __ATOMIC_RELEASE);
     return 0;
@@ -257,11 +221,12 @@ static size_t out_flush(sink_t *k)
  * datagram per line "<PRI>1 TIMESTAMP HOST TAG PID - - LINE" to syslog) and the event stream;
  * the ring's space is given back after each batch (the stream's records point into it).
  * Returns the bytes of lines formatted. Writer thread only. */
-static size_t drain_access(sink_t *k, ring_t *rg)
+static size_t drain_recs(sink_t *k, ring_t *rg)
 {
     uint64_t head = rg->head, tail = __atomic_load_n(&rg->tail, __ATOMIC_ACQUIRE);
     if (head == tail)
         return 0;
+    const rec_kind_t *kind = k->kind;
     char pre[64 + sizeof k->syslog_head];
     int pn = 0;
     if (k->syslog_pri >= 0) {
@@ -276,21 +241,26 @@ static size_t drain_access(sink_t *k, ring_t *rg)
     size_t total = 0;
     while (head != tail) {
         size_t off = (size_t)(head & (RING_SIZE - 1));
-        const rec_head_t *h = (const rec_head_t *)(const void *)(rg->data + off);
-        if (!h->size) {
+        const char *h = rg->data + off;
+        uint32_t size = *(const uint32_t *)(const void *)h;
+        if (!size) {
             head += RING_SIZE - off;
             continue;
         }
-        gh_access_rec_t r = {.time_ms = h->time_ms, .status = h->status, .bytes_in = h->bytes_in,
-                             .bytes_out = h->bytes_out, .upstream_us = h->upstream_us, .total_us = h->total_us};
-        const char *p = (const char *)(h + 1);
-        for (size_t i = 0; i < NRECSTR; i++) {
-            *REC_STR(&r, i) = gh_str(p, h->len[i]);
-            p += h->len[i];
+        union {
+            gh_access_rec_t a;
+            gh_exposure_rec_t e;
+        } r; /* every field set below: the numbers, then each string */
+        memcpy(&r, h + REC_HEAD, kind->nums);
+        const uint16_t *len = (const uint16_t *)(const void *)(h + REC_HEAD + kind->nums);
+        const char *p = (const char *)(len + kind->nstrs);
+        for (size_t i = 0; i < kind->nstrs; i++) {
+            *REC_STR(&r, kind, i) = gh_str(p, len[i]);
+            p += len[i];
         }
-        head += h->size;
+        head += size;
         char *line = outbuf + outn;
-        size_t n = gh_accesslog_format(line, LINE_MAX_BYTES, &r);
+        size_t n = kind->format(line, LINE_MAX_BYTES, &r);
         outn += n;
         total += n;
         if (k->syslog_pri >= 0 && k->fd >= 0) {
@@ -299,12 +269,13 @@ static size_t drain_access(sink_t *k, ring_t *rg)
             while (sendmsg(k->fd, &mh, MSG_NOSIGNAL) < 0 && errno == EINTR)
                 ;
         }
-        if (stream_access) {
-            gh_str_t tenant = r.tenant.n ? r.tenant : GH_STR("-"); /* no route matched: the subject needs a token */
-            srecs[nsrecs++] = (gh_stream_rec_t){.kind = GH_EV_ACCESS, .tenant = tenant.p,
-                                                .tenant_len = GH_MIN(tenant.n, (size_t)255), .id = r.request_id.p,
-                                                .id_len = GH_MIN(r.request_id.n, (size_t)255), .json = line,
-                                                .len = n - 1};
+        if (k->stream) {
+            gh_str_t tenant = *REC_STR(&r, kind, kind->tenant), id = *REC_STR(&r, kind, kind->id);
+            if (!tenant.n) /* no route matched: the subject needs a token */
+                tenant = GH_STR("-");
+            srecs[nsrecs++] = (gh_stream_rec_t){.kind = kind->ev, .tenant = tenant.p,
+                                                .tenant_len = GH_MIN(tenant.n, (size_t)255), .id = id.p,
+                                                .id_len = GH_MIN(id.n, (size_t)255), .json = line, .len = n - 1};
         }
         if (OUT_SIZE - outn < LINE_MAX_BYTES || nsrecs == GH_ARRAY_LEN(srecs)) {
             out_flush(k);
@@ -327,13 +298,11 @@ static void *writer_main(void *arg)
             sink_t *sk = &sinks[k];
             if (!sk->on)
                 continue;
-            if (reopen && k != SINK_STREAM)
+            if (reopen)
                 reopen_sink(sk, 0);
             size_t got = 0;
             for (uint32_t i = 0; i < sk->nrings; i++)
-                got += k == SINK_STREAM ? drain_stream(&sk->rings[i])
-                       : k == SINK_ACCESS ? drain_access(sk, &sk->rings[i])
-                                          : drain(sk->fd, &sk->rings[i]);
+                got += drain_recs(sk, &sk->rings[i]);
             n += got;
             sk->written += got;
             if (sk->max_size && sk->written >= sk->max_size && sk->path)
@@ -395,10 +364,9 @@ static int syslog_connect(const char *address)
  * with the first sink. */
 static int sink_rings(sink_t *k, uint32_t nslots)
 {
-    if (k == &sinks[SINK_STREAM] && !scratch && !(scratch = malloc(RING_SIZE)))
+    if (!outbuf && !(outbuf = malloc(OUT_SIZE)))
         return GH_ENOMEM;
-    if (k == &sinks[SINK_ACCESS] && !outbuf && !(outbuf = malloc(OUT_SIZE)))
-        return GH_ENOMEM;
+    k->kind = k == &sinks[SINK_ACCESS] ? &access_kind : &exposure_kind;
     k->rings = calloc(nslots, sizeof(*k->rings));
     if (!k->rings)
         return GH_ENOMEM;
@@ -467,15 +435,18 @@ int gh_exposurelog_start(const char *path, uint32_t nslots) { return sink_start(
 
 int gh_accesslog_stream_start(uint32_t nslots)
 {
-    if (!gh_stream_on(GH_EV_ACCESS) && !gh_stream_on(GH_EV_EXPOSURE))
-        return 0;
-    int rc = 0;
-    if (gh_stream_on(GH_EV_EXPOSURE) && (rc = sink_rings(&sinks[SINK_STREAM], nslots)) == 0)
-        stream_exposure = 1;
-    /* access records: the access log's rings, made here (with no output) when it is off */
-    if (rc == 0 && gh_stream_on(GH_EV_ACCESS) && (sinks[SINK_ACCESS].on || (rc = sink_rings(&sinks[SINK_ACCESS], nslots)) == 0))
-        stream_access = 1;
-    return rc;
+    /* each kind through its log's rings, made here (with no output) when the log is off */
+    static const gh_ev_kind_t ev[NSINKS] = {GH_EV_ACCESS, GH_EV_EXPOSURE};
+    for (int i = 0; i < NSINKS; i++) {
+        sink_t *k = &sinks[i];
+        if (!gh_stream_on(ev[i]))
+            continue;
+        int rc = k->on ? 0 : sink_rings(k, nslots);
+        if (rc < 0)
+            return rc;
+        k->stream = 1;
+    }
+    return 0;
 }
 
 void gh_accesslog_stop(void)
@@ -494,11 +465,8 @@ void gh_accesslog_stop(void)
         free(sk->path);
         *sk = (sink_t){.fd = -1, .syslog_pri = -1};
     }
-    free(scratch);
-    scratch = NULL;
     free(outbuf);
     outbuf = NULL;
-    stream_access = stream_exposure = 0;
 }
 
 typedef struct {
@@ -528,7 +496,7 @@ static void put_str(out_t *o, gh_str_t s, size_t max)
 /* ,"key": then the value; the key a string literal (its length known when compiled) */
 #define put_key_str(o, key, v, max) (put((o), key, sizeof(key) - 1), put_str((o), (v), (max)))
 /* ,"f": then the access record's string f, cut where ACCESS_STRS says */
-#define put_field(o, r, f) put_key_str(o, ",\"" #f "\":", (r)->f, rec_strs[F_##f].max)
+#define put_field(o, r, f) put_key_str(o, ",\"" #f "\":", (r)->f, access_strs[F_##f].max)
 
 static const char dig2[] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
                            "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
@@ -641,70 +609,24 @@ size_t gh_accesslog_format(char *buf, size_t cap, const gh_access_rec_t *r)
     return o.n;
 }
 
-static int enqueue(sink_t *k, uint32_t slot, const char *line, size_t n)
-{
-    ring_t *rg = &k->rings[slot];
-    uint64_t tail = rg->tail;
-    uint64_t head = __atomic_load_n(&rg->head, __ATOMIC_ACQUIRE);
-    if (RING_SIZE - (tail - head) < n)
-        return GH_ELIMIT;
-    size_t off = (size_t)(tail & (RING_SIZE - 1));
-    size_t first = GH_MIN(n, RING_SIZE - off);
-    memcpy(rg->data + off, line, first);
-    memcpy(rg->data, line + first, n - first);
-    __atomic_store_n(&rg->tail, tail + n, __ATOMIC_RELEASE);
-    return 0;
-}
-
-/* Enqueue a framed record for the stream: line (ending in a newline, dropped) as kind for
- * tenant with id. */
-static int enqueue_stream(uint32_t slot, gh_ev_kind_t kind, gh_str_t tenant, gh_str_t id, const char *line, size_t n)
-{
-    char frame[FRAME_HEAD + 512];
-    if (!tenant.n) /* no route matched: no tenant; the subject needs a token */
-        tenant = GH_STR("-");
-    uint16_t tl = (uint16_t)GH_MIN(tenant.n, 255), il = (uint16_t)GH_MIN(id.n, 255);
-    uint32_t jl = (uint32_t)(n && line[n - 1] == '\n' ? n - 1 : n);
-    frame[0] = (char)kind;
-    memcpy(frame + 1, &tl, 2);
-    memcpy(frame + 3, &il, 2);
-    memcpy(frame + 5, &jl, 4);
-    memcpy(frame + FRAME_HEAD, tenant.p, tl);
-    memcpy(frame + FRAME_HEAD + tl, id.p, il);
-    ring_t *rg = &sinks[SINK_STREAM].rings[slot];
-    size_t hn = FRAME_HEAD + tl + il, total = hn + jl;
-    uint64_t tail = rg->tail;
-    uint64_t head = __atomic_load_n(&rg->head, __ATOMIC_ACQUIRE);
-    if (RING_SIZE - (tail - head) < total)
-        return GH_ELIMIT;
-    const char *parts[2] = {frame, line};
-    size_t lens[2] = {hn, jl};
-    for (int i = 0; i < 2; i++) {
-        size_t off = (size_t)(tail & (RING_SIZE - 1)), first = GH_MIN(lens[i], RING_SIZE - off);
-        memcpy(rg->data + off, parts[i], first);
-        memcpy(rg->data, parts[i] + first, lens[i] - first);
-        tail += lens[i];
-    }
-    __atomic_store_n(&rg->tail, tail, __ATOMIC_RELEASE);
-    return 0;
-}
-
 int gh_accesslog_log(uint32_t slot, const gh_access_rec_t *r)
 {
-    return sinks[SINK_ACCESS].on ? rec_put(&sinks[SINK_ACCESS].rings[slot], r) : 0;
+    return sinks[SINK_ACCESS].on ? rec_put(&sinks[SINK_ACCESS].rings[slot], &access_kind, r) : 0;
 }
 
 size_t gh_exposurelog_format(char *buf, size_t cap, const gh_exposure_rec_t *e)
 {
+#define EXPOSURE_KEY(f, max) {",\"" #f "\":", sizeof(",\"" #f "\":") - 1},
+    static const struct {
+        const char *s;
+        size_t n;
+    } keys[] = {EXPOSURE_STRS(EXPOSURE_KEY)}; /* every string, in the record's order */
     out_t o = {buf, 0, cap - 8};
     put_time(&o, e->time_ms);
-    put_key_str(&o, ",\"tenant\":", e->tenant, 256);
-    put_key_str(&o, ",\"route\":", e->route, 256);
-    put_key_str(&o, ",\"flag\":", e->flag, 256);
-    put_key_str(&o, ",\"variant\":", e->variant, 256);
-    put_key_str(&o, ",\"reason\":", e->reason, 32);
-    put_key_str(&o, ",\"unit\":", e->unit, 256);
-    put_key_str(&o, ",\"request_id\":", e->request_id, 64);
+    for (size_t i = 0; i < NEXPOSURE_STRS; i++) {
+        put(&o, keys[i].s, keys[i].n);
+        put_str(&o, *REC_STR(e, &exposure_kind, i), exposure_strs[i].max);
+    }
     o.cap = cap;
     put(&o, "}\n", 2);
     return o.n;
@@ -712,12 +634,5 @@ size_t gh_exposurelog_format(char *buf, size_t cap, const gh_exposure_rec_t *e)
 
 int gh_exposurelog_log(uint32_t slot, const gh_exposure_rec_t *e)
 {
-    char line[2048];
-    size_t n = gh_exposurelog_format(line, sizeof line, e);
-    int rc = 0;
-    if (sinks[SINK_EXPOSURE].on)
-        rc = enqueue(&sinks[SINK_EXPOSURE], slot, line, n);
-    if (stream_exposure && enqueue_stream(slot, GH_EV_EXPOSURE, e->tenant, e->request_id, line, n) < 0)
-        rc = GH_ELIMIT;
-    return rc;
+    return sinks[SINK_EXPOSURE].on ? rec_put(&sinks[SINK_EXPOSURE].rings[slot], &exposure_kind, e) : 0;
 }

@@ -14,18 +14,18 @@
 
 #include "core/common.h"
 
-typedef struct {
+typedef struct { /* the numbers first, then the strings (the rings copy the numbers as one block) */
     uint64_t time_ms; /* wall clock, ms since the epoch, at request start */
+    int status;
+    uint64_t bytes_in, bytes_out;
+    int64_t upstream_us; /* -1 when no upstream was used */
+    uint64_t total_us;
     gh_str_t client, tenant, route, method, host, path, query, upstream, request_id;
     gh_str_t tls, ja4; /* TLS version and client fingerprint; empty over plain HTTP */
     gh_str_t proto;    /* "HTTP/1.1", "HTTP/2" */
     gh_str_t protect_reason, protect_action, protect_detail; /* a protection decision, or empty */
     gh_str_t flag, variant; /* a route's flag and the variant served (an exposure), or empty */
     gh_str_t cache; /* the cache's result (hit, stale, miss, revalidated, bypass, error, refresh), or empty */
-    int status;
-    uint64_t bytes_in, bytes_out;
-    int64_t upstream_us; /* -1 when no upstream was used */
-    uint64_t total_us;
 } gh_access_rec_t;
 
 /* Open path ("-" = stdout) and start the writer for nslots producer threads. Past max_size
@@ -40,7 +40,7 @@ int gh_accesslog_start_syslog(const char *address, uint32_t nslots, uint32_t fac
 void gh_accesslog_reopen(void);
 /* Whether the log is on. */
 int gh_accesslog_enabled(void);
-/* Format and enqueue a record from producer slot; 0, or GH_ELIMIT when dropped. */
+/* Copy a record into producer slot's ring (the writer formats it); 0, or GH_ELIMIT when dropped. */
 int gh_accesslog_log(uint32_t slot, const gh_access_rec_t *r);
 /* The exposure log: one line per flag evaluation that serves an experiment (a route's flag
  * with exposure on), {"time","tenant","route","flag","variant","reason","unit","request_id"},
@@ -55,9 +55,9 @@ int gh_exposurelog_log(uint32_t slot, const gh_exposure_rec_t *e);
 size_t gh_exposurelog_format(char *out, size_t cap, const gh_exposure_rec_t *e); /* cap >= 64 */
 
 /* After gh_stream_start: access records and exposures also go to the event stream (when it
- * publishes their kind): access records through the access log's rings (made here when the
- * log is off), exposures through one more ring per producer; the same writer hands them to
- * gh_stream_put_many. The *_enabled calls above then say 1 even when the files are off. */
+ * publishes their kind), each kind through its log's rings (made here when the log is off); the
+ * writer formats each record once and hands the line to the file and to gh_stream_put_many.
+ * The *_enabled calls above then say 1 even when the files are off. */
 int gh_accesslog_stream_start(uint32_t nslots);
 
 /* Flush everything queued (both logs) and stop the writer. */

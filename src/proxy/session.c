@@ -3105,13 +3105,14 @@ static void route_flag(gh_req_t *r, const gh_h1_request_t *m)
     json_decref(ctx);
     r->fvariant = res.variant;
     if (rf->exposure && res.variant && gh_exposurelog_enabled()) { /* who saw which variant, for experiments */
+        const char *reason = gh_flag_reason_name(res.reason);
         gh_exposure_rec_t e = {
             .time_ms = r->wall_ms,
             .tenant = gh_str(r->route->tenant->name, strlen(r->route->tenant->name)),
             .route = gh_str(r->route->name, strlen(r->route->name)),
             .flag = gh_str(rf->key, strlen(rf->key)),
             .variant = gh_str(res.variant, strlen(res.variant)),
-            .reason = gh_str(gh_flag_reason_name(res.reason), strlen(gh_flag_reason_name(res.reason))),
+            .reason = gh_str(reason, strlen(reason)),
             .unit = unit,
             .request_id = gh_str(r->reqid, r->reqid_len),
         };
