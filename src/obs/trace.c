@@ -278,20 +278,32 @@ static void put(out_t *o, const char *s, size_t n)
 }
 #define PUTL(o, lit) put(o, lit, sizeof(lit) - 1)
 
-static void put_fmt(out_t *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void put_fmt(out_t *o, const char *fmt, ...)
+/* A C string known to need no escape (our own keys, names and messages). */
+static void put_cstr(out_t *o, const char *s) { put(o, s, strlen(s)); }
+
+/* Decimal digits of v (a span's JSON is mostly numbers and keys: no printf for them). */
+static void put_u64(out_t *o, unsigned long long v)
 {
-    if (o->over)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    int m = vsnprintf(o->p + o->n, o->cap - o->n, fmt, ap);
-    va_end(ap);
-    if (m < 0 || (size_t)m >= o->cap - o->n)
-        o->over = 1;
-    else
-        o->n += (size_t)m;
+    char d[20];
+    int i = 20;
+    do
+        d[--i] = (char)('0' + v % 10);
+    while ((v /= 10) && i > 0);
+    put(o, d + i, (size_t)(20 - i));
 }
+
+static void put_i64(out_t *o, long long v)
+{
+    if (v < 0) {
+        PUTL(o, "-");
+        put_u64(o, 0ull - (unsigned long long)v);
+    } else {
+        put_u64(o, (unsigned long long)v);
+    }
+}
+
+/* ,"key":"<decimal>" (OTLP JSON writes 64-bit integers as strings) */
+#define PUT_U64_STR(o, key, v) (PUTL(o, key ":\""), put_u64(o, v), PUTL(o, "\""))
 
 static void put_jstr(out_t *o, gh_str_t s)
 {
@@ -529,10 +541,16 @@ static int record_spans(const char *rec, size_t len, rec_spans_t *v)
 static void put_attrs(out_t *o, const attr_t *a, int n)
 {
     for (int i = 0; i < n; i++) {
+        if (i)
+            PUTL(o, ",");
+        PUTL(o, "{\"key\":\"");
+        put_cstr(o, a[i].key);
         if (a[i].is_int) {
-            put_fmt(o, "%s{\"key\":\"%s\",\"value\":{\"intValue\":\"%lld\"}}", i ? "," : "", a[i].key, a[i].i);
+            PUTL(o, "\",\"value\":{\"intValue\":\"");
+            put_i64(o, a[i].i);
+            PUTL(o, "\"}}");
         } else {
-            put_fmt(o, "%s{\"key\":\"%s\",\"value\":{\"stringValue\":", i ? "," : "", a[i].key);
+            PUTL(o, "\",\"value\":{\"stringValue\":");
             put_jstr(o, a[i].s);
             PUTL(o, "}}");
         }
@@ -555,22 +573,34 @@ static void put_span_json(out_t *o, const span_t *sp)
     }
     PUTL(o, ",\"name\":");
     put_jstr(o, sp->name);
-    put_fmt(o, ",\"kind\":%d,\"flags\":%u,\"startTimeUnixNano\":\"%llu\",\"endTimeUnixNano\":\"%llu\",\"attributes\":[",
-            sp->kind, sp->flags, (unsigned long long)sp->start_ns, (unsigned long long)sp->end_ns);
+    PUTL(o, ",\"kind\":");
+    put_i64(o, sp->kind);
+    PUTL(o, ",\"flags\":");
+    put_u64(o, sp->flags);
+    PUT_U64_STR(o, ",\"startTimeUnixNano\"", (unsigned long long)sp->start_ns);
+    PUT_U64_STR(o, ",\"endTimeUnixNano\"", (unsigned long long)sp->end_ns);
+    PUTL(o, ",\"attributes\":[");
     put_attrs(o, sp->a, sp->na);
     PUTL(o, "]");
     if (sp->kind == 2) { /* the server span always lists its events, none or more */
         PUTL(o, ",\"events\":[");
         for (int i = 0; i < sp->nev; i++) {
-            put_fmt(o, "%s{\"timeUnixNano\":\"%llu\",\"name\":\"%s\",\"attributes\":[", i ? "," : "",
-                    (unsigned long long)sp->ev[i].t_ns, sp->ev[i].name);
+            if (i)
+                PUTL(o, ",");
+            PUT_U64_STR(o, "{\"timeUnixNano\"", (unsigned long long)sp->ev[i].t_ns);
+            PUTL(o, ",\"name\":\"");
+            put_cstr(o, sp->ev[i].name);
+            PUTL(o, "\",\"attributes\":[");
             put_attrs(o, sp->ev[i].a, sp->ev[i].na);
             PUTL(o, "]}");
         }
         PUTL(o, "]");
     }
-    if (sp->error)
-        put_fmt(o, ",\"status\":{\"code\":2,\"message\":\"%s\"}", sp->msg);
+    if (sp->error) {
+        PUTL(o, ",\"status\":{\"code\":2,\"message\":\"");
+        put_cstr(o, sp->msg);
+        PUTL(o, "\"}");
+    }
     PUTL(o, "}");
 }
 
