@@ -46,7 +46,8 @@ static void test_accesslog_format(void)
     CHECK(strstr(line, "\"upstream\":null,\"upstream_time_ms\":null") != NULL);
 
     /* the numbers are written without printf: the same text as printf's, at the edges too */
-    static const uint64_t us[] = {0, 1, 9, 10, 999, 1000, 1001, 123456789, 18446744073709551615ull};
+    static const uint64_t us[] = {0, 1, 9, 10, 99, 100, 999, 1000, 1001, 123456789,
+                                  9999999999999999999ull, 10000000000000000000ull, 18446744073709551615ull};
     for (size_t i = 0; i < sizeof us / sizeof us[0]; i++) {
         char want[64];
         r.total_us = us[i];
