@@ -75,6 +75,7 @@ struct gh_req {
     const gh_conf_route_t *route;
     gh_timer_t timer;
     uint64_t t_start_us, t_up_us, wall_ms, phase_start;
+    uint64_t wall_ns; /* the wall clock at the start, when a log, an experiment or tracing wants it */
     int64_t up_us;
     /* the request (views into the head kept at c->in.rd) */
     gh_str_t method, path, query, host, upgrade;
@@ -3558,10 +3559,11 @@ static gh_req_t *request_begin(gh_client_t *c)
     r->gen = gh_gen_hold(w);
     r->t_start_us = now_us();
     r->minor = 1;
-    if (gh_accesslog_enabled() || gh_exposurelog_enabled() || gh_exp_running()) {
-        struct timespec ts;
+    if (gh_accesslog_enabled() || gh_exposurelog_enabled() || gh_exp_running() || gh_trace_on()) {
+        struct timespec ts; /* (one clock read for all of them) */
         clock_gettime(CLOCK_REALTIME, &ts);
-        r->wall_ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+        r->wall_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+        r->wall_ms = r->wall_ns / 1000000u;
     }
     format_peer(c, r->peer);
     GH_COUNT(w->stats->requests, 1);
@@ -3599,10 +3601,8 @@ static void trace_start(gh_req_t *r, const gh_h1_request_t *m)
             ts = m->headers[i].value;
         }
     }
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
     gh_trace_begin(&r->tr, ntp == 1 ? tp : GH_STR_NULL, conf->tracing.sample_ratio, conf->tracing.respect_parent,
-                   trace_rand, r->w, r->t_start_us, (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec);
+                   trace_rand, r->w, r->t_start_us, r->wall_ns);
     if (r->tr.parent_ok)
         r->tr.tracestate = ts;
 }
