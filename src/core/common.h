@@ -27,10 +27,13 @@ static inline int gh_str_eq(gh_str_t a, gh_str_t b)
     return a.n == b.n && (a.n == 0 || memcmp(a.p, b.p, a.n) == 0);
 }
 
-/* ASCII case-insensitive comparison (header names, tokens). */
+/* ASCII case-insensitive comparison (header names, tokens). The first bytes are compared inline
+ * first (equal up to case only if equal with bit 5 set): most names of the same length differ
+ * there, and a call is saved. */
 static inline int gh_str_caseeq(gh_str_t a, gh_str_t b)
 {
-    return a.n == b.n && (a.n == 0 || strncasecmp(a.p, b.p, a.n) == 0);
+    return a.n == b.n &&
+           (a.n == 0 || ((a.p[0] | 0x20) == (b.p[0] | 0x20) && strncasecmp(a.p, b.p, a.n) == 0));
 }
 
 static inline int gh_str_caseeq_lit(gh_str_t a, const char *lit)

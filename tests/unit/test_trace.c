@@ -38,6 +38,23 @@ static void test_parse_valid(void)
     CHECK(!memcmp(out, good, GH_TRACEPARENT_LEN));
 }
 
+/* The word-at-a-time hex: every byte value in every position of a word, and the byte-wise tail,
+ * against printf's. */
+static void test_hex(void)
+{
+    uint8_t b[7];
+    char got[14], want[15];
+    for (int v = 0; v < 256; v++)
+        for (int pos = 0; pos < 7; pos++) {
+            for (int i = 0; i < 7; i++)
+                b[i] = (uint8_t)(i == pos ? v : 0x5a + 37 * i);
+            gh_trace_hex(got, b, 7);
+            for (int i = 0; i < 7; i++)
+                snprintf(want + 2 * i, 3, "%02x", b[i]);
+            CHECK(!memcmp(got, want, 14));
+        }
+}
+
 static void test_parse_invalid(void)
 {
     static const char *const bad[] = {
@@ -419,6 +436,7 @@ static void test_record_protobuf(void)
 int main(void)
 {
     RUN(test_parse_valid);
+    RUN(test_hex);
     RUN(test_parse_invalid);
     RUN(test_begin_sampling);
     RUN(test_tries);
