@@ -2211,11 +2211,15 @@ static void route_and_dispatch(gh_req_t *r, const gh_h1_request_t *m)
     r->route = rt;
     if (r->tr.sampled)
         r->tr.decide_us = now_us(); /* protection and the cache lookup come next */
-    if (rt->analytics) { /* only its routes pay for the two lookups */
-        const gh_h1_header_t *hr = gh_h1_find(m->headers, m->nheaders, GH_STR("referer")),
-                             *hu = gh_h1_find(m->headers, m->nheaders, GH_STR("user-agent"));
-        r->referer = hr ? hr->value : GH_STR("");
-        r->ua = hu ? hu->value : GH_STR("");
+    if (rt->analytics) { /* only its routes pay for the lookup: both headers (the first of each) in one pass */
+        r->referer = r->ua = GH_STR("");
+        for (uint16_t i = 0, got = 0; i < m->nheaders && got != 3; i++) {
+            gh_str_t n = m->headers[i].name;
+            if (n.n == 7 && !(got & 1) && gh_str_caseeq_lit(n, "referer"))
+                r->referer = m->headers[i].value, got |= 1;
+            else if (n.n == 10 && !(got & 2) && gh_str_caseeq_lit(n, "user-agent"))
+                r->ua = m->headers[i].value, got |= 2;
+        }
         if (r->gen->conf->protect.geoip_db) /* the country, for the top countries */
             req_country(r, m->headers, m->nheaders);
     }
