@@ -167,6 +167,7 @@ static inline __attribute__((always_inline)) int rec_put(ring_t *rg, const rec_k
 {
     uint16_t len[REC_MAX_STRS];
     size_t size = REC_HEAD + k->nums + k->nstrs * sizeof len[0];
+#pragma GCC unroll 32 /* (the kind's table is known here: each string's offset and limit become constants) */
     for (size_t i = 0; i < k->nstrs; i++) {
         len[i] = (uint16_t)GH_MIN(REC_STR(rec, k, i)->n, (size_t)k->strs[i].max);
         size += len[i];
@@ -189,6 +190,7 @@ static inline __attribute__((always_inline)) int rec_put(ring_t *rg, const rec_k
     p += REC_HEAD + k->nums;
     memcpy(p, len, k->nstrs * sizeof len[0]);
     p += k->nstrs * sizeof len[0];
+#pragma GCC unroll 32
     for (size_t i = 0; i < k->nstrs; i++)
         if (len[i]) {
             memcpy(p, REC_STR(rec, k, i)->p, len[i]);
