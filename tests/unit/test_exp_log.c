@@ -410,7 +410,7 @@ static void test_migrates_a_sqlite_store(void)
     sqlite3_stmt *st = NULL;
     sqlite3_prepare_v2(s, "INSERT INTO units VALUES('shop','home-test',?,?,1000)", -1, &st, NULL);
     for (int i = 0; i < 4; i++) {
-        char u[8];
+        char u[16]; /* (room for any int: -O1 builds check) */
         snprintf(u, sizeof u, "m%d", i);
         sqlite3_bind_int64(st, 1, (sqlite3_int64)gh_exp_hash(u, strlen(u)));
         sqlite3_bind_text(st, 2, i % 2 ? "on" : "off", -1, SQLITE_STATIC);

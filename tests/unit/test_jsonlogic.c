@@ -166,7 +166,7 @@ static void test_fractional(void)
     snprintf(b1, sizeof(b1), "%s", run_key("{\"fractional\":[[\"a\",1],[\"b\",1],[\"c\",1],[\"d\",1]]}", "{\"targetingKey\":\"u\"}", "f1"));
     int differs = 0;
     for (int i = 0; i < 8; i++) {
-        char k[8];
+        char k[16];
         snprintf(k, sizeof(k), "f%d", i + 2);
         differs |= strcmp(run_key("{\"fractional\":[[\"a\",1],[\"b\",1],[\"c\",1],[\"d\",1]]}", "{\"targetingKey\":\"u\"}", k), b1) != 0;
     }

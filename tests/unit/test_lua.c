@@ -344,7 +344,7 @@ static void test_isolation(void)
         req_init(&q, e);
         CHECK_INT(run(g, 0, GH_FN_REQUEST, &q), GH_FN_OK);
         CHECK_INT(run(g, 1, GH_FN_REQUEST, &q), GH_FN_OK);
-        char want[8];
+        char want[16];
         snprintf(want, sizeof want, "%d", i);
         CHECK_EDIT(e, 1, "x-count", want);
         CHECK_EDIT(e, 1, "x-seen", "nil,nil,nil,AB,1");
