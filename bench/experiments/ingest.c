@@ -72,30 +72,13 @@
 
 #include "config/config.h"
 #include "experiments/exp.h"
+#define EXP_YAML_HEAD_ONLY
+#include "../../tests/unit/exp_yaml.h"
 
 static const char *TENANT = "shop", *EXP = "home-test", *FLAG = "new-home";
 
-static const char YAML[] =
-    "workers: 1\n"
-    "access_log: off\n"
-    "listeners: [{name: http, listen: \"127.0.0.1:1\"}]\n"
-    "experiments: {store: \"%s/exp.db\"}\n"
-    "tenants:\n"
-    "  - name: shop\n"
-    "    flags:\n"
-    "      definition:\n"
-    "        flags:\n"
-    "          new-home:\n"
-    "            state: ENABLED\n"
-    "            variants: {\"on\": true, \"off\": false}\n"
-    "            defaultVariant: \"off\"\n"
-    "            targeting: {fractional: [[\"on\", 50], [\"off\", 50]]}\n"
-    "    experiments:\n"
-    "      - id: home-test\n"
-    "        flag: new-home\n"
-    "        variants: [\"off\", \"on\"]\n"
-    "        metrics:\n"
-    "          - {name: purchase, kind: conversion, event: purchase}\n"
+static const char YAML[] = /* the store tests' experiment, without CUPED or edge metrics */
+    EXP_YAML_HEAD
     "          - {name: revenue, kind: mean, event: purchase, value: amount}\n"
     "          - {name: aov, kind: ratio, event: purchase, value: amount, denominator: {event: purchase}}\n"
     "    sites: []\n";

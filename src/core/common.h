@@ -121,4 +121,27 @@ static inline uint64_t gh_load_tail(const void *p, size_t k)
     return k ? s[0] : 0;
 }
 
+/* v in decimal into out (room for 20 bytes); the number of digits. The one decimal writer of the
+ * tree (access log, trace export, the heads the proxy writes): digits counted first, then written
+ * from the last, two at a time. No printf: numbers are written on every request. */
+static inline size_t gh_u64_dec(char *out, uint64_t v)
+{
+    static const char dig2[] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+                               "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+                               "8081828384858687888990919293949596979899";
+    size_t n = 1;
+    for (uint64_t p = 10; n < 20 && v >= p; p *= 10) /* (p wraps only once n is 20: unsigned, defined) */
+        n++;
+    char *e = out + n;
+    for (; v >= 100; v /= 100) {
+        e -= 2;
+        memcpy(e, dig2 + 2 * (v % 100), 2);
+    }
+    if (v >= 10)
+        memcpy(e - 2, dig2 + 2 * v, 2);
+    else
+        e[-1] = (char)('0' + v);
+    return n;
+}
+
 #endif

@@ -285,11 +285,7 @@ static void put_cstr(out_t *o, const char *s) { put(o, s, strlen(s)); }
 static void put_u64(out_t *o, unsigned long long v)
 {
     char d[20];
-    int i = 20;
-    do
-        d[--i] = (char)('0' + v % 10);
-    while ((v /= 10) && i > 0);
-    put(o, d + i, (size_t)(20 - i));
+    put(o, d, gh_u64_dec(d, v));
 }
 
 static void put_i64(out_t *o, long long v)

@@ -74,8 +74,8 @@ struct gh_req {
     gh_gen_t *gen;
     const gh_conf_route_t *route;
     gh_timer_t timer;
-    uint64_t t_start_us, t_up_us, wall_ms, phase_start;
-    uint64_t wall_ns; /* the wall clock at the start, when a log, an experiment or tracing wants it */
+    uint64_t t_start_us, t_up_us, phase_start;
+    uint64_t wall_ns; /* the wall clock at the start (unix ns), when a log, an experiment or tracing wants it; else 0 */
     int64_t up_us;
     /* the request (views into the head kept at c->in.rd) */
     gh_str_t method, path, query, host, upgrade;
@@ -207,6 +207,9 @@ static int reparse(gh_req_t *r, gh_h1_request_t *m);
 static int body_validate(gh_req_t *r);
 static int run_function(gh_req_t *r, const gh_h1_request_t *m, int phase, const gh_h1_header_t *rh, uint32_t nrh);
 static void edge_done(gh_req_t *r);
+
+/* The request's start in unix ms (0 when nothing asked for the wall clock). */
+static inline uint64_t req_wall_ms(const gh_req_t *r) { return r->wall_ns / 1000000u; }
 
 static uint64_t now_wall_ms(void)
 {
@@ -388,13 +391,8 @@ static int put(gh_worker_t *w, gh_buf_t *b, const char *p, size_t n)
 
 static int put_u64(gh_worker_t *w, gh_buf_t *b, uint64_t v)
 {
-    char tmp[24];
-    int i = 24;
-    do {
-        tmp[--i] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    return put(w, b, tmp + i, (size_t)(24 - i));
+    char d[20];
+    return put(w, b, d, gh_u64_dec(d, v));
 }
 
 static const char *reason_of(int status)
@@ -541,18 +539,18 @@ static void req_account(gh_req_t *r)
                                 .bytes_in = r->bytes_in, .bytes_out = r->bytes_out, .has_visitor = 1};
             uint64_t vh[2] = {gh_sk_hash(r->peer, r->peer_len), gh_sk_hash(r->ua.p, r->ua.n)};
             ev.visitor = gh_sk_hash(vh, sizeof vh); /* a visitor: an address and a user agent */
-            gh_analytics_record(w, r->route, &ev, (int64_t)(r->wall_ms ? r->wall_ms : now_wall_ms()));
+            gh_analytics_record(w, r->route, &ev, (int64_t)(r->wall_ns ? req_wall_ms(r) : now_wall_ms()));
         }
         if (r->xunit_h) /* an experiment's unit: its request as an edge observation */
             gh_exp_observe(w->id, r->route->tenant, r->xunit_h, r->path.p, r->path.n, r->status, dur, r->bytes_out,
-                           r->wall_ms);
+                           req_wall_ms(r));
     }
     if (r->tr.sampled)
         trace_finish(r, dur);
     if (!gh_accesslog_enabled() || r->c->listener->role != GH_LISTEN_PROXY)
         return;
     gh_access_rec_t rec = {
-        .time_ms = r->wall_ms,
+        .time_ms = req_wall_ms(r),
         .client = gh_str(r->peer, r->peer_len),
         .method = r->method,
         .host = r->host,
@@ -3113,7 +3111,7 @@ static void route_flag(gh_req_t *r, const gh_h1_request_t *m)
     if (rf->exposure && res.variant && gh_exposurelog_enabled()) { /* who saw which variant, for experiments */
         const char *reason = gh_flag_reason_name(res.reason);
         gh_exposure_rec_t e = {
-            .time_ms = r->wall_ms,
+            .time_ms = req_wall_ms(r),
             .tenant = gh_str(r->route->tenant->name, strlen(r->route->tenant->name)),
             .route = gh_str(r->route->name, strlen(r->route->name)),
             .flag = gh_str(rf->key, strlen(rf->key)),
@@ -3127,7 +3125,7 @@ static void route_flag(gh_req_t *r, const gh_h1_request_t *m)
     }
     if (res.variant && unit.n && gh_exp_running() && gh_exp_flag_watched(r->route->tenant, rf->key)) {
         r->xunit_h = gh_exp_hash(unit.p, unit.n);
-        gh_exp_expose(r->w->id, r->route->tenant, rf->key, res.variant, r->xunit_h, r->wall_ms);
+        gh_exp_expose(r->w->id, r->route->tenant, rf->key, res.variant, r->xunit_h, req_wall_ms(r));
     }
     for (uint32_t i = 0; r->fvariant && i < rf->nvariants; i++)
         if (!strcmp(rf->variants[i].name, r->fvariant))
@@ -3476,7 +3474,7 @@ static int run_function(gh_req_t *r, const gh_h1_request_t *m, int phase, const 
         .status = phase == GH_FN_RESPONSE ? r->status : 0,
         .resp_headers = rh, .nresp_headers = nrh,
         .edits = e, .ctx_ref = r->fn_ctx,
-        .now_ms = r->wall_ms ? r->wall_ms : now_wall_ms(),
+        .now_ms = r->wall_ns ? req_wall_ms(r) : now_wall_ms(),
     };
     /* what the function changes is undone when it fails */
     gh_edits_t keep = *e;
@@ -3570,7 +3568,6 @@ static gh_req_t *request_begin(gh_client_t *c)
         struct timespec ts; /* (one clock read for all of them) */
         clock_gettime(CLOCK_REALTIME, &ts);
         r->wall_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-        r->wall_ms = r->wall_ns / 1000000u;
     }
     r->peer_len = format_peer(c, r->peer);
     GH_COUNT(w->stats->requests, 1);

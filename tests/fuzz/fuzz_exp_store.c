@@ -6,9 +6,11 @@
  * the results can be read. Input: byte 0 picks the file (even: the log, odd: the edges), the rest
  * is the frame's payload, written through gh_evlog so its framing and CRC are valid.
  * Crashes, leaks and overreads are ASan's. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -23,20 +25,6 @@ static gh_conf_t *conf;
 
 #include "../unit/exp_yaml.h" /* YAML: the configuration the store's unit tests use */
 
-static int setup(void)
-{
-    snprintf(dir, sizeof dir, "/dev/shm/gh-fuzz-exp-%d", (int)getpid());
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "mkdir -p '%s'", dir);
-    if (system(cmd) != 0)
-        return -1;
-    char yaml[sizeof YAML + 64];
-    snprintf(yaml, sizeof yaml, YAML, dir);
-    gh_conf_errors_t errs;
-    memset(&errs, 0, sizeof errs);
-    return gh_conf_load_string("fuzz.yaml", yaml, strlen(yaml), &conf, &errs) == 0 ? 0 : -1;
-}
-
 static void remove_store(void)
 {
     static const char *const names[] = {"exp.db", "exp.db.evlog", "exp.db.edges", "exp.db-journal", "exp.db.edges.tmp"};
@@ -45,6 +33,26 @@ static void remove_store(void)
         snprintf(p, sizeof p, "%s/%s", dir, names[i]);
         unlink(p);
     }
+}
+
+/* At the fuzzer's exit: its store and directory go too. */
+static void remove_dir(void)
+{
+    remove_store();
+    rmdir(dir);
+}
+
+static int setup(void)
+{
+    snprintf(dir, sizeof dir, "/dev/shm/gh-fuzz-exp-%d", (int)getpid());
+    if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+        return -1;
+    atexit(remove_dir);
+    char yaml[sizeof YAML + 64];
+    snprintf(yaml, sizeof yaml, YAML, dir);
+    gh_conf_errors_t errs;
+    memset(&errs, 0, sizeof errs);
+    return gh_conf_load_string("fuzz.yaml", yaml, strlen(yaml), &conf, &errs) == 0 ? 0 : -1;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -80,6 +80,31 @@ static void test_accesslog_bounded(void)
     free(p);
 }
 
+static void test_exposurelog_bounded(void)
+{
+    /* every field at its longest and all quotes (each escaped to two bytes): the line is cut inside
+     * the writer's line bound and still ends as valid JSON; a plain one keeps every field */
+    size_t big = 100000;
+    char *p = malloc(big);
+    memset(p, '"', big);
+    gh_str_t q = gh_str(p, big);
+    gh_exposure_rec_t e = {.time_ms = 1700000000000ull, .tenant = q, .route = q, .flag = q, .variant = q,
+                           .reason = q, .unit = q, .request_id = q};
+    char line[8192];
+    size_t n = gh_exposurelog_format(line, sizeof line, &e);
+    CHECK(n < sizeof line);
+    CHECK(n > 2 && line[n - 2] == '}' && line[n - 1] == '\n');
+    e = (gh_exposure_rec_t){.time_ms = 1700000000123ull, .tenant = GH_STR("shop"), .route = GH_STR("home"),
+                            .flag = GH_STR("new-home"), .variant = GH_STR("on"), .reason = GH_STR("SPLIT"),
+                            .unit = GH_STR("u\"1"), .request_id = GH_STR("r1")};
+    n = gh_exposurelog_format(line, sizeof line, &e);
+    line[n] = 0;
+    CHECK_STR(gh_str(line, n), "{\"time\":\"2023-11-14T22:13:20.123Z\",\"tenant\":\"shop\",\"route\":\"home\","
+                               "\"flag\":\"new-home\",\"variant\":\"on\",\"reason\":\"SPLIT\",\"unit\":\"u\\\"1\","
+                               "\"request_id\":\"r1\"}\n");
+    free(p);
+}
+
 /* Records of every size through the real writer: the worker's copies (records that do not fit
  * before the ring's end skip to its start), the writer's batch formatting and the file. Every
  * record comes out once, in order, as gh_accesslog_format writes it alone. */
@@ -260,6 +285,7 @@ int main(void)
     RUN(test_json_str_matches_reference);
     RUN(test_accesslog_format);
     RUN(test_accesslog_bounded);
+    RUN(test_exposurelog_bounded);
     RUN(test_accesslog_records_through_the_writer);
     RUN(test_metrics_render);
     return t_done("test_obs");
