@@ -1,6 +1,9 @@
 /* evlog.c: see evlog.h. Called by exp.c (the experiments pipeline thread) and
- * tests/unit/test_exp_log.c; calls libc (open, pread, write, fdatasync, ftruncate) and zlib's crc32. */
+ * tests/unit/test_exp_log.c; calls libc (open, pread, write, fdatasync, ftruncate), core/crc32c and
+ * zlib's crc32 (logs of version 1). */
 #include "experiments/evlog.h"
+
+#include "core/crc32c.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -11,19 +14,25 @@
 #include <unistd.h>
 #include <zlib.h>
 
-static const char MAGIC[8] = "GHXLOG1\n";
+/* The version is the file's: one written by version 1 (zlib's CRC-32) keeps it, new files get 2
+ * (CRC-32C: the crc32 instruction, ~20 times cheaper per byte). */
+static const char MAGIC1[8] = "GHXLOG1\n", MAGIC2[8] = "GHXLOG2\n";
+#define MAGIC_LEN 8u
 #define HDR 8u /* per frame: length, CRC */
 
 struct gh_evlog {
     int fd;
+    int version;     /* 1: zlib's CRC-32, 2: CRC-32C */
     uint64_t size;   /* flushed bytes */
     uint8_t *buf;    /* pending frame: HDR reserved, then records */
     size_t len, cap; /* len counts HDR */
     char *path;
 };
 
-static uint32_t frame_crc(const uint8_t *lenbytes, const uint8_t *p, size_t n)
+static uint32_t frame_crc(int version, const uint8_t *lenbytes, const uint8_t *p, size_t n)
 {
+    if (version == 2)
+        return gh_crc32c(gh_crc32c(0, lenbytes, 4), p, n);
     uLong c = crc32(0L, lenbytes, 4);
     while (n) { /* crc32 takes uInt lengths */
         uInt k = n > (1u << 30) ? (1u << 30) : (uInt)n;
@@ -61,9 +70,10 @@ static int read_all(int fd, uint8_t *p, size_t n, uint64_t off)
 
 /* Walk the frames of [HDR_MAGIC, end): to fn when given. Returns 0 with *good the end of the last
  * valid frame and *bad 1 when a bad frame stopped the walk; negative on a read error. */
-static int walk(int fd, uint64_t end, gh_evlog_frame_fn fn, void *arg, uint64_t *good, int *bad, uint64_t *frames)
+static int walk(int fd, int version, uint64_t end, gh_evlog_frame_fn fn, void *arg, uint64_t *good, int *bad,
+                uint64_t *frames)
 {
-    uint64_t off = sizeof MAGIC;
+    uint64_t off = MAGIC_LEN;
     uint8_t *buf = NULL;
     size_t cap = 0;
     int rc = 0;
@@ -95,7 +105,7 @@ static int walk(int fd, uint64_t end, gh_evlog_frame_fn fn, void *arg, uint64_t 
         }
         if ((rc = read_all(fd, buf, n, off + HDR)) < 0)
             break;
-        if (frame_crc(h, buf, n) != rd32(h + 4)) {
+        if (frame_crc(version, h, buf, n) != rd32(h + 4)) {
             *bad = 1;
             break;
         }
@@ -148,25 +158,27 @@ int gh_evlog_open(gh_evlog_t **out, const char *path, gh_evlog_stat_t *st, char 
         return -e;
     }
     uint64_t size = (uint64_t)sb.st_size;
-    int rc = 0;
-    if (size < sizeof MAGIC) { /* new (or torn while being created) */
-        if (ftruncate(fd, 0) < 0 || pwrite(fd, MAGIC, sizeof MAGIC, 0) != (ssize_t)sizeof MAGIC || fdatasync(fd) < 0) {
+    int rc = 0, version = 2;
+    if (size < MAGIC_LEN) { /* new (or torn while being created) */
+        if (ftruncate(fd, 0) < 0 || pwrite(fd, MAGIC2, MAGIC_LEN, 0) != (ssize_t)MAGIC_LEN || fdatasync(fd) < 0) {
             rc = -errno;
             snprintf(err, errcap, "experiments log %s: %s", path, strerror(errno));
             close(fd);
             return rc;
         }
-        size = sizeof MAGIC;
+        size = MAGIC_LEN;
     } else {
-        char m[sizeof MAGIC];
-        if ((rc = read_all(fd, (uint8_t *)m, sizeof m, 0)) < 0 || memcmp(m, MAGIC, sizeof m)) {
+        char m[MAGIC_LEN];
+        if ((rc = read_all(fd, (uint8_t *)m, sizeof m, 0)) == 0 && !memcmp(m, MAGIC1, sizeof m))
+            version = 1;
+        else if (rc < 0 || memcmp(m, MAGIC2, sizeof m)) {
             snprintf(err, errcap, "experiments log %s: %s", path, rc < 0 ? strerror(-rc) : "not an experiments log (bad magic)");
             close(fd);
             return rc < 0 ? rc : -EINVAL;
         }
         uint64_t good = 0;
         int bad = 0;
-        if ((rc = walk(fd, size, NULL, NULL, &good, &bad, &st->frames)) < 0) {
+        if ((rc = walk(fd, version, size, NULL, NULL, &good, &bad, &st->frames)) < 0) {
             snprintf(err, errcap, "experiments log %s: %s", path, strerror(-rc));
             close(fd);
             return rc;
@@ -204,6 +216,7 @@ int gh_evlog_open(gh_evlog_t **out, const char *path, gh_evlog_stat_t *st, char 
         return -ENOMEM;
     }
     l->fd = fd;
+    l->version = version;
     l->size = size;
     l->len = HDR;
     st->bytes = size;
@@ -225,7 +238,7 @@ int gh_evlog_replay(gh_evlog_t *l, gh_evlog_frame_fn fn, void *arg)
 {
     uint64_t good = 0;
     int bad = 0;
-    int rc = walk(l->fd, l->size, fn, arg, &good, &bad, NULL);
+    int rc = walk(l->fd, l->version, l->size, fn, arg, &good, &bad, NULL);
     return rc < 0 ? rc : bad ? -EIO : 0;
 }
 
@@ -265,7 +278,7 @@ int gh_evlog_flush(gh_evlog_t *l, int sync)
             return -EFBIG;
         }
         wr32(l->buf, (uint32_t)n);
-        wr32(l->buf + 4, frame_crc(l->buf, l->buf + HDR, n));
+        wr32(l->buf + 4, frame_crc(l->version, l->buf, l->buf + HDR, n));
         size_t done = 0;
         while (done < l->len) { /* one write(2); more only when the kernel takes part of it */
             ssize_t w = pwrite(l->fd, l->buf + done, l->len - done, (off_t)(l->size + done));

@@ -1,16 +1,17 @@
 /* evlog.h: the experiments' append-only log: frames of opaque records, each framed with its
- * length and a CRC32 (zlib), appended with one write(2) per frame and made durable with
+ * length and a CRC, appended with one write(2) per frame and made durable with
  * fdatasync when asked. The caller (exp.c, the experiments pipeline thread) fills a pending
  * frame with records (gh_evlog_put), writes it (gh_evlog_flush) and replays the whole file at
  * start and after a configuration change (gh_evlog_replay). Single-threaded: one owner.
  *
- * File: an 8-byte magic "GHXLOG1\n", then frames: u32 length (little-endian), u32 CRC32 of the
- * length's 4 bytes followed by the payload, the payload. Opening checks every frame: a bad frame
+ * File: an 8-byte magic "GHXLOG2\n", then frames: u32 length (little-endian), u32 CRC-32C
+ * (core/crc32c.h) of the length's 4 bytes followed by the payload, the payload. A file of version 1
+ * (magic "GHXLOG1\n", the same frames with zlib's CRC-32) is read and appended to as version 1. Opening checks every frame: a bad frame
  * that is the last one (its length reaches the end of the file, or only zero bytes follow the last
  * good frame: a torn write, the process or the machine died during an append, or the file system
  * extended the file with zeros) is cut off with ftruncate; a bad frame followed by more data is
  * corruption, and gh_evlog_open fails rather than silently drop later, acknowledged frames.
- * Calls only libc and zlib's crc32. */
+ * Calls only libc, core/crc32c and zlib's crc32. */
 #ifndef GH_EXPERIMENTS_EVLOG_H
 #define GH_EXPERIMENTS_EVLOG_H
 
