@@ -254,7 +254,7 @@ static const char *VAR_ON = "on", *VAR_OFF = "off";
 
 static uint64_t expose_all(const gh_conf_tenant_t *t, uint64_t n, uint64_t window, uint64_t base)
 {
-    uint64_t applied = base, sent = 0, ms = wall_ms();
+    uint64_t applied = base, sent = 0, ms = wall_ms(), flag_h = gh_exp_hash(FLAG, strlen(FLAG));
     for (uint64_t i = 0; i < n; i++) {
         if (sent + base - applied >= window) {
             applied = applied_exposures();
@@ -264,7 +264,7 @@ static uint64_t expose_all(const gh_conf_tenant_t *t, uint64_t n, uint64_t windo
             }
             ms = wall_ms();
         }
-        gh_exp_expose(0, t, FLAG, (hashes[i] >> 17) & 1 ? VAR_ON : VAR_OFF, hashes[i], ms);
+        gh_exp_expose(0, t, flag_h, (hashes[i] >> 17) & 1 ? VAR_ON : VAR_OFF, hashes[i], ms);
         sent++;
     }
     /* until all are applied (or no progress for 2 s: records were lost) */

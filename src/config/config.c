@@ -3352,6 +3352,11 @@ static void parse_route_flag(ctx_t *x, yaml_node_t *n, gh_conf_route_t *r, gh_co
         }
         path_pop(x, o);
     }
+    if (rf->key) { /* what the experiments' records carry (src/experiments), computed once */
+        rf->key_xh = gh_exp_hash(rf->key, strlen(rf->key));
+        for (uint32_t i = 0; i < t->nexperiments; i++) /* (a tenant's experiments are read before its sites) */
+            rf->experimented |= !strcmp(t->experiments[i].flag, rf->key);
+    }
     r->flag = rf;
 }
 
@@ -4693,6 +4698,7 @@ static void parse_tenants(ctx_t *x, yaml_node_t *n)
             } else {
                 t->name = "(unnamed)";
             }
+            t->name_xh = gh_exp_hash(t->name, strlen(t->name));
             if (f[2].val)
                 parse_tenant_protection(x, f[2].val, t);
             if (f[1].val) {

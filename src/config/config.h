@@ -280,6 +280,8 @@ typedef struct {
     int exposure;           /* log the exposure (flag, variant) in the access log (1) */
     gh_conf_flagvariant_t *variants;
     uint32_t nvariants;
+    uint64_t key_xh;        /* gh_exp_hash of key (src/experiments' records) */
+    int experimented;       /* one of the tenant's experiments is on this flag */
 } gh_conf_routeflag_t;
 
 /* An edge function attached to a route (src/edge/lua.h): LuaJIT code run in the request
@@ -360,6 +362,7 @@ typedef struct gh_conf_site {
 
 typedef struct gh_conf_tenant {
     char *name;
+    uint64_t name_xh;         /* gh_exp_hash of name (src/experiments' records) */
     gh_conf_site_t *sites;
     uint32_t nsites;
     gh_conf_protect_t *prot;  /* NULL: none declared */

@@ -222,6 +222,8 @@ typedef struct xstate {
     uint32_t nv;
     gh_conf_xmetric_t *metrics; /* owned copies of the definitions' strings are not needed: conf held */
     uint32_t nm;
+    uint32_t *edge_m; /* the metrics with an edge-observed part (what a request's observation updates) */
+    uint32_t nedge;
     int64_t start_ms, stop_ms;
     double alpha, n_star;
     /* units */
@@ -290,6 +292,27 @@ static void *big_alloc(size_t n)
         return NULL;
     madvise(p, n, MADV_HUGEPAGE);
     return p;
+}
+
+static void big_free(void *p, size_t n);
+
+/* p (of n bytes, from big_alloc, or NULL) grown to nn >= n bytes, zeroed above n; NULL (p untouched)
+ * when out of memory. A big one is moved by mremap: its pages change place, nothing is copied. */
+static void *big_grow(void *p, size_t n, size_t nn)
+{
+    if (p && n >= BIG_MIN) {
+        void *q = mremap(p, n, nn, MREMAP_MAYMOVE);
+        if (q == MAP_FAILED)
+            return NULL;
+        madvise(q, nn, MADV_HUGEPAGE);
+        return q;
+    }
+    void *q = big_alloc(nn);
+    if (q && p) {
+        memcpy(q, p, n);
+        big_free(p, n);
+    }
+    return q;
 }
 
 static void big_free(void *p, size_t n)
@@ -561,24 +584,23 @@ static int units_grow(xstate_t *x)
     return 0;
 }
 
+/* The rows double. The values (x->nm * 24 bytes a unit) move by big_grow; the two small arrays
+ * are copied, made first so that a failure leaves all three as they were. */
 static int vals_grow(xstate_t *x)
 {
     uint32_t nc = x->vcap ? x->vcap * 2 : 1024;
-    uval_t *nv = big_alloc((size_t)nc * vals_row(x));
     uint64_t *nuh = big_alloc((size_t)nc * sizeof *nuh);
     uint8_t *nd = big_alloc(nc);
-    if (!nv || !nuh || !nd) {
-        big_free(nv, (size_t)nc * vals_row(x));
+    uval_t *nv = nuh && nd ? big_grow(x->vals, (size_t)x->vcap * vals_row(x), (size_t)nc * vals_row(x)) : NULL;
+    if (!nv) {
         big_free(nuh, (size_t)nc * sizeof *nuh);
         big_free(nd, nc);
         return -1;
     }
-    if (x->vals) {
-        memcpy(nv, x->vals, (size_t)x->count * vals_row(x));
+    if (x->vuh) {
         memcpy(nuh, x->vuh, (size_t)x->count * sizeof *nuh);
         memcpy(nd, x->vdirty, x->count);
     }
-    big_free(x->vals, (size_t)x->vcap * vals_row(x));
     big_free(x->vuh, (size_t)x->vcap * sizeof *x->vuh);
     big_free(x->vdirty, x->vcap);
     x->vals = nv;
@@ -666,11 +688,11 @@ static int64_t expose(xstate_t *x, uint64_t unit_h, uint32_t v, int64_t ms, int 
     x->vuh[x->count] = unit_h;
     x->count++;
     x->vn[v] += 1;
-    for (uint32_t m = 0; m < x->nm; m++) { /* its covariates so far */
+    for (uint32_t m = 0; P.npre && m < x->nm; m++) { /* its covariates so far */
+        /* (none kept, the common case: no lookup, which is a TLB and cache miss in a 32-MiB table) */
         if (!x->metrics[m].cuped)
             continue;
-        /* (none kept, the common case: no lookup, which is a TLB and cache miss in a 32-MiB table) */
-        pre_t *p = P.npre ? pre_slot(pre_key(x, unit_h, m), 0) : NULL;
+        pre_t *p = pre_slot(pre_key(x, unit_h, m), 0);
         if (p) {
             unit_add(x, idx, m, 0, 0, p->v);
             p->v = 0;
@@ -735,7 +757,8 @@ static void apply_observe(const rec_t *r)
         unit_t *u = unit_find(x, r->unit_h, &idx);
         if (!u || (int64_t)r->time_ms < u->first_ms)
             continue;
-        for (uint32_t m = 0; m < x->nm; m++) {
+        for (uint32_t k = 0; k < x->nedge; k++) {
+            uint32_t m = x->edge_m[k];
             const gh_conf_xmetric_t *mt = &x->metrics[m];
             double dn = is_edge(&mt->num) ? observe_value(&mt->num, r) : NAN;
             double dd = mt->kind == GH_XK_RATIO && is_edge(&mt->den) ? observe_value(&mt->den, r) : NAN;
@@ -1293,6 +1316,7 @@ static void xs_free(xstate_t *x)
     free(x->sums);
     free(x->variant_h);
     free(x->metric_h);
+    free(x->edge_m);
     free(x);
 }
 
@@ -1325,7 +1349,8 @@ static xstate_t *xs_new(const gh_conf_tenant_t *t, const gh_conf_experiment_t *e
     x->sums = calloc((size_t)x->nv * (x->nm ? x->nm : 1), sizeof *x->sums);
     x->variant_h = calloc(x->nv, sizeof *x->variant_h);
     x->metric_h = calloc(x->nm ? x->nm : 1, sizeof *x->metric_h);
-    if (!x->vn || !x->sums || !x->variant_h || !x->metric_h) {
+    x->edge_m = calloc(x->nm ? x->nm : 1, sizeof *x->edge_m);
+    if (!x->vn || !x->sums || !x->variant_h || !x->metric_h || !x->edge_m) {
         xs_free(x);
         return NULL;
     }
@@ -1348,8 +1373,13 @@ static void xs_bind(xstate_t *x, const gh_conf_tenant_t *t, const gh_conf_experi
     for (uint32_t v = 0; v < x->nv; v++)
         x->variant_h[v] = gh_exp_hash(e->variants[v], strlen(e->variants[v]));
     x->metrics = e->metrics;
-    for (uint32_t m = 0; m < x->nm; m++)
-        x->metric_h[m] = gh_exp_hash(e->metrics[m].name, strlen(e->metrics[m].name));
+    x->nedge = 0;
+    for (uint32_t m = 0; m < x->nm; m++) {
+        const gh_conf_xmetric_t *mt = &e->metrics[m];
+        x->metric_h[m] = gh_exp_hash(mt->name, strlen(mt->name));
+        if (is_edge(&mt->num) || (mt->kind == GH_XK_RATIO && is_edge(&mt->den)))
+            x->edge_m[x->nedge++] = m;
+    }
     x->start_ms = e->start_ms;
     x->stop_ms = e->stop_ms;
     x->alpha = e->alpha;
@@ -1453,7 +1483,7 @@ static void switch_conf(gh_conf_t *c)
 static void prefetch_unit(uint64_t tenant_h, uint64_t unit_h, int stage);
 
 /* Every ring's records applied; *most: the most one ring held (how long the next wait may be).
- * A record's misses (its unit's slot, then the unit's values) are fetched ahead as in
+ * A record's misses (its unit's slot, then for an observation the unit's values) are fetched ahead as in
  * commit_batches: the slot 16 records ahead, the values 8 ahead (a record takes less time than
  * an event, so further ahead than there). */
 static size_t drain_rings(size_t *most)
@@ -1471,9 +1501,10 @@ static size_t drain_rings(size_t *most)
                 const rec_t *a = &rg->recs[(head + 16) & (RING_RECS - 1)];
                 prefetch_unit(a->tenant_h, a->unit_h, 0);
             }
-            if (tail - head > 8) {
+            if (tail - head > 8) { /* (an exposure does not read the values: a new unit's row is the next one) */
                 const rec_t *a = &rg->recs[(head + 8) & (RING_RECS - 1)];
-                prefetch_unit(a->tenant_h, a->unit_h, 1);
+                if (a->kind == R_OBSERVE)
+                    prefetch_unit(a->tenant_h, a->unit_h, 1);
             }
             if (r->kind == R_EXPOSE)
                 apply_expose(r);
@@ -1852,10 +1883,10 @@ static rec_t *ring_slot(uint32_t slot)
 
 static void ring_push(uint32_t slot) { __atomic_store_n(&P.rings[slot].tail, P.rings[slot].tail + 1, __ATOMIC_RELEASE); }
 
-/* gh_exp_hash of a name the workers pass on every request (tenant, flag, variant): a per-thread
- * memo keyed by the string's address and checked against a copy of its bytes, so an address
- * reused for another name (after a reload) never returns the old name's hash. Four SipHashes per
- * request become four short compares. */
+/* gh_exp_hash of the variant name the workers pass on every request (the tenant's and the flag's
+ * come hashed from the configuration): a per-thread memo keyed by the string's address and checked
+ * against a copy of its bytes, so an address reused for another name (after a reload) never
+ * returns the old name's hash. */
 typedef struct {
     const char *p;
     uint64_t h;
@@ -1878,17 +1909,17 @@ static uint64_t name_hash(const char *s)
     return m->h = gh_exp_hash(s, n);
 }
 
-void gh_exp_expose(uint32_t slot, const gh_conf_tenant_t *t, const char *flag, const char *variant, uint64_t unit_h,
+void gh_exp_expose(uint32_t slot, const gh_conf_tenant_t *t, uint64_t flag_h, const char *variant, uint64_t unit_h,
                    uint64_t time_ms)
 {
     rec_t *r = ring_slot(slot);
     if (!r)
         return;
     r->kind = R_EXPOSE;
-    r->tenant_h = name_hash(t->name);
+    r->tenant_h = t->name_xh;
     r->unit_h = unit_h;
     r->time_ms = time_ms;
-    r->a = name_hash(flag);
+    r->a = flag_h;
     r->b = name_hash(variant);
     ring_push(slot);
 }
@@ -1900,7 +1931,7 @@ void gh_exp_observe(uint32_t slot, const gh_conf_tenant_t *t, uint64_t unit_h, c
     if (!r)
         return;
     r->kind = R_OBSERVE;
-    r->tenant_h = name_hash(t->name);
+    r->tenant_h = t->name_xh;
     r->unit_h = unit_h;
     r->time_ms = time_ms;
     r->status = (uint16_t)status;

@@ -60,8 +60,9 @@ int gh_exp_running(void);
 /* Whether flag key of tenant t is under some experiment (cheap; read per evaluation). */
 int gh_exp_flag_watched(const gh_conf_tenant_t *t, const char *flag);
 
-/* From a worker (slot = its id): unit unit_h was served variant of flag at time_ms. */
-void gh_exp_expose(uint32_t slot, const gh_conf_tenant_t *t, const char *flag, const char *variant, uint64_t unit_h,
+/* From a worker (slot = its id): unit unit_h was served variant of the flag whose key hashes
+ * (gh_exp_hash) to flag_h at time_ms. */
+void gh_exp_expose(uint32_t slot, const gh_conf_tenant_t *t, uint64_t flag_h, const char *variant, uint64_t unit_h,
                    uint64_t time_ms);
 /* From a worker: a request of exposed unit unit_h on tenant t finished. */
 void gh_exp_observe(uint32_t slot, const gh_conf_tenant_t *t, uint64_t unit_h, const char *path, size_t path_len,

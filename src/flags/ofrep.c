@@ -259,7 +259,8 @@ void gh_flags_exposure(uint32_t slot, const gh_conf_tenant_t *t, const char *key
         return;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    gh_exp_expose(slot, t, key, res->variant, gh_exp_hash(json_string_value(tk), json_string_length(tk)),
+    gh_exp_expose(slot, t, gh_exp_hash(key, strlen(key)), res->variant,
+                  gh_exp_hash(json_string_value(tk), json_string_length(tk)),
                   (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u);
 }
 

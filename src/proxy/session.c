@@ -3123,9 +3123,9 @@ static void route_flag(gh_req_t *r, const gh_h1_request_t *m)
         if (gh_exposurelog_log(r->w->id, &e) < 0)
             GH_COUNT(r->w->stats->access_log_dropped, 1);
     }
-    if (res.variant && unit.n && gh_exp_running() && gh_exp_flag_watched(r->route->tenant, rf->key)) {
+    if (res.variant && unit.n && rf->experimented && gh_exp_running()) {
         r->xunit_h = gh_exp_hash(unit.p, unit.n);
-        gh_exp_expose(r->w->id, r->route->tenant, rf->key, res.variant, r->xunit_h, req_wall_ms(r));
+        gh_exp_expose(r->w->id, r->route->tenant, rf->key_xh, res.variant, r->xunit_h, req_wall_ms(r));
     }
     for (uint32_t i = 0; r->fvariant && i < rf->nvariants; i++)
         if (!strcmp(rf->variants[i].name, r->fvariant))

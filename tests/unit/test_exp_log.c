@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <math.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -17,7 +18,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <zlib.h>
+
 #include "config/config.h"
+#include "core/crc32c.h"
 #include "experiments/evlog.h"
 #include "experiments/exp.h"
 
@@ -129,6 +133,88 @@ static void test_crc_mismatch(void)
     CHECK(strstr(err, "magic") != NULL);
 }
 
+/* CRC-32C: the standard check value, the instruction and the table agree on every length and
+ * alignment, and a CRC continues over parts. */
+static void test_crc32c(void)
+{
+    CHECK_INT(gh_crc32c(0, "123456789", 9), 0xE3069283u);
+    CHECK_INT(gh_crc32c_sw(0, "123456789", 9), 0xE3069283u);
+    CHECK_INT(gh_crc32c(0, "", 0), 0);
+    static const uint8_t zeros[32]; /* RFC 3720 B.4: 32 bytes of zeros */
+    CHECK_INT(gh_crc32c(0, zeros, sizeof zeros), 0x8A9136AAu);
+    uint8_t buf[600];
+    uint32_t seed = 12345;
+    for (size_t i = 0; i < sizeof buf; i++)
+        buf[i] = (uint8_t)((seed = seed * 1103515245u + 12345u) >> 16);
+    int bad = 0;
+    for (size_t off = 0; off < 9; off++)
+        for (size_t n = 0; off + n <= sizeof buf; n += n < 40 ? 1 : 37) {
+            uint32_t a = gh_crc32c(0, buf + off, n), b = gh_crc32c_sw(0, buf + off, n);
+            size_t k = n / 3;
+            uint32_t c = gh_crc32c(gh_crc32c(0, buf + off, k), buf + off + k, n - k);
+            uint32_t d = gh_crc32c_sw(gh_crc32c_sw(0, buf + off, k), buf + off + k, n - k);
+            bad += a != b || a != c || a != d;
+        }
+    CHECK_INT(bad, 0);
+}
+
+/* A new log is version 2: magic GHXLOG2 and each frame's CRC the CRC-32C of its length and payload. */
+static void test_new_log_is_crc32c(void)
+{
+    char path[300];
+    snprintf(path, sizeof path, "%s/v2.evlog", dir);
+    write_frames(path, 1);
+    uint8_t b[8 + 8 + 5];
+    int fd = open(path, O_RDONLY);
+    CHECK_INT(read(fd, b, sizeof b), (long)sizeof b);
+    close(fd);
+    CHECK(memcmp(b, "GHXLOG2\n", 8) == 0);
+    uint32_t want = gh_crc32c_sw(gh_crc32c_sw(0, b + 8, 4), b + 16, 5), got;
+    memcpy(&got, b + 12, 4);
+    CHECK_INT(got, want);
+}
+
+/* A log of version 1 (zlib's CRC-32, as written before) is read, and appended to as version 1. */
+static void test_version1_log(void)
+{
+    char path[300], err[256];
+    snprintf(path, sizeof path, "%s/v1.evlog", dir);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    CHECK_INT(write(fd, "GHXLOG1\n", 8), 8);
+    for (int i = 0; i < 2; i++) { /* frames 'fffff' and 'ffffff', as count_frame expects */
+        uint8_t f[8 + 6];
+        uint32_t n = 5 + (uint32_t)i;
+        memcpy(f, &n, 4);
+        memset(f + 8, 'f', n);
+        uint32_t c = (uint32_t)crc32(crc32(0L, f, 4), f + 8, n);
+        memcpy(f + 4, &c, 4);
+        CHECK_INT(write(fd, f, 8 + n), (long)(8 + n));
+    }
+    close(fd);
+    gh_evlog_t *l = NULL;
+    gh_evlog_stat_t st;
+    CHECK_INT(gh_evlog_open(&l, path, &st, err, sizeof err), 0);
+    CHECK_INT(st.frames, 2);
+    CHECK_INT(st.torn_bytes, 0);
+    uint8_t *p = l ? gh_evlog_put(l, 7) : NULL;
+    if (p)
+        memset(p, 'f', 7);
+    CHECK_INT(l ? gh_evlog_flush(l, 1) : -1, 0);
+    gh_evlog_close(l);
+    l = NULL;
+    CHECK_INT(gh_evlog_open(&l, path, &st, err, sizeof err), 0);
+    CHECK_INT(st.frames, 3);
+    frames_seen = 0;
+    CHECK_INT(l ? gh_evlog_replay(l, count_frame, NULL) : -1, 0);
+    CHECK_INT(frames_seen, 3);
+    gh_evlog_close(l);
+    char m[8];
+    fd = open(path, O_RDONLY);
+    CHECK_INT(read(fd, m, 8), 8);
+    close(fd);
+    CHECK(memcmp(m, "GHXLOG1\n", 8) == 0);
+}
+
 /* ---- the pipeline over the log ---- */
 
 #include "exp_yaml.h" /* YAML: the configuration of these tests (the store in a directory: %s) */
@@ -215,7 +301,7 @@ static void expose_units(const gh_conf_tenant_t *t, int from, int to)
         int n = snprintf(u, sizeof u, "u%d", i);
         uint64_t h = gh_exp_hash(u, (size_t)n);
         snprintf(variant, sizeof variant, "%s", (h >> 9) & 1 ? "on" : "off");
-        gh_exp_expose(0, t, "new-home", variant, h, 1000000 + (uint64_t)i);
+        gh_exp_expose(0, t, gh_exp_hash("new-home", 8), variant, h, 1000000 + (uint64_t)i);
     }
     for (int k = 0; k < 2000; k++) { /* applied by the pipeline (at most 2 s) */
         json_t *r = results();
@@ -391,6 +477,64 @@ static void test_replay_and_idempotency_across_restart(void)
 
 /* A store of the previous version: units and events in SQLite; the first start moves them into
  * the log, with the aggregates the old replay gave. */
+/* Tables that grow far past their first size (the values past 2 MiB move by mremap): a unit's edge
+ * values from before the growth are still there after it, in the sums, in a second observation and
+ * in the snapshot a restart reads. */
+static void observe_units(const gh_conf_tenant_t *t, int from, int to, uint64_t latency_us)
+{
+    for (int i = from; i < to; i++) {
+        char u[32];
+        int n = snprintf(u, sizeof u, "u%d", i);
+        gh_exp_observe(0, t, gh_exp_hash(u, (size_t)n), "/home", 5, 200, latency_us, 100, 3000000);
+    }
+}
+
+static double latency_of(json_t *r, const char *variant)
+{
+    json_t *m = json_array_get(json_object_get(r, "metrics"), 4);
+    return json_real_value(json_object_get(json_object_get(m, "values"), variant));
+}
+
+static void test_tables_grow(void)
+{
+    char sub[sizeof dir], cmd[400];
+    memcpy(sub, dir, sizeof dir);
+    CHECK(strlen(dir) + 6 < sizeof dir);
+    strcat(dir, "/grow");
+    CHECK_INT(mkdir(dir, 0700), 0);
+    gh_conf_t *c = load_conf();
+    CHECK(c != NULL);
+    if (!c) {
+        memcpy(dir, sub, sizeof dir);
+        return;
+    }
+    const gh_conf_tenant_t *t = &c->tenants[0];
+    CHECK(start(c) == 0);
+    expose_units(t, 0, 100);
+    observe_units(t, 0, 100, 1000);
+    for (int k = 100; k < 60000; k += 8000) /* (in parts: the ring holds 16384 records) */
+        expose_units(t, k, GH_MIN(k + 8000, 60000));
+    observe_units(t, 0, 100, 3000);
+    expose_units(t, 60000, 60001); /* (the observations are applied once this is) */
+    json_t *before = results();
+    CHECK_INT(json_integer_value(json_object_get(json_object_get(before, "units"), "on")) +
+                  json_integer_value(json_object_get(json_object_get(before, "units"), "off")),
+              60001);
+    CHECK(fabs(latency_of(before, "on") - 2.0) < 1e-12 && fabs(latency_of(before, "off") - 2.0) < 1e-12);
+    gh_exp_stop();
+    CHECK(start(c) == 0);
+    json_t *after = results();
+    CHECK(same_results(before, after));
+    CHECK(fabs(latency_of(after, "on") - 2.0) < 1e-12);
+    json_decref(before);
+    json_decref(after);
+    gh_exp_stop();
+    gh_conf_unref(c);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    CHECK_INT(system(cmd), 0);
+    memcpy(dir, sub, sizeof dir);
+}
+
 static void test_migrates_a_sqlite_store(void)
 {
     char sub[200], db[400], yaml_dir[256];
@@ -477,8 +621,12 @@ int main(void)
     }
     RUN(test_torn_tail_is_cut);
     RUN(test_crc_mismatch);
+    RUN(test_crc32c);
+    RUN(test_new_log_is_crc32c);
+    RUN(test_version1_log);
     RUN(test_replay_and_idempotency_across_restart);
     RUN(test_migrates_a_sqlite_store);
+    RUN(test_tables_grow);
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0)
