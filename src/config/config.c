@@ -4666,6 +4666,17 @@ static void parse_tenants(ctx_t *x, yaml_node_t *n)
                     t->name = "(unnamed)";
                 parse_experiments(x, f[5].val, t);
                 path_pop(x, o2);
+                for (uint32_t j = 0; j < t->nexperiments; j++) /* what the workers send the experiments */
+                    for (uint32_t m = 0; m < t->experiments[j].nmetrics; m++) {
+                        const gh_conf_xmetric_t *mt = &t->experiments[j].metrics[m];
+                        const gh_conf_xsource_t *src[2] = {&mt->num, mt->kind == GH_XK_RATIO ? &mt->den : NULL};
+                        for (int k = 0; k < 2; k++)
+                            if (src[k] && src[k]->source >= GH_XS_PATH) {
+                                t->xedges = 1;
+                                if (src[k]->source == GH_XS_PATH)
+                                    t->xpath_max = GH_MAX(t->xpath_max, (uint32_t)src[k]->path_len);
+                            }
+                    }
             }
             if (f[3].val) {
                 size_t o2 = path_key(x, "cache");

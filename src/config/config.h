@@ -390,6 +390,8 @@ typedef struct gh_conf_tenant {
     void *state; /* protect.c's lasting per-tenant state (counters, flood mode), bound at load */
     gh_conf_experiment_t *experiments;
     uint32_t nexperiments;
+    int xedges;        /* one of its experiments has an edge-observed metric: requests are observed */
+    uint32_t xpath_max; /* the longest path prefix of those metrics (bytes of a request's path kept) */
     gh_conf_slo_t *slos; /* SLOs over all the tenant's routes (src/obs/slo.c) */
     uint32_t nslos;
     gh_conf_function_t **functions; /* its routes' edge functions, by id */

@@ -27,7 +27,7 @@
 #include "protect/shtab.h"
 #include "proxy/worker.h"
 
-#define RING_RECS 16384u         /* records per producer ring (power of two) */
+#define RING_RECS 32768u         /* records per producer ring (power of two; 64 bytes each: 2 MiB, one huge page) */
 #define MAX_EVENTS 1000u         /* events in one publish */
 #define MAX_NAME 256u            /* bytes of an event name, unit, event id */
 #define MAX_PAYLOAD (16u << 10)  /* bytes of one event's payload (as JSON) */
@@ -37,7 +37,7 @@
 #define SNAPSHOT_MS 2000
 #define PERSIST_MS 200            /* first exposures are written at least this often ... */
 #define PERSIST_BYTES (1u << 20)  /* ... or when this many bytes of them wait */
-#define PATH_KEEP 72
+#define PATH_HEAD 24 /* bytes of an observation's path in its record; up to 63 more in a continuation */
 #define DRAIN_MAX (RING_RECS / 8) /* a loop whose fullest ring held fewer records waits ... */
 #define WAIT_MS 10                /* ... this long, or until a publish */
 #define JSON_MAX_DEPTH 2048       /* jansson's JSON_PARSER_MAX_DEPTH: the same bodies are refused */
@@ -65,17 +65,31 @@ static uint64_t now_ms(void)
 
 /* ---------------------------------------------------------------- records from workers */
 
-enum { R_EXPOSE = 1, R_OBSERVE };
+enum { R_EXPOSE = 1, R_OBSERVE, R_CONT };
 
-typedef struct {
-    uint8_t kind;
-    uint8_t path_len;
-    uint16_t status;
-    uint32_t latency_us;
-    uint64_t tenant_h, unit_h, time_ms;
-    uint64_t a, b; /* R_EXPOSE: flag_h, variant_h; R_OBSERVE: bytes */
-    char path[PATH_KEEP];
+/* One cache line per record: a worker writes one per exposure and one per observed request, into
+ * lines a ring's turn ago last touched (a miss each). An observation keeps as much of the request's
+ * path as its tenant's longest path prefix needs (at most 64 bytes, config.c): the first PATH_HEAD
+ * bytes in the record, the rest in the next slot, an R_CONT record. */
+typedef union {
+    struct {
+        uint8_t kind;
+        uint8_t path_len; /* R_OBSERVE: bytes of the path kept */
+        uint16_t status;
+        uint32_t latency_us;
+        uint64_t tenant_h, unit_h, time_ms;
+        uint64_t a; /* R_EXPOSE: flag_h; R_OBSERVE: bytes */
+        union {
+            uint64_t b; /* R_EXPOSE: variant_h */
+            char path[PATH_HEAD];
+        };
+    };
+    struct {
+        uint8_t cont_kind; /* R_CONT */
+        char more[63];
+    };
 } rec_t;
+_Static_assert(sizeof(rec_t) == 64, "a ring record is one cache line");
 
 typedef struct {
     uint64_t head __attribute__((aligned(64)));
@@ -278,41 +292,30 @@ static struct {
 
 int gh_exp_running(void) { return P.running; }
 
-/* Big tables (units, values, the idempotency set) come from mmap with transparent huge pages
- * asked for: a growing table is touched at random, and 4-KiB page faults cost more than the
- * rehash itself on this VM. Small ones from calloc. Both zeroed. */
+/* Big tables (units, values, the idempotency set) come from mmap, aligned to 2 MiB and with
+ * transparent huge pages asked for: they are touched at random, and with 4-KiB pages a lookup is
+ * a TLB miss besides the cache miss (one that a prefetch does not hide); 4-KiB page faults on a
+ * growing table also cost more than its rehash on this VM. Small ones from calloc. Both zeroed. */
 #define BIG_MIN (2u << 20)
+#define HUGE_PAGE (2u << 20)
+
+static size_t big_len(size_t n) { return (n + HUGE_PAGE - 1) & ~(size_t)(HUGE_PAGE - 1); }
 
 static void *big_alloc(size_t n)
 {
     if (n < BIG_MIN)
         return calloc(1, n ? n : 1);
-    void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    size_t len = big_len(n);
+    uint8_t *p = mmap(NULL, len + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED)
         return NULL;
-    madvise(p, n, MADV_HUGEPAGE);
-    return p;
-}
-
-static void big_free(void *p, size_t n);
-
-/* p (of n bytes, from big_alloc, or NULL) grown to nn >= n bytes, zeroed above n; NULL (p untouched)
- * when out of memory. A big one is moved by mremap: its pages change place, nothing is copied. */
-static void *big_grow(void *p, size_t n, size_t nn)
-{
-    if (p && n >= BIG_MIN) {
-        void *q = mremap(p, n, nn, MREMAP_MAYMOVE);
-        if (q == MAP_FAILED)
-            return NULL;
-        madvise(q, nn, MADV_HUGEPAGE);
-        return q;
-    }
-    void *q = big_alloc(nn);
-    if (q && p) {
-        memcpy(q, p, n);
-        big_free(p, n);
-    }
-    return q;
+    uint8_t *a = (uint8_t *)(((uintptr_t)p + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
+    if (a > p)
+        munmap(p, (size_t)(a - p));
+    if (p + len + HUGE_PAGE > a + len)
+        munmap(a + len, (size_t)(p + len + HUGE_PAGE - (a + len)));
+    madvise(a, len, MADV_HUGEPAGE);
+    return a;
 }
 
 static void big_free(void *p, size_t n)
@@ -322,7 +325,7 @@ static void big_free(void *p, size_t n)
     if (n < BIG_MIN)
         free(p);
     else
-        munmap(p, n);
+        munmap(p, big_len(n));
 }
 
 /* ---- the idempotency set ---- */
@@ -524,11 +527,11 @@ static double event_value(const gh_conf_xsource_t *s, uint64_t name_h, sv_t payl
     return v;
 }
 
-static double observe_value(const gh_conf_xsource_t *s, const rec_t *r)
+static double observe_value(const gh_conf_xsource_t *s, const rec_t *r, const char *path)
 {
     switch (s->source) {
     case GH_XS_PATH:
-        return path_match(s, r->path, r->path_len) ? 1 : NAN;
+        return path_match(s, path, r->path_len) ? 1 : NAN;
     case GH_XS_REQUESTS:
         return 1;
     case GH_XS_ERRORS:
@@ -584,23 +587,24 @@ static int units_grow(xstate_t *x)
     return 0;
 }
 
-/* The rows double. The values (x->nm * 24 bytes a unit) move by big_grow; the two small arrays
- * are copied, made first so that a failure leaves all three as they were. */
 static int vals_grow(xstate_t *x)
 {
     uint32_t nc = x->vcap ? x->vcap * 2 : 1024;
+    uval_t *nv = big_alloc((size_t)nc * vals_row(x));
     uint64_t *nuh = big_alloc((size_t)nc * sizeof *nuh);
     uint8_t *nd = big_alloc(nc);
-    uval_t *nv = nuh && nd ? big_grow(x->vals, (size_t)x->vcap * vals_row(x), (size_t)nc * vals_row(x)) : NULL;
-    if (!nv) {
+    if (!nv || !nuh || !nd) {
+        big_free(nv, (size_t)nc * vals_row(x));
         big_free(nuh, (size_t)nc * sizeof *nuh);
         big_free(nd, nc);
         return -1;
     }
-    if (x->vuh) {
+    if (x->vals) {
+        memcpy(nv, x->vals, (size_t)x->count * vals_row(x));
         memcpy(nuh, x->vuh, (size_t)x->count * sizeof *nuh);
         memcpy(nd, x->vdirty, x->count);
     }
+    big_free(x->vals, (size_t)x->vcap * vals_row(x));
     big_free(x->vuh, (size_t)x->vcap * sizeof *x->vuh);
     big_free(x->vdirty, x->vcap);
     x->vals = nv;
@@ -748,8 +752,16 @@ static void apply_expose(const rec_t *r)
     }
 }
 
-static void apply_observe(const rec_t *r)
+/* cont: the record's continuation (R_CONT) when its path is longer than PATH_HEAD. */
+static void apply_observe(const rec_t *r, const rec_t *cont)
 {
+    char buf[PATH_HEAD + sizeof r->more];
+    const char *path = r->path;
+    if (cont) {
+        memcpy(buf, r->path, PATH_HEAD);
+        memcpy(buf + PATH_HEAD, cont->more, r->path_len - PATH_HEAD);
+        path = buf;
+    }
     for (xstate_t *x = P.xs; x; x = x->next) {
         if (!x->live || x->tenant_h != r->tenant_h)
             continue;
@@ -760,8 +772,8 @@ static void apply_observe(const rec_t *r)
         for (uint32_t k = 0; k < x->nedge; k++) {
             uint32_t m = x->edge_m[k];
             const gh_conf_xmetric_t *mt = &x->metrics[m];
-            double dn = is_edge(&mt->num) ? observe_value(&mt->num, r) : NAN;
-            double dd = mt->kind == GH_XK_RATIO && is_edge(&mt->den) ? observe_value(&mt->den, r) : NAN;
+            double dn = is_edge(&mt->num) ? observe_value(&mt->num, r, path) : NAN;
+            double dd = mt->kind == GH_XK_RATIO && is_edge(&mt->den) ? observe_value(&mt->den, r, path) : NAN;
             if (isnan(dn) && isnan(dd))
                 continue;
             unit_add(x, idx, m, isnan(dn) ? 0 : dn, isnan(dd) ? 0 : dd, 0);
@@ -1499,17 +1511,22 @@ static size_t drain_rings(size_t *most)
             const rec_t *r = &rg->recs[head & (RING_RECS - 1)];
             if (tail - head > 16) {
                 const rec_t *a = &rg->recs[(head + 16) & (RING_RECS - 1)];
-                prefetch_unit(a->tenant_h, a->unit_h, 0);
+                if (a->kind != R_CONT)
+                    prefetch_unit(a->tenant_h, a->unit_h, 0);
             }
             if (tail - head > 8) { /* (an exposure does not read the values: a new unit's row is the next one) */
                 const rec_t *a = &rg->recs[(head + 8) & (RING_RECS - 1)];
                 if (a->kind == R_OBSERVE)
-                    prefetch_unit(a->tenant_h, a->unit_h, 1);
+                    prefetch_unit(a->tenant_h, a->unit_h, 2);
             }
-            if (r->kind == R_EXPOSE)
+            if (r->kind == R_EXPOSE) {
                 apply_expose(r);
-            else
-                apply_observe(r);
+            } else if (r->kind == R_OBSERVE) {
+                const rec_t *cont = NULL;
+                if (r->path_len > PATH_HEAD) /* (published with it: tail is past it) */
+                    cont = &rg->recs[++head & (RING_RECS - 1)], n++;
+                apply_observe(r, cont);
+            }
         }
         __atomic_store_n(&rg->head, head, __ATOMIC_RELEASE);
     }
@@ -1587,8 +1604,10 @@ static void audit_event(const char *tenant, const pevent_t *e)
     json_decref(ln);
 }
 
-/* Two cache misses per event and experiment (the unit's slot, then its values), fetched ahead:
- * stage 0 the slot, stage 1 (the slot is in cache by then) the values. */
+/* Two cache misses per record and experiment (the unit's slot, then its values), fetched ahead:
+ * stage 0 the slot; once the slot is in cache, stage 1 the start of its values' row (an event's)
+ * or stage 2 the values of the edge metrics (an observation's: a row of nm x 24 bytes spans two or
+ * three lines, and the edge metrics' are often not in the first). */
 static void prefetch_unit(uint64_t tenant_h, uint64_t unit_h, int stage)
 {
     for (xstate_t *x = P.xs; x; x = x->next) {
@@ -1596,12 +1615,18 @@ static void prefetch_unit(uint64_t tenant_h, uint64_t unit_h, int stage)
             continue;
         if (!stage) {
             __builtin_prefetch(&x->units[(uint32_t)unit_h & (x->cap - 1)]);
-        } else {
-            uint32_t idx;
-            const unit_t *u = unit_find(x, unit_h, &idx);
-            if (u)
-                __builtin_prefetch(&x->vals[(size_t)u->vi * x->nm]);
+            continue;
         }
+        uint32_t idx;
+        const unit_t *u = unit_find(x, unit_h, &idx);
+        if (!u)
+            continue;
+        const uval_t *row = &x->vals[(size_t)u->vi * x->nm];
+        if (stage == 1)
+            __builtin_prefetch(row);
+        else
+            for (uint32_t k = 0; k < x->nedge; k++)
+                __builtin_prefetch(&row[x->edge_m[k]]);
     }
 }
 
@@ -1778,10 +1803,10 @@ int gh_exp_start(const gh_conf_t *c, uint32_t nslots, char *err, size_t errcap)
     P.rings = calloc(nslots, sizeof *P.rings);
     if (!P.rings)
         return GH_ENOMEM;
+    P.nrings = nslots; /* (gh_exp_stop frees what was allocated) */
     for (uint32_t i = 0; i < nslots; i++)
-        if (!(P.rings[i].recs = calloc(RING_RECS, sizeof(rec_t))))
+        if (!(P.rings[i].recs = big_alloc(RING_RECS * sizeof(rec_t))))
             return GH_ENOMEM;
-    P.nrings = nslots;
     P.qtail = &P.queue;
     P.stop = 0;
     P.ids_built = 0;
@@ -1843,7 +1868,7 @@ void gh_exp_stop(void)
         gh_conf_unref(P.next_conf);
     P.conf = P.next_conf = NULL;
     for (uint32_t i = 0; i < P.nrings; i++)
-        free(P.rings[i].recs);
+        big_free(P.rings[i].recs, RING_RECS * sizeof(rec_t));
     free(P.rings);
     P.rings = NULL;
     big_free(P.pre, PRE_MAX * 2 * sizeof *P.pre);
@@ -1866,14 +1891,16 @@ int gh_exp_flag_watched(const gh_conf_tenant_t *t, const char *flag)
     return 0;
 }
 
-static rec_t *ring_slot(uint32_t slot)
+/* Room for k records at the tail of slot's ring (the first; the next at tail + 1), or NULL when
+ * the ring is full (counted). */
+static rec_t *ring_slot(uint32_t slot, uint32_t k)
 {
     if (!P.running || slot >= P.nrings)
         return NULL;
     ring_t *rg = &P.rings[slot];
-    if (rg->tail - rg->head_seen >= RING_RECS) { /* (the pipeline's line only when needed) */
+    if (rg->tail + k - rg->head_seen > RING_RECS) { /* (the pipeline's line only when needed) */
         rg->head_seen = __atomic_load_n(&rg->head, __ATOMIC_ACQUIRE);
-        if (rg->tail - rg->head_seen >= RING_RECS) { /* (read by results and the log) */
+        if (rg->tail + k - rg->head_seen > RING_RECS) { /* (read by results and the log) */
             __atomic_store_n(&rg->dropped, rg->dropped + 1, __ATOMIC_RELAXED);
             return NULL;
         }
@@ -1881,7 +1908,10 @@ static rec_t *ring_slot(uint32_t slot)
     return &rg->recs[rg->tail & (RING_RECS - 1)];
 }
 
-static void ring_push(uint32_t slot) { __atomic_store_n(&P.rings[slot].tail, P.rings[slot].tail + 1, __ATOMIC_RELEASE); }
+static void ring_push(uint32_t slot, uint32_t k)
+{
+    __atomic_store_n(&P.rings[slot].tail, P.rings[slot].tail + k, __ATOMIC_RELEASE);
+}
 
 /* gh_exp_hash of the variant name the workers pass on every request (the tenant's and the flag's
  * come hashed from the configuration): a per-thread memo keyed by the string's address and checked
@@ -1912,7 +1942,7 @@ static uint64_t name_hash(const char *s)
 void gh_exp_expose(uint32_t slot, const gh_conf_tenant_t *t, uint64_t flag_h, const char *variant, uint64_t unit_h,
                    uint64_t time_ms)
 {
-    rec_t *r = ring_slot(slot);
+    rec_t *r = ring_slot(slot, 1);
     if (!r)
         return;
     r->kind = R_EXPOSE;
@@ -1921,13 +1951,17 @@ void gh_exp_expose(uint32_t slot, const gh_conf_tenant_t *t, uint64_t flag_h, co
     r->time_ms = time_ms;
     r->a = flag_h;
     r->b = name_hash(variant);
-    ring_push(slot);
+    ring_push(slot, 1);
 }
 
 void gh_exp_observe(uint32_t slot, const gh_conf_tenant_t *t, uint64_t unit_h, const char *path, size_t path_len,
                     int status, uint64_t latency_us, uint64_t bytes, uint64_t time_ms)
 {
-    rec_t *r = ring_slot(slot);
+    if (!t->xedges) /* (no experiment of the tenant has a metric to observe) */
+        return;
+    size_t keep = GH_MIN(path_len, (size_t)t->xpath_max);
+    uint32_t k = keep > PATH_HEAD ? 2 : 1;
+    rec_t *r = ring_slot(slot, k);
     if (!r)
         return;
     r->kind = R_OBSERVE;
@@ -1937,9 +1971,14 @@ void gh_exp_observe(uint32_t slot, const gh_conf_tenant_t *t, uint64_t unit_h, c
     r->status = (uint16_t)status;
     r->latency_us = (uint32_t)GH_MIN(latency_us, UINT32_MAX);
     r->a = bytes;
-    r->path_len = (uint8_t)GH_MIN(path_len, PATH_KEEP);
-    memcpy(r->path, path, r->path_len);
-    ring_push(slot);
+    r->path_len = (uint8_t)keep;
+    memcpy(r->path, path, GH_MIN(keep, PATH_HEAD));
+    if (k == 2) {
+        rec_t *c = &P.rings[slot].recs[(P.rings[slot].tail + 1) & (RING_RECS - 1)];
+        c->cont_kind = R_CONT;
+        memcpy(c->more, path + PATH_HEAD, keep - PATH_HEAD);
+    }
+    ring_push(slot, k);
 }
 
 /* ---------------------------------------------------------------- publish */

@@ -35,6 +35,7 @@ static const char YAML[] = EXP_YAML_HEAD
     "          - {name: aov, kind: ratio, event: purchase, value: amount, denominator: {event: purchase}}\n"
     "          - {name: checkout, kind: conversion, path: /checkout}\n"
     "          - {name: latency, kind: ratio, edge: latency_ms, denominator: {edge: requests}}\n"
+    "          - {name: deep, kind: conversion, path: /checkout/step-two/confirm-the-order-now}\n"
     "    sites: []\n";
 #endif
 

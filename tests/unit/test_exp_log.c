@@ -495,19 +495,38 @@ static double latency_of(json_t *r, const char *variant)
     return json_real_value(json_object_get(json_object_get(m, "values"), variant));
 }
 
-static void test_tables_grow(void)
+/* A test's store in its own subdirectory of dir (dir is set to it; sub_leave restores it and
+ * removes the subdirectory). */
+static char dir_saved[sizeof dir];
+
+static gh_conf_t *sub_enter(const char *name)
 {
-    char sub[sizeof dir], cmd[400];
-    memcpy(sub, dir, sizeof dir);
-    CHECK(strlen(dir) + 6 < sizeof dir);
-    strcat(dir, "/grow");
+    memcpy(dir_saved, dir, sizeof dir);
+    CHECK(strlen(dir) + 1 + strlen(name) < sizeof dir);
+    strcat(dir, "/");
+    strcat(dir, name);
     CHECK_INT(mkdir(dir, 0700), 0);
     gh_conf_t *c = load_conf();
     CHECK(c != NULL);
-    if (!c) {
-        memcpy(dir, sub, sizeof dir);
+    if (!c)
+        memcpy(dir, dir_saved, sizeof dir);
+    return c;
+}
+
+static void sub_leave(gh_conf_t *c)
+{
+    char cmd[400];
+    gh_conf_unref(c);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    CHECK_INT(system(cmd), 0);
+    memcpy(dir, dir_saved, sizeof dir);
+}
+
+static void test_tables_grow(void)
+{
+    gh_conf_t *c = sub_enter("grow");
+    if (!c)
         return;
-    }
     const gh_conf_tenant_t *t = &c->tenants[0];
     CHECK(start(c) == 0);
     expose_units(t, 0, 100);
@@ -529,10 +548,47 @@ static void test_tables_grow(void)
     json_decref(before);
     json_decref(after);
     gh_exp_stop();
-    gh_conf_unref(c);
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    CHECK_INT(system(cmd), 0);
-    memcpy(dir, sub, sizeof dir);
+    sub_leave(c);
+}
+
+/* An observation keeps as much of the path as the tenant's longest prefix (here 40 bytes: the
+ * record's 24 and a continuation record): a path that differs from the prefix only after byte 24
+ * does not count, one that has the whole prefix does, one shorter than it does not. */
+static void test_long_path_prefix(void)
+{
+    gh_conf_t *c = sub_enter("paths");
+    if (!c)
+        return;
+    const gh_conf_tenant_t *t = &c->tenants[0];
+    CHECK_INT(t->xedges, 1);
+    CHECK_INT(t->xpath_max, 40);
+    CHECK(start(c) == 0);
+    expose_units(t, 0, 40);
+    static const char *const paths[] = {"/checkout/step-two/confirm-the-order-now?x=1", /* counts */
+                                        "/checkout/step-two/confirm-the-order-NOW",     /* differs at byte 37 */
+                                        "/checkout/step-two/confirm",                   /* a prefix of it */
+                                        "/checkout/step-two/confirm-the-order-now"};    /* exactly: counts */
+    int want[2] = {0, 0};
+    for (int i = 0; i < 40; i++) {
+        char u[32];
+        int n = snprintf(u, sizeof u, "u%d", i);
+        uint64_t h = gh_exp_hash(u, (size_t)n);
+        const char *p = paths[i % 4];
+        gh_exp_observe(0, t, h, p, strlen(p), 200, 1000, 100, 3000000);
+        want[(h >> 9) & 1] += i % 4 == 0 || i % 4 == 3;
+    }
+    expose_units(t, 40, 41);
+    json_t *r = results();
+    json_t *m = json_array_get(json_object_get(r, "metrics"), 5);
+    CHECK(strcmp(json_string_value(json_object_get(m, "name")) ? json_string_value(json_object_get(m, "name")) : "", "deep") == 0);
+    json_t *v = json_object_get(m, "values"), *units = json_object_get(r, "units");
+    /* a conversion's value: the share of the variant's units that converted */
+    CHECK(fabs(json_real_value(json_object_get(v, "on")) * (double)json_integer_value(json_object_get(units, "on")) - want[1]) < 1e-9);
+    CHECK(fabs(json_real_value(json_object_get(v, "off")) * (double)json_integer_value(json_object_get(units, "off")) - want[0]) < 1e-9);
+    CHECK(want[0] + want[1] == 20);
+    json_decref(r);
+    gh_exp_stop();
+    sub_leave(c);
 }
 
 static void test_migrates_a_sqlite_store(void)
@@ -627,6 +683,7 @@ int main(void)
     RUN(test_replay_and_idempotency_across_restart);
     RUN(test_migrates_a_sqlite_store);
     RUN(test_tables_grow);
+    RUN(test_long_path_prefix);
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0)
