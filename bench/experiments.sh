@@ -2,7 +2,7 @@
 # bench/experiments.sh: experiments benchmark (issue 8): how fast the experiment pipeline ingests
 # exposures and metric events, and what recording exposures costs on the proxy path. After `make`.
 #
-#   bash bench/experiments.sh        all parts, ~11 min on the 2-vCPU VM (RUNS=5: ~13 min; + at most NOISE_BUDGET s on a noisy box)
+#   bash bench/experiments.sh        all parts, ~17 min on the 2-vCPU VM (RUNS=5: ~19 min; + at most NOISE_BUDGET s on a noisy box)
 #
 # Issue 8's targets: "events ingested per second on one core into the aggregators (at least 1 million
 # per second with no per-event disk write on the hot path), and the added cost of exposure logging on
@@ -70,9 +70,22 @@
 # once gatehouse's core is saturated (1 - cpu_A / cpu_B): with the origin and wrk on the other core,
 # gatehouse's core is not saturated here, so req/s alone understates the cost.
 #
+# Part "pair", the same cost measured side by side: two gatehouses (workers 1, fresh stores), one
+# with configuration P and one with Q, both on core SERVER_CPU at the same time, each loaded by its
+# own wrk -t1 -c(CONNS/2) (uid.lua, the same pool) on core CLIENT_CPU with the origin, for
+# PAIR_DURATION s after a 1 s warm-up; per process, its threads' CPU time from
+# /proc/PID/task/*/schedstat (ns) over those seconds / its requests, and the ratio Q/P. Sequential
+# runs on this shared VM see the machine change between runs (per-round CPU ratios of identical
+# configurations spread over +-20 %); two processes measured over the same seconds share every such
+# change, and the A:A control shows what is left (+-1 %). Configurations as above, plus X: A + an
+# experiment whose metrics are events only (exposure records, no observations: exposure logging
+# alone). PAIRS ("A:A A:X A:B") PAIR_RUNS (5) rounds per pool in POOLS; which process gets the first
+# ports alternates. Report: per pair, the median CPU ratio (per round), the loss at saturation
+# 1 - 1/ratio, the req/s ratio, and lost records (route requests - exposure records applied).
+#
 # Part "aa": bash bench/experiments/aa_sim.sh (the A/A simulation of the statistics, ~3 s), AA=0 skips.
 #
-# Environment: PARTS ("ingest proxy aa") EXPOSURES (500000) EVENTS (1000000) INFLIGHT (4) WINDOW (8192)
+# Environment: PARTS ("ingest proxy pair aa") PAIRS ("A:A A:X A:B") PAIR_RUNS (5) PAIR_DURATION (8) EXPOSURES (500000) EVENTS (1000000) INFLIGHT (4) WINDOW (8192)
 # INGEST_RUNS (3) PROXY_CFGS ("A B C": the proxy configurations run, e.g. "B" alone for the pipeline's own CPU) STORE_DISK (temp dir) STRACE (1) DURATION (10) RUNS (3) CONNS (64) POOLS ("100000 1000")
 # BUSY_MAX (30) BUSY_WAIT (20) OTHER_MAX (10) NOISY_RETRIES (1) NOISE_BUDGET (90) WAIT_MAX (1500)
 # GATEHOUSE_BIN (./build/gatehouse) GH_LIB (./build/libgatehouse.a) SERVER_CPU (0) CLIENT_CPU (1)
@@ -86,7 +99,7 @@ set -u -o pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 case "${1:-}" in -h | --help) sed -n '2,/^$/p' "$0"; exit 0 ;; esac
 
-KNOBS="PARTS EXPOSURES EVENTS INFLIGHT WINDOW INGEST_RUNS STORE_DISK STRACE DURATION RUNS CONNS POOLS BUSY_MAX BUSY_WAIT
+KNOBS="PARTS PAIRS PAIR_RUNS PAIR_DURATION EXPOSURES EVENTS INFLIGHT WINDOW INGEST_RUNS STORE_DISK STRACE DURATION RUNS CONNS POOLS BUSY_MAX BUSY_WAIT
 OTHER_MAX NOISY_RETRIES NOISE_BUDGET WAIT_MAX GATEHOUSE_BIN GH_LIB SERVER_CPU CLIENT_CPU"
 CMDLINE=""
 for k in $KNOBS; do [ -n "${!k+x}" ] && CMDLINE="$CMDLINE$k=$(printf '%q' "${!k}") "; done
@@ -95,7 +108,10 @@ CMDLINE="${CMDLINE}bash bench/experiments.sh${*:+ $*}"
 # shellcheck source=bench/lib.sh
 . "$HERE/lib.sh"
 
-PARTS=${PARTS:-ingest proxy aa}
+PARTS=${PARTS:-ingest proxy pair aa}
+PAIRS=${PAIRS:-A:A A:X A:B}
+PAIR_RUNS=${PAIR_RUNS:-5}
+PAIR_DURATION=${PAIR_DURATION:-8}
 EXPOSURES=${EXPOSURES:-500000}
 EVENTS=${EVENTS:-1000000}
 INFLIGHT=${INFLIGHT:-4}
@@ -291,8 +307,8 @@ fi
 
 # ---------------------------------------------------------------- part 2: exposure logging on the proxy path
 
-pick_ports 3
-PORT=${PORTS[0]} OPORT=${PORTS[1]} APORT=${PORTS[2]}
+pick_ports 5
+PORT=${PORTS[0]} OPORT=${PORTS[1]} APORT=${PORTS[2]} PORT2=${PORTS[3]} APORT2=${PORTS[4]}
 
 FLAGDEF='        flags:
           new-home:
@@ -301,7 +317,8 @@ FLAGDEF='        flags:
             defaultVariant: "off"
             targeting: {fractional: [["on", 50], ["off", 50]]}'
 
-# gen_gh_conf CONFIG(A|B|C) DIR: gatehouse's configuration for that run into DIR/gatehouse.yaml.
+# gen_gh_conf CONFIG(A|X|B|C) DIR: gatehouse's configuration for that run into DIR/gatehouse.yaml
+# (listening on $PORT, admin on $APORT).
 gen_gh_conf() {
     local cfg=$1 d=$2
     {
@@ -328,6 +345,8 @@ gen_gh_conf() {
           - {name: purchase, kind: conversion, event: purchase}
           - {name: revenue, kind: mean, event: purchase, value: amount, cuped: true}
           - {name: aov, kind: ratio, event: purchase, value: amount, denominator: {event: purchase}}
+EOF
+            [ "$cfg" != X ] && cat <<'EOF'
           - {name: checkout, kind: conversion, path: /checkout}
           - {name: latency, kind: ratio, edge: latency_ms, denominator: {edge: requests}, direction: decrease, guardrail: true}
 EOF
@@ -480,6 +499,92 @@ elif has_part proxy; then
     log "part proxy: no gatehouse binary: pending"
 fi
 
+# ---------------------------------------------------------------- part 2b: side by side
+
+# sched_ns PID: nanoseconds on a CPU of all PID's threads (/proc/PID/task/*/schedstat, field 1).
+sched_ns() {
+    local f a t=0
+    for f in /proc/"$1"/task/*/schedstat; do read -r a _ <"$f" 2>/dev/null && t=$((t + a)); done
+    echo "$t"
+}
+
+# pair_wrk DURATION PORT OUT [ARGS]: one of a pair's two loads, in the background (its PID in WRK_PID).
+pair_wrk() {
+    local d=$1 port=$2 out=$3; shift 3
+    timeout -k 2 $((d + 20)) taskset -c "$CLIENT_CPU" wrk -t1 -c$((CONNS / 2)) -d"${d}s" "$@" -s "$HERE/experiments/uid.lua" \
+        "http://127.0.0.1:$port/" -- "$POOL" "$RANDOM" >"$out" 2>&1 </dev/null &
+    WRK_PID=$!
+    STARTED_PIDS+=("$WRK_PID")
+}
+
+# run_pair ROUND P Q: gatehouses with configurations P and Q started together on core SERVER_CPU,
+# each loaded by its own wrk (-c CONNS/2, the same uid pool, its own uids) on core CLIENT_CPU at the
+# same time for PAIR_DURATION; CPU ns of each process's threads (schedstat) over the run / its
+# requests. The two share every disturbance of the machine (frequency, a neighbour's cache use, the
+# load generator's core), so their ratio is steady where sequential runs' ratios are not. Which one
+# gets the first ports alternates by round. One line into PAIR_TSV.
+run_pair() {
+    local round=$1 p=$2 q=$3 dp dq pp pq port_p aport_p port_q aport_q n0p n0q n1p n1q wp wq reqp reqq rpsp rpsq figs rr recs st=ok
+    dp=$TMPD/pair-$POOL-$round-$p-1; dq=$TMPD/pair-$POOL-$round-$q-2
+    if [ $((round % 2)) = 1 ]; then port_p=$PORT aport_p=$APORT port_q=$PORT2 aport_q=$APORT2
+    else port_p=$PORT2 aport_p=$APORT2 port_q=$PORT aport_q=$APORT; fi
+    rm -rf "$dp" "$dq"; mkdir -p "$dp" "$dq"
+    PORT=$port_p APORT=$aport_p gen_gh_conf "$p" "$dp"
+    PORT=$port_q APORT=$aport_q gen_gh_conf "$q" "$dq"
+    start_server gatehouse "$dp/stdout.log" "$GH_BIN_COPY" run -c "$dp/gatehouse.yaml"; pp=$SERVER_PID
+    start_server gatehouse "$dq/stdout.log" "$GH_BIN_COPY" run -c "$dq/gatehouse.yaml"; pq=$SERVER_PID
+    if ! wait_http "http://127.0.0.1:$port_p/" 10 || ! wait_http "http://127.0.0.1:$port_q/" 10; then
+        log "pair $p:$q round $round: a gatehouse did not answer"; tail -n 5 "$dp/stdout.log" "$dq/stdout.log" >&2
+        stop_system "$pp"; stop_system "$pq"
+        printf '%s\t%s\t%s\t%s\t0\t0\tnan\tnan\tnan\tnan\tnan\tnan\t-\t-\tFAILED\n' "$POOL" "$round" "$p" "$q" >>"$PAIR_TSV"
+        return
+    fi
+    flags_pause
+    pair_wrk 1 "$port_p" "$TMPD/pwarm1.txt"; wp=$WRK_PID
+    pair_wrk 1 "$port_q" "$TMPD/pwarm2.txt"; wq=$WRK_PID
+    wait "$wp" "$wq"; forget_pid "$wp"; forget_pid "$wq"
+    sleep 0.3
+    n0p=$(sched_ns "$pp"); n0q=$(sched_ns "$pq")
+    pair_wrk "$PAIR_DURATION" "$port_p" "$dp/wrk.txt"; wp=$WRK_PID
+    pair_wrk "$PAIR_DURATION" "$port_q" "$dq/wrk.txt"; wq=$WRK_PID
+    wait "$wp" "$wq"; forget_pid "$wp"; forget_pid "$wq"
+    sleep 0.5 # the pipelines drain their rings (their work counts)
+    n1p=$(sched_ns "$pp"); n1q=$(sched_ns "$pq")
+    figs=$(PORT=$port_q APORT=$aport_q admin_figures "$q" "$dq")
+    { kill -0 "$pp" && kill -0 "$pq"; } 2>/dev/null || st=DIED
+    stop_system "$pp"; stop_system "$pq"
+    read -r reqp rpsp _ <<<"$(parse_wrk_full "$dp/wrk.txt")"
+    read -r reqq rpsq _ <<<"$(parse_wrk_full "$dq/wrk.txt")"
+    { [ "${reqp:-0}" -gt 0 ] && [ "${reqq:-0}" -gt 0 ]; } || st=FAILED
+    read -r rr recs _ <<<"$figs"
+    awk -v pool="$POOL" -v r="$round" -v p="$p" -v q="$q" -v np=$((n1p - n0p)) -v nq=$((n1q - n0q)) -v a="${reqp:-0}" -v b="${reqq:-0}" \
+        -v ra="${rpsp:-0}" -v rb="${rpsq:-0}" -v rr="$rr" -v recs="$recs" -v st="$st" 'BEGIN {
+        up = a ? np / a / 1000 : 0; uq = b ? nq / b / 1000 : 0
+        printf "%s\t%s\t%s\t%s\t%d\t%d\t%.3f\t%.3f\t%.4f\t%.0f\t%.0f\t%.4f\t%s\t%s\t%s\n", pool, r, p, q, a, b, up, uq,
+            up ? uq / up : 0, ra, rb, ra ? rb / ra : 0, rr, recs, st }' >>"$PAIR_TSV"
+    log "  pool $POOL pair $p:$q round $round: $(tail -1 "$PAIR_TSV" | awk -F'\t' '{ printf "%s %.2f us/req (%s req), %s %.2f us/req (%s req): CPU ratio %.4f; route requests %s, exposure records %s", $3, $7, $5, $4, $8, $6, $9, $13, $14 }') [$st]"
+}
+
+PAIR_TSV=$TMPD/pair.tsv
+printf 'pool\tround\tfirst\tsecond\treq1\treq2\tus_req1\tus_req2\tcpu_ratio\trps1\trps2\trps_ratio\troute_requests2\texposure_records2\tstatus\n' >"$PAIR_TSV"
+if has_part pair && [ "$GH_OK" = 1 ]; then
+    mkdir -p "$TMPD/origin"
+    origin_nginx_conf "$TMPD/origin" "$OPORT" "" "        location / { default_type text/plain; return 200 \"$BODY_SMALL\"; }"
+    SERVER_CPU=$CLIENT_CPU start_server origin "$TMPD/origin/stdout.log" nginx -c "$TMPD/origin/nginx.conf"
+    OPID=$SERVER_PID
+    if wait_http "http://127.0.0.1:$OPORT/" 5; then
+        for POOL in $POOLS; do
+            log "part pair: two gatehouses (workers 1) side by side on core $SERVER_CPU, each with its wrk -t1 -c$((CONNS / 2)) -d${PAIR_DURATION}s (uid pool $POOL) on core $CLIENT_CPU with the origin; pairs $PAIRS, $PAIR_RUNS rounds"
+            for ((r = 1; r <= PAIR_RUNS; r++)); do
+                for pr in $PAIRS; do run_pair "$r" "${pr%%:*}" "${pr##*:}"; done
+            done
+        done
+    else
+        log "the nginx origin did not come up:"; tail -5 "$TMPD/origin/error.log" >&2
+    fi
+    stop_system "$OPID"
+fi
+
 # ---------------------------------------------------------------- part 3: the A/A simulation
 
 AA_MD=""
@@ -497,6 +602,7 @@ fi
 log "spent ${NOISE_SPENT}s of the ${NOISE_BUDGET}s noise budget on waits and repeats; total $(($(date +%s) - T_START))s"
 cp "$ING_TSV" "$OUTDIR/experiments-ingest-raw-$STAMP.tsv"
 cp "$PRX_TSV" "$OUTDIR/experiments-proxy-raw-$STAMP.tsv"
+cp "$PAIR_TSV" "$OUTDIR/experiments-pair-raw-$STAMP.tsv"
 MD=$OUTDIR/experiments-$STAMP.md
 {
     echo "# gatehouse experiments benchmark, $(date '+%Y-%m-%d %H:%M:%S %Z')"
@@ -508,7 +614,7 @@ MD=$OUTDIR/experiments-$STAMP.md
     echo "proxy: gatehouse workers 1 on core $SERVER_CPU; nginx origin + wrk -t1 -c$CONNS -d${DURATION}s --latency -s bench/experiments/uid.lua (uid pools: $POOLS) on core $CLIENT_CPU; $RUNS rounds of A/B/C rotating, fresh gatehouse per run, 1 s warm-up + busy check"
     echo '```'
     echo
-    /usr/bin/python3 "$HERE/experiments/report.py" "$ING_TSV" "$PRX_TSV" "$INFO" "$OTHER_MAX"
+    /usr/bin/python3 "$HERE/experiments/report.py" "$ING_TSV" "$PRX_TSV" "$INFO" "$OTHER_MAX" "$PAIR_TSV"
     if [ -s "$TMPD/ingest-checks.txt" ]; then
         echo
         echo "Checks of the last ingest run (values against what was sent):"
@@ -527,4 +633,4 @@ echo
 cat "$MD"
 echo
 echo "markdown: $MD"
-echo "raw runs: $OUTDIR/experiments-ingest-raw-$STAMP.tsv $OUTDIR/experiments-proxy-raw-$STAMP.tsv"
+echo "raw runs: $OUTDIR/experiments-ingest-raw-$STAMP.tsv $OUTDIR/experiments-proxy-raw-$STAMP.tsv $OUTDIR/experiments-pair-raw-$STAMP.tsv"

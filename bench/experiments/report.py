@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """bench/experiments/report.py: the markdown summary of bench/experiments.sh.
 
-    report.py INGEST_TSV PROXY_TSV INFO_TSV OTHER_MAX
+    report.py INGEST_TSV PROXY_TSV INFO_TSV OTHER_MAX [PAIR_TSV]
 
 Medians (min..max) over the runs that did not fail, the runs taken with other load on a core counted
-as noisy; the proxy's B/A and C/A ratios within each round (adjacent runs) and their medians. Prints
-the ingest table, the proxy tables and the targets of issue 8."""
+as noisy; the proxy's B/A and C/A ratios within each round (adjacent runs) and their medians; the
+side-by-side pairs' CPU ratios. Prints the ingest table, the proxy tables, the pairs and the targets
+of issue 8."""
 import csv
 import statistics
 import sys
@@ -48,6 +49,7 @@ def rng(rs, k, fmt="{:,.0f}"):
 
 def main():
     ing, prx, info_path, other_max = rows(sys.argv[1]), rows(sys.argv[2]), sys.argv[3], sys.argv[4]
+    pair = rows(sys.argv[5]) if len(sys.argv) > 5 else []
     info = {}
     with open(info_path) as f:
         for line in f:
@@ -177,6 +179,41 @@ def main():
     if prx:
         print()
 
+    # ---------------------------------------------------------------- side by side
+    pair_ratio = {}
+    if pair:
+        print("## Side by side: two gatehouses on one core at the same time")
+        print()
+        print("X: the flag route with an experiment whose metrics are events only (an exposure record per request: "
+              "exposure logging alone); B: its experiment also has edge metrics (a path and latency: an observation "
+              "record per request too). A:A is the control: two identical gatehouses, whose ratio shows what the "
+              "method can resolve. CPU: each process's threads' CPU time (schedstat) / its requests, both measured "
+              "over the same seconds. Loss at saturation: 1 - 1 / (CPU ratio).")
+        print()
+        print("| pool | pair | rounds | first µs/req | second µs/req | CPU ratio second/first, median (per round) | "
+              "loss at saturation | req/s ratio, median | lost records |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        keys = []
+        for r in pair:
+            k = (r["pool"], r["first"], r["second"])
+            if k not in keys:
+                keys.append(k)
+        for k in keys:
+            use = [r for r in pair if (r["pool"], r["first"], r["second"]) == k and r["status"] == "ok"]
+            if not use:
+                print("| %s | %s:%s | 0 | | | failed | | | |" % (k[0], k[1], k[2]))
+                continue
+            ratios = [num(r["cpu_ratio"]) for r in use]
+            m = statistics.median(ratios)
+            lost = [int(num(r["route_requests2"]) - num(r["exposure_records2"])) for r in use
+                    if k[2] != "A" and num(r["exposure_records2"]) == num(r["exposure_records2"])]
+            pair_ratio[k] = (m, min(ratios), max(ratios), len(use))
+            print("| %s | %s:%s | %d | %s | %s | **%.3f** (%s) | %.1f%% | %.3f | %s |" % (
+                k[0], k[1], k[2], len(use), rng(use, "us_req1", "{:.2f}"), rng(use, "us_req2", "{:.2f}"), m,
+                " ".join("%.3f" % v for v in ratios), 100 * (1 - 1 / m), med(use, "rps_ratio"),
+                ",".join(str(v) for v in lost) if lost else "-"))
+        print()
+
     # ---------------------------------------------------------------- targets
     print("## Against issue 8's targets")
     print()
@@ -207,6 +244,23 @@ def main():
                 print("- proxy, uid pool %s, %s vs A: req/s %+.1f%% (median of the rounds' ratios); from CPU per request, "
                       "%.1f%% fewer requests once gatehouse's core is saturated: target under 3%% %s" % (
                           pool, cfg, 100 * (rr - 1), loss, verdict))
+    for (pool, first, second), (m, lo, hi, n) in pair_ratio.items():
+        if first != "A" or second == "A":
+            continue
+        ctl = pair_ratio.get((pool, "A", "A"))
+        loss = 100 * (1 - 1 / m)
+        # a verdict when the control shows the method resolves a point and the rounds agree
+        if ctl and abs(ctl[0] - 1) > 0.01:
+            verdict = "not resolved (the A:A control's median is %.3f)" % ctl[0]
+        elif hi - lo > 0.04:
+            verdict = "not resolved (per-round CPU ratios %.3f..%.3f)" % (lo, hi)
+        else:
+            verdict = "met" if loss < 3 else "NOT met"
+        print("- side by side, uid pool %s, %s vs A (%s): CPU per request x%.3f (%d rounds, %.3f..%.3f%s), %.1f%% fewer "
+              "requests once gatehouse's core is saturated: target under 3%% %s" % (
+                  pool, second, "exposure logging alone" if second == "X" else
+                  "exposures and edge observations" if second == "B" else "exposures, observations and the exposure log",
+                  m, n, lo, hi, "; A:A control x%.3f" % ctl[0] if ctl else "", loss, verdict))
     print()
 
 
