@@ -213,10 +213,12 @@ typedef struct {
     double n, conv, s1, s2, sx, sxx, sxy, sa, sb, saa, sbb, sab;
 } vsum_t; /* per variant and metric */
 
+#define NO_ROW UINT32_MAX
+
 typedef struct {
     uint64_t unit_h; /* 0: empty */
     int64_t first_ms;
-    uint32_t vi;     /* its row in vals */
+    uint32_t vi;     /* its row in vals, NO_ROW until it has a value (most units never have one) */
     uint8_t variant;
 } unit_t;
 
@@ -242,10 +244,10 @@ typedef struct xstate {
     double alpha, n_star;
     /* units */
     unit_t *units;
-    uval_t *vals; /* vcap * nm, row vi of a unit: dense in the order units came */
+    uval_t *vals; /* vcap * nm, row vi of a unit: dense in the order units got their first value */
     uint64_t *vuh; /* vcap: the unit of row vi (the snapshot walks rows in order, not the hash table) */
     uint8_t *vdirty; /* vcap: row vi's edge values changed since the last snapshot */
-    uint32_t cap, count, vcap;
+    uint32_t cap, count, vcap, nrows;
     double *vn;   /* units per variant */
     vsum_t *sums; /* nv * nm */
     uint64_t exposures, unattributed, dropped_units, late;
@@ -600,9 +602,9 @@ static int vals_grow(xstate_t *x)
         return -1;
     }
     if (x->vals) {
-        memcpy(nv, x->vals, (size_t)x->count * vals_row(x));
-        memcpy(nuh, x->vuh, (size_t)x->count * sizeof *nuh);
-        memcpy(nd, x->vdirty, x->count);
+        memcpy(nv, x->vals, (size_t)x->nrows * vals_row(x));
+        memcpy(nuh, x->vuh, (size_t)x->nrows * sizeof *nuh);
+        memcpy(nd, x->vdirty, x->nrows);
     }
     big_free(x->vals, (size_t)x->vcap * vals_row(x));
     big_free(x->vuh, (size_t)x->vcap * sizeof *x->vuh);
@@ -640,11 +642,30 @@ static pre_t *pre_slot(uint64_t key, int create)
     return NULL;
 }
 
+/* The row of unit ui's values, made for it now if it has none (its values all 0 so far): NULL, and
+ * counted as a dropped unit, when out of memory. */
+static uval_t *unit_row(xstate_t *x, uint32_t ui)
+{
+    unit_t *u = &x->units[ui];
+    if (u->vi == NO_ROW) {
+        if (x->nrows >= x->vcap && vals_grow(x) < 0) {
+            x->dropped_units++;
+            return NULL;
+        }
+        u->vi = x->nrows++;
+        x->vuh[u->vi] = u->unit_h;
+    }
+    return &x->vals[(size_t)u->vi * x->nm];
+}
+
 /* A unit's value of metric m changes by (dnum, dden, dpre): the variant's sums follow. */
 static void unit_add(xstate_t *x, uint32_t ui, uint32_t m, double dnum, double dden, double dpre)
 {
     unit_t *u = &x->units[ui];
-    uval_t *v = &x->vals[(size_t)u->vi * x->nm + m];
+    uval_t *row = unit_row(x, ui);
+    if (!row)
+        return;
+    uval_t *v = &row[m];
     vsum_t *s = &x->sums[(size_t)u->variant * x->nm + m];
     double y0 = v->num, y1 = y0 + dnum, d0 = v->den, d1 = d0 + dden, p0 = v->pre, p1 = p0 + dpre;
     if (y0 <= 0 && y1 > 0)
@@ -680,7 +701,7 @@ static int64_t expose(xstate_t *x, uint64_t unit_h, uint32_t v, int64_t ms, int 
         x->dropped_units++;
         return -1;
     }
-    if (((x->count + 1) * 4 > x->cap * 3 && units_grow(x) < 0) || (x->count >= x->vcap && vals_grow(x) < 0)) {
+    if ((x->count + 1) * 4 > x->cap * 3 && units_grow(x) < 0) {
         x->dropped_units++;
         return -1;
     }
@@ -688,8 +709,7 @@ static int64_t expose(xstate_t *x, uint64_t unit_h, uint32_t v, int64_t ms, int 
     while (x->units[idx].unit_h)
         idx = (idx + 1) & (x->cap - 1);
     u = &x->units[idx];
-    *u = (unit_t){.unit_h = unit_h, .first_ms = ms, .vi = x->count, .variant = (uint8_t)v};
-    x->vuh[x->count] = unit_h;
+    *u = (unit_t){.unit_h = unit_h, .first_ms = ms, .vi = NO_ROW, .variant = (uint8_t)v};
     x->count++;
     x->vn[v] += 1;
     for (uint32_t m = 0; P.npre && m < x->nm; m++) { /* its covariates so far */
@@ -777,7 +797,8 @@ static void apply_observe(const rec_t *r, const rec_t *cont)
             if (isnan(dn) && isnan(dd))
                 continue;
             unit_add(x, idx, m, isnan(dn) ? 0 : dn, isnan(dd) ? 0 : dd, 0);
-            x->vdirty[u->vi] = 1;
+            if (u->vi != NO_ROW)
+                x->vdirty[u->vi] = 1;
         }
     }
 }
@@ -1050,9 +1071,9 @@ static int put_edges(gh_evlog_t *l, xstate_t *x, int only_dirty)
     if (!np)
         return 0;
     size_t head = 1 + 8 + 1 + 9 * (size_t)np + 4, per = 8 + 8 * (size_t)np;
-    for (uint32_t vi = 0; vi < x->count;) {
+    for (uint32_t vi = 0; vi < x->nrows;) {
         uint32_t n = 0, end = vi; /* this record's rows: [vi, end) holds n of them to write */
-        for (; end < x->count && n < EDGE_BATCH; end++)
+        for (; end < x->nrows && n < EDGE_BATCH; end++)
             n += !only_dirty || x->vdirty[end];
         if (n) {
             uint8_t *r = gh_evlog_put(l, head + per * n);
@@ -1095,7 +1116,7 @@ static uint64_t edges_live_bytes(void)
         uint8_t pf[EDGE_PARTS_MAX];
         uint32_t np = edge_parts(x, pm, pf);
         if (np)
-            live += (uint64_t)x->count * (8 + 8 * np) + (x->count / EDGE_BATCH + 1) * (14 + 9 * np);
+            live += (uint64_t)x->nrows * (8 + 8 * np) + (x->nrows / EDGE_BATCH + 1) * (14 + 9 * np);
     }
     return live;
 }
@@ -1152,7 +1173,8 @@ static void replay_edge_value(xstate_t *x, uint64_t unit_h, uint32_t m, int den,
     if (!unit_find(x, unit_h, &idx))
         return;
     const gh_conf_xmetric_t *mt = &x->metrics[m];
-    const uval_t *v = &x->vals[(size_t)x->units[idx].vi * x->nm + m];
+    uint32_t vi = x->units[idx].vi;
+    const uval_t zero = {0, 0, 0}, *v = vi == NO_ROW ? &zero : &x->vals[(size_t)vi * x->nm + m];
     if (!den && is_edge(&mt->num))
         unit_add(x, idx, m, val - v->num, 0, 0);
     else if (den && mt->kind == GH_XK_RATIO && is_edge(&mt->den))
@@ -1619,7 +1641,7 @@ static void prefetch_unit(uint64_t tenant_h, uint64_t unit_h, int stage)
         }
         uint32_t idx;
         const unit_t *u = unit_find(x, unit_h, &idx);
-        if (!u)
+        if (!u || u->vi == NO_ROW)
             continue;
         const uval_t *row = &x->vals[(size_t)u->vi * x->nm];
         if (stage == 1)
