@@ -4524,7 +4524,10 @@ static void parse_experiments(ctx_t *x, yaml_node_t *n, gh_conf_tenant_t *t)
         if (f[7].val)
             ok &= f_num(x, &f[7], 10, 1e9, &e->n_star);
         o2 = path_key(x, "metrics");
-        if (want_seq(x, f[8].val, true)) {
+        if (want_seq(x, f[8].val, true) && seq_len(f[8].val) > GH_EXP_METRICS_MAX) {
+            err(x, f[8].val, "an experiment has at most %u metrics, got %zu", GH_EXP_METRICS_MAX, seq_len(f[8].val));
+            ok = false;
+        } else if (want_seq(x, f[8].val, true)) {
             size_t nm = seq_len(f[8].val);
             e->metrics = xalloc(x, nm * sizeof *e->metrics);
             for (size_t m = 0; m < nm; m++) {

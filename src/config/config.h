@@ -215,6 +215,8 @@ typedef struct {
     uint32_t nkey_headers, nkey_cookies;
 } gh_conf_cache_t;
 
+#define GH_EXP_METRICS_MAX 64u /* metrics of one experiment */
+
 /* An experiment's metric (src/experiments): where a unit's value comes from after its exposure. */
 enum { GH_XK_CONVERSION = 1, GH_XK_MEAN, GH_XK_RATIO };
 enum { GH_XS_EVENT = 1, GH_XS_PATH, GH_XS_REQUESTS, GH_XS_ERRORS, GH_XS_LATENCY, GH_XS_BYTES };

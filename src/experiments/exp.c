@@ -222,9 +222,10 @@ typedef struct {
     uint8_t variant;
 } unit_t;
 
-typedef struct {
-    double num, den, pre;
-} uval_t;
+/* A unit's row of values holds, per metric, its number (num), and its denominator (den) when it is a
+ * ratio or its covariate (pre) when it has CUPED: xstate_t.col says where. */
+enum { C_NUM, C_DEN, C_PRE };
+#define NO_COL UINT16_MAX
 
 typedef struct xstate {
     struct xstate *next;
@@ -244,7 +245,9 @@ typedef struct xstate {
     double alpha, n_star;
     /* units */
     unit_t *units;
-    uval_t *vals; /* vcap * nm, row vi of a unit: dense in the order units got their first value */
+    double *vals; /* vcap * rowlen, row vi of a unit: dense in the order units got their first value */
+    uint16_t *col; /* nm x 3: the row's column of metric m's num, den, pre (NO_COL: it has none) */
+    uint32_t rowlen;
     uint64_t *vuh; /* vcap: the unit of row vi (the snapshot walks rows in order, not the hash table) */
     uint8_t *vdirty; /* vcap: row vi's edge values changed since the last snapshot */
     uint32_t cap, count, vcap, nrows;
@@ -566,7 +569,7 @@ static unit_t *unit_find(xstate_t *x, uint64_t h, uint32_t *idx)
     }
 }
 
-static size_t vals_row(const xstate_t *x) { return (size_t)(x->nm ? x->nm : 1) * sizeof(uval_t); }
+static size_t vals_row(const xstate_t *x) { return (size_t)x->rowlen * sizeof(double); }
 
 /* The units table doubles; the values stay where they are (dense, by unit number). */
 static int units_grow(xstate_t *x)
@@ -592,7 +595,7 @@ static int units_grow(xstate_t *x)
 static int vals_grow(xstate_t *x)
 {
     uint32_t nc = x->vcap ? x->vcap * 2 : 1024;
-    uval_t *nv = big_alloc((size_t)nc * vals_row(x));
+    double *nv = big_alloc((size_t)nc * vals_row(x));
     uint64_t *nuh = big_alloc((size_t)nc * sizeof *nuh);
     uint8_t *nd = big_alloc(nc);
     if (!nv || !nuh || !nd) {
@@ -644,7 +647,7 @@ static pre_t *pre_slot(uint64_t key, int create)
 
 /* The row of unit ui's values, made for it now if it has none (its values all 0 so far): NULL, and
  * counted as a dropped unit, when out of memory. */
-static uval_t *unit_row(xstate_t *x, uint32_t ui)
+static double *unit_row(xstate_t *x, uint32_t ui)
 {
     unit_t *u = &x->units[ui];
     if (u->vi == NO_ROW) {
@@ -655,19 +658,26 @@ static uval_t *unit_row(xstate_t *x, uint32_t ui)
         u->vi = x->nrows++;
         x->vuh[u->vi] = u->unit_h;
     }
-    return &x->vals[(size_t)u->vi * x->nm];
+    return &x->vals[(size_t)u->vi * x->rowlen];
 }
 
-/* A unit's value of metric m changes by (dnum, dden, dpre): the variant's sums follow. */
+/* A unit's value of metric m changes by (dnum, dden, dpre): the variant's sums follow. (A metric
+ * without a den or pre column keeps those at 0.) */
 static void unit_add(xstate_t *x, uint32_t ui, uint32_t m, double dnum, double dden, double dpre)
 {
     unit_t *u = &x->units[ui];
-    uval_t *row = unit_row(x, ui);
+    double *row = unit_row(x, ui);
     if (!row)
         return;
-    uval_t *v = &row[m];
+    const uint16_t *c = &x->col[m * 3];
+    double none[2] = {0, 0}, *vn = &row[c[C_NUM]], *vd = c[C_DEN] != NO_COL ? &row[c[C_DEN]] : &none[0],
+           *vp = c[C_PRE] != NO_COL ? &row[c[C_PRE]] : &none[1];
+    if (c[C_DEN] == NO_COL)
+        dden = 0;
+    if (c[C_PRE] == NO_COL)
+        dpre = 0;
     vsum_t *s = &x->sums[(size_t)u->variant * x->nm + m];
-    double y0 = v->num, y1 = y0 + dnum, d0 = v->den, d1 = d0 + dden, p0 = v->pre, p1 = p0 + dpre;
+    double y0 = *vn, y1 = y0 + dnum, d0 = *vd, d1 = d0 + dden, p0 = *vp, p1 = p0 + dpre;
     if (y0 <= 0 && y1 > 0)
         s->conv += 1;
     else if (y0 > 0 && y1 <= 0)
@@ -682,9 +692,9 @@ static void unit_add(xstate_t *x, uint32_t ui, uint32_t m, double dnum, double d
     s->saa += y1 * y1 - y0 * y0;
     s->sbb += d1 * d1 - d0 * d0;
     s->sab += y1 * d1 - y0 * d0;
-    v->num = y1;
-    v->den = d1;
-    v->pre = p1;
+    *vn = y1;
+    *vd = d1;
+    *vp = p1;
 }
 
 
@@ -1044,7 +1054,7 @@ static int migrate_store(const char *logpath, char *err, size_t errcap)
  * metrics (a path conversion and a latency ratio), where 'V' took 82. */
 #define LR_EDGES 'W'
 #define EDGE_BATCH 65536u
-#define EDGE_PARTS_MAX 32u
+#define EDGE_PARTS_MAX (2 * GH_EXP_METRICS_MAX) /* every metric a ratio of two edge values */
 
 /* The edge parts of x's metrics: (metric, 0 num / 1 den) in order; their count. */
 static uint32_t edge_parts(const xstate_t *x, uint32_t *pm, uint8_t *pf)
@@ -1095,9 +1105,9 @@ static int put_edges(gh_evlog_t *l, xstate_t *x, int only_dirty)
                 x->vdirty[i] = 0;
                 memcpy(q, &x->vuh[i], 8);
                 q += 8;
-                const uval_t *v = &x->vals[(size_t)i * x->nm];
-                for (uint32_t k = 0; k < np; k++, q += 8)
-                    memcpy(q, pf[k] ? &v[pm[k]].den : &v[pm[k]].num, 8);
+                const double *v = &x->vals[(size_t)i * x->rowlen];
+                for (uint32_t k = 0; k < np; k++, q += 8) /* (pf: 0 num, 1 den: C_NUM, C_DEN) */
+                    memcpy(q, &v[x->col[pm[k] * 3 + pf[k]]], 8);
             }
         }
         vi = end;
@@ -1174,11 +1184,12 @@ static void replay_edge_value(xstate_t *x, uint64_t unit_h, uint32_t m, int den,
         return;
     const gh_conf_xmetric_t *mt = &x->metrics[m];
     uint32_t vi = x->units[idx].vi;
-    const uval_t zero = {0, 0, 0}, *v = vi == NO_ROW ? &zero : &x->vals[(size_t)vi * x->nm + m];
+    const double *row = vi == NO_ROW ? NULL : &x->vals[(size_t)vi * x->rowlen];
+    const uint16_t *c = &x->col[m * 3];
     if (!den && is_edge(&mt->num))
-        unit_add(x, idx, m, val - v->num, 0, 0);
+        unit_add(x, idx, m, val - (row ? row[c[C_NUM]] : 0), 0, 0);
     else if (den && mt->kind == GH_XK_RATIO && is_edge(&mt->den))
-        unit_add(x, idx, m, 0, val - v->den, 0);
+        unit_add(x, idx, m, 0, val - (row ? row[c[C_DEN]] : 0), 0);
 }
 
 /* One frame of STORE.edges: the experiments being rebuilt take their units' edge values. */
@@ -1351,6 +1362,7 @@ static void xs_free(xstate_t *x)
     free(x->variant_h);
     free(x->metric_h);
     free(x->edge_m);
+    free(x->col);
     free(x);
 }
 
@@ -1384,10 +1396,20 @@ static xstate_t *xs_new(const gh_conf_tenant_t *t, const gh_conf_experiment_t *e
     x->variant_h = calloc(x->nv, sizeof *x->variant_h);
     x->metric_h = calloc(x->nm ? x->nm : 1, sizeof *x->metric_h);
     x->edge_m = calloc(x->nm ? x->nm : 1, sizeof *x->edge_m);
-    if (!x->vn || !x->sums || !x->variant_h || !x->metric_h || !x->edge_m) {
+    x->col = calloc((size_t)(x->nm ? x->nm : 1) * 3, sizeof *x->col);
+    if (!x->vn || !x->sums || !x->variant_h || !x->metric_h || !x->edge_m || !x->col) {
         xs_free(x);
         return NULL;
     }
+    for (uint32_t m = 0; m < x->nm; m++) { /* the row's layout (same_def keeps it across reloads) */
+        const gh_conf_xmetric_t *mt = &e->metrics[m];
+        uint16_t *c = &x->col[m * 3];
+        c[C_NUM] = (uint16_t)x->rowlen++;
+        c[C_DEN] = mt->kind == GH_XK_RATIO ? (uint16_t)x->rowlen++ : NO_COL;
+        c[C_PRE] = mt->cuped ? (uint16_t)x->rowlen++ : NO_COL;
+    }
+    if (!x->rowlen)
+        x->rowlen = 1;
     return x;
 }
 
@@ -1643,12 +1665,12 @@ static void prefetch_unit(uint64_t tenant_h, uint64_t unit_h, int stage)
         const unit_t *u = unit_find(x, unit_h, &idx);
         if (!u || u->vi == NO_ROW)
             continue;
-        const uval_t *row = &x->vals[(size_t)u->vi * x->nm];
+        const double *row = &x->vals[(size_t)u->vi * x->rowlen];
         if (stage == 1)
             __builtin_prefetch(row);
         else
             for (uint32_t k = 0; k < x->nedge; k++)
-                __builtin_prefetch(&row[x->edge_m[k]]);
+                __builtin_prefetch(&row[x->col[x->edge_m[k] * 3]]);
     }
 }
 

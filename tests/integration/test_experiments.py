@@ -239,7 +239,10 @@ def test_experiment_config_errors_have_their_place(tmp_path):
     bad = [("flag: new-home", "flag: nope", 'has no flag "nope"'),
            ('variants: ["off", "on"]', 'variants: ["off", "maybe"]', 'has no variant "maybe"'),
            ("kind: conversion, event: purchase}", "kind: sometimes, event: purchase}", "expected conversion, mean or ratio"),
-           ("denominator: {event: purchase}", "denominator: {event: purchase, edge: bytes}", "give one of event")]
+           ("denominator: {event: purchase}", "denominator: {event: purchase, edge: bytes}", "give one of event"),
+           ("          - {name: purchase, kind: conversion, event: purchase}\n",
+            "".join("          - {name: m%d, kind: conversion, event: purchase}\n" % i for i in range(65)),
+            "an experiment has at most 64 metrics, got 69")]
     for old, new, msg in bad:
         text = CONFIG.replace(old, new, 1)
         for k, v in {"pid_file": tmp_path / "p", "admin_port": 1, "proxy_port": 2, "demo_port": 3, "ofrep_port": 4,
