@@ -37,7 +37,8 @@
 #define SNAPSHOT_MS 2000
 #define PERSIST_MS 200            /* first exposures are written at least this often ... */
 #define PERSIST_BYTES (1u << 20)  /* ... or when this many bytes of them wait */
-#define PATH_HEAD 24 /* bytes of an observation's path in its record; up to 63 more in a continuation */
+#define PATH_HEAD 24 /* bytes of an observation's path in its record ... */
+#define PATH_CONT 63 /* ... and in a continuation record */
 #define DRAIN_MAX (RING_RECS / 8) /* a loop whose fullest ring held fewer records waits ... */
 #define WAIT_MS 10                /* ... this long, or until a publish */
 #define JSON_MAX_DEPTH 2048       /* jansson's JSON_PARSER_MAX_DEPTH: the same bodies are refused */
@@ -86,7 +87,7 @@ typedef union {
     };
     struct {
         uint8_t cont_kind; /* R_CONT */
-        char more[63];
+        char more[PATH_CONT];
     };
 } rec_t;
 _Static_assert(sizeof(rec_t) == 64, "a ring record is one cache line");
@@ -785,7 +786,7 @@ static void apply_expose(const rec_t *r)
 /* cont: the record's continuation (R_CONT) when its path is longer than PATH_HEAD. */
 static void apply_observe(const rec_t *r, const rec_t *cont)
 {
-    char buf[PATH_HEAD + sizeof r->more];
+    char buf[PATH_HEAD + PATH_CONT];
     const char *path = r->path;
     if (cont) {
         memcpy(buf, r->path, PATH_HEAD);
@@ -2003,7 +2004,7 @@ void gh_exp_observe(uint32_t slot, const gh_conf_tenant_t *t, uint64_t unit_h, c
 {
     if (!t->xedges) /* (no experiment of the tenant has a metric to observe) */
         return;
-    size_t keep = GH_MIN(path_len, (size_t)t->xpath_max);
+    size_t keep = GH_MIN(GH_MIN(path_len, (size_t)t->xpath_max), PATH_HEAD + PATH_CONT); /* (64 at most) */
     uint32_t k = keep > PATH_HEAD ? 2 : 1;
     rec_t *r = ring_slot(slot, k);
     if (!r)
