@@ -387,7 +387,7 @@ static int start(gh_conf_t *file_conf, const char *path)
                                           c->access_log.keep);
         if (rc < 0) {
             gh_log(GH_LOG_ERROR, "access log %s: %s", c->access_log.syslog ? c->access_log.syslog : c->access_log.path,
-                   rc == GH_ENOMEM ? "out of memory" : strerror(-rc));
+                   gh_err_msg(rc));
             return 1;
         }
     }
@@ -403,7 +403,7 @@ static int start(gh_conf_t *file_conf, const char *path)
     if (c->exposure_log) {
         int rc = gh_exposurelog_start(c->exposure_log, c->workers + 1);
         if (rc < 0) {
-            gh_log(GH_LOG_ERROR, "exposure log %s: %s", c->exposure_log, strerror(-rc));
+            gh_log(GH_LOG_ERROR, "exposure log %s: %s", c->exposure_log, gh_err_msg(rc));
             return 1;
         }
     }

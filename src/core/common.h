@@ -41,7 +41,11 @@ static inline int gh_str_caseeq_lit(gh_str_t a, const char *lit)
     return gh_str_caseeq(a, gh_str(lit, strlen(lit)));
 }
 
-/* The error table: X(NAME, message). Codes are negative: GH_E##NAME = -(index+1). */
+/* The error table: X(NAME, message). Codes are negative and below -GH_ERR_BASE, GH_E##NAME =
+ * -(GH_ERR_BASE + index), apart from the negative errno values (-1..-4095) that functions also
+ * return on the same channel: GH_ENOMEM was -2, which is -ENOENT, and a missing file was once
+ * reported as "out of memory". */
+#define GH_ERR_BASE 4096
 #define GH_ERRORS(X)                                             \
     X(AGAIN, "need more input")                                  \
     X(NOMEM, "out of memory")                                    \
@@ -83,15 +87,17 @@ enum {
     GH_E__COUNT
 };
 
-#define GH_X_CODE(name, msg) GH_E##name = -(GH_E##name##_IDX),
-enum { GH_ERRORS(GH_X_CODE) GH_E__LAST = -(GH_E__COUNT) };
+#define GH_X_CODE(name, msg) GH_E##name = -(GH_ERR_BASE + GH_E##name##_IDX),
+enum { GH_ERRORS(GH_X_CODE) GH_E__LAST = -(GH_ERR_BASE + GH_E__COUNT) };
 #undef GH_X_CODE
 
-/* Name ("H1_BARE_CR") and message ("bare CR") of a negative code. */
+/* Name ("H1_BARE_CR") of a GH_E* code ("UNKNOWN" for anything else); message of a negative code:
+ * a GH_E* code's ("bare CR") or a negative errno's (strerror). */
 const char *gh_err_name(int code);
 const char *gh_err_msg(int code);
-/* Index 0..GH_E__COUNT-1 of a negative code, for per-reason counters. */
-static inline int gh_err_index(int code) { return -code; }
+/* Index 1..GH_E__COUNT-1 of a GH_E* code, for per-reason counters, and back. */
+static inline int gh_err_index(int code) { return -code - GH_ERR_BASE; }
+static inline int gh_err_code(int index) { return -(GH_ERR_BASE + index); }
 
 #define GH_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define GH_MIN(a, b) ((a) < (b) ? (a) : (b))

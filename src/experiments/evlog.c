@@ -3,6 +3,7 @@
  * zlib's crc32 (logs of version 1). */
 #include "experiments/evlog.h"
 
+#include "core/common.h"
 #include "core/crc32c.h"
 
 #include <errno.h>
@@ -172,14 +173,14 @@ int gh_evlog_open(gh_evlog_t **out, const char *path, gh_evlog_stat_t *st, char 
         if ((rc = read_all(fd, (uint8_t *)m, sizeof m, 0)) == 0 && !memcmp(m, MAGIC1, sizeof m))
             version = 1;
         else if (rc < 0 || memcmp(m, MAGIC2, sizeof m)) {
-            snprintf(err, errcap, "experiments log %s: %s", path, rc < 0 ? strerror(-rc) : "not an experiments log (bad magic)");
+            snprintf(err, errcap, "experiments log %s: %s", path, rc < 0 ? gh_err_msg(rc) : "not an experiments log (bad magic)");
             close(fd);
             return rc < 0 ? rc : -EINVAL;
         }
         uint64_t good = 0;
         int bad = 0;
         if ((rc = walk(fd, version, size, NULL, NULL, &good, &bad, &st->frames)) < 0) {
-            snprintf(err, errcap, "experiments log %s: %s", path, strerror(-rc));
+            snprintf(err, errcap, "experiments log %s: %s", path, gh_err_msg(rc));
             close(fd);
             return rc;
         }

@@ -1017,7 +1017,7 @@ static int migrate_store(const char *logpath, char *err, size_t errcap)
     if (rc == 0 && rename(tmp, logpath) < 0)
         rc = -errno;
     if (rc < 0) {
-        snprintf(err, errcap, "experiments store: migrating to the log %s: %s", logpath, strerror(-rc));
+        snprintf(err, errcap, "experiments store: migrating to the log %s: %s", logpath, gh_err_msg(rc));
         unlink(tmp);
         return rc;
     }
@@ -1151,7 +1151,7 @@ static void compact_edges(void)
         rc = -errno;
     if (rc < 0) {
         gh_log(GH_LOG_ERROR, "experiments edge snapshots %s: compaction failed (%s): the file keeps growing",
-               P.edges_path, rc == GH_ENOMEM ? "out of memory or a failed write" : n ? strerror(-rc) : err);
+               P.edges_path, rc == GH_ENOMEM ? "out of memory or a failed write" : n ? gh_err_msg(rc) : err);
         unlink(tmp);
         return;
     }
@@ -1264,7 +1264,7 @@ static int log_flush(int sync)
     int rc = gh_evlog_flush(P.log, sync);
     if (rc < 0 && !P.log_failed)
         gh_log(GH_LOG_ERROR, "experiments log: write failed: %s (publishes are answered 503; exposures of the "
-                             "frame are kept in memory only)", strerror(-rc));
+                             "frame are kept in memory only)", gh_err_msg(rc));
     P.log_failed = rc < 0;
     P.last_persist = (int64_t)now_ms();
     return rc;

@@ -357,7 +357,7 @@ char *gh_metrics_render(size_t *len)
                   "# TYPE gatehouse_parser_rejections_total counter\n");
     for (int e = gh_err_index(GH_EH1_METHOD); e <= gh_err_index(GH_EH1_STATUS); e++) {
         SUM(v, threads[i_].parser_rejections[e]);
-        gh_text_printf(&b, "gatehouse_parser_rejections_total{reason=\"%s\"} %llu\n", gh_err_name(-e),
+        gh_text_printf(&b, "gatehouse_parser_rejections_total{reason=\"%s\"} %llu\n", gh_err_name(gh_err_code(e)),
                   (unsigned long long)v);
     }
     static const char *const h2kinds[] = {

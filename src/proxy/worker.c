@@ -253,7 +253,7 @@ static int worker_init(gh_worker_t *w, uint32_t id, int is_admin, gh_conf_t *c)
             continue;
         int fd = open_listener(lc);
         if (fd < 0) {
-            gh_log(GH_LOG_ERROR, "listener %s at %s: %s", lc->name, lc->listen, strerror(-fd));
+            gh_log(GH_LOG_ERROR, "listener %s at %s: %s", lc->name, lc->listen, gh_err_msg(fd));
             return GH_EIO;
         }
         gh_listener_t *l = &w->listeners[w->nlisteners++];
@@ -291,7 +291,7 @@ int gh_workers_start(gh_conf_t *c)
     for (uint32_t i = 0; i < c->nlisteners; i++) {
         int rc = port_free(&c->listeners[i]);
         if (rc < 0) {
-            gh_log(GH_LOG_ERROR, "listener %s at %s: %s", c->listeners[i].name, c->listeners[i].listen, strerror(-rc));
+            gh_log(GH_LOG_ERROR, "listener %s at %s: %s", c->listeners[i].name, c->listeners[i].listen, gh_err_msg(rc));
             return GH_EIO;
         }
     }

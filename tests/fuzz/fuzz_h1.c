@@ -97,7 +97,7 @@ static void check_request(const char *b, size_t n, const gh_h1_limits_t *l, uint
     int rc = parse_req(b, n, l, &r, h, &st);
     *out = r;
     *out_rc = rc;
-    ASSERT(rc > 0 || rc == GH_EAGAIN || (rc < 0 && rc > GH_E__LAST));
+    ASSERT(rc > 0 || rc == GH_EAGAIN || (rc <= GH_EAGAIN && rc > GH_E__LAST));
     if (rc > 0) {
         const char *end = b + rc;
         ASSERT((size_t)rc <= n && (uint32_t)rc == r.head_len && r.head_len <= l->max_head);
@@ -162,7 +162,7 @@ static void check_response(const char *b, size_t n, const gh_h1_limits_t *l, int
     static gh_h1_header_t h[NH], h2[NH];
     gh_h1_response_t r, r2;
     int rc = gh_h1_parse_response(b, n, l, method, &r, h, NH);
-    ASSERT(rc > 0 || rc == GH_EAGAIN || (rc < 0 && rc > GH_E__LAST));
+    ASSERT(rc > 0 || rc == GH_EAGAIN || (rc <= GH_EAGAIN && rc > GH_E__LAST));
     if (rc > 0) {
         ASSERT((size_t)rc <= n && (uint32_t)rc == r.head_len && r.head_len <= l->max_head);
         ASSERT(rc >= 4 && !memcmp(b + rc - 4, "\r\n\r\n", 4));

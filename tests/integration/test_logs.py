@@ -135,3 +135,29 @@ def test_syslog_settings_errors(tmp_path):
         f.write_text('listeners: [{name: http, listen: "127.0.0.1:1"}]\naccess_log: %s\n' % text)
         p = subprocess.run([BIN, "validate", "-c", str(f)], capture_output=True, text=True, timeout=10)
         assert p.returncode != 0 and msg in p.stdout + p.stderr and "%s:2:" % f in p.stdout + p.stderr, p.stdout + p.stderr
+
+
+def test_syslog_socket_missing_at_start(tmp_path):
+    """A syslog address that nothing listens on: the start fails at once, naming the address and
+    why, and nothing is left listening."""
+    import subprocess
+    from helpers import BIN
+    missing = tmp_path / "no-such.sock"
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    listen = "127.0.0.1:%d" % s.getsockname()[1]
+    s.close()
+    f = tmp_path / "c.yaml"
+    f.write_text('listeners: [{name: http, listen: "%s"}]\n'
+                 'access_log: {syslog: {address: "%s"}}\n' % (listen, missing))
+    p = subprocess.run([BIN, "run", "-c", str(f)], capture_output=True, text=True, timeout=20)
+    out = p.stdout + p.stderr
+    assert p.returncode != 0, out
+    assert "access log %s: No such file or directory" % missing in out, out
+    # a path that exists but is no socket: refused the same way
+    plain = tmp_path / "plain"
+    plain.write_text("")
+    f.write_text('listeners: [{name: http, listen: "%s"}]\naccess_log: {syslog: {address: "%s"}}\n' % (listen, plain))
+    p = subprocess.run([BIN, "run", "-c", str(f)], capture_output=True, text=True, timeout=20)
+    out = p.stdout + p.stderr
+    assert p.returncode != 0 and "access log %s: Connection refused" % plain in out, out

@@ -7,6 +7,8 @@
 #include "core/loop.h"
 #include "t.h"
 
+#include <errno.h>
+
 static uint64_t fake_now = 1000000;
 static uint64_t fake_clock(void) { return fake_now; }
 
@@ -175,6 +177,13 @@ static void test_errors(void)
     CHECK(!strcmp(gh_err_name(GH_EH1_CL_AND_TE), "H1_CL_AND_TE"));
     CHECK(!strcmp(gh_err_msg(GH_EAGAIN), "need more input"));
     CHECK(!strcmp(gh_err_name(12345), "UNKNOWN"));
+    /* GH_E* codes lie apart from negative errno values, which share the return channel */
+    CHECK(GH_ENOMEM != -ENOENT && GH_EAGAIN < -4095 && GH_E__LAST < GH_EH1_STATUS);
+    CHECK(!strcmp(gh_err_msg(GH_ENOMEM), "out of memory"));
+    CHECK(!strcmp(gh_err_msg(-ENOENT), "No such file or directory"));
+    CHECK(!strcmp(gh_err_name(-ENOENT), "UNKNOWN"));
+    CHECK(!strcmp(gh_err_name(0), "OK"));
+    CHECK_INT(gh_err_code(gh_err_index(GH_EH1_BARE_CR)), GH_EH1_BARE_CR);
     CHECK_INT(gh_err_index(GH_EAGAIN), 1);
 }
 
