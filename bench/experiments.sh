@@ -28,7 +28,7 @@
 #                 fdatasync'ed, and aggregated) per second.
 # Then a restart on the same store (gh_exp_start again: the log replayed) with its time and a check
 # that the results equal those before the stop.
-# exp.c does not tell a producer that its ring (16384 records) is full (the record is dropped and only
+# exp.c does not tell a producer that its ring (32768 records) is full (the record is dropped and only
 # counted internally), so ingest keeps at most WINDOW (8192) exposures outstanding by polling
 # gh_exp_results' exposure_records_since_start; every run checks afterwards that nothing was lost and
 # that units per variant and the three metrics' values equal what was sent.

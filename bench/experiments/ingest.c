@@ -22,8 +22,8 @@
  *   expose-new   EXPOSURES first exposures: units "u0".."uN-1" (hashes computed before the clock
  *                starts), variant from a bit of the unit's hash, gh_exp_expose(0, ...) as fast as
  *                the ring takes them. exp.c gives no way to see a full ring (a full ring drops the
- *                record silently), so the producer keeps at most WINDOW (default 8192, half the
- *                16384-record ring) records in flight: it polls gh_exp_results' exposure_records_
+ *                record silently), so the producer keeps at most WINDOW (default 8192, a quarter of the
+ *                32768-record ring) records in flight: it polls gh_exp_results' exposure_records_
  *                since_start (records applied by the pipeline) and waits (50 us sleeps) until fewer
  *                than WINDOW are outstanding. The phase ends when all EXPOSURES are applied; each
  *                new unit is also one 33-byte record in the log's pending frame (written with

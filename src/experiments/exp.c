@@ -1793,7 +1793,7 @@ static void *pipeline_main(void *arg)
              * trickle of records, which on a worker's core takes its CPU for little work per loop
              * (a wake-up, and the cache it finds cold, cost more than draining a few thousand
              * records; WAIT_MS of records is ~2,000 at 100,000 requests/s per worker, far below a
-             * ring's 16,384) */
+             * ring's 32,768) */
             pthread_mutex_lock(&P.qmu);
             if (!P.queue && !P.stop) {
                 struct timespec ts;
