@@ -371,11 +371,21 @@ thread_ticks() {
     done
 }
 
-wrk_uid() {   # wrk_uid DURATION OUT [ARGS...]
+# wrk_start CONNECTIONS DURATION PORT OUT [ARGS...]: wrk with uid.lua (pool POOL, its own uids) on
+# core CLIENT_CPU in the background, its output in OUT; its PID in WRK_PID (stopped by the trap).
+wrk_start() {
+    local c=$1 d=$2 port=$3 out=$4; shift 4
+    timeout -k 2 $((d + 20)) taskset -c "$CLIENT_CPU" wrk -t1 -c"$c" -d"${d}s" "$@" -s "$HERE/experiments/uid.lua" \
+        "http://127.0.0.1:$port/" -- "$POOL" "$RANDOM" >"$out" 2>&1 </dev/null &
+    WRK_PID=$!
+    STARTED_PIDS+=("$WRK_PID")
+}
+
+wrk_uid() {   # wrk_uid DURATION OUT [ARGS...]: one load of CONNS connections on PORT, waited for
     local d=$1 out=$2; shift 2
-    run_bg $((d + 20)) "$out" taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNS" -d"${d}s" "$@" -s "$HERE/experiments/uid.lua" \
-        "http://127.0.0.1:$PORT/" -- "$POOL" "$RANDOM"
-    cat "$out.err" >>"$out"
+    wrk_start "$CONNS" "$d" "$PORT" "$out" "$@"
+    wait "$WRK_PID"
+    forget_pid "$WRK_PID"
 }
 
 # admin_figures CONFIG DIR: "route_requests exposure_records units log_lines log_dropped" after a run.
@@ -508,15 +518,6 @@ sched_ns() {
     echo "$t"
 }
 
-# pair_wrk DURATION PORT OUT [ARGS]: one of a pair's two loads, in the background (its PID in WRK_PID).
-pair_wrk() {
-    local d=$1 port=$2 out=$3; shift 3
-    timeout -k 2 $((d + 20)) taskset -c "$CLIENT_CPU" wrk -t1 -c$((CONNS / 2)) -d"${d}s" "$@" -s "$HERE/experiments/uid.lua" \
-        "http://127.0.0.1:$port/" -- "$POOL" "$RANDOM" >"$out" 2>&1 </dev/null &
-    WRK_PID=$!
-    STARTED_PIDS+=("$WRK_PID")
-}
-
 # run_pair ROUND P Q: gatehouses with configurations P and Q started together on core SERVER_CPU,
 # each loaded by its own wrk (-c CONNS/2, the same uid pool, its own uids) on core CLIENT_CPU at the
 # same time for PAIR_DURATION; CPU ns of each process's threads (schedstat) over the run / its
@@ -540,13 +541,13 @@ run_pair() {
         return
     fi
     flags_pause
-    pair_wrk 1 "$port_p" "$TMPD/pwarm1.txt"; wp=$WRK_PID
-    pair_wrk 1 "$port_q" "$TMPD/pwarm2.txt"; wq=$WRK_PID
+    wrk_start $((CONNS / 2)) 1 "$port_p" "$TMPD/pwarm1.txt"; wp=$WRK_PID
+    wrk_start $((CONNS / 2)) 1 "$port_q" "$TMPD/pwarm2.txt"; wq=$WRK_PID
     wait "$wp" "$wq"; forget_pid "$wp"; forget_pid "$wq"
     sleep 0.3
     n0p=$(sched_ns "$pp"); n0q=$(sched_ns "$pq")
-    pair_wrk "$PAIR_DURATION" "$port_p" "$dp/wrk.txt"; wp=$WRK_PID
-    pair_wrk "$PAIR_DURATION" "$port_q" "$dq/wrk.txt"; wq=$WRK_PID
+    wrk_start $((CONNS / 2)) "$PAIR_DURATION" "$port_p" "$dp/wrk.txt"; wp=$WRK_PID
+    wrk_start $((CONNS / 2)) "$PAIR_DURATION" "$port_q" "$dq/wrk.txt"; wq=$WRK_PID
     wait "$wp" "$wq"; forget_pid "$wp"; forget_pid "$wq"
     sleep 0.5 # the pipelines drain their rings (their work counts)
     n1p=$(sched_ns "$pp"); n1q=$(sched_ns "$pq")

@@ -4672,12 +4672,12 @@ static void parse_tenants(ctx_t *x, yaml_node_t *n)
                 for (uint32_t j = 0; j < t->nexperiments; j++) /* what the workers send the experiments */
                     for (uint32_t m = 0; m < t->experiments[j].nmetrics; m++) {
                         const gh_conf_xmetric_t *mt = &t->experiments[j].metrics[m];
-                        const gh_conf_xsource_t *src[2] = {&mt->num, mt->kind == GH_XK_RATIO ? &mt->den : NULL};
-                        for (int k = 0; k < 2; k++)
-                            if (src[k] && src[k]->source >= GH_XS_PATH) {
+                        for (int den = 0; den < 2; den++)
+                            if (gh_conf_xpart_edge(mt, den)) {
+                                const gh_conf_xsource_t *src = den ? &mt->den : &mt->num;
                                 t->xedges = 1;
-                                if (src[k]->source == GH_XS_PATH)
-                                    t->xpath_max = GH_MAX(t->xpath_max, (uint32_t)src[k]->path_len);
+                                if (src->source == GH_XS_PATH)
+                                    t->xpath_max = GH_MAX(t->xpath_max, (uint32_t)src->path_len);
                             }
                     }
             }

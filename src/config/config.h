@@ -239,6 +239,15 @@ typedef struct {
     int cuped;             /* GH_XK_MEAN on events: the same value before exposure as covariate */
 } gh_conf_xmetric_t;
 
+/* Whether a part of metric mt (den 0: its number, 1: its denominator, which only a ratio has) is
+ * observed at the edge rather than taken from events: what the workers send and the pipeline
+ * applies per request (config.c, src/experiments/exp.c). */
+static inline int gh_conf_xpart_edge(const gh_conf_xmetric_t *mt, int den)
+{
+    const gh_conf_xsource_t *s = !den ? &mt->num : mt->kind == GH_XK_RATIO ? &mt->den : NULL;
+    return s && s->source >= GH_XS_PATH;
+}
+
 typedef struct {
     char *id;          /* unique in the tenant */
     char *flag;        /* the tenant's flag whose variants are compared */

@@ -254,7 +254,7 @@ typedef struct xstate {
     uint32_t cap, count, vcap, nrows;
     double *vn;   /* units per variant */
     vsum_t *sums; /* nv * nm */
-    uint64_t exposures, unattributed, dropped_units, late;
+    uint64_t exposures, observations, unattributed, dropped_units, late; /* observations: records of its tenant's requests */
     int live; /* in the current configuration */
 } xstate_t;
 
@@ -551,7 +551,6 @@ static double observe_value(const gh_conf_xsource_t *s, const rec_t *r, const ch
     }
 }
 
-static int is_edge(const gh_conf_xsource_t *s) { return s->source >= GH_XS_PATH; }
 
 /* ---- units ---- */
 
@@ -796,6 +795,7 @@ static void apply_observe(const rec_t *r, const rec_t *cont)
     for (xstate_t *x = P.xs; x; x = x->next) {
         if (!x->live || x->tenant_h != r->tenant_h)
             continue;
+        x->observations++;
         uint32_t idx;
         unit_t *u = unit_find(x, r->unit_h, &idx);
         if (!u || (int64_t)r->time_ms < u->first_ms)
@@ -803,8 +803,8 @@ static void apply_observe(const rec_t *r, const rec_t *cont)
         for (uint32_t k = 0; k < x->nedge; k++) {
             uint32_t m = x->edge_m[k];
             const gh_conf_xmetric_t *mt = &x->metrics[m];
-            double dn = is_edge(&mt->num) ? observe_value(&mt->num, r, path) : NAN;
-            double dd = mt->kind == GH_XK_RATIO && is_edge(&mt->den) ? observe_value(&mt->den, r, path) : NAN;
+            double dn = gh_conf_xpart_edge(mt, 0) ? observe_value(&mt->num, r, path) : NAN;
+            double dd = gh_conf_xpart_edge(mt, 1) ? observe_value(&mt->den, r, path) : NAN;
             if (isnan(dn) && isnan(dd))
                 continue;
             unit_add(x, idx, m, isnan(dn) ? 0 : dn, isnan(dd) ? 0 : dd, 0);
@@ -1063,9 +1063,9 @@ static uint32_t edge_parts(const xstate_t *x, uint32_t *pm, uint8_t *pf)
     uint32_t np = 0;
     for (uint32_t m = 0; m < x->nm && np + 2 <= EDGE_PARTS_MAX; m++) {
         const gh_conf_xmetric_t *mt = &x->metrics[m];
-        if (is_edge(&mt->num))
+        if (gh_conf_xpart_edge(mt, 0))
             pm[np] = m, pf[np++] = 0;
-        if (mt->kind == GH_XK_RATIO && is_edge(&mt->den))
+        if (gh_conf_xpart_edge(mt, 1))
             pm[np] = m, pf[np++] = 1;
     }
     return np;
@@ -1187,9 +1187,9 @@ static void replay_edge_value(xstate_t *x, uint64_t unit_h, uint32_t m, int den,
     uint32_t vi = x->units[idx].vi;
     const double *row = vi == NO_ROW ? NULL : &x->vals[(size_t)vi * x->rowlen];
     const uint16_t *c = &x->col[m * 3];
-    if (!den && is_edge(&mt->num))
+    if (!den && gh_conf_xpart_edge(mt, 0))
         unit_add(x, idx, m, val - (row ? row[c[C_NUM]] : 0), 0, 0);
-    else if (den && mt->kind == GH_XK_RATIO && is_edge(&mt->den))
+    else if (den && gh_conf_xpart_edge(mt, 1))
         unit_add(x, idx, m, 0, val - (row ? row[c[C_DEN]] : 0), 0);
 }
 
@@ -1434,7 +1434,7 @@ static void xs_bind(xstate_t *x, const gh_conf_tenant_t *t, const gh_conf_experi
     for (uint32_t m = 0; m < x->nm; m++) {
         const gh_conf_xmetric_t *mt = &e->metrics[m];
         x->metric_h[m] = gh_exp_hash(mt->name, strlen(mt->name));
-        if (is_edge(&mt->num) || (mt->kind == GH_XK_RATIO && is_edge(&mt->den)))
+        if (gh_conf_xpart_edge(mt, 0) || gh_conf_xpart_edge(mt, 1))
             x->edge_m[x->nedge++] = m;
     }
     x->start_ms = e->start_ms;
@@ -1651,8 +1651,8 @@ static void audit_event(const char *tenant, const pevent_t *e)
 
 /* Two cache misses per record and experiment (the unit's slot, then its values), fetched ahead:
  * stage 0 the slot; once the slot is in cache, stage 1 the start of its values' row (an event's)
- * or stage 2 the values of the edge metrics (an observation's: a row of nm x 24 bytes spans two or
- * three lines, and the edge metrics' are often not in the first). */
+ * or stage 2 the values of the edge metrics (an observation's: a row of rowlen doubles can span
+ * two lines, and the edge metrics' are often not in the first). */
 static void prefetch_unit(uint64_t tenant_h, uint64_t unit_h, int stage)
 {
     for (xstate_t *x = P.xs; x; x = x->next) {
@@ -2845,6 +2845,7 @@ json_t *gh_exp_results(const char *tenant, const char *id, int *status, char *er
     }
     json_object_set_new(out, "units", units);
     json_object_set_new(out, "exposure_records_since_start", json_integer((json_int_t)x->exposures));
+    json_object_set_new(out, "observation_records_since_start", json_integer((json_int_t)x->observations));
     json_object_set_new(out, "unattributed_events", json_integer((json_int_t)x->unattributed));
     json_object_set_new(out, "dropped_units", json_integer((json_int_t)x->dropped_units));
     json_object_set_new(out, "records_dropped", json_integer((json_int_t)records_dropped()));

@@ -264,10 +264,11 @@ static json_t *results(void)
 
 static long long jint(json_t *o, const char *k) { return (long long)json_integer_value(json_object_get(o, k)); }
 
-static gh_conf_t *load_conf(void)
+/* The configuration fmt (its store in dir: the one %s), loaded. */
+static gh_conf_t *load_yaml(const char *fmt)
 {
     char yaml[2048];
-    snprintf(yaml, sizeof yaml, YAML, dir);
+    snprintf(yaml, sizeof yaml, fmt, dir);
     gh_conf_t *c = NULL;
     gh_conf_errors_t errs;
     memset(&errs, 0, sizeof errs);
@@ -278,6 +279,8 @@ static gh_conf_t *load_conf(void)
     }
     return c;
 }
+
+static gh_conf_t *load_conf(void) { return load_yaml(YAML); }
 
 static int start(gh_conf_t *c)
 {
@@ -499,14 +502,14 @@ static double latency_of(json_t *r, const char *variant)
  * removes the subdirectory). */
 static char dir_saved[sizeof dir];
 
-static gh_conf_t *sub_enter(const char *name)
+static gh_conf_t *sub_enter(const char *name, const char *fmt)
 {
     memcpy(dir_saved, dir, sizeof dir);
     CHECK(strlen(dir) + 1 + strlen(name) < sizeof dir);
     strcat(dir, "/");
     strcat(dir, name);
     CHECK_INT(mkdir(dir, 0700), 0);
-    gh_conf_t *c = load_conf();
+    gh_conf_t *c = load_yaml(fmt);
     CHECK(c != NULL);
     if (!c)
         memcpy(dir, dir_saved, sizeof dir);
@@ -524,7 +527,7 @@ static void sub_leave(gh_conf_t *c)
 
 static void test_tables_grow(void)
 {
-    gh_conf_t *c = sub_enter("grow");
+    gh_conf_t *c = sub_enter("grow", YAML);
     if (!c)
         return;
     const gh_conf_tenant_t *t = &c->tenants[0];
@@ -556,7 +559,7 @@ static void test_tables_grow(void)
  * does not count, one that has the whole prefix does, one shorter than it does not. */
 static void test_long_path_prefix(void)
 {
-    gh_conf_t *c = sub_enter("paths");
+    gh_conf_t *c = sub_enter("paths", YAML);
     if (!c)
         return;
     const gh_conf_tenant_t *t = &c->tenants[0];
@@ -586,6 +589,34 @@ static void test_long_path_prefix(void)
     CHECK(fabs(json_real_value(json_object_get(v, "on")) * (double)json_integer_value(json_object_get(units, "on")) - want[1]) < 1e-9);
     CHECK(fabs(json_real_value(json_object_get(v, "off")) * (double)json_integer_value(json_object_get(units, "off")) - want[0]) < 1e-9);
     CHECK(want[0] + want[1] == 20);
+    CHECK_INT(jint(r, "observation_records_since_start"), 40);
+    json_decref(r);
+    gh_exp_stop();
+    sub_leave(c);
+}
+
+/* A tenant whose experiments have no edge metric sends no observations (a request costs one
+ * exposure record); its path is not kept either. */
+static void test_no_edge_metric_no_observation(void)
+{
+    gh_conf_t *c = sub_enter("events-only", EXP_YAML_HEAD "    sites: []\n");
+    if (!c)
+        return;
+    const gh_conf_tenant_t *t = &c->tenants[0];
+    CHECK_INT(t->xedges, 0);
+    CHECK_INT(t->xpath_max, 0);
+    CHECK(start(c) == 0);
+    expose_units(t, 0, 10);
+    for (int i = 0; i < 10; i++) { /* dropped before the ring: the records applied stay 10 */
+        char u[32];
+        int n = snprintf(u, sizeof u, "u%d", i);
+        gh_exp_observe(0, t, gh_exp_hash(u, (size_t)n), "/checkout", 9, 200, 1000, 100, 3000000);
+    }
+    expose_units(t, 10, 11);
+    json_t *r = results();
+    CHECK_INT(jint(r, "exposure_records_since_start"), 11);
+    CHECK_INT(jint(r, "observation_records_since_start"), 0);
+    CHECK_INT(jint(r, "records_dropped"), 0);
     json_decref(r);
     gh_exp_stop();
     sub_leave(c);
@@ -684,6 +715,7 @@ int main(void)
     RUN(test_migrates_a_sqlite_store);
     RUN(test_tables_grow);
     RUN(test_long_path_prefix);
+    RUN(test_no_edge_metric_no_observation);
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0)
